@@ -1,0 +1,1 @@
+"""The sealdrop client: identities, contacts, send, receive."""

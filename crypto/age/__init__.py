@@ -1,0 +1,43 @@
+"""age v1 (C2SP age spec): the payload format of every sealdrop transfer.
+
+Public API: ``Encryptor``/``encrypt`` to recipients, ``Decryptor``/``decrypt``
+with identities, recipient and identity types, and the error classes.
+"""
+
+from .core import Decryptor, Encryptor, Identity, Recipient, decrypt, encrypt
+from .errors import (
+    AgeError,
+    ArmorError,
+    HeaderError,
+    MACError,
+    NoIdentityMatchError,
+    PayloadError,
+    RecipientError,
+)
+from .keys import parse_identities, parse_identity, parse_recipient, parse_recipients_file
+from .scrypt import ScryptIdentity, ScryptRecipient
+from .x25519 import X25519Identity, X25519Recipient
+
+__all__ = [
+    "AgeError",
+    "ArmorError",
+    "Decryptor",
+    "Encryptor",
+    "HeaderError",
+    "Identity",
+    "MACError",
+    "NoIdentityMatchError",
+    "PayloadError",
+    "Recipient",
+    "RecipientError",
+    "ScryptIdentity",
+    "ScryptRecipient",
+    "X25519Identity",
+    "X25519Recipient",
+    "decrypt",
+    "encrypt",
+    "parse_identities",
+    "parse_identity",
+    "parse_recipient",
+    "parse_recipients_file",
+]

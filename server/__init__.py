@@ -1,0 +1,1 @@
+"""The blind relay: stores ciphertext and minimal metadata, never decrypts."""
