@@ -215,4 +215,3 @@ def age_command(
     )
 
 
-age = age_command

@@ -18,9 +18,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from .age_cmd import age
+    from .age_cmd import age_command
 
-    cli.add_command(age)
+    cli.add_command(age_command)
 
 
 _register()

@@ -146,7 +146,7 @@ class KeyBundle:
         if not x25519.isascii() or not pq.isascii() or "\n" in x25519 + pq:
             raise BundleError("key bundle recipients must be single-line ASCII")
         return cls(
-            handle=check_handle(obj["handle"]),  # type: ignore[arg-type]
+            handle=check_handle(obj["handle"]),
             signing_key=_unb64(obj["signing_key"], 32, "signing_key"),
             x25519=x25519,
             pq=pq,

@@ -20,3 +20,35 @@ class SealdropCryptoError(Exception):
 
 class BundleError(SealdropCryptoError):
     """A key bundle is malformed or its signature does not verify."""
+
+
+class ManifestError(SealdropCryptoError):
+    """A transfer manifest is malformed, not canonical, or inconsistent."""
+
+
+class SignatureError(SealdropCryptoError):
+    """A transfer's manifest signature does not verify with the sender's key."""
+
+
+class ContainerError(SealdropCryptoError):
+    """A transfer archive is malformed, or its contents do not match the manifest."""
+
+
+class UnsafePathError(ContainerError):
+    """A member name could escape the destination or collide with another name."""
+
+
+class HostileArchiveError(ContainerError):
+    """The archive holds something a sender never writes: links, devices, extra data."""
+
+
+class IntegrityError(ContainerError):
+    """A file's size or SHA-256 differs from what the signed manifest says."""
+
+
+class IdentityFileError(SealdropCryptoError):
+    """The decrypted identity file is malformed or its keys do not match its bundle."""
+
+
+class SafetyNumberError(SealdropCryptoError):
+    """A safety number typed by the user is malformed."""

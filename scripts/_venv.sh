@@ -9,8 +9,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.sealdrop-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  log="$VENV/install.log"
+  echo "sealdrop: installing into $VENV (log: $log)" >&2
+  if ! "$VENV/bin/pip" install -e "$ROOT[test]" >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "sealdrop: pip install failed; see $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

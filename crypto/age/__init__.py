@@ -14,6 +14,7 @@ from .errors import (
     PayloadError,
     RecipientError,
 )
+from .hybrid import HybridIdentity, HybridRecipient
 from .keys import parse_identities, parse_identity, parse_recipient, parse_recipients_file
 from .scrypt import ScryptIdentity, ScryptRecipient
 from .x25519 import X25519Identity, X25519Recipient
@@ -24,6 +25,8 @@ __all__ = [
     "Decryptor",
     "Encryptor",
     "HeaderError",
+    "HybridIdentity",
+    "HybridRecipient",
     "Identity",
     "MACError",
     "NoIdentityMatchError",

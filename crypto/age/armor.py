@@ -27,7 +27,7 @@ class Reader(Protocol):
 
 
 class Writer(Protocol):
-    def write(self, data: bytes, /) -> int: ...
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
 
 
 class ArmorWriter:
@@ -36,7 +36,7 @@ class ArmorWriter:
         self._buf = bytearray()
         dst.write(BEGIN + b"\n")
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         self._buf += data
         whole = len(self._buf) - len(self._buf) % _BYTES_PER_LINE
         if whole:

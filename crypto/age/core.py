@@ -85,7 +85,7 @@ class Encryptor:
         stanzas = [s for r in recipients for s in r.wrap(file_key, rand)]
         mac_input = fmt.marshal_without_mac(stanzas)
         self._armor = ArmorWriter(dst) if armor else None
-        out: Writer = self._armor if self._armor is not None else dst
+        out: Writer = dst if self._armor is None else self._armor
         out.write(fmt.marshal(mac_input, _header_mac(file_key, mac_input)))
         nonce = rand(NONCE_SIZE)
         out.write(nonce)
@@ -95,6 +95,10 @@ class Encryptor:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         return self._stream.write(data)
+
+    def write_from(self, src: Reader) -> int:
+        """Encrypt all of ``src``; faster than write() for files (reads in place)."""
+        return self._stream.write_from(src)
 
     def close(self) -> None:
         self._stream.close()
@@ -109,7 +113,7 @@ class Encryptor:
         if exc[0] is None:
             self.close()
         else:
-            self._stream.__exit__(*exc)
+            self._stream.abort()
 
 
 class _Prefixed:
@@ -129,6 +133,15 @@ class _Prefixed:
         out = bytes(self._prefix[:n])
         self._prefix = self._prefix[len(out) :]
         return out
+
+    def readinto(self, buf: memoryview) -> int:
+        if not self._prefix:
+            readinto = getattr(self._src, "readinto", None)
+            if readinto is not None:
+                return int(readinto(buf))
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
 
 def _detect_armor(src: Reader) -> tuple[bool, Reader]:
@@ -196,7 +209,11 @@ class Decryptor:
     def read(self, n: int = -1) -> bytes:
         return self._stream.read(n)
 
-    def chunks(self) -> Iterator[bytes]:
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        return self._stream.readinto(buf)
+
+    def chunks(self) -> Iterator[memoryview]:
+        """Runs of plaintext; each view is valid only until the next is requested."""
         return self._stream.chunks()
 
     def close(self) -> None:
@@ -219,14 +236,8 @@ def encrypt(
     workers: int = DEFAULT_WORKERS,
 ) -> int:
     """Encrypt all of ``src`` to ``dst``; returns the plaintext size."""
-    enc = Encryptor(dst, recipients, armor=armor, rand=rand, workers=workers)
-    total = 0
-    block = DEFAULT_BATCH_CHUNKS * 64 * 1024
-    with enc:
-        while data := src.read(block):
-            enc.write(data)
-            total += len(data)
-    return total
+    with Encryptor(dst, recipients, armor=armor, rand=rand, workers=workers) as enc:
+        return enc.write_from(src)
 
 
 def decrypt(
