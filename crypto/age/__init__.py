@@ -4,7 +4,7 @@ Public API: ``Encryptor``/``encrypt`` to recipients, ``Decryptor``/``decrypt``
 with identities, recipient and identity types, and the error classes.
 """
 
-from .core import Decryptor, Encryptor, Identity, Recipient, decrypt, encrypt
+from .core import Decryptor, Encryptor, Identity, Recipient, ResumeState, decrypt, encrypt
 from .errors import (
     AgeError,
     ArmorError,
@@ -33,6 +33,7 @@ __all__ = [
     "PayloadError",
     "Recipient",
     "RecipientError",
+    "ResumeState",
     "ScryptIdentity",
     "ScryptRecipient",
     "X25519Identity",

@@ -16,8 +16,9 @@ from . import format as fmt
 from .armor import BEGIN, ArmorReader, ArmorWriter
 from .errors import HeaderError, MACError, NoIdentityMatchError, RecipientError
 from .format import Stanza
-from .primitives import FILE_KEY_SIZE, hkdf_sha256, hmac_sha256
+from .primitives import FILE_KEY_SIZE, TAG_SIZE, hkdf_sha256, hmac_sha256
 from .stream import (
+    CHUNK_SIZE,
     DEFAULT_BATCH_CHUNKS,
     DEFAULT_WORKERS,
     NONCE_SIZE,
@@ -64,10 +65,44 @@ def _check_recipients(recipients: Sequence[Recipient]) -> None:
         )
 
 
+class ResumeState:
+    """What it takes to re-create the exact same ciphertext later: SECRET.
+
+    Encryption draws fresh randomness (file key, payload nonce, and the
+    ML-KEM encapsulation, which cannot be seeded), so an interrupted upload
+    can only be continued byte-identically by keeping the header that was
+    sent and the key and nonce behind it; the payload is then deterministic
+    in the plaintext. Whoever holds this can decrypt the file: store it
+    encrypted, and delete it once the upload is complete.
+    """
+
+    __slots__ = ("header", "file_key", "nonce")
+
+    def __init__(self, *, header: bytes, file_key: bytes, nonce: bytes) -> None:
+        if len(file_key) != FILE_KEY_SIZE or len(nonce) != NONCE_SIZE:
+            raise RecipientError("invalid resume state")
+        self.header = header
+        self.file_key = file_key
+        self.nonce = nonce
+
+    def __repr__(self) -> str:
+        return "ResumeState(<secret>)"
+
+    def to_bytes(self) -> bytes:
+        return self.file_key + self.nonce + self.header
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ResumeState:
+        n = FILE_KEY_SIZE + NONCE_SIZE
+        return cls(file_key=data[:FILE_KEY_SIZE], nonce=data[FILE_KEY_SIZE:n], header=data[n:])
+
+
 class Encryptor:
     """A writer: what is written is encrypted to ``dst``; ``close()`` finishes the file.
 
-    ``close()`` does not close ``dst``.
+    ``close()`` does not close ``dst``. Pass ``resume`` (from a previous
+    Encryptor's ``resume_state``) instead of recipients to produce the same
+    header and key again.
     """
 
     def __init__(
@@ -79,19 +114,33 @@ class Encryptor:
         rand: Random = os.urandom,
         workers: int = DEFAULT_WORKERS,
         batch_chunks: int = DEFAULT_BATCH_CHUNKS,
+        resume: ResumeState | None = None,
     ) -> None:
-        _check_recipients(recipients)
-        file_key = rand(FILE_KEY_SIZE)
-        stanzas = [s for r in recipients for s in r.wrap(file_key, rand)]
-        mac_input = fmt.marshal_without_mac(stanzas)
+        if resume is None:
+            _check_recipients(recipients)
+            file_key = rand(FILE_KEY_SIZE)
+            stanzas = [s for r in recipients for s in r.wrap(file_key, rand)]
+            mac_input = fmt.marshal_without_mac(stanzas)
+            header = fmt.marshal(mac_input, _header_mac(file_key, mac_input))
+            nonce = rand(NONCE_SIZE)
+            resume = ResumeState(header=header, file_key=file_key, nonce=nonce)
+        self.resume_state = resume
         self._armor = ArmorWriter(dst) if armor else None
         out: Writer = dst if self._armor is None else self._armor
-        out.write(fmt.marshal(mac_input, _header_mac(file_key, mac_input)))
-        nonce = rand(NONCE_SIZE)
-        out.write(nonce)
+        out.write(resume.header)
+        out.write(resume.nonce)
         self._stream = StreamWriter(
-            _payload_key(file_key, nonce), out, workers=workers, batch_chunks=batch_chunks
+            _payload_key(resume.file_key, resume.nonce),
+            out,
+            workers=workers,
+            batch_chunks=batch_chunks,
         )
+
+    @staticmethod
+    def ciphertext_size(header_size: int, plaintext_size: int) -> int:
+        """Exact size of an unarmored age file with this header and plaintext size."""
+        chunks = max(1, -(-plaintext_size // CHUNK_SIZE))
+        return header_size + NONCE_SIZE + plaintext_size + chunks * TAG_SIZE
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         return self._stream.write(data)
