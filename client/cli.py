@@ -19,8 +19,12 @@ def cli() -> None:
 
 def _register() -> None:
     from .age_cmd import age_command
+    from .contacts_cmd import contacts
+    from .identity_cmd import identity
 
     cli.add_command(age_command)
+    cli.add_command(identity)
+    cli.add_command(contacts)
 
 
 _register()

@@ -10,3 +10,43 @@ class ClientError(Exception):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+
+
+class IdentityError(ClientError):
+    """No identity, or the identity file cannot be read or is damaged."""
+
+
+class WrongPassphraseError(IdentityError):
+    """The passphrase does not open the identity file."""
+
+
+class ContactError(ClientError):
+    """A contact is unknown, malformed, or its safety number does not match."""
+
+
+class UnknownContactError(ContactError):
+    """No contact with that handle (or that key) is pinned."""
+
+
+class ContactKeyChangedError(ContactError):
+    """A pinned contact presented a different signing key. Refused until re-verified."""
+
+
+class UnverifiedContactError(ContactError):
+    """The contact's safety number was never compared, and no override was given."""
+
+
+class SafetyNumberMismatchError(ContactError):
+    """The safety number given does not belong to the contact's key."""
+
+
+class ReplayError(ClientError):
+    """This transfer id was accepted before: the transfer is a replay."""
+
+
+class ReceiveError(ClientError):
+    """A transfer was refused on receipt (not a recipient, name collision, I/O)."""
+
+
+class SealError(ClientError):
+    """A transfer could not be sealed (unreadable or unsupported source file)."""

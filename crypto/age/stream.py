@@ -293,6 +293,7 @@ class StreamReader:
         self._carry: memoryview | None = None
         self._iter: Iterator[memoryview] | None = None
         self._partial = memoryview(b"")
+        self._error: PayloadError | None = None
 
     def _read_batch(self) -> _Batch:
         """Read the next batch's ciphertext and start opening its middle chunks."""
@@ -410,11 +411,28 @@ class StreamReader:
 
         Each yielded view is only valid until the next one is requested.
         """
+        if self._error is not None:
+            return self._sticky(iter(()))
         if self._iter is None:
-            self._iter = self._generate()
+            self._iter = self._sticky(self._generate())
         return self._iter
 
+    def _sticky(self, it: Iterator[memoryview]) -> Iterator[memoryview]:
+        """Remember the first error, so a caller that reads on never sees a clean EOF."""
+        if self._error is not None:
+            raise self._error
+        try:
+            yield from it
+        except PayloadError as exc:
+            self._error = exc
+            raise
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
     def read(self, n: int = -1) -> bytes:
+        self._raise_if_failed()
         if n is None or n < 0:
             parts = [bytes(self._partial)]
             self._partial = memoryview(b"")
@@ -424,6 +442,7 @@ class StreamReader:
             try:
                 self._partial = next(self.chunks())
             except StopIteration:
+                self._raise_if_failed()
                 return b""
         out = bytes(self._partial[:n])
         self._partial = self._partial[len(out) :]

@@ -1,0 +1,219 @@
+"""Receiving a transfer: stage, verify everything, then move into place.
+
+State machine (docs/container.md, "Receive"):
+
+    OPEN     age header: one of our keys must open it        -> else refuse
+    STAGE    DEST/.sealdrop-staging-<random>/files/…, hashing  -> any error: DISCARD
+    VERIFY   sizes + SHA-256 vs the signed manifest, signature,
+             we are a signed recipient, sender key == pinned key,
+             transfer id never accepted                       -> any error: DISCARD
+    PLACE    every target name free? then link/rename one by one -> error: UNDO, DISCARD
+    RECORD   transfer id into the replay store                -> error: UNDO, DISCARD
+    DONE     staging removed
+
+The staging folder is inside DEST so that PLACE is a same-filesystem rename
+and never a copy. Until PLACE, nothing outside the staging folder is touched;
+if PLACE or RECORD fails, what was placed is moved back. Existing names in
+DEST are never overwritten: a transfer whose names collide is refused whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crypto import age
+from crypto.age.stream import Reader
+from crypto.container import FILES_PREFIX, ContainerReader
+from crypto.identity import SecretIdentity
+from crypto.manifest import Manifest
+
+from .contacts import Contact, ContactStore
+from .errors import ReceiveError
+from .replay import ReplayStore
+
+STAGING_PREFIX = ".sealdrop-staging-"
+_IO_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    manifest: Manifest
+    sender: Contact
+    files: tuple[Path, ...]
+
+
+def _write_member(staging: Path, path: str, read: Callable[[int], bytes]) -> None:
+    target = staging / FILES_PREFIX / path
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(target, flags, 0o644)
+    except OSError as exc:
+        raise ReceiveError(f"cannot stage {path!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as f:
+        while chunk := read(_IO_BLOCK):
+            try:
+                f.write(chunk)
+            except OSError as exc:
+                raise ReceiveError(f"cannot stage {path!r}: {exc.strerror}") from exc
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as exc:
+            raise ReceiveError(f"cannot stage {path!r}: {exc.strerror}") from exc
+
+
+def _check_free(dest: Path, path: str) -> None:
+    """Refuse if the target exists, or a parent is a file or a symbolic link."""
+    current = dest
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ReceiveError(f"cannot check {current}: {exc.strerror}") from exc
+        if i == len(parts) - 1:
+            raise ReceiveError(
+                f"{path!r} already exists in {dest}; nothing was written",
+                hint="receive into an empty folder, or move the existing file away",
+            )
+        if not stat.S_ISDIR(st.st_mode):
+            raise ReceiveError(
+                f"cannot place {path!r}: {current} exists and is not a folder "
+                "(or is a link); nothing was written"
+            )
+
+
+class _Placer:
+    """Moves staged files into DEST without overwriting; can undo what it did."""
+
+    def __init__(self, staging: Path, dest: Path) -> None:
+        self.staging = staging
+        self.dest = dest
+        self.moved: list[tuple[Path, Path]] = []
+        self.made_dirs: list[Path] = []
+
+    def _mkdirs(self, folder: Path) -> None:
+        missing: list[Path] = []
+        p = folder
+        while p != self.dest and not p.exists():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            os.mkdir(d)
+            self.made_dirs.append(d)
+
+    def place(self, path: str) -> Path:
+        src = self.staging / FILES_PREFIX / path
+        dst = self.dest / path
+        self._mkdirs(dst.parent)
+        try:
+            os.link(src, dst)  # unlike rename, fails if dst appeared meanwhile
+            os.unlink(src)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+                raise
+            if os.path.lexists(dst):  # no hard links here: check, then rename
+                raise FileExistsError(errno.EEXIST, "exists", str(dst)) from exc
+            os.rename(src, dst)
+        self.moved.append((src, dst))
+        return dst
+
+    def undo(self) -> None:
+        for src, dst in reversed(self.moved):
+            with contextlib.suppress(OSError):
+                src.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(dst, src)
+        for d in reversed(self.made_dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        self.moved.clear()
+        self.made_dirs.clear()
+
+
+def _make_staging(dest: Path) -> Path:
+    staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+    try:
+        os.mkdir(staging, 0o700)
+    except OSError as exc:
+        raise ReceiveError(f"cannot write to {dest}: {exc.strerror}") from exc
+    return staging
+
+
+def receive_transfer(
+    src: Reader,
+    *,
+    identity: SecretIdentity,
+    contacts: ContactStore,
+    replay: ReplayStore,
+    dest: Path,
+    allow_unverified: bool = False,
+    now: int | None = None,
+) -> Received:
+    """Decrypt, verify and place a transfer into ``dest``; all or nothing.
+
+    Raises a crypto error (ContainerError, ManifestError, SignatureError,
+    age.PayloadError…) or a ClientError (ReceiveError, ContactKeyChangedError,
+    UnverifiedContactError, UnknownContactError, ReplayError); in every case
+    ``dest`` is as it was and no staging folder remains.
+    """
+    when = int(time.time()) if now is None else now
+    dest = Path(dest)
+    if not dest.is_dir():
+        raise ReceiveError(f"the destination {dest} is not an existing folder")
+    try:
+        dec = age.Decryptor(src, identity.age_identities())
+    except age.NoIdentityMatchError as exc:
+        raise ReceiveError(
+            "this transfer is not addressed to you: none of your keys opens it"
+        ) from exc
+    staging = _make_staging(dest)
+    placer = _Placer(staging, dest)
+    try:
+        with dec:
+            reader = ContainerReader(dec)
+            for member in reader.members():
+                _write_member(staging, member.path, member.read)
+            manifest = reader.manifest
+        if identity.signing_public_key not in manifest.recipient_keys():
+            raise ReceiveError(
+                "this transfer was not addressed to you: your key is not among the "
+                "recipients the sender signed; refusing it"
+            )
+        sender = contacts.check_sender(
+            manifest.sender, allow_unverified=allow_unverified, now=when
+        )
+        replay.check(manifest.transfer_id)
+        for entry in manifest.files:
+            _check_free(dest, entry.path)
+        try:
+            placed = tuple(placer.place(entry.path) for entry in manifest.files)
+            replay.record(manifest.transfer_id, when)
+        except FileExistsError as exc:
+            placer.undo()
+            raise ReceiveError(
+                f"{exc.filename} appeared in {dest} while receiving; nothing was written"
+            ) from exc
+        except OSError as exc:
+            placer.undo()
+            raise ReceiveError(f"cannot move files into {dest}: {exc.strerror}") from exc
+        except BaseException:
+            placer.undo()
+            raise
+        return Received(manifest=manifest, sender=sender, files=placed)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
