@@ -1,0 +1,102 @@
+"""Accounts and invites: registration by invite code with a signed key bundle.
+
+The relay never makes or changes a bundle: it checks the bundle's
+self-signature and that it names the handle being registered, stores it
+verbatim, and serves it verbatim. Clients pin what they see (the relay could
+still withhold or serve an old bundle; the key log of a later issue covers
+that), so a relay that swapped a key would be caught.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from typing import Any
+
+from crypto.bundle import HANDLE_RE, KeyBundle
+from crypto.errors import BundleError
+
+from .errors import BadRequest, Conflict
+from .metadata import Account
+from .state import Relay
+
+INVITE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def new_invite_code() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def invite_hash(code: str) -> str:
+    """Invites are stored hashed: a copy of the database registers nobody."""
+    return hashlib.sha256(code.encode("ascii")).hexdigest()
+
+
+async def create_invite(relay_store: Any, *, now: int, ttl: int) -> str:
+    code = new_invite_code()
+    await relay_store.create_invite(invite_hash(code), now=now, expires_at=now + ttl)
+    return code
+
+
+def parse_bundle(obj: object) -> KeyBundle:
+    try:
+        return KeyBundle.from_json(obj).verify()
+    except BundleError as exc:
+        raise BadRequest(str(exc), code="bad_bundle") from None
+
+
+def parse_registration(body: dict[str, Any]) -> tuple[str, str, KeyBundle]:
+    if set(body) != {"handle", "invite", "bundle"}:
+        raise BadRequest(
+            "registration body must have exactly the fields handle, invite and bundle",
+            code="bad_json",
+        )
+    handle, invite = body["handle"], body["invite"]
+    if not isinstance(handle, str) or not HANDLE_RE.fullmatch(handle):
+        raise BadRequest(
+            "invalid handle: use 3-64 lowercase letters, digits, '.', '_' or '-'",
+            code="bad_handle",
+        )
+    if not isinstance(invite, str) or not INVITE_RE.fullmatch(invite):
+        raise BadRequest("malformed invite code", code="bad_invite")
+    bundle = parse_bundle(body["bundle"])
+    if bundle.handle != handle:
+        raise BadRequest("the key bundle names a different handle", code="bundle_handle_mismatch")
+    return handle, invite, bundle
+
+
+def signing_key_b64(bundle: KeyBundle) -> str:
+    return base64.b64encode(bundle.signing_key).decode("ascii")
+
+
+async def register(relay: Relay, handle: str, invite: str, bundle: KeyBundle) -> None:
+    await relay.store.register(
+        handle=handle,
+        signing_key=signing_key_b64(bundle),
+        bundle=bundle.dumps(),
+        bundle_created=bundle.created,
+        invite_hash=invite_hash(invite),
+        now=relay.now(),
+    )
+
+
+async def rotate(relay: Relay, account: Account, body: dict[str, Any]) -> KeyBundle:
+    if set(body) != {"bundle"}:
+        raise BadRequest("the body must be {\"bundle\": {...}}", code="bad_json")
+    bundle = parse_bundle(body["bundle"])
+    if bundle.handle != account.handle:
+        raise BadRequest("the key bundle names a different handle", code="bundle_handle_mismatch")
+    if signing_key_b64(bundle) != account.signing_key:
+        raise Conflict(
+            "a rotated bundle must be signed by the account's existing signing key",
+            code="signing_key_mismatch",
+        )
+    await relay.store.rotate_bundle(
+        handle=account.handle,
+        signing_key=account.signing_key,
+        bundle=bundle.dumps(),
+        bundle_created=bundle.created,
+    )
+    return bundle

@@ -1,0 +1,298 @@
+"""``sealdrop-relay``: the operator's command. A thin click layer over ``server.ops``.
+
+Every command takes ``--data DIR`` (or SEALDROP_RELAY_DATA): the one folder
+holding relay.toml, the SQLite database and the blobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .accounts import create_invite, invite_hash
+from .blobs import LocalBlobStore
+from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
+from .db import make_engine, migrate
+from .errors import RelayError
+from .logs import setup_logging
+from .metadata import SqlMetadataStore
+
+T = TypeVar("T")
+
+data_option = click.option(
+    "--data",
+    "data_dir",
+    envvar="SEALDROP_RELAY_DATA",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The relay's data folder (config, database, blobs). Env: SEALDROP_RELAY_DATA.",
+)
+
+
+def _config(data_dir: Path, **overrides: object) -> RelayConfig:
+    if not (data_dir / CONFIG_NAME).exists() and not data_dir.is_dir():
+        raise RelayError(f"{data_dir} is not a relay data folder; run `sealdrop-relay init` first")
+    return load_config(data_dir, overrides=overrides)
+
+
+def _with_store(
+    cfg: RelayConfig, fn: Callable[[SqlMetadataStore, LocalBlobStore], Awaitable[T]]
+) -> T:
+    async def run() -> T:
+        engine = make_engine(cfg.db_url)
+        try:
+            await migrate(engine)
+            blobs = LocalBlobStore(cfg.blob_dir)
+            blobs.create_dirs()
+            return await fn(SqlMetadataStore(engine), blobs)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _when(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sealdrop")
+def cli() -> None:
+    """sealdrop-relay: the blind relay for sealdrop (stores ciphertext only).
+
+    \b
+    Examples:
+      sealdrop-relay init --data /var/lib/sealdrop-relay
+      sealdrop-relay serve --data /var/lib/sealdrop-relay --port 8780
+      sealdrop-relay invite create --data /var/lib/sealdrop-relay
+    """
+
+
+@cli.command()
+@data_option
+def init(data_dir: Path) -> None:
+    """Create the data folder, a commented relay.toml and the database schema."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    conf = data_dir / CONFIG_NAME
+    if not conf.exists():
+        conf.write_text(DEFAULT_CONFIG_TEXT, "utf-8")
+        conf.chmod(0o600)
+    cfg = load_config(data_dir)
+
+    async def noop(store: SqlMetadataStore, blobs: LocalBlobStore) -> None:
+        await store.ping()
+
+    _with_store(cfg, noop)
+    click.echo(f"relay data folder ready: {data_dir}")
+
+
+@cli.command()
+@data_option
+@click.option("--host", envvar="SEALDROP_RELAY_HOST", default=None, help="Listen address.")
+@click.option("--port", envvar="SEALDROP_RELAY_PORT", type=int, default=None,
+              help="Listen port (0 picks a free one; the chosen port is logged).")
+def serve(data_dir: Path, host: str | None, port: int | None) -> None:
+    """Run the relay (plain HTTP on loopback; put a TLS reverse proxy in front)."""
+    cfg = _config(data_dir, host=host, port=port)
+    logger = setup_logging(cfg.log_level)
+    asyncio.run(_serve(cfg, logger))
+
+
+async def _serve(cfg: RelayConfig, logger: Any) -> None:
+    from aiohttp import web
+
+    from .app import create_app
+
+    engine = make_engine(cfg.db_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    runner = web.AppRunner(create_app(cfg), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.host, cfg.port)
+    await site.start()
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else cfg.port
+    logger.info("listening", extra={"fields": {"host": cfg.host, "port": port}})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("stopping", extra={"fields": {}})
+    await runner.cleanup()
+
+
+@cli.group()
+def invite() -> None:
+    """Invite codes: registration needs one."""
+
+
+@invite.command("create")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"code": ...}.')
+def invite_create(data_dir: Path, as_json: bool) -> None:
+    """Make a single-use invite code; hand it to the new clinic out of band."""
+    cfg = _config(data_dir)
+
+    async def run(store: SqlMetadataStore, blobs: LocalBlobStore) -> str:
+        return await create_invite(store, now=int(time.time()), ttl=cfg.invite_ttl_seconds)
+
+    code = _with_store(cfg, run)
+    click.echo(json.dumps({"code": code}) if as_json else code)
+
+
+@invite.command("list")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def invite_list(data_dir: Path, as_json: bool) -> None:
+    """List invites (by id: codes are stored hashed and cannot be shown again)."""
+    cfg = _config(data_dir)
+    rows = _with_store(cfg, lambda store, blobs: store.list_invites())
+    now = int(time.time())
+    for r in rows:
+        state = (
+            "revoked" if r.revoked else "used" if r.used_by else
+            "expired" if r.expires_at <= now else "open"
+        )
+        item = {"id": r.code_hash[:12], "state": state, "created": _when(r.created_at),
+                "expires": _when(r.expires_at), "used_by": r.used_by}
+        click.echo(json.dumps(item) if as_json else
+                   f"{item['id']}  {state:8} created {item['created']}  expires "
+                   f"{item['expires']}  {r.used_by or ''}".rstrip())
+
+
+@invite.command("revoke")
+@data_option
+@click.argument("code")
+def invite_revoke(data_dir: Path, code: str) -> None:
+    """Revoke an unused invite, by its code or by the id `invite list` shows."""
+    cfg = _config(data_dir)
+    is_id = len(code) == 12 and all(c in "0123456789abcdef" for c in code)
+    key = code if is_id else invite_hash(code)
+    n = _with_store(cfg, lambda store, blobs: store.revoke_invite(key))
+    if n == 0:
+        raise RelayError("no unused invite matches that code or id")
+    click.echo(f"revoked {n} invite(s)")
+
+
+@cli.group()
+def account() -> None:
+    """Registered accounts."""
+
+
+@account.command("list")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def account_list(data_dir: Path, as_json: bool) -> None:
+    """List accounts with their state."""
+    cfg = _config(data_dir)
+    rows = _with_store(cfg, lambda store, blobs: store.list_accounts())
+    for a in rows:
+        state = "disabled" if a.disabled else "active"
+        if as_json:
+            click.echo(json.dumps({"handle": a.handle, "state": state,
+                                   "created": _when(a.created_at)}))
+        else:
+            click.echo(f"{a.handle}  {state}  registered {_when(a.created_at)}")
+
+
+@account.command("disable")
+@data_option
+@click.argument("handle")
+def account_disable(data_dir: Path, handle: str) -> None:
+    """Disable an account: its requests are refused, it no longer receives."""
+    cfg = _config(data_dir)
+    if not _with_store(cfg, lambda store, blobs: store.set_disabled(handle, True)):
+        raise RelayError(f"no account {handle!r}")
+    click.echo(f"disabled {handle}")
+
+
+@account.command("enable")
+@data_option
+@click.argument("handle")
+def account_enable(data_dir: Path, handle: str) -> None:
+    """Re-enable a disabled account."""
+    cfg = _config(data_dir)
+    if not _with_store(cfg, lambda store, blobs: store.set_disabled(handle, False)):
+        raise RelayError(f"no account {handle!r}")
+    click.echo(f"enabled {handle}")
+
+
+@cli.command()
+@data_option
+@click.option("--json", "as_json", is_flag=True)
+def gc(data_dir: Path, as_json: bool) -> None:
+    """Delete expired transfers, abandoned uploads, orphan blobs and old nonces."""
+    from . import ops
+
+    cfg = _config(data_dir)
+    report = _with_store(cfg, lambda store, blobs: ops.gc(store, blobs, cfg, now=int(time.time())))
+    counts = report.counts()
+    click.echo(json.dumps(counts) if as_json else
+               " ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@cli.command()
+@data_option
+@click.option("--repair", is_flag=True, help="Delete broken transfers and orphan blobs.")
+@click.option("--json", "as_json", is_flag=True)
+def verify(data_dir: Path, repair: bool, as_json: bool) -> None:
+    """Check every blob against the size and SHA-256 on its row (exit 1 on problems)."""
+    from . import ops
+
+    cfg = _config(data_dir)
+    report = _with_store(cfg, lambda store, blobs: ops.verify(store, blobs, repair=repair))
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        click.echo(f"checked {report.checked} transfer(s)")
+        for kind in ("tampered", "missing", "orphans", "trailing"):
+            for tid in getattr(report, kind):
+                click.echo(f"{kind}: {tid}")
+        click.echo("ok" if report.ok else ("repaired" if repair else "problems found"))
+    if not report.ok and not repair:
+        sys.exit(1)
+
+
+@cli.command()
+@data_option
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="An empty folder; it becomes a data folder you can serve.")
+def backup(data_dir: Path, dest: Path) -> None:
+    """Copy the database (SQLite online backup) and blobs, consistently, while serving."""
+    from . import ops
+
+    cfg = _config(data_dir)
+    report = ops.backup(cfg, dest)
+    click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {dest}"
+               + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("sealdrop-relay: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RelayError as exc:
+        click.echo(f"sealdrop-relay: error: {exc.message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

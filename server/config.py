@@ -1,0 +1,196 @@
+"""The relay's configuration: read once, validated, frozen.
+
+Sources, later ones winning: built-in defaults, ``relay.toml`` in the data
+directory, then environment variables ``SEALDROP_RELAY_<FIELD>`` (field name
+upper-cased, e.g. ``SEALDROP_RELAY_DATABASE_URL``). Unknown keys in the file are
+refused, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+CONFIG_NAME = "relay.toml"
+DB_NAME = "relay.db"
+BLOB_DIR = "blobs"
+ENV_PREFIX = "SEALDROP_RELAY_"
+MiB = 1024 * 1024
+DAY = 86400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayConfig:
+    data_dir: Path
+    database_url: str = ""  # empty: SQLite file relay.db in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8780
+    default_expiry_seconds: int = 30 * DAY
+    max_expiry_seconds: int = 30 * DAY
+    max_transfer_bytes: int = 8 * 1024 * MiB
+    quota_bytes: int = 50 * 1024 * MiB  # per account: sum of its live transfers
+    max_chunk_bytes: int = 16 * MiB
+    max_json_bytes: int = 64 * 1024
+    max_recipients: int = 64
+    clock_skew_seconds: int = 300
+    rate_per_second: float = 50.0  # per account, token bucket refill
+    rate_burst: int = 200
+    abandoned_upload_seconds: int = DAY
+    invite_ttl_seconds: int = 14 * DAY
+    gc_interval_seconds: int = 3600
+    log_level: str = "info"
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy async URL (driver filled in)."""
+        url = self.database_url or f"sqlite:///{self.data_dir / DB_NAME}"
+        return async_url(url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        return Path(self.db_url.split(":///", 1)[1])
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / BLOB_DIR
+
+    def replace(self, **changes: object) -> RelayConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def async_url(url: str) -> str:
+    """``postgresql://`` → ``postgresql+asyncpg://``, ``sqlite://`` → ``sqlite+aiosqlite://``."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ConfigError("database_url must start with postgresql:// or sqlite:///")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RelayConfig)}
+_FIELDS.pop("data_dir")
+
+
+def _coerce(name: str, value: object, source: str) -> object:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            out: object = int(value)  # type: ignore[call-overload]
+        elif kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)  # type: ignore[arg-type]
+        else:
+            if not isinstance(value, str):
+                raise ValueError
+            out = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name} must be {kind}") from None
+    return out
+
+
+def _validate(cfg: RelayConfig) -> RelayConfig:
+    positive = [
+        "default_expiry_seconds",
+        "max_expiry_seconds",
+        "max_transfer_bytes",
+        "quota_bytes",
+        "max_chunk_bytes",
+        "max_json_bytes",
+        "max_recipients",
+        "clock_skew_seconds",
+        "rate_burst",
+        "abandoned_upload_seconds",
+        "invite_ttl_seconds",
+        "gc_interval_seconds",
+    ]
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"configuration: {name} must be positive")
+    if cfg.rate_per_second <= 0:
+        raise ConfigError("configuration: rate_per_second must be positive")
+    if cfg.default_expiry_seconds > cfg.max_expiry_seconds:
+        raise ConfigError("configuration: default_expiry_seconds exceeds max_expiry_seconds")
+    if not 0 <= cfg.port <= 65535:
+        raise ConfigError("configuration: port must be 0-65535")
+    if cfg.max_chunk_bytes > 256 * MiB:
+        raise ConfigError("configuration: max_chunk_bytes must be at most 256 MiB")
+    if cfg.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError("configuration: log_level must be debug, info, warning or error")
+    cfg.db_url  # noqa: B018 - validates the URL scheme
+    return cfg
+
+
+def load_config(
+    data_dir: Path | str,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> RelayConfig:
+    """Defaults, then ``DATA/relay.toml``, then the environment, then ``overrides``."""
+    data = Path(data_dir).absolute()
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    path = data / CONFIG_NAME
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        for key, value in raw.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, value, str(path))
+    for key in _FIELDS:
+        env_key = ENV_PREFIX + key.upper()
+        if env_key in env:
+            values[key] = _coerce(key, env[env_key], env_key)
+    for key, value in (overrides or {}).items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key] = _coerce(key, value, "command line")
+    return _validate(RelayConfig(data_dir=data, **values))  # type: ignore[arg-type]
+
+
+DEFAULT_CONFIG_TEXT = """\
+# sealdrop-relay configuration. Every setting can also be given in the
+# environment as SEALDROP_RELAY_<NAME> (e.g. SEALDROP_RELAY_DATABASE_URL),
+# which wins over this file. Sizes in bytes, durations in seconds.
+
+# Empty: SQLite file relay.db next to this file. For PostgreSQL:
+# database_url = "postgresql://sealdrop@db.internal/sealdrop"
+database_url = ""
+host = "127.0.0.1"
+port = 8780
+default_expiry_seconds = 2592000   # 30 days
+max_expiry_seconds = 2592000
+max_transfer_bytes = 8589934592    # 8 GiB
+quota_bytes = 53687091200          # 50 GiB per account
+max_chunk_bytes = 16777216         # 16 MiB
+rate_per_second = 50.0
+rate_burst = 200
+abandoned_upload_seconds = 86400
+invite_ttl_seconds = 1209600       # 14 days
+gc_interval_seconds = 3600
+log_level = "info"
+"""

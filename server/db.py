@@ -1,0 +1,145 @@
+"""Database schema (SQLAlchemy Core), engine creation and programmatic migrations.
+
+Times are integer unix seconds everywhere, so SQLite and PostgreSQL agree
+without any time-zone question. The schema itself is created only by the
+alembic migrations shipped in ``server/migrations``; the table objects here
+mirror them for queries, and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("handle", sa.String(64), primary_key=True),
+    sa.Column("signing_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("bundle", sa.Text, nullable=False),
+    sa.Column("bundle_created", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+invites = sa.Table(
+    "invites",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("used_by", sa.String(64), nullable=True),
+    sa.Column("used_at", sa.BigInteger, nullable=True),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("sender", sa.String(64), sa.ForeignKey("accounts.handle"), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("committed", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # uploading | complete
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_transfers_sender", "sender"),
+    sa.Index("ix_transfers_expires_at", "expires_at"),
+    sa.Index("ix_transfers_state_updated", "state", "updated_at"),
+)
+
+recipients = sa.Table(
+    "transfer_recipients",
+    metadata,
+    sa.Column(
+        "transfer_id",
+        sa.String(32),
+        sa.ForeignKey("transfers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("recipient", sa.String(64), sa.ForeignKey("accounts.handle"), primary_key=True),
+    sa.Column("downloaded_at", sa.BigInteger, nullable=True),
+    sa.Column("verified_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_transfer_recipients_recipient", "recipient"),
+)
+
+nonces = sa.Table(
+    "nonces",
+    metadata,
+    sa.Column("nonce", sa.String(32), primary_key=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_nonces_expires_at", "expires_at"),
+)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    return engine
+
+
+def _alembic_config(connection: sa.Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def _current(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _head() -> str | None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest revision (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+async def schema_is_current(conn: AsyncConnection) -> bool:
+    return await conn.run_sync(_current) == _head()

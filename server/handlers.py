@@ -1,0 +1,316 @@
+"""HTTP handlers: parse and check the request, call the domain, shape the answer.
+
+Domain errors (``server.errors``) propagate to the error middleware in
+``server.app``, which turns them into ``{"error": ..., "code": ...}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import accounts, auth, transfers
+from .auth import EMPTY_SHA256, SHA256_RE
+from .errors import (
+    BadRequest,
+    Forbidden,
+    LengthRequired,
+    NotFound,
+    RangeNotSatisfiable,
+    TooLarge,
+)
+from .metadata import COMPLETE
+from .metrics import Labels
+from .state import RELAY_KEY, Relay
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _relay(request: web.Request) -> Relay:
+    return request.app[RELAY_KEY]
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers={**NO_STORE, **(headers or {})})
+
+
+async def read_json(request: web.Request) -> tuple[dict[str, Any], str]:
+    """A bounded JSON object body and its SHA-256 (hex), for signing."""
+    limit = _relay(request).config.max_json_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"request body larger than {limit} bytes", code="body_too_large")
+    if request.content_type != "application/json":
+        raise BadRequest("Content-Type must be application/json", code="bad_content_type")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise TooLarge(f"request body larger than {limit} bytes", code="body_too_large")
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("request body is not valid JSON", code="bad_json") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("request body must be a JSON object", code="bad_json")
+    return obj, hashlib.sha256(body).hexdigest()
+
+
+def no_body(request: web.Request) -> str:
+    if request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding"):
+        raise BadRequest(f"{request.method} requests must not have a body", code="unexpected_body")
+    return EMPTY_SHA256
+
+
+# -- service -----------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    problems = {}
+    try:
+        await relay.store.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        problems["database"] = type(exc).__name__
+    try:
+        await relay.blobs.ready()
+    except Exception as exc:  # noqa: BLE001
+        problems["blob_store"] = type(exc).__name__
+    if problems:
+        return _json(
+            {"error": "relay not ready", "code": "not_ready", "failing": sorted(problems)},
+            status=503,
+        )
+    return _json({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    stats = await relay.store.stats()
+    gauges: dict[str, tuple[str, dict[Labels, float]]] = {
+        "sealdrop_accounts": ("Registered accounts.", {(): float(stats["accounts"])}),
+        "sealdrop_transfers": (
+            "Live transfer rows, by state.",
+            {
+                (("state", s),): float(stats.get(f"transfers_{s}", 0))
+                for s in ("uploading", "complete")
+            },
+        ),
+        "sealdrop_stored_bytes": (
+            "Committed ciphertext bytes, by transfer state.",
+            {(("state", s),): float(stats.get(f"bytes_{s}", 0)) for s in ("uploading", "complete")},
+        ),
+    }
+    return web.Response(
+        text=relay.metrics.render(gauges), content_type="text/plain", charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+
+
+# -- accounts ----------------------------------------------------------------
+
+
+async def register(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    body, body_sha = await read_json(request)
+    handle, invite, bundle = accounts.parse_registration(body)
+    signed = auth.parse_headers(request.headers)
+    if signed.handle != handle:
+        raise BadRequest("Sealdrop-Handle must be the handle being registered", code="bad_handle")
+    # Why: the request must be signed by the bundle's own key, proving the
+    # registrant holds it (a copied bundle cannot be registered elsewhere).
+    auth.check_signature(relay, request, signed, accounts.signing_key_b64(bundle), body_sha)
+    await auth.consume(relay, signed, "register:" + (request.remote or "?"))
+    await accounts.register(relay, handle, invite, bundle)
+    relay.logger.info("account_registered", extra={"fields": {}})
+    return _json({"handle": handle, "bundle": bundle.to_json()}, status=201)
+
+
+async def get_bundle(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    await auth.authenticate(request, no_body(request))
+    handle = request.match_info["handle"]
+    account = await relay.store.get_account(handle)
+    if account is None or account.disabled:
+        raise NotFound("no such account", code="account_not_found")
+    return _json({"handle": handle, "bundle": json.loads(account.bundle)})
+
+
+async def put_bundle(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    body, body_sha = await read_json(request)
+    me = await auth.authenticate(request, body_sha)
+    if request.match_info["handle"] != me.handle:
+        raise Forbidden("you can only rotate your own keys", code="not_your_account")
+    bundle = await accounts.rotate(relay, me, body)
+    relay.logger.info("bundle_rotated", extra={"fields": {}})
+    return _json({"handle": me.handle, "bundle": bundle.to_json()})
+
+
+# -- transfers ---------------------------------------------------------------
+
+
+def _location(tid: str) -> str:
+    return f"/v1/transfers/{tid}"
+
+
+async def create_transfer(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    body, body_sha = await read_json(request)
+    me = await auth.authenticate(request, body_sha)
+    t = await transfers.create(relay, me, body)
+    relay.logger.info("transfer_created", extra={"fields": {"transfer": t.id, "size": t.size}})
+    return _json(
+        {"transfer": transfers.to_json(t, me.handle), "upload_url": _location(t.id) + "/data"},
+        status=201,
+        headers={"Location": _location(t.id)},
+    )
+
+
+async def list_transfers(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    sent = await relay.store.list_sent(me.handle, now=relay.now())
+    return _json({"transfers": [transfers.to_json(t, me.handle) for t in sent]})
+
+
+async def inbox(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    got = await relay.store.inbox(me.handle, now=relay.now())
+    return _json({"transfers": [transfers.to_json(t, me.handle) for t in got]})
+
+
+async def get_transfer(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
+    return _json({"transfer": transfers.to_json(t, me.handle)})
+
+
+async def delete_transfer(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
+    await transfers.delete(relay, t)
+    relay.logger.info("transfer_deleted", extra={"fields": {"transfer": t.id}})
+    return web.Response(status=204, headers=NO_STORE)
+
+
+async def head_data(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
+    headers = {
+        **NO_STORE,
+        "Upload-Offset": str(t.committed),
+        "Upload-Length": str(t.size),
+        "Sealdrop-Transfer-State": t.state,
+    }
+    if t.state == COMPLETE:
+        headers["Accept-Ranges"] = "bytes"
+    return web.Response(status=200, headers=headers)
+
+
+async def patch_data(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    offset = transfers.check_size_header(request.headers.get("Upload-Offset"), "Upload-Offset")
+    if request.content_length is None:
+        raise LengthRequired("chunk uploads need a Content-Length header")
+    if request.content_length > relay.config.max_chunk_bytes:
+        raise TooLarge(
+            f"a chunk may be at most {relay.config.max_chunk_bytes} bytes", code="chunk_too_large"
+        )
+    if request.content_type not in ("application/octet-stream", "application/offset+octet-stream"):
+        raise BadRequest("Content-Type must be application/octet-stream", code="bad_content_type")
+    sha = request.headers.get("Sealdrop-Chunk-Sha256", "")
+    if not SHA256_RE.fullmatch(sha):
+        raise BadRequest(
+            "header Sealdrop-Chunk-Sha256 must be 64 lowercase hex digits", code="bad_checksum"
+        )
+    me = await auth.authenticate(request, sha)
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
+    result = await transfers.upload_chunk(
+        relay,
+        me,
+        t,
+        offset=offset,
+        length=request.content_length,
+        sha256_hex=sha,
+        source=request.content.iter_any(),
+    )
+    return web.Response(
+        status=204,
+        headers={**NO_STORE, "Upload-Offset": str(result.committed),
+                 "Upload-Length": str(result.size)},
+    )
+
+
+async def complete_transfer(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    body, body_sha = await read_json(request)
+    me = await auth.authenticate(request, body_sha)
+    if body:
+        raise BadRequest("the body must be an empty JSON object", code="bad_json")
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
+    done = await transfers.complete(relay, t)
+    relay.logger.info("transfer_completed", extra={"fields": {"transfer": t.id, "size": t.size}})
+    return _json({"transfer": transfers.to_json(done, me.handle)})
+
+
+async def get_data(request: web.Request) -> web.StreamResponse:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
+    if t.state != COMPLETE:
+        raise NotFound("the transfer is still being uploaded", code="transfer_not_found")
+    try:
+        span = transfers.parse_range(request.headers.get("Range"), t.size)
+    except RangeNotSatisfiable as exc:
+        exc.headers["Content-Range"] = f"bytes */{t.size}"
+        raise
+    start, end = span if span is not None else (0, t.size)
+    resp = web.StreamResponse(status=206 if span is not None else 200)
+    resp.headers.update(NO_STORE)
+    resp.headers["Content-Type"] = "application/octet-stream"
+    resp.headers["Accept-Ranges"] = "bytes"
+    resp.headers["ETag"] = f'"{t.sha256}"'
+    resp.headers["Sealdrop-Blob-Sha256"] = t.sha256 or ""
+    if span is not None:
+        resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{t.size}"
+    resp.content_length = end - start
+    stream = relay.blobs.read(t.id, start, end)
+    first = await anext(stream, b"")  # a missing blob fails here, before headers go out
+    await resp.prepare(request)
+    sent = 0
+    try:
+        if first:
+            await resp.write(first)
+            sent += len(first)
+        async for block in stream:
+            await resp.write(block)
+            sent += len(block)
+    finally:
+        await stream.aclose()
+        relay.metrics.inc("sealdrop_download_bytes_total", sent)
+    await resp.write_eof()
+    return resp
+
+
+async def ack(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    body, body_sha = await read_json(request)
+    me = await auth.authenticate(request, body_sha)
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
+    fresh = await transfers.ack(relay, me, t, body)
+    return _json({"transfer": transfers.to_json(fresh, me.handle)})

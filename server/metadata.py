@@ -1,0 +1,446 @@
+"""The metadata store: accounts, invites, transfers, recipients and nonces.
+
+One implementation on SQLAlchemy 2 async Core serves SQLite (aiosqlite) and
+PostgreSQL (asyncpg). Every method is one transaction. Invariants that span
+rows (a used invite, the quota, the committed offset) are enforced inside that
+transaction with conditional updates, never by read-then-write in Python, so
+several relay processes sharing one PostgreSQL database stay correct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .db import accounts, invites, nonces, recipients, transfers
+from .errors import BadRequest, Conflict, Forbidden, TooLarge
+
+UPLOADING = "uploading"
+COMPLETE = "complete"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    handle: str
+    signing_key: str  # base64, as in the bundle
+    bundle: str  # the signed bundle, JSON text exactly as registered
+    bundle_created: int
+    created_at: int
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    code_hash: str
+    created_at: int
+    expires_at: int
+    used_by: str | None
+    used_at: int | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    handle: str
+    downloaded_at: int | None
+    verified_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    id: str
+    sender: str
+    size: int
+    committed: int
+    state: str
+    sha256: str | None
+    created_at: int
+    updated_at: int
+    completed_at: int | None
+    expires_at: int
+    recipients: tuple[RecipientStatus, ...]
+
+    def recipient(self, handle: str) -> RecipientStatus | None:
+        for r in self.recipients:
+            if r.handle == handle:
+                return r
+        return None
+
+
+def _account(row: sa.Row[tuple[object, ...]]) -> Account:
+    m = row._mapping
+    return Account(
+        handle=m["handle"],
+        signing_key=m["signing_key"],
+        bundle=m["bundle"],
+        bundle_created=m["bundle_created"],
+        created_at=m["created_at"],
+        disabled=bool(m["disabled"]),
+    )
+
+
+class SqlMetadataStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # -- accounts ---------------------------------------------------------
+
+    async def get_account(self, handle: str) -> Account | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(accounts).where(accounts.c.handle == handle))
+            ).first()
+        return None if row is None else _account(row)
+
+    async def list_accounts(self) -> list[Account]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(accounts).order_by(accounts.c.handle))).all()
+        return [_account(r) for r in rows]
+
+    async def set_disabled(self, handle: str, disabled: bool) -> bool:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(accounts).where(accounts.c.handle == handle).values(disabled=disabled)
+            )
+        return res.rowcount == 1
+
+    async def register(
+        self,
+        *,
+        handle: str,
+        signing_key: str,
+        bundle: str,
+        bundle_created: int,
+        invite_hash: str,
+        now: int,
+    ) -> None:
+        async with self.engine.begin() as conn:
+            # Why a conditional update: two registrations racing for one invite
+            # code must not both succeed, on any database.
+            res = await conn.execute(
+                sa.update(invites)
+                .where(
+                    invites.c.code_hash == invite_hash,
+                    invites.c.used_by.is_(None),
+                    invites.c.revoked == sa.false(),
+                    invites.c.expires_at > now,
+                )
+                .values(used_by=handle, used_at=now)
+            )
+            if res.rowcount != 1:
+                raise Forbidden(
+                    "the invite code is unknown, used, revoked or expired",
+                    code="invalid_invite",
+                )
+            taken = (
+                await conn.execute(
+                    sa.select(accounts.c.handle).where(
+                        sa.or_(accounts.c.handle == handle, accounts.c.signing_key == signing_key)
+                    )
+                )
+            ).first()
+            if taken is not None:
+                raise Conflict(
+                    "that handle or signing key is already registered", code="handle_taken"
+                )
+            await conn.execute(
+                sa.insert(accounts).values(
+                    handle=handle,
+                    signing_key=signing_key,
+                    bundle=bundle,
+                    bundle_created=bundle_created,
+                    created_at=now,
+                    disabled=False,
+                )
+            )
+
+    async def rotate_bundle(
+        self, *, handle: str, signing_key: str, bundle: str, bundle_created: int
+    ) -> None:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(accounts)
+                .where(
+                    accounts.c.handle == handle,
+                    accounts.c.signing_key == signing_key,
+                    accounts.c.bundle_created < bundle_created,
+                )
+                .values(bundle=bundle, bundle_created=bundle_created)
+            )
+        if res.rowcount != 1:
+            raise Conflict(
+                "a rotated bundle must be newer than the current one", code="stale_bundle"
+            )
+
+    # -- invites ------------------------------------------------------------
+
+    async def create_invite(self, code_hash: str, *, now: int, expires_at: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.insert(invites).values(
+                    code_hash=code_hash, created_at=now, expires_at=expires_at, revoked=False
+                )
+            )
+
+    async def list_invites(self) -> list[Invite]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(invites).order_by(invites.c.created_at))).all()
+        return [Invite(**r._mapping) for r in rows]
+
+    async def revoke_invite(self, code_hash_or_prefix: str) -> int:
+        """Revoke by full hash or by the listed id (a hash prefix); returns how many."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(invites)
+                .where(
+                    invites.c.code_hash.startswith(code_hash_or_prefix, autoescape=True),
+                    invites.c.used_by.is_(None),
+                    invites.c.revoked == sa.false(),
+                )
+                .values(revoked=True)
+            )
+        return res.rowcount
+
+    # -- nonces -------------------------------------------------------------
+
+    async def remember_nonce(self, nonce: str, *, expires_at: int) -> bool:
+        """Record a request nonce; False if it was seen before (a replay)."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.insert(nonces).values(nonce=nonce, expires_at=expires_at))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    async def purge_nonces(self, now: int) -> int:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(sa.delete(nonces).where(nonces.c.expires_at < now))
+        return res.rowcount
+
+    # -- transfers ----------------------------------------------------------
+
+    async def create_transfer(
+        self,
+        *,
+        transfer_id: str,
+        sender: str,
+        to: list[str],
+        size: int,
+        now: int,
+        expires_at: int,
+        quota: int,
+    ) -> None:
+        async with self.engine.begin() as conn:
+            # Lock the sender's row (PostgreSQL) so concurrent creates cannot
+            # together overrun the quota; SQLite serialises writers anyway.
+            await conn.execute(
+                sa.select(accounts.c.handle)
+                .where(accounts.c.handle == sender)
+                .with_for_update()
+            )
+            known = (
+                await conn.execute(
+                    sa.select(accounts.c.handle).where(
+                        accounts.c.handle.in_(to), accounts.c.disabled == sa.false()
+                    )
+                )
+            ).scalars().all()
+            missing = sorted(set(to) - set(known))
+            if missing:
+                raise BadRequest(
+                    f"unknown or disabled recipient: {missing[0]}", code="unknown_recipient"
+                )
+            used = (
+                await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).where(
+                        transfers.c.sender == sender, transfers.c.expires_at > now
+                    )
+                )
+            ).scalar_one()
+            if int(used) + size > quota:
+                raise TooLarge(
+                    f"this transfer would exceed the account quota ({quota} bytes, "
+                    f"{int(used)} in use)",
+                    code="quota_exceeded",
+                )
+            await conn.execute(
+                sa.insert(transfers).values(
+                    id=transfer_id,
+                    sender=sender,
+                    size=size,
+                    committed=0,
+                    state=UPLOADING,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=expires_at,
+                )
+            )
+            await conn.execute(
+                sa.insert(recipients), [{"transfer_id": transfer_id, "recipient": r} for r in to]
+            )
+
+    async def _load(self, conn: AsyncConnection, rows: list[sa.Row[tuple[object, ...]]]) -> list[
+        Transfer
+    ]:
+        ids = [r._mapping["id"] for r in rows]
+        by_id: dict[str, list[RecipientStatus]] = {i: [] for i in ids}
+        if ids:
+            rec = (
+                await conn.execute(
+                    sa.select(recipients)
+                    .where(recipients.c.transfer_id.in_(ids))
+                    .order_by(recipients.c.recipient)
+                )
+            ).all()
+            for r in rec:
+                m = r._mapping
+                by_id[m["transfer_id"]].append(
+                    RecipientStatus(m["recipient"], m["downloaded_at"], m["verified_at"])
+                )
+        return [Transfer(**r._mapping, recipients=tuple(by_id[r._mapping["id"]])) for r in rows]
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(sa.select(transfers).where(transfers.c.id == transfer_id))
+            ).all()
+            loaded = await self._load(conn, list(rows))
+        return loaded[0] if loaded else None
+
+    async def list_sent(self, sender: str, *, now: int, limit: int = 1000) -> list[Transfer]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(transfers)
+                    .where(transfers.c.sender == sender, transfers.c.expires_at > now)
+                    .order_by(transfers.c.created_at.desc(), transfers.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            return await self._load(conn, list(rows))
+
+    async def inbox(self, recipient: str, *, now: int, limit: int = 1000) -> list[Transfer]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(transfers)
+                    .join(recipients, recipients.c.transfer_id == transfers.c.id)
+                    .where(
+                        recipients.c.recipient == recipient,
+                        transfers.c.state == COMPLETE,
+                        transfers.c.expires_at > now,
+                    )
+                    .order_by(transfers.c.completed_at, transfers.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            return await self._load(conn, list(rows))
+
+    async def all_transfers(self) -> list[Transfer]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(transfers).order_by(transfers.c.id))).all()
+            return await self._load(conn, list(rows))
+
+    async def advance(self, transfer_id: str, *, old: int, new: int, now: int) -> bool:
+        """Move the committed offset from ``old`` to ``new``; False if it moved meanwhile."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(transfers)
+                .where(
+                    transfers.c.id == transfer_id,
+                    transfers.c.state == UPLOADING,
+                    transfers.c.committed == old,
+                )
+                .values(committed=new, updated_at=now)
+            )
+        return res.rowcount == 1
+
+    async def set_committed(self, transfer_id: str, committed: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(transfers)
+                .where(transfers.c.id == transfer_id, transfers.c.state == UPLOADING)
+                .values(committed=committed)
+            )
+
+    async def complete(self, transfer_id: str, *, sha256: str, now: int) -> bool:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(transfers)
+                .where(
+                    transfers.c.id == transfer_id,
+                    transfers.c.state == UPLOADING,
+                    transfers.c.committed == transfers.c.size,
+                )
+                .values(state=COMPLETE, sha256=sha256, completed_at=now, updated_at=now)
+            )
+        return res.rowcount == 1
+
+    async def ack(self, transfer_id: str, recipient: str, *, verified: bool, now: int) -> None:
+        values: dict[str, object] = {"downloaded_at": sa.func.coalesce(
+            recipients.c.downloaded_at, now
+        )}
+        if verified:
+            values["verified_at"] = sa.func.coalesce(recipients.c.verified_at, now)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(recipients)
+                .where(
+                    recipients.c.transfer_id == transfer_id, recipients.c.recipient == recipient
+                )
+                .values(**values)
+            )
+
+    async def delete_transfer(self, transfer_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(recipients).where(recipients.c.transfer_id == transfer_id))
+            res = await conn.execute(sa.delete(transfers).where(transfers.c.id == transfer_id))
+        return res.rowcount == 1
+
+    async def expired(self, *, now: int, abandoned_before: int) -> list[str]:
+        """Ids of expired transfers and of uploads idle since ``abandoned_before``."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(transfers.c.id).where(
+                        sa.or_(
+                            transfers.c.expires_at <= now,
+                            sa.and_(
+                                transfers.c.state == UPLOADING,
+                                transfers.c.updated_at < abandoned_before,
+                            ),
+                        )
+                    )
+                )
+            ).scalars().all()
+        return list(rows)
+
+    async def ids(self) -> set[str]:
+        async with self.engine.connect() as conn:
+            return set((await conn.execute(sa.select(transfers.c.id))).scalars().all())
+
+    async def stats(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        transfers.c.state,
+                        sa.func.count(),
+                        sa.func.coalesce(sa.func.sum(transfers.c.committed), 0),
+                    ).group_by(transfers.c.state)
+                )
+            ).all()
+            n_accounts = (
+                await conn.execute(sa.select(sa.func.count()).select_from(accounts))
+            ).scalar_one()
+        out = {"accounts": int(n_accounts)}
+        for state, count, stored in rows:
+            out[f"transfers_{state}"] = int(count)
+            out[f"bytes_{state}"] = int(stored)
+        return out

@@ -1,0 +1,1 @@
+"""Alembic migrations of the relay's schema, run by ``sealdrop-relay init``/``serve``."""

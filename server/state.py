@@ -1,0 +1,39 @@
+"""The relay's per-application state, reached from handlers through one typed key."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .blobs import BlobStore
+from .config import RelayConfig
+from .metadata import SqlMetadataStore
+from .metrics import Metrics
+from .ratelimit import TokenBuckets
+
+
+@dataclass(slots=True, kw_only=True)
+class Relay:
+    config: RelayConfig
+    store: SqlMetadataStore
+    blobs: BlobStore
+    logger: logging.Logger
+    metrics: Metrics
+    limiter: TokenBuckets
+    clock: Callable[[], float] = time.time
+    # Running SHA-256 of each partial blob this process has written, keyed by
+    # transfer id, with the offset it covers. A cache only: on a miss (another
+    # process, a restart) the blob is re-hashed at finalise.
+    hashers: dict[str, tuple[int, hashlib._Hash]] = field(default_factory=dict)
+
+    def now(self) -> int:
+        return int(self.clock())
+
+
+CONFIG_KEY = web.AppKey("config", RelayConfig)
+RELAY_KEY = web.AppKey("relay", Relay)

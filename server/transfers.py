@@ -1,0 +1,328 @@
+"""Transfers: create, resumable chunked upload, finalise, inbox, download, ack, delete.
+
+The upload state machine (docs/protocol.md has the diagram)::
+
+    create ──► uploading(committed=0) ──PATCH at committed──► uploading(committed+n)
+                    │                                              │
+                    └───────────── POST complete, committed == size ┴──► complete
+
+The committed offset lives in the database row and advances only after the
+chunk is fsynced into the partial blob, so after any crash the row never
+claims a byte the disk does not hold; bytes past it are truncated away. A
+transfer is visible to its recipients only once complete, and only to its
+sender and recipients at all: everyone else gets 404, as for an unknown id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from crypto.bundle import HANDLE_RE
+
+from .blobs import check_key
+from .errors import BadRequest, Conflict, NotFound, RangeNotSatisfiable, StoreError, TooLarge
+from .metadata import COMPLETE, Account, Transfer
+from .state import Relay
+
+_RANGE_RE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
+_locks: dict[str, asyncio.Lock] = {}
+
+
+def new_transfer_id() -> str:
+    return secrets.token_urlsafe(16)  # 128 random bits, 22 URL-safe characters
+
+
+def _lock(transfer_id: str) -> asyncio.Lock:
+    lock = _locks.get(transfer_id)
+    if lock is None:
+        lock = _locks[transfer_id] = asyncio.Lock()
+    return lock
+
+
+def _int_field(body: dict[str, Any], name: str, default: int | None = None) -> int:
+    if name not in body:
+        if default is None:
+            raise BadRequest(f"field {name} is required", code="bad_json")
+        return default
+    value = body[name]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest(f"field {name} must be an integer", code="bad_json")
+    return value
+
+
+def to_json(t: Transfer, viewer: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": t.id,
+        "sender": t.sender,
+        "size": t.size,
+        "state": t.state,
+        "created_at": t.created_at,
+        "expires_at": t.expires_at,
+        "completed_at": t.completed_at,
+        "sha256": t.sha256,
+    }
+    if viewer == t.sender:
+        out["committed"] = t.committed
+        out["recipients"] = [
+            {"handle": r.handle, "downloaded_at": r.downloaded_at, "verified_at": r.verified_at}
+            for r in t.recipients
+        ]
+    mine = t.recipient(viewer)
+    if mine is not None:
+        out["delivery"] = {"downloaded_at": mine.downloaded_at, "verified_at": mine.verified_at}
+    return out
+
+
+async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfer:
+    cfg = relay.config
+    unknown = set(body) - {"recipients", "size", "expires_in"}
+    if unknown:
+        raise BadRequest(f"unexpected field {sorted(unknown)[0]}", code="bad_json")
+    to = body.get("recipients")
+    if not isinstance(to, list) or not to:
+        raise BadRequest("field recipients must be a non-empty list of handles", code="bad_json")
+    if len(to) > cfg.max_recipients:
+        raise BadRequest(f"at most {cfg.max_recipients} recipients", code="too_many_recipients")
+    for h in to:
+        if not isinstance(h, str) or not HANDLE_RE.fullmatch(h):
+            raise BadRequest("a recipient is not a valid handle", code="bad_handle")
+    if len(set(to)) != len(to):
+        raise BadRequest("a recipient is listed twice", code="duplicate_recipient")
+    size = _int_field(body, "size")
+    if size <= 0:
+        raise BadRequest("field size must be positive", code="bad_size")
+    if size > cfg.max_transfer_bytes:
+        raise TooLarge(
+            f"a transfer may be at most {cfg.max_transfer_bytes} bytes", code="transfer_too_large"
+        )
+    expires_in = _int_field(body, "expires_in", cfg.default_expiry_seconds)
+    if not 60 <= expires_in <= cfg.max_expiry_seconds:
+        raise BadRequest(
+            f"field expires_in must be between 60 and {cfg.max_expiry_seconds} seconds",
+            code="bad_expiry",
+        )
+    now = relay.now()
+    tid = new_transfer_id()
+    await relay.store.create_transfer(
+        transfer_id=tid,
+        sender=sender.handle,
+        to=list(to),
+        size=size,
+        now=now,
+        expires_at=now + expires_in,
+        quota=cfg.quota_bytes,
+    )
+    relay.metrics.inc("sealdrop_transfers_created_total")
+    t = await relay.store.get_transfer(tid)
+    if t is None:
+        raise StoreError("transfer vanished right after creation")
+    return t
+
+
+async def visible(relay: Relay, who: Account, transfer_id: str, *, sender_only: bool) -> Transfer:
+    """The transfer if ``who`` may see it; otherwise 404 exactly as if unknown."""
+    try:
+        check_key(transfer_id)
+    except BadRequest:
+        raise NotFound("no such transfer", code="transfer_not_found") from None
+    t = await relay.store.get_transfer(transfer_id)
+    if t is not None and t.expires_at > relay.now():
+        if t.sender == who.handle:
+            return t
+        if not sender_only and t.state == COMPLETE and t.recipient(who.handle) is not None:
+            return t
+    raise NotFound("no such transfer", code="transfer_not_found")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    committed: int
+    size: int
+
+
+async def upload_chunk(
+    relay: Relay,
+    sender: Account,
+    t: Transfer,
+    *,
+    offset: int,
+    length: int,
+    sha256_hex: str,
+    source: AsyncIterator[bytes],
+) -> ChunkResult:
+    if t.state == COMPLETE:
+        raise Conflict("the transfer is already complete", code="already_complete")
+    if length <= 0:
+        raise BadRequest("an upload chunk must not be empty", code="bad_length")
+    if length > relay.config.max_chunk_bytes:
+        raise TooLarge(
+            f"a chunk may be at most {relay.config.max_chunk_bytes} bytes", code="chunk_too_large"
+        )
+    if offset + length > t.size:
+        raise BadRequest(
+            f"the chunk ends past the declared transfer size ({t.size} bytes)",
+            code="chunk_past_end",
+        )
+    async with _lock(t.id):
+        fresh = await relay.store.get_transfer(t.id)
+        if fresh is None:
+            raise NotFound("no such transfer", code="transfer_not_found")
+        committed = fresh.committed
+        if offset < committed and offset + length <= committed:
+            # A re-sent chunk: fine if it is byte-for-byte what we hold.
+            stored = await relay.blobs.partial_sha256(t.id, offset, offset + length)
+            if stored != sha256_hex:
+                raise Conflict(
+                    f"a different chunk is already committed at offset {offset}",
+                    code="offset_mismatch",
+                    headers={"Upload-Offset": str(committed)},
+                )
+            h = hashlib.sha256()
+            n = 0
+            async for piece in source:
+                h.update(piece)
+                n += len(piece)
+            if n != length or h.hexdigest() != sha256_hex:
+                raise BadRequest(
+                    "chunk does not match its Sealdrop-Chunk-Sha256 header",
+                    code="checksum_mismatch",
+                )
+            return ChunkResult(committed, t.size)
+        if offset != committed:
+            raise Conflict(
+                f"upload offset {offset} does not match the committed offset {committed}",
+                code="offset_mismatch",
+                headers={"Upload-Offset": str(committed)},
+            )
+        cached = relay.hashers.pop(t.id, None)
+        running = None
+        if offset == 0:
+            running = hashlib.sha256()
+        elif cached is not None and cached[0] == offset:
+            running = cached[1].copy()
+        await relay.blobs.write_chunk(
+            t.id, offset, source, length=length, sha256_hex=sha256_hex, running=running
+        )
+        if not await relay.store.advance(t.id, old=offset, new=offset + length, now=relay.now()):
+            await relay.blobs.truncate_partial(t.id, offset)
+            raise Conflict("the upload moved on concurrently; ask for the offset again",
+                           code="offset_mismatch")
+        if running is not None:
+            relay.hashers[t.id] = (offset + length, running)
+    relay.metrics.inc("sealdrop_upload_bytes_total", length)
+    return ChunkResult(offset + length, t.size)
+
+
+async def complete(relay: Relay, t: Transfer) -> Transfer:
+    if t.state == COMPLETE:
+        return t
+    async with _lock(t.id):
+        fresh = await relay.store.get_transfer(t.id)
+        if fresh is None:
+            raise NotFound("no such transfer", code="transfer_not_found")
+        if fresh.state == COMPLETE:
+            return fresh
+        if fresh.committed != fresh.size:
+            raise Conflict(
+                f"only {fresh.committed} of {fresh.size} bytes have been uploaded",
+                code="incomplete_upload",
+            )
+        cached = relay.hashers.pop(t.id, None)
+        digest: str | None = None
+        if cached is not None and cached[0] == fresh.size:
+            digest = cached[1].hexdigest()
+        else:
+            found = await relay.blobs.hash_blob(t.id, complete=False)
+            if found is None:
+                # Finalised by an earlier attempt that died before the row update.
+                found = await relay.blobs.hash_blob(t.id, complete=True)
+                if found is None or found[0] != fresh.size:
+                    raise StoreError("the uploaded blob is missing from the blob store")
+                digest = found[1]
+            else:
+                if found[0] < fresh.size:
+                    raise StoreError("the uploaded blob is shorter than its committed size")
+                await relay.blobs.truncate_partial(t.id, fresh.size)
+                if found[0] > fresh.size:
+                    found = await relay.blobs.hash_blob(t.id, complete=False)
+                    if found is None:
+                        raise StoreError("the uploaded blob vanished")
+                digest = found[1]
+        if (await relay.blobs.hash_blob(t.id, complete=True)) is None:
+            await relay.blobs.finalize(t.id, fresh.size)
+        await relay.store.complete(t.id, sha256=digest, now=relay.now())
+    _locks.pop(t.id, None)
+    relay.metrics.inc("sealdrop_transfers_completed_total")
+    done = await relay.store.get_transfer(t.id)
+    if done is None:
+        raise NotFound("no such transfer", code="transfer_not_found")
+    return done
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``Range`` → [start, end) or None for the whole blob; one range only."""
+    if header is None:
+        return None
+    m = _RANGE_RE.fullmatch(header.strip())
+    if m is None or (m.group(1) == "" and m.group(2) == ""):
+        raise BadRequest(
+            "Range must be a single byte range: bytes=START-END, bytes=START- or bytes=-N",
+            code="bad_range",
+        )
+    first, last = m.group(1), m.group(2)
+    if first == "":
+        n = int(last)
+        if n == 0:
+            raise RangeNotSatisfiable("an empty suffix range selects nothing")
+        return max(0, size - n), size
+    start = int(first)
+    end = size if last == "" else int(last) + 1
+    if last != "" and end <= start:
+        raise BadRequest("Range end is before its start", code="bad_range")
+    if start >= size:
+        raise RangeNotSatisfiable(f"Range starts past the end of the {size}-byte blob")
+    return start, min(end, size)
+
+
+async def ack(relay: Relay, who: Account, t: Transfer, body: dict[str, Any]) -> Transfer:
+    if t.recipient(who.handle) is None:
+        raise NotFound("no such transfer", code="transfer_not_found")
+    if set(body) != {"status"} or body["status"] not in ("downloaded", "verified"):
+        raise BadRequest(
+            'the body must be {"status": "downloaded"} or {"status": "verified"}', code="bad_json"
+        )
+    await relay.store.ack(t.id, who.handle, verified=body["status"] == "verified", now=relay.now())
+    fresh = await relay.store.get_transfer(t.id)
+    if fresh is None:
+        raise NotFound("no such transfer", code="transfer_not_found")
+    return fresh
+
+
+async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:
+    # Row first, then blob: a crash in between leaves a blob without a row,
+    # which gc and verify remove; the reverse would serve a row with no data.
+    async with _lock(t.id):
+        await relay.store.delete_transfer(t.id)
+        await relay.blobs.delete(t.id)
+    relay.hashers.pop(t.id, None)
+    _locks.pop(t.id, None)
+    relay.metrics.inc("sealdrop_transfers_deleted_total", reason=reason)
+
+
+def check_size_header(value: str | None, name: str) -> int:
+    if value is None:
+        raise BadRequest(f"header {name} is required", code="missing_header")
+    if not value.isdigit() or len(value) > 19 or not value.isascii():
+        raise BadRequest(f"header {name} must be a non-negative integer", code="bad_header")
+    return int(value)
+
+
+def check_too_large(length: int, limit: int) -> None:
+    if length > limit:
+        raise TooLarge(f"request body larger than {limit} bytes", code="body_too_large")
