@@ -18,13 +18,16 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from .account_cmd import init_cmd, whoami_cmd
     from .age_cmd import age_command
     from .contacts_cmd import contacts
     from .identity_cmd import identity
+    from .receive_cmd import inbox_cmd, receive_cmd, watch_cmd
+    from .transfer_cmd import send_cmd, status_cmd
 
-    cli.add_command(age_command)
-    cli.add_command(identity)
-    cli.add_command(contacts)
+    for command in (init_cmd, whoami_cmd, contacts, send_cmd, inbox_cmd, receive_cmd,
+                    watch_cmd, status_cmd, identity, age_command):
+        cli.add_command(command)
 
 
 _register()

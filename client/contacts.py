@@ -94,7 +94,7 @@ def _key_changed(handle: str) -> ContactKeyChangedError:
         "accept from the new key",
         hint=(
             f"call {handle} (not by e-mail) and compare the new safety number, then run: "
-            f"sealdrop contacts add {handle} --bundle-file NEW_BUNDLE --fingerprint NUMBER"
+            f"sealdrop contacts add {handle} --fingerprint NEW_NUMBER"
         ),
     )
 
@@ -226,7 +226,7 @@ class ContactStore:
         if contact is None:
             raise UnknownContactError(
                 f"no contact named {handle!r}",
-                hint=f"add it first: sealdrop contacts add {handle} --bundle-file FILE",
+                hint=f"add it first: sealdrop contacts add {handle}",
             )
         if not self._matches(contact.bundle, fingerprint):
             raise SafetyNumberMismatchError(
@@ -261,7 +261,7 @@ class ContactStore:
                     f"{bundle.handle!r} is not among your contacts",
                     hint=(
                         f"verify their safety number and add them with `sealdrop contacts add "
-                        f"{bundle.handle} --bundle-file FILE --fingerprint NUMBER`, "
+                        f"{bundle.handle} --fingerprint NUMBER`, "
                         "or pass --allow-unverified"
                     ),
                 )

@@ -14,7 +14,10 @@ from crypto.errors import BundleError
 from .contacts import ContactStore
 from .errors import ContactError
 from .identity import resolve_home
-from .identity_cmd import home_option
+from .identity_cmd import home_option, passphrase_file_option
+from .options import emit_json, examples, json_option
+from .profile import open_session
+from .relay_api import RelayNotFound
 
 
 def _store(home: Path | None) -> ContactStore:
@@ -23,35 +26,55 @@ def _store(home: Path | None) -> ContactStore:
 
 @click.group(
     "contacts",
-    epilog="\b\nExamples:\n  sealdrop contacts add lab-dupont --bundle-file lab.json\n"
+    epilog="\b\nExamples:\n  sealdrop contacts add lab-dupont\n"
     "  sealdrop contacts verify lab-dupont '12345 67890 ...'\n  sealdrop contacts list",
 )
 def contacts() -> None:
     """People you send to and receive from, with their pinned keys."""
 
 
-@contacts.command("add")
+@contacts.command("add", epilog=examples(
+    "sealdrop contacts add lab-dupont",
+    "sealdrop contacts add lab-dupont --fingerprint '12345 67890 …'",
+    "sealdrop contacts add lab-dupont --bundle-file lab.json   (offline)",
+))
 @click.argument("handle")
 @click.option(
     "--bundle-file",
-    required=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The contact's key bundle (from `sealdrop identity export --bundle`).",
+    help="The contact's key bundle file (from `sealdrop identity export --bundle`); "
+    "without it, the bundle is fetched from your relay.",
 )
 @click.option("--fingerprint", metavar="SAFETY_NUMBER",
               help="Their safety number, compared by phone: marks the contact verified.")
 @home_option
-def add_cmd(handle: str, bundle_file: Path, fingerprint: str | None, home: Path | None) -> None:
+@passphrase_file_option
+@json_option
+def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home: Path | None,
+            passphrase_file: Path | None, as_json: bool) -> None:
     """Pin HANDLE's key bundle (unverified unless --fingerprint matches)."""
-    try:
-        bundle = KeyBundle.loads(bundle_file.read_bytes())
-    except OSError as exc:
-        raise ContactError(f"cannot read {bundle_file}: {exc.strerror}") from exc
-    except BundleError as exc:
-        raise ContactError(f"{bundle_file}: {exc}") from exc
-    if bundle.handle != handle:
-        raise ContactError(f"{bundle_file} is the key bundle of {bundle.handle!r}, not {handle!r}")
+    if bundle_file is not None:
+        try:
+            bundle = KeyBundle.loads(bundle_file.read_bytes())
+        except OSError as exc:
+            raise ContactError(f"cannot read {bundle_file}: {exc.strerror}") from exc
+        except BundleError as exc:
+            raise ContactError(f"{bundle_file}: {exc}") from exc
+        if bundle.handle != handle:
+            raise ContactError(
+                f"{bundle_file} is the key bundle of {bundle.handle!r}, not {handle!r}")
+    else:
+        with open_session(resolve_home(home), passphrase_file) as session:
+            try:
+                bundle = session.relay.get_bundle(handle)
+            except RelayNotFound as exc:
+                raise ContactError(f"the relay has no account {handle!r}",
+                                   hint="check the spelling of the handle") from exc
     contact = _store(home).add(bundle, now=int(time.time()), fingerprint=fingerprint)
+    if as_json:
+        emit_json({"handle": contact.handle, "state": contact.state.value,
+                   "safety_number": contact.safety_number})
+        return
     click.echo(f"{contact.handle}: {contact.state.value}")
     if not contact.verified:
         click.echo(f"Safety number: {contact.safety_number}")
@@ -60,7 +83,9 @@ def add_cmd(handle: str, bundle_file: Path, fingerprint: str | None, home: Path 
         )
 
 
-@contacts.command("verify")
+@contacts.command("verify", epilog=examples(
+    "sealdrop contacts verify lab-dupont 12345 67890 12345 67890 12345 67890")
+)
 @click.argument("handle")
 @click.argument("safety_number", nargs=-1, required=True)
 @home_option
@@ -70,7 +95,9 @@ def verify_cmd(handle: str, safety_number: tuple[str, ...], home: Path | None) -
     click.echo(f"{contact.handle}: verified")
 
 
-@contacts.command("list")
+@contacts.command(
+    "list", epilog=examples("sealdrop contacts list", "sealdrop contacts list --json")
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @home_option
 def list_cmd(as_json: bool, home: Path | None) -> None:
@@ -95,7 +122,7 @@ def list_cmd(as_json: bool, home: Path | None) -> None:
         click.echo(f"{c.handle:<24} {c.state.value:<10} {c.safety_number}")
 
 
-@contacts.command("remove")
+@contacts.command("remove", epilog=examples("sealdrop contacts remove old-lab"))
 @click.argument("handle")
 @home_option
 def remove_cmd(handle: str, home: Path | None) -> None:

@@ -24,7 +24,9 @@ home_option = click.option(
 passphrase_file_option = click.option(
     "--passphrase-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Read the passphrase from this file (else SEALDROP_PASSPHRASE, else the terminal).",
+    envvar="SEALDROP_PASSPHRASE_FILE",
+    help="Read the passphrase from this file (env SEALDROP_PASSPHRASE_FILE; else "
+    "SEALDROP_PASSPHRASE, else the terminal).",
 )
 
 

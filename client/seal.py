@@ -26,10 +26,10 @@ from typing import Any
 from crypto import age
 from crypto.age.stream import Writer
 from crypto.bundle import KeyBundle
-from crypto.container import ContainerWriter, NameSet, check_path
-from crypto.errors import BundleError, ContainerError
+from crypto.container import ContainerWriter, NameSet, check_path, predicted_size
+from crypto.errors import BundleError, ContainerError, ManifestError
 from crypto.identity import SecretIdentity
-from crypto.manifest import Manifest, recipient_entries
+from crypto.manifest import FileEntry, Manifest, recipient_entries
 
 from .errors import SealError
 
@@ -221,3 +221,141 @@ def seal_transfer(
             dicom=dicom,
         )
     return manifest
+
+
+# --- planned sealing (exact size first; resumable) ---------------------------------
+
+
+class _Discard:
+    def write(self, data: Any, /) -> int:
+        return len(data)
+
+
+def new_resume_state(recipients: Sequence[age.Recipient], rand: Random = os.urandom
+                     ) -> age.ResumeState:
+    """Draw the file key, nonce and header once, without encrypting anything yet.
+
+    The header's size is needed to announce the exact ciphertext size; keeping
+    the state lets an interrupted upload re-create the same ciphertext.
+    """
+    probe = age.Encryptor(_Discard(), recipients, rand=rand)
+    state = probe.resume_state
+    probe.close()  # encrypts nothing: an empty final chunk into the void
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class SealPlan:
+    """Everything that fixes a transfer's bytes, decided before the first byte."""
+
+    files: tuple[SourceFile, ...]
+    media_types: tuple[str, ...]
+    recipient_bundles: tuple[KeyBundle, ...]
+    transfer_id: bytes
+    created: int
+    note: str
+    dicom: Mapping[str, Any]
+    archive_size: int
+
+    def ciphertext_size(self, resume: age.ResumeState) -> int:
+        return age.Encryptor.ciphertext_size(len(resume.header), self.archive_size)
+
+
+def plan_transfer(
+    files: Sequence[SourceFile],
+    sender: KeyBundle,
+    recipient_bundles: Sequence[KeyBundle],
+    *,
+    note: str,
+    transfer_id: bytes,
+    created: int,
+    dicom: Mapping[str, Any] | None = None,
+    media_types: Sequence[str] | None = None,
+) -> SealPlan:
+    """Fix the transfer's contents and compute the exact archive size.
+
+    The manifest is built with placeholder digests: SHA-256 fields are fixed
+    length hex, so its canonical length is already the final one.
+    """
+    if media_types is None:
+        types: list[str] = []
+        for src in files:
+            with _open_source(src) as f:
+                types.append(media_type(src.arcname, f.read(_DICOM_MAGIC_OFFSET + 4)))
+        media_types = types
+    placeholder = Manifest(
+        transfer_id=transfer_id,
+        created=created,
+        sender=sender,
+        recipients=recipient_entries(recipient_bundles),
+        files=tuple(
+            FileEntry(path=s.arcname, size=s.size, sha256=bytes(32), media_type=t)
+            for s, t in zip(files, media_types, strict=True)
+        ),
+        note=note,
+        dicom=dict(dicom or {}),
+    )
+    try:
+        manifest_size = len(placeholder.canonical_bytes())
+    except ManifestError as exc:
+        raise SealError(f"cannot build the manifest: {exc}") from exc
+    size = predicted_size(
+        [(s.arcname, s.size) for s in files], manifest_size, mtime=created
+    )
+    return SealPlan(
+        files=tuple(files),
+        media_types=tuple(media_types),
+        recipient_bundles=tuple(recipient_bundles),
+        transfer_id=transfer_id,
+        created=created,
+        note=note,
+        dicom=dict(dicom or {}),
+        archive_size=size,
+    )
+
+
+def seal_planned(
+    plan: SealPlan,
+    sender_identity: SecretIdentity,
+    dst_writer: Writer,
+    resume: age.ResumeState,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> Manifest:
+    """Seal exactly what ``plan`` fixed, with the header and key of ``resume``.
+
+    Deterministic: the same plan, files and state give the same ciphertext,
+    byte for byte, which is what makes an interrupted upload resumable.
+    """
+    with age.Encryptor(dst_writer, [], resume=resume) as enc:
+        container = ContainerWriter(enc, mtime=plan.created)
+        for src, mtype in zip(plan.files, plan.media_types, strict=True):
+            with _open_source(src) as f:
+                try:
+                    container.add_file(src.arcname, _Counting(f, on_progress), src.size, mtype)
+                except ContainerError as exc:
+                    raise SealError(f"cannot send {src.path}: {exc}") from exc
+        manifest = container.finish(
+            signing_key=sender_identity.signing_key,
+            sender=sender_identity.bundle,
+            recipients=recipient_entries(plan.recipient_bundles),
+            transfer_id=plan.transfer_id,
+            created=plan.created,
+            note=plan.note,
+            dicom=plan.dicom,
+        )
+    return manifest
+
+
+class _Counting:
+    """A reader reporting how many plaintext bytes went by (for progress bars)."""
+
+    def __init__(self, src: Any, report: Callable[[int], None] | None) -> None:
+        self._src = src
+        self._report = report
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self._src.read(n)
+        if self._report is not None and data:
+            self._report(len(data))
+        return data

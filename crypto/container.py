@@ -166,6 +166,25 @@ def _block_pad(n: int) -> int:
     return -n % BLOCK
 
 
+def predicted_size(
+    members: Sequence[tuple[str, int]], manifest_size: int, *, mtime: int
+) -> int:
+    """The exact size of the archive ContainerWriter will write, before writing it.
+
+    ``members`` are the (path, size) of the files in order; ``manifest_size`` the
+    length of the canonical manifest (its SHA-256 fields are fixed-length hex, so
+    a manifest built with placeholder digests has the final length). Why exact:
+    the relay is told the ciphertext size before the first byte is uploaded, and
+    streaming leaves no second chance to learn it.
+    """
+    total = 0
+    for path, size in members:
+        total += len(_header(FILES_PREFIX + path, size, mtime)) + size + _block_pad(size)
+    for name, size in ((MANIFEST_NAME, manifest_size), (SIGNATURE_NAME, SIGNATURE_SIZE)):
+        total += len(_header(name, size, mtime)) + size + _block_pad(size)
+    return padded_size(total)
+
+
 # --- writer ---------------------------------------------------------------------
 
 

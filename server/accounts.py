@@ -26,7 +26,8 @@ INVITE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def new_invite_code() -> str:
-    return secrets.token_urlsafe(18)
+    # Hex, so a code never starts with '-' and reads unambiguously on the phone.
+    return secrets.token_hex(16)
 
 
 def invite_hash(code: str) -> str:

@@ -35,7 +35,9 @@ _locks: dict[str, asyncio.Lock] = {}
 
 
 def new_transfer_id() -> str:
-    return secrets.token_urlsafe(16)  # 128 random bits, 22 URL-safe characters
+    # 128 random bits as 32 hex digits: never starts with '-', so an id is
+    # always safe as a command-line argument and a file name.
+    return secrets.token_hex(16)
 
 
 def _lock(transfer_id: str) -> asyncio.Lock:

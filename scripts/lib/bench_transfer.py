@@ -1,0 +1,189 @@
+"""Benchmark `sealdrop send` / `sealdrop receive` against plain curl, same host, same run.
+
+A relay runs on loopback (SQLite + files in a temp folder); beside it, a tiny
+unencrypted aiohttp upload/download endpoint streams to and from disk. The same
+random file goes through both:
+
+    send:     sealdrop send FILE --to lab           vs  curl -T FILE  http://127.0.0.1:P/f
+    receive:  sealdrop receive ID --into DIR        vs  curl -o OUT   http://127.0.0.1:P/f
+
+Speed ratio = curl's time / sealdrop's time (target >= 0.75). Peak RSS of the
+client (wait4) and of the relay (VmHWM, reset between phases); target < 150 MB
+each for --size 4G.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from benchutil import Run, best, make_random_file, parse_size, run, warm  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def plain_server(root: Path, port: int) -> None:
+    """PUT /name streams to root/name; GET /name streams it back. No TLS, no crypto."""
+    from aiohttp import web
+
+    async def put(request: web.Request) -> web.Response:
+        with open(root / request.match_info["name"], "wb") as f:
+            async for block in request.content.iter_chunked(1 << 20):
+                f.write(block)
+        return web.Response(status=201)
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(root / request.match_info["name"])
+
+    app = web.Application(client_max_size=0)
+    app.router.add_put("/{name}", put)
+    app.router.add_get("/{name}", get)
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        loop.run_forever()
+
+    threading.Thread(target=main, daemon=True).start()
+
+
+def relay_hwm_mb(pid: int) -> float:
+    text = Path(f"/proc/{pid}/status").read_text()
+    m = re.search(r"VmHWM:\s+(\d+) kB", text)
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def reset_hwm(pid: int) -> None:
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def main(mode: str) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size", default="1G", help="file size (default 1G)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per contender; best is kept")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = ap.parse_args()
+    if not shutil.which("curl"):
+        print("needs curl on PATH")
+        return 2
+    size = parse_size(args.size)
+    sealdrop, relay_cmd = str(BIN / "sealdrop"), str(BIN / "sealdrop-relay")
+    with tempfile.TemporaryDirectory(prefix="sealdrop-bench-") as tmp:
+        d = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP")}
+        data = d / "relay"
+        subprocess.run([relay_cmd, "init", "--data", str(data)], env=env, check=True,
+                       capture_output=True)
+        (data / "relay.toml").write_text(
+            f"max_transfer_bytes = {max(size * 2, 1 << 30)}\n"
+            f"quota_bytes = {max(size * 8, 1 << 32)}\n", encoding="utf-8")
+        port, plain_port = free_port(), free_port()
+        log = open(d / "relay.log", "wb")  # noqa: SIM115
+        relay = subprocess.Popen([relay_cmd, "serve", "--data", str(data), "--host",
+                                  "127.0.0.1", "--port", str(port)], env=env,
+                                 stdout=log, stderr=log)
+        try:
+            deadline = time.time() + 60
+            while b'"listening"' not in (d / "relay.log").read_bytes():
+                if time.time() > deadline or relay.poll() is not None:
+                    raise SystemExit("the relay did not start")
+                time.sleep(0.05)
+            plain_root = d / "plain"
+            plain_root.mkdir()
+            plain_server(plain_root, plain_port)
+
+            def user(handle: str) -> dict[str, str]:
+                e = {**env, "SEALDROP_HOME": str(d / handle), "SEALDROP_PASSPHRASE": "bench"}
+                code = json.loads(subprocess.run(
+                    [relay_cmd, "invite", "create", "--data", str(data), "--json"], env=env,
+                    check=True, capture_output=True, text=True).stdout)["code"]
+                subprocess.run([sealdrop, "init", "--relay", f"http://127.0.0.1:{port}",
+                                "--handle", handle, "--invite", code, "--work-factor", "12"],
+                               env=e, check=True, capture_output=True)
+                return e
+
+            practice, lab = user("bench-practice"), user("bench-lab")
+            for a, b in ((practice, "bench-lab"), (lab, "bench-practice")):
+                subprocess.run([sealdrop, "contacts", "add", b], env=a, check=True,
+                               capture_output=True)
+            plain = d / "payload.bin"
+            print(f"making a {size}-byte random file…", flush=True)
+            make_random_file(plain, size)
+            warm(plain)
+            url = f"http://127.0.0.1:{plain_port}/payload.bin"
+            ours: list[Run] = []
+            theirs: list[Run] = []
+            relay_mb = 0.0
+            tids: list[str] = []
+            for i in range(args.repeat):
+                out = d / f"send-{i}.json"
+                reset_hwm(relay.pid)
+                ours_send = run([sealdrop, "send", str(plain), "--to", "bench-lab",
+                                 "--allow-unverified", "--json"], stdout=out, env=practice)
+                tids.append(json.loads(out.read_text())["transfer_id"])
+                if mode == "send":
+                    relay_mb = max(relay_mb, relay_hwm_mb(relay.pid))
+                    ours.append(ours_send)
+                    theirs.append(run(["curl", "-sS", "-f", "-T", str(plain), url]))
+                    (plain_root / "payload.bin").unlink()
+            if mode == "receive":
+                shutil.copy(plain, plain_root / "payload.bin")
+                warm(plain_root / "payload.bin")
+                for i, tid in enumerate(tids):
+                    dest = d / f"in-{i}"
+                    dest.mkdir()
+                    reset_hwm(relay.pid)
+                    ours.append(run([sealdrop, "receive", "--into", str(dest),
+                                     "--allow-unverified", "--", tid], env=lab))
+                    relay_mb = max(relay_mb, relay_hwm_mb(relay.pid))
+                    if subprocess.run(["cmp", str(plain), str(dest / plain.name)]).returncode:
+                        raise SystemExit("received file differs from the original")
+                    shutil.rmtree(dest)
+                    theirs.append(run(["curl", "-sS", "-f", "-o", str(d / "curl.out"), url]))
+                    (d / "curl.out").unlink()
+        finally:
+            relay.terminate()
+            relay.wait(30)
+            log.close()
+    s, c = best(ours), best(theirs)
+    gib = size / (1 << 30)
+    ratio = c.seconds / s.seconds
+    curl_op = "curl -T" if mode == "send" else "curl -o"
+    print(f"file: {size} bytes ({gib:.2f} GiB), best of {args.repeat}, relay on loopback")
+    print(f"{mode}: sealdrop {s.seconds:.2f} s ({gib / s.seconds:.2f} GiB/s) | {curl_op} "
+          f"{c.seconds:.2f} s ({gib / c.seconds:.2f} GiB/s) | speed ratio {ratio:.2f}x "
+          f"(target >= 0.75)")
+    print(f"peak RSS: sealdrop client {s.max_rss_mb:.0f} MB, relay {relay_mb:.0f} MB "
+          f"(target < 150 MB each at --size 4G)")
+    ok = ratio >= 0.75 and s.max_rss_mb < 150 and relay_mb < 150
+    print("all targets met" if ok else "a target was missed")
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv.pop(1) if len(sys.argv) > 1 and sys.argv[1] in
+                  ("send", "receive") else "send"))

@@ -1,0 +1,139 @@
+"""Interrupted sends and receives (kill -9, relay restart) resume; changed files cancel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.e2e.kit import User, make_case, tree, wait_for
+
+CHUNK = 64 * 1024
+SLOW_UPLOAD = {"SEALDROP_TEST_UPLOAD_CHUNK": str(CHUNK), "SEALDROP_TEST_UPLOAD_PAUSE": "0.05"}
+
+
+def _chunks_logged(user: User) -> int:
+    logs = list((user.home / "outbox").glob("*.chunks"))
+    return sum(len(p.read_text().splitlines()) for p in logs)
+
+
+def _start_and_kill_send(user: User, case: Path, to: str, after_chunks: int = 8) -> None:
+    proc = user.popen("send", str(case), "--to", to, "--json", env=SLOW_UPLOAD)
+    wait_for(lambda: _chunks_logged(user) >= after_chunks, 60, "some chunks to upload")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+
+
+def test_send_killed_mid_upload_resumes_without_resending(
+    tmp_path: Path, pair: tuple[User, User]
+) -> None:
+    practice, lab = pair
+    relay = practice.relay
+    case = make_case(tmp_path / "src", big=3 * 1024 * 1024)
+    before = relay.metric("sealdrop_upload_bytes_total")
+    _start_and_kill_send(practice, case, lab.handle)
+    time.sleep(0.3)  # a chunk in flight at the kill may still land; then nothing moves
+    ((tid, committed, size, state),) = relay.sql(
+        "select id, committed, size, state from transfers")
+    assert state == "uploading" and 0 < committed < size
+    assert committed % CHUNK == 0
+    st = practice.json("status")["transfers"][0]
+    assert st["state"] == "interrupted"
+    # the same command again: resumes; what the relay held is not sent again
+    done = practice.json("send", str(case), "--to", lab.handle, env=SLOW_UPLOAD | {
+        "SEALDROP_TEST_UPLOAD_PAUSE": "0"})
+    assert done["transfer_id"] == tid and done["resumed"] is True
+    # the client PATCHed exactly what the relay lacked (it counts every PATCHed byte) ...
+    assert done["skipped_bytes"] == committed
+    assert done["uploaded_bytes"] == size - committed
+    # ... and the relay committed the transfer's bytes once (metric printed to 6 digits)
+    assert abs(relay.metric("sealdrop_upload_bytes_total") - before - size) < 0.01 * CHUNK
+    assert relay.sql("select state from transfers") == [("complete",)]
+    assert not any((practice.home / "outbox").iterdir())
+    dest = tmp_path / "in"
+    dest.mkdir()
+    got = lab.json("receive", tid, "--into", str(dest))
+    assert got["failed"] == [] and tree(dest / case.name) == tree(case)
+
+
+def test_files_changed_between_interrupted_send_and_resume(
+    tmp_path: Path, pair: tuple[User, User]
+) -> None:
+    practice, lab = pair
+    case = make_case(tmp_path / "src", big=2 * 1024 * 1024)
+    _start_and_kill_send(practice, case, lab.handle, after_chunks=4)
+    (tid,) = [r[0] for r in practice.relay.sql("select id from transfers")]
+    big = case / "big.bin"
+    with open(big, "r+b") as f:  # same size, new content, new mtime
+        f.seek(100)
+        f.write(b"changed!")
+    os.utime(big, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    r = practice.run("send", str(case), "--to", lab.handle, check=False)
+    assert r.returncode == 1
+    assert ("the files changed since the send started; the interrupted send was cancelled, "
+            "send again") in r.stderr
+    assert practice.relay.sql("select count(*) from transfers where id = ?", tid) == [(0,)]
+    assert not any((practice.home / "outbox").iterdir())
+    # sending again works, as a new transfer
+    again = practice.json("send", str(case), "--to", lab.handle)
+    assert again["transfer_id"] != tid and again["resumed"] is False
+
+
+def test_changed_bytes_with_the_same_stamp_are_caught_by_the_chunk_hashes(
+    tmp_path: Path, pair: tuple[User, User]
+) -> None:
+    practice, lab = pair
+    case = make_case(tmp_path / "src", big=2 * 1024 * 1024)
+    big = case / "big.bin"
+    st = os.stat(big)
+    _start_and_kill_send(practice, case, lab.handle, after_chunks=6)
+    with open(big, "r+b") as f:  # inside the committed part; size and mtime restored
+        f.seek(1000)
+        f.write(b"X" * 16)
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = practice.run("send", str(case), "--to", lab.handle, check=False)
+    assert r.returncode == 1 and "the files changed since the send started" in r.stderr
+    assert practice.relay.sql("select count(*) from transfers") == [(0,)]
+
+
+def test_relay_restarted_mid_send(tmp_path: Path, pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    relay = practice.relay
+    case = make_case(tmp_path / "src", big=2 * 1024 * 1024)
+    proc = practice.popen("send", str(case), "--to", lab.handle, "--json", env=SLOW_UPLOAD)
+    wait_for(lambda: _chunks_logged(practice) >= 5, 60, "some chunks to upload")
+    relay.kill()
+    time.sleep(1.0)  # the client retries into a dead relay, backing off
+    relay.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    dest = tmp_path / "in"
+    dest.mkdir()
+    lab.run("receive", "--all", "--into", str(dest))
+    assert tree(dest / case.name) == tree(case)
+
+
+def test_receive_killed_mid_download_resumes(tmp_path: Path, pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    relay = practice.relay
+    case = make_case(tmp_path / "src", big=6 * 1024 * 1024)
+    tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    dest = tmp_path / "in"
+    dest.mkdir()
+    spool = lab.home / "inbox-spool" / f"{tid}.age.partial"
+    proc = lab.popen("receive", tid, "--into", str(dest),
+                     env={"SEALDROP_TEST_DOWNLOAD_PAUSE": "0.3"})
+    wait_for(lambda: spool.exists() and spool.stat().st_size >= 2 * 1024 * 1024, 60,
+             "part of the download")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert list(dest.iterdir()) == []  # nothing placed, no staging folder
+    have = spool.stat().st_size
+    (size,) = [r[0] for r in relay.sql("select size from transfers")]
+    assert 0 < have < size
+    before = relay.metric("sealdrop_download_bytes_total")
+    got = lab.json("receive", tid, "--into", str(dest))
+    assert got["failed"] == [] and tree(dest / case.name) == tree(case)
+    assert abs(relay.metric("sealdrop_download_bytes_total") - before - (size - have)) < 64 * 1024
+    assert not spool.exists()
