@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -10,27 +11,42 @@ from crypto.errors import SealdropCryptoError
 
 from .errors import ClientError
 
+# name -> (module, attribute). Commands are imported only when used, so that
+# `sealdrop age` (the recovery tool, and the one benchmarked against age) does
+# not pay for the relay client, rich and the rest at every start.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("account_cmd", "init_cmd"),
+    "whoami": ("account_cmd", "whoami_cmd"),
+    "contacts": ("contacts_cmd", "contacts"),
+    "send": ("transfer_cmd", "send_cmd"),
+    "inbox": ("receive_cmd", "inbox_cmd"),
+    "receive": ("receive_cmd", "receive_cmd"),
+    "watch": ("receive_cmd", "watch_cmd"),
+    "status": ("transfer_cmd", "status_cmd"),
+    "identity": ("identity_cmd", "identity"),
+    "age": ("age_cmd", "age_command"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module = importlib.import_module(f"{__package__}.{target[0]}")
+        command = getattr(module, target[1])
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sealdrop")
 def cli() -> None:
     """sealdrop: end-to-end encrypted clinical file exchange."""
-
-
-def _register() -> None:
-    from .account_cmd import init_cmd, whoami_cmd
-    from .age_cmd import age_command
-    from .contacts_cmd import contacts
-    from .identity_cmd import identity
-    from .receive_cmd import inbox_cmd, receive_cmd, watch_cmd
-    from .transfer_cmd import send_cmd, status_cmd
-
-    for command in (init_cmd, whoami_cmd, contacts, send_cmd, inbox_cmd, receive_cmd,
-                    watch_cmd, status_cmd, identity, age_command):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:
