@@ -27,7 +27,7 @@ ENC_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
 NONCE_SIZE = 16  # the payload nonce that precedes the first chunk
 DEFAULT_BATCH_CHUNKS = 64  # 4 MiB of plaintext a batch
 DEFAULT_WORKERS = 2
-_BUFFER_SETS = 3  # batches in flight: one filling, one in the workers, one draining
+_BUFFER_SETS = 4  # batches: one filling, one held, the rest in the workers or draining
 
 # An 11-byte counter: 2**88 chunks is far beyond any file we could see.
 _MAX_COUNTER = (1 << 88) - 1
@@ -111,6 +111,7 @@ class StreamWriter:
         ]
         self._cur = 0
         self._fill = 0
+        self._held: int | None = None  # a full batch set, sealed once more data comes
         self._pool = _Pool(workers)
         self._pending: deque[tuple[list[Future[None]], int, int]] = deque()
         self._counter = 0
@@ -124,8 +125,9 @@ class StreamWriter:
         while mv:
             inbuf = self._sets[self._cur][0]
             if self._fill == len(inbuf):
-                self._seal_current(final=False)  # more data follows: not the last chunk
+                self._hold_current()
                 continue
+            self._release_held()  # more data follows it: it was not the last batch
             n = min(len(mv), len(inbuf) - self._fill)
             inbuf[self._fill : self._fill + n] = mv[:n]
             self._fill += n
@@ -142,25 +144,32 @@ class StreamWriter:
             return total
         total = 0
         while True:
-            inbuf = self._sets[self._cur][0]
-            if self._fill == len(inbuf):
-                # Peek one byte further before deciding this batch is not the last.
-                probe = src.read(1)
-                if not probe:
-                    return total
-                self._seal_current(final=False)
-                self.write(probe)
-                total += 1
-                continue
-            n = readinto(memoryview(inbuf)[self._fill :])
+            if self._fill == len(self._sets[self._cur][0]):
+                self._hold_current()
+            n = readinto(memoryview(self._sets[self._cur][0])[self._fill :])
             if not n:
                 return total
+            self._release_held()
             self._fill += n
             total += n
 
-    def _seal_current(self, *, final: bool) -> None:
-        inbuf, outbuf = self._sets[self._cur]
-        size = self._fill
+    def _hold_current(self) -> None:
+        """The current batch is full; keep it unsealed until we know whether
+        anything follows it (then it is not the last), and fill the next set."""
+        self._held = self._cur
+        self._cur = (self._cur + 1) % len(self._sets)
+        self._fill = 0
+        # The set we are about to fill must not still be in the workers' hands.
+        while any(index == self._cur for _, index, _ in self._pending):
+            self._flush_one()
+
+    def _release_held(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._seal(held, self._k * CHUNK_SIZE, final=False)
+
+    def _seal(self, index: int, size: int, *, final: bool) -> None:
+        inbuf, outbuf = self._sets[index]
         n = max(1, -(-size // CHUNK_SIZE))  # an empty payload still has one chunk
         first = self._counter
         if first + n - 1 > _MAX_COUNTER:
@@ -175,14 +184,8 @@ class StreamWriter:
                 out = dst[i * ENC_CHUNK_SIZE : i * ENC_CHUNK_SIZE + len(pt) + TAG_SIZE]
                 aead.encrypt_into(_nonce(first + i, last), pt, None, out)
 
-        out_len = size + n * TAG_SIZE
-        self._pending.append((self._pool.run(seal, n), self._cur, out_len))
+        self._pending.append((self._pool.run(seal, n), index, size + n * TAG_SIZE))
         self._counter += n
-        self._cur = (self._cur + 1) % len(self._sets)
-        self._fill = 0
-        # The next buffer set must not still be in the workers' hands.
-        while len(self._pending) >= len(self._sets):
-            self._flush_one()
 
     def _flush_one(self) -> None:
         futures, index, out_len = self._pending.popleft()
@@ -196,7 +199,12 @@ class StreamWriter:
             return
         self._closed = True
         try:
-            self._seal_current(final=True)
+            if self._held is not None:
+                # Nothing came after the held batch: its last chunk is the final one.
+                held, self._held = self._held, None
+                self._seal(held, self._k * CHUNK_SIZE, final=True)
+            else:
+                self._seal(self._cur, self._fill, final=True)
             while self._pending:
                 self._flush_one()
         finally:
