@@ -5,8 +5,12 @@
       -> record locally -> ack "verified" -> spool removed
 
 Only ciphertext is ever spooled: it may sit on disk while a download is
-interrupted, and a new run continues from its length. The destination receives
-files only after every hash and the signature verified (client.staging).
+interrupted, and a new run continues from its length. The spool is a cache,
+not a promise, so it is not fsynced: if a power loss leaves garbage in its
+tail, decryption refuses the transfer, the spool is dropped and the next run
+downloads afresh. The destination receives files only after every hash and
+the signature verified, and they are durable (fsynced, with their folders)
+before the relay is told "verified" (client.staging).
 
 A transfer refused for tampering or replay is dropped from the spool (it will be
 fetched afresh if asked again); one refused for a reason the user can fix
@@ -123,31 +127,37 @@ def _spool_path(home: Path, relay_id: str) -> Path:
     return spool / f"{relay_id}.age.partial"
 
 
-def download(session: Session, relay_id: str, *,
-             on_progress: Callable[[int, int], None] | None = None) -> Path:
-    """The complete ciphertext in the spool, resuming a previous partial download."""
+def _throttled(on_progress: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
+    pause = float(os.environ.get(PAUSE_ENV) or 0)
+
+    def progress(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total)
+        if pause:
+            time.sleep(pause)
+
+    return progress
+
+
+def _open_spool(session: Session, relay_id: str) -> tuple[Path, int, int]:
+    """(spool path, bytes already there, blob size); a spool longer than the blob
+    is dropped."""
     path = _spool_path(session.home, relay_id)
-    info = session.relay.status(relay_id)
-    size = int(info["size"])
+    size = int(session.relay.status(relay_id)["size"])
     have = path.stat().st_size if path.exists() else 0
     if have > size:
         path.unlink()
         have = 0
+    return path, have, size
+
+
+def download(session: Session, relay_id: str, *,
+             on_progress: Callable[[int, int], None] | None = None) -> Path:
+    """The complete ciphertext in the spool, resuming a previous partial download."""
+    path, have, size = _open_spool(session, relay_id)
     if have < size:
-        pause = float(os.environ.get(PAUSE_ENV) or 0)
-
-        def progress(done: int, total: int) -> None:
-            if on_progress is not None:
-                on_progress(done, total)
-            if pause:
-                time.sleep(pause)
-
         with open(path, "ab") as f:
-            try:
-                session.relay.download(relay_id, f, offset=have, progress=progress)
-            finally:
-                f.flush()
-                os.fsync(f.fileno())
+            session.relay.download(relay_id, f, offset=have, progress=_throttled(on_progress))
     elif on_progress is not None:
         on_progress(size, size)
     if path.stat().st_size != size:
@@ -171,6 +181,9 @@ def receive_one(
     with contextlib.suppress(RelayError):
         session.relay.ack(relay_id, "downloaded")
     try:
+        # Why not decrypt while downloading: the staging folder would then sit in
+        # the destination for the whole download, and a killed receive would leave
+        # it behind; reading the spool back from the page cache costs far less.
         with open(spool, "rb") as src:
             got = receive_transfer(
                 src, identity=session.identity, contacts=session.contacts,

@@ -26,7 +26,7 @@ import os
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from nacl.signing import SigningKey
 
@@ -37,8 +37,12 @@ from .errors import ClientError
 
 CONTEXT = "sealdrop-request-v1"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-DEFAULT_CHUNK = 8 * 1024 * 1024
+DEFAULT_CHUNK = 12 * 1024 * 1024
 IO_BLOCK = 1024 * 1024
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
 
 
 # -- errors ------------------------------------------------------------------
@@ -177,6 +181,14 @@ class RelayClient:
     def __repr__(self) -> str:
         return f"RelayClient({self._scheme}://{self._host}, handle={self.handle!r})"
 
+    def clone(self) -> RelayClient:
+        """Another client for the same relay and account, with its own connection
+        (one per thread: a connection carries one request at a time)."""
+        c = RelayClient("http://placeholder", handle=self.handle, signing_key=self._key,
+                        timeout=self._timeout, clock=self._clock)
+        c._scheme, c._host, c._port, c._prefix = self._scheme, self._host, self._port, self._prefix
+        return c
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -204,7 +216,7 @@ class RelayClient:
         method: str,
         path: str,
         *,
-        body: bytes | None = None,
+        body: bytes | bytearray | memoryview | None = None,
         body_sha256: str | None = None,
         headers: dict[str, str] | None = None,
         signed: bool = True,
@@ -217,7 +229,7 @@ class RelayClient:
             handle, key = sign_as or (self.handle, self._key)
             hdrs.update(sign_headers(key, handle, method, full, sha, now=self._clock()))
         if body is not None:
-            hdrs.setdefault("Content-Length", str(len(body)))
+            hdrs.setdefault("Content-Length", str(memoryview(body).nbytes))
         for attempt in (1, 2):
             conn = self._connection()
             try:
@@ -300,9 +312,17 @@ class RelayClient:
             raise RelayProtocolError("the relay did not say the upload offset")
         return int(value)
 
-    def upload_chunk(self, transfer_id: str, offset: int, data: bytes) -> int:
-        """Send one chunk at ``offset``; returns the new committed offset."""
-        sha = hashlib.sha256(data).hexdigest()
+    def upload_chunk(
+        self, transfer_id: str, offset: int, data: bytes | bytearray | memoryview,
+        *, sha256_hex: str | None = None,
+    ) -> int:
+        """Send one chunk at ``offset``; returns the new committed offset.
+
+        ``sha256_hex``: the chunk's SHA-256 if the caller already has it (it
+        hashed the chunk for its own log), so the bytes are not hashed twice;
+        the relay verifies it either way.
+        """
+        sha = sha256_hex or hashlib.sha256(data).hexdigest()
         resp = self._send(
             "PATCH", f"/v1/transfers/{transfer_id}/data", body=data, body_sha256=sha,
             headers={
@@ -376,7 +396,7 @@ class RelayClient:
     def download(
         self,
         transfer_id: str,
-        dst: BinaryIO,
+        dst: Sink,
         *,
         offset: int = 0,
         progress: Callable[[int, int], None] | None = None,

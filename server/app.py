@@ -161,8 +161,6 @@ async def _reaper(relay: Relay) -> None:
         await asyncio.sleep(relay.config.gc_interval_seconds)
         try:
             report = await ops.gc(relay.store, relay.blobs, relay.config, now=relay.now())
-            for tid in report.deleted:
-                relay.hashers.pop(tid, None)
             relay.metrics.inc("sealdrop_transfers_deleted_total", len(report.deleted), reason="gc")
             relay.logger.info("gc", extra={"fields": report.counts()})
         except Exception:

@@ -2,13 +2,21 @@
 
 A blob goes through two states, named by where it lives:
 
-* *partial*: being uploaded. Chunks are written at the committed offset, the
-  file is fsynced, and only then does the caller advance the committed offset in
-  the database. Anything past the committed offset is garbage from a chunk that
-  failed (client gone, disk full, relay killed); every write and every start-up
-  first truncates back to the committed offset, so it never becomes visible.
-* *complete*: renamed into place after the whole size arrived (``finalize``).
-  Complete blobs are immutable until deleted.
+* *partial*: being uploaded. A chunk is written at the committed offset and
+  its SHA-256 checked; only then does the caller advance the committed offset
+  and record the chunk's (end offset, SHA-256) in the database. The chunk is
+  NOT fsynced: writeback of its pages is started at once (so the fsync at
+  ``finalize`` has little left to wait for), but a power loss may take bytes
+  the database already counts as committed. Start-up recovery re-hashes every
+  partial blob along its recorded chunks and rolls the committed offset back to
+  the last chunk that verifies (server.ops.recover); a SIGKILL of the relay
+  loses nothing, since the page cache survives the process. Anything past the
+  committed offset is garbage from a chunk that failed (client gone, disk full,
+  relay killed); every write and every start-up first truncates back to the
+  committed offset, so it never becomes visible.
+* *complete*: fsynced, then renamed into place after the whole size arrived
+  (``finalize``), before the transfer becomes visible. Complete blobs are
+  immutable until deleted.
 
 The interface takes keys (transfer ids) and async byte streams, never paths, so
 an S3-compatible backend fits it: partial = multipart upload parts, finalize =
@@ -22,11 +30,13 @@ docs/operations.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
+import io
 import os
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +44,14 @@ from typing import Protocol
 from .errors import BadRequest, InsufficientStorage, StoreError
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,32}")
+# Why 1 MiB: each block is one hop to a worker thread, which hashes and writes
+# it while the event loop receives the next one. At the end of a chunk the
+# client waits for the last block or two to be hashed and written before the
+# answer, so larger blocks add latency to every chunk; smaller ones cost more
+# in hops than they gain.
 IO_BLOCK = 1024 * 1024
+_IOV_MAX = 512  # pieces per pwritev call, well under any platform's IOV_MAX
+Chunk = tuple[int, str]  # (end offset, SHA-256 hex) of one committed chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +59,6 @@ class BlobInfo:
     key: str
     complete: bool
     size: int
-
-
-class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
 
 
 class BlobStore(Protocol):
@@ -62,26 +75,29 @@ class BlobStore(Protocol):
         *,
         length: int,
         sha256_hex: str,
-        running: Hasher | None = None,
     ) -> None:
         """Write exactly ``length`` bytes whose SHA-256 is ``sha256_hex`` at ``offset``
-        of the partial blob, durably. On any failure the partial blob is left
-        exactly ``offset`` bytes long and the error is raised."""
+        of the partial blob. Not durable on return (``finalize`` is); on any
+        failure the partial blob is left exactly ``offset`` bytes long and the
+        error is raised."""
 
     async def partial_sha256(self, key: str, start: int, end: int) -> str | None:
         """SHA-256 (hex) of bytes [start, end) of the partial blob, None if short."""
+
+    async def check_chunks(
+        self, key: str, chunks: Sequence[Chunk], *, complete: bool
+    ) -> tuple[int, int | None]:
+        """How many of ``chunks`` (consecutive from offset 0) the blob holds intact,
+        and the blob's size (None if absent)."""
 
     async def truncate_partial(self, key: str, size: int) -> int:
         """Cut the partial blob to ``size`` bytes if longer; return its size after."""
 
     async def finalize(self, key: str, size: int) -> None:
-        """Make the partial blob (exactly ``size`` bytes) complete, atomically."""
+        """Make the partial blob (exactly ``size`` bytes) complete: durable, atomically."""
 
     def read(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes [start, end) of a complete blob."""
-
-    async def hash_blob(self, key: str, *, complete: bool = True) -> tuple[int, str] | None:
-        """(size, SHA-256 hex) of a blob, None if absent."""
 
     async def delete(self, key: str) -> None:
         """Remove both states of the blob; absent is fine."""
@@ -96,6 +112,21 @@ def check_key(key: str) -> str:
     return key
 
 
+def chunk_list_digest(chunks: Sequence[Chunk]) -> str:
+    """The relay's digest of a blob: SHA-256 of its chunk list, one
+    ``"<end offset> <chunk sha256 hex>\\n"`` line per chunk.
+
+    Why not the SHA-256 of the whole blob: that is a second full pass over
+    every byte (the chunk hashes are needed anyway), and this digest pins the
+    content just as firmly. Recipients never rely on it: the age payload
+    authenticates itself.
+    """
+    h = hashlib.sha256()
+    for end, sha in chunks:
+        h.update(f"{end} {sha}\n".encode("ascii"))
+    return h.hexdigest()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -104,21 +135,70 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _hash_file(path: Path, start: int, end: int) -> str | None:
+def _pwrite_all(fd: int, pieces: list[bytes], at: int) -> None:
+    for i in range(0, len(pieces), _IOV_MAX):
+        group = pieces[i:i + _IOV_MAX]
+        want = sum(len(p) for p in group)
+        n = os.pwritev(fd, group, at)
+        if n != want:  # a short write (rare): finish it piece by piece
+            view = memoryview(b"".join(group))[n:]
+            pos = at + n
+            while view:
+                k = os.pwrite(fd, view, pos)
+                view = view[k:]
+                pos += k
+        at += want
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing [offset, offset+length) to the device now, without waiting.
+
+    On Linux, POSIX_FADV_DONTNEED initiates writeback of the range's dirty
+    pages (and drops the clean ones); the fsync in ``finalize`` then waits
+    only for the tail instead of the whole blob. Elsewhere a no-op.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        with contextlib.suppress(OSError):
+            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+def _hash_range(f: io.BufferedReader, start: int, end: int, buf: bytearray) -> str | None:
     h = hashlib.sha256()
+    f.seek(start)
+    left = end - start
+    view = memoryview(buf)
+    while left > 0:
+        n = f.readinto(view[: min(len(buf), left)])
+        if not n:
+            return None
+        h.update(view[:n])
+        left -= n
+    return h.hexdigest()
+
+
+def _hash_file(path: Path, start: int, end: int) -> str | None:
     try:
         with path.open("rb") as f:
-            f.seek(start)
-            left = end - start
-            while left > 0:
-                block = f.read(min(IO_BLOCK, left))
-                if not block:
-                    return None
-                h.update(block)
-                left -= len(block)
+            return _hash_range(f, start, end, bytearray(min(IO_BLOCK, max(end - start, 1))))
     except FileNotFoundError:
         return None
-    return h.hexdigest()
+
+
+def _check_chunks(path: Path, chunks: Sequence[Chunk]) -> tuple[int, int | None]:
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return 0, None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        buf = bytearray(IO_BLOCK)
+        start = 0
+        for i, (end, sha) in enumerate(chunks):
+            if end > size or _hash_range(f, start, end, buf) != sha:
+                return i, size
+            start = end
+        return len(chunks), size
 
 
 class LocalBlobStore:
@@ -159,42 +239,50 @@ class LocalBlobStore:
         *,
         length: int,
         sha256_hex: str,
-        running: Hasher | None = None,
     ) -> None:
         path = self.partial_path(key)
         chunk_hash = hashlib.sha256()
         fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT, 0o600)
         ok = False
+        in_flight: asyncio.Future[None] | None = None
+
+        def flush(pieces: list[bytes], at: int, n: int) -> None:
+            # In a worker thread (hashlib and pwritev release the GIL): one pass
+            # for the hash, one vectored write of the very buffers aiohttp
+            # received, no copy.
+            for piece in pieces:
+                chunk_hash.update(piece)
+            _pwrite_all(fd, pieces, at)
+            _start_writeback(fd, at, n)
+
         try:
             await asyncio.to_thread(os.ftruncate, fd, offset)
-            written = 0
-            buf = bytearray()
-
-            def flush(data: bytes, at: int) -> None:
-                view = memoryview(data)
-                while view:
-                    n = os.pwrite(fd, view, at)
-                    view = view[n:]
-                    at += n
-                chunk_hash.update(data)
-                if running is not None:
-                    running.update(data)
-
+            written = 0  # bytes handed to a worker
+            pieces: list[bytes] = []
+            buffered = 0
             async for piece in source:
-                if written + len(buf) + len(piece) > length:
+                if written + buffered + len(piece) > length:
                     raise BadRequest(
                         "chunk body is longer than its Content-Length", code="bad_length"
                     )
-                buf += piece
-                if len(buf) >= IO_BLOCK:
-                    data = bytes(buf)
-                    buf.clear()
-                    await asyncio.to_thread(flush, data, offset + written)
-                    written += len(data)
-            if buf:
-                data = bytes(buf)
-                await asyncio.to_thread(flush, data, offset + written)
-                written += len(data)
+                pieces.append(piece)
+                buffered += len(piece)
+                if buffered >= IO_BLOCK:
+                    # At most one block in the worker while the next one arrives;
+                    # waiting for it first keeps the hash updates in order.
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.ensure_future(
+                        asyncio.to_thread(flush, pieces, offset + written, buffered)
+                    )
+                    written += buffered
+                    pieces, buffered = [], 0
+            if in_flight is not None:
+                await in_flight
+            in_flight = None
+            if pieces:
+                await asyncio.to_thread(flush, pieces, offset + written, buffered)
+                written += buffered
             if written != length:
                 raise BadRequest(
                     f"chunk body ended after {written} of {length} bytes", code="incomplete_chunk"
@@ -205,25 +293,32 @@ class LocalBlobStore:
                     "corrupted or tampered with",
                     code="checksum_mismatch",
                 )
-            await asyncio.to_thread(os.fsync, fd)
             ok = True
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage("the relay's storage is full; try again later") from exc
             raise
         finally:
+            if in_flight is not None:
+                # Never truncate under a worker that is still writing.
+                with contextlib.suppress(BaseException):
+                    await in_flight
             if not ok:
                 # Why: whatever failed, the bytes past the committed offset must not
-                # survive, or a later chunk could be appended after garbage.
-                try:
+                # survive, or a later chunk could be appended after garbage. Not
+                # fsynced: after a crash, start-up recovery truncates again.
+                with contextlib.suppress(OSError):
                     os.ftruncate(fd, offset)
-                    os.fsync(fd)
-                except OSError:
-                    pass  # start-up recovery truncates again
             os.close(fd)
 
     async def partial_sha256(self, key: str, start: int, end: int) -> str | None:
         return await asyncio.to_thread(_hash_file, self.partial_path(key), start, end)
+
+    async def check_chunks(
+        self, key: str, chunks: Sequence[Chunk], *, complete: bool
+    ) -> tuple[int, int | None]:
+        path = self.complete_path(key) if complete else self.partial_path(key)
+        return await asyncio.to_thread(_check_chunks, path, chunks)
 
     async def truncate_partial(self, key: str, size: int) -> int:
         path = self.partial_path(key)
@@ -276,19 +371,6 @@ class LocalBlobStore:
                 yield block
         finally:
             f.close()
-
-    async def hash_blob(self, key: str, *, complete: bool = True) -> tuple[int, str] | None:
-        path = self.complete_path(key) if complete else self.partial_path(key)
-
-        def run() -> tuple[int, str] | None:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                return None
-            digest = _hash_file(path, 0, size)
-            return None if digest is None else (size, digest)
-
-        return await asyncio.to_thread(run)
 
     async def delete(self, key: str) -> None:
         def rm() -> None:

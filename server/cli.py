@@ -251,7 +251,7 @@ def gc(data_dir: Path, as_json: bool) -> None:
 @click.option("--repair", is_flag=True, help="Delete broken transfers and orphan blobs.")
 @click.option("--json", "as_json", is_flag=True)
 def verify(data_dir: Path, repair: bool, as_json: bool) -> None:
-    """Check every blob against the size and SHA-256 on its row (exit 1 on problems)."""
+    """Re-hash every complete blob along its recorded chunks (exit 1 on problems)."""
     from . import ops
 
     cfg = _config(data_dir)

@@ -47,7 +47,7 @@ transfers = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("committed", sa.BigInteger, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),  # uploading | complete
-    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("digest", sa.String(64), nullable=True),  # blobs.chunk_list_digest
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("completed_at", sa.BigInteger, nullable=True),
@@ -70,6 +70,21 @@ recipients = sa.Table(
     sa.Column("downloaded_at", sa.BigInteger, nullable=True),
     sa.Column("verified_at", sa.BigInteger, nullable=True),
     sa.Index("ix_transfer_recipients_recipient", "recipient"),
+)
+
+# One row per committed chunk: where it ends and its SHA-256. What start-up
+# recovery and `verify` re-hash a blob against, chunk by chunk.
+chunks = sa.Table(
+    "transfer_chunks",
+    metadata,
+    sa.Column(
+        "transfer_id",
+        sa.String(32),
+        sa.ForeignKey("transfers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("end_offset", sa.BigInteger, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
 )
 
 nonces = sa.Table(

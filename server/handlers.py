@@ -284,8 +284,8 @@ async def get_data(request: web.Request) -> web.StreamResponse:
     resp.headers.update(NO_STORE)
     resp.headers["Content-Type"] = "application/octet-stream"
     resp.headers["Accept-Ranges"] = "bytes"
-    resp.headers["ETag"] = f'"{t.sha256}"'
-    resp.headers["Sealdrop-Blob-Sha256"] = t.sha256 or ""
+    resp.headers["ETag"] = f'"{t.digest}"'
+    resp.headers["Sealdrop-Blob-Digest"] = t.digest or ""
     if span is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{t.size}"
     resp.content_length = end - start

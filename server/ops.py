@@ -14,31 +14,46 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .blobs import BlobStore, LocalBlobStore
+from .blobs import BlobStore, LocalBlobStore, chunk_list_digest
 from .config import CONFIG_NAME, DB_NAME, RelayConfig
 from .errors import ConfigError
-from .metadata import COMPLETE, UPLOADING, SqlMetadataStore
+from .metadata import COMPLETE, UPLOADING, SqlMetadataStore, Transfer
 
 
 async def recover(store: SqlMetadataStore, blobs: BlobStore) -> int:
-    """After a crash: make every partial blob exactly its committed length.
+    """After a crash: make every partial blob exactly its last intact chunk.
 
-    Bytes past the committed offset are a chunk that never committed; cut them.
-    A partial blob shorter than its offset (lost by the filesystem) pulls the
-    offset back, so a resuming client re-sends what is really missing.
+    Chunks are not fsynced as they arrive (server.blobs), so after a power loss
+    a partial blob may be shorter than its committed offset, or hold zeros or
+    stale bytes where a chunk should be. Each one is re-hashed along its
+    recorded chunks; the committed offset moves back to the end of the last
+    chunk that verifies (clients resume from HEAD and re-send the rest), the
+    chunk records past it are dropped and the bytes past it cut. After a mere
+    SIGKILL every chunk verifies and only an uncommitted tail is cut. Costs one
+    read of every partial blob per start.
     """
     fixed = 0
     for t in await store.all_transfers():
-        if t.state != UPLOADING:
-            continue
-        actual = await blobs.truncate_partial(t.id, t.committed)
-        if actual < t.committed:
-            done = await blobs.hash_blob(t.id, complete=True)
-            if done is not None and done[0] == t.size:
-                continue  # finalised, row update lost: `complete` finishes it
-            await store.set_committed(t.id, actual)
+        if t.state == UPLOADING and await _recover_one(store, blobs, t):
             fixed += 1
     return fixed
+
+
+async def _recover_one(store: SqlMetadataStore, blobs: BlobStore, t: Transfer) -> bool:
+    """Roll one upload back to its last intact chunk; True if the offset moved."""
+    recorded = [c for c in await store.chunks(t.id) if c[0] <= t.committed]
+    good, size = await blobs.check_chunks(t.id, recorded, complete=False)
+    intact = recorded[good - 1][0] if good else 0
+    if size is None and t.committed > 0:
+        done = await blobs.check_chunks(t.id, [], complete=True)
+        if done[1] == t.size:
+            return False  # finalised, row update lost: `complete` finishes it
+    moved = intact != t.committed or good != len(recorded)
+    if moved:
+        await store.roll_back(t.id, intact)
+    if size is not None and size > intact:
+        await blobs.truncate_partial(t.id, intact)
+    return moved
 
 
 @dataclass(slots=True)
@@ -74,7 +89,7 @@ async def gc(store: SqlMetadataStore, blobs: BlobStore, cfg: RelayConfig, *, now
 @dataclass(slots=True)
 class VerifyReport:
     checked: int = 0
-    tampered: list[str] = field(default_factory=list)  # complete blob ≠ size/sha256 of its row
+    tampered: list[str] = field(default_factory=list)  # complete blob ≠ its recorded chunks
     missing: list[str] = field(default_factory=list)  # row without its blob
     orphans: list[str] = field(default_factory=list)  # blob without a row
     trailing: list[str] = field(default_factory=list)  # partial blob longer than committed
@@ -97,25 +112,29 @@ class VerifyReport:
 
 
 async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> VerifyReport:
-    """Re-hash every blob against its row; find rows without blobs and blobs without rows."""
+    """Re-hash every complete blob along its recorded chunks; find rows without
+    blobs and blobs without rows."""
     report = VerifyReport()
     listed = await blobs.list()
     rows = await store.all_transfers()
     by_id = {t.id: t for t in rows}
     for t in rows:
         report.checked += 1
+        recorded = await store.chunks(t.id)
         if t.state == COMPLETE:
-            found = await blobs.hash_blob(t.id, complete=True)
-            if found is None:
+            good, size = await blobs.check_chunks(t.id, recorded, complete=True)
+            if size is None:
                 report.missing.append(t.id)
-            elif found != (t.size, t.sha256):
+            elif (size != t.size or good != len(recorded) or not recorded
+                  or recorded[-1][0] != t.size or chunk_list_digest(recorded) != t.digest):
                 report.tampered.append(t.id)
         else:
-            found = await blobs.hash_blob(t.id, complete=False)
-            size = 0 if found is None else found[0]
-            if size < t.committed:
+            # Only the length is checked: an upload in progress may be writing.
+            # Start-up recovery re-hashes partial blobs.
+            _, size = await blobs.check_chunks(t.id, [], complete=False)
+            if (size or 0) < t.committed:
                 report.missing.append(t.id)
-            elif size > t.committed:
+            elif (size or 0) > t.committed:
                 report.trailing.append(t.id)
     for b in listed:
         row = by_id.get(b.key)
@@ -125,6 +144,11 @@ async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> 
             report.orphans.append(b.key)  # a stale partial beside a complete blob
     if repair:
         for tid in report.tampered + report.missing:
+            if by_id[tid].state == UPLOADING:
+                # A partial blob shorter than its offset (a power loss): roll the
+                # upload back to its last intact chunk; the sender resumes.
+                await _recover_one(store, blobs, by_id[tid])
+                continue
             await store.delete_transfer(tid)
             await blobs.delete(tid)
         for tid in report.trailing:
@@ -215,6 +239,7 @@ def backup(cfg: RelayConfig, dest: Path) -> BackupReport:
                 report.bytes += committed
             else:
                 dst.execute("DELETE FROM transfer_recipients WHERE transfer_id = ?", (tid,))
+                dst.execute("DELETE FROM transfer_chunks WHERE transfer_id = ?", (tid,))
                 dst.execute("DELETE FROM transfers WHERE id = ?", (tid,))
                 report.dropped += 1
         dst.commit()

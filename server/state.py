@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -26,10 +25,6 @@ class Relay:
     metrics: Metrics
     limiter: TokenBuckets
     clock: Callable[[], float] = time.time
-    # Running SHA-256 of each partial blob this process has written, keyed by
-    # transfer id, with the offset it covers. A cache only: on a miss (another
-    # process, a restart) the blob is re-hashed at finalise.
-    hashers: dict[str, tuple[int, hashlib._Hash]] = field(default_factory=dict)
 
     def now(self) -> int:
         return int(self.clock())

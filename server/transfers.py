@@ -6,11 +6,16 @@ The upload state machine (docs/protocol.md has the diagram)::
                     │                                              │
                     └───────────── POST complete, committed == size ┴──► complete
 
-The committed offset lives in the database row and advances only after the
-chunk is fsynced into the partial blob, so after any crash the row never
-claims a byte the disk does not hold; bytes past it are truncated away. A
-transfer is visible to its recipients only once complete, and only to its
-sender and recipients at all: everyone else gets 404, as for an unknown id.
+The committed offset lives in the database row and advances, together with a
+record of the chunk's (end offset, SHA-256), only after the chunk is written
+into the partial blob and its hash verified. The chunk is not fsynced (that
+cost more than the whole rest of the upload): a SIGKILL loses nothing, and
+after a power loss start-up recovery re-hashes the partial blob along the
+recorded chunks and moves the offset back to the last intact one; clients
+always resume from HEAD. ``complete`` fsyncs the blob before the transfer
+becomes visible, so what the relay calls complete is durable. A transfer is
+visible to its recipients only once complete, and only to its sender and
+recipients at all: everyone else gets 404, as for an unknown id.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 
 from crypto.bundle import HANDLE_RE
 
-from .blobs import check_key
+from .blobs import check_key, chunk_list_digest
 from .errors import BadRequest, Conflict, NotFound, RangeNotSatisfiable, StoreError, TooLarge
 from .metadata import COMPLETE, Account, Transfer
 from .state import Relay
@@ -67,7 +72,7 @@ def to_json(t: Transfer, viewer: str) -> dict[str, Any]:
         "created_at": t.created_at,
         "expires_at": t.expires_at,
         "completed_at": t.completed_at,
-        "sha256": t.sha256,
+        "digest": t.digest,
     }
     if viewer == t.sender:
         out["committed"] = t.committed
@@ -172,13 +177,20 @@ async def upload_chunk(
             code="chunk_past_end",
         )
     async with _lock(t.id):
-        fresh = await relay.store.get_transfer(t.id)
-        if fresh is None:
+        # Re-read under the lock: another request may have advanced the offset.
+        progress = await relay.store.progress(t.id)
+        if progress is None:
             raise NotFound("no such transfer", code="transfer_not_found")
-        committed = fresh.committed
+        state, committed = progress
+        if state == COMPLETE:
+            raise Conflict("the transfer is already complete", code="already_complete")
         if offset < committed and offset + length <= committed:
             # A re-sent chunk: fine if it is byte-for-byte what we hold.
-            stored = await relay.blobs.partial_sha256(t.id, offset, offset + length)
+            recorded = dict(await relay.store.chunks(t.id))
+            if offset + length in recorded and (offset == 0 or offset in recorded):
+                stored: str | None = recorded[offset + length]
+            else:  # not on the recorded boundaries: hash what the blob holds
+                stored = await relay.blobs.partial_sha256(t.id, offset, offset + length)
             if stored != sha256_hex:
                 raise Conflict(
                     f"a different chunk is already committed at offset {offset}",
@@ -202,21 +214,13 @@ async def upload_chunk(
                 code="offset_mismatch",
                 headers={"Upload-Offset": str(committed)},
             )
-        cached = relay.hashers.pop(t.id, None)
-        running = None
-        if offset == 0:
-            running = hashlib.sha256()
-        elif cached is not None and cached[0] == offset:
-            running = cached[1].copy()
-        await relay.blobs.write_chunk(
-            t.id, offset, source, length=length, sha256_hex=sha256_hex, running=running
-        )
-        if not await relay.store.advance(t.id, old=offset, new=offset + length, now=relay.now()):
+        await relay.blobs.write_chunk(t.id, offset, source, length=length, sha256_hex=sha256_hex)
+        if not await relay.store.advance(
+            t.id, old=offset, new=offset + length, sha256=sha256_hex, now=relay.now()
+        ):
             await relay.blobs.truncate_partial(t.id, offset)
             raise Conflict("the upload moved on concurrently; ask for the offset again",
                            code="offset_mismatch")
-        if running is not None:
-            relay.hashers[t.id] = (offset + length, running)
     relay.metrics.inc("sealdrop_upload_bytes_total", length)
     return ChunkResult(offset + length, t.size)
 
@@ -235,30 +239,19 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
                 f"only {fresh.committed} of {fresh.size} bytes have been uploaded",
                 code="incomplete_upload",
             )
-        cached = relay.hashers.pop(t.id, None)
-        digest: str | None = None
-        if cached is not None and cached[0] == fresh.size:
-            digest = cached[1].hexdigest()
-        else:
-            found = await relay.blobs.hash_blob(t.id, complete=False)
-            if found is None:
-                # Finalised by an earlier attempt that died before the row update.
-                found = await relay.blobs.hash_blob(t.id, complete=True)
-                if found is None or found[0] != fresh.size:
-                    raise StoreError("the uploaded blob is missing from the blob store")
-                digest = found[1]
-            else:
-                if found[0] < fresh.size:
-                    raise StoreError("the uploaded blob is shorter than its committed size")
-                await relay.blobs.truncate_partial(t.id, fresh.size)
-                if found[0] > fresh.size:
-                    found = await relay.blobs.hash_blob(t.id, complete=False)
-                    if found is None:
-                        raise StoreError("the uploaded blob vanished")
-                digest = found[1]
-        if (await relay.blobs.hash_blob(t.id, complete=True)) is None:
+        recorded = await relay.store.chunks(t.id)
+        if not recorded or recorded[-1][0] != fresh.size:
+            raise StoreError("the chunk records of the upload are incomplete")
+        # finalize fsyncs the blob (most of it was already on its way to the device)
+        # and renames it into place: only then may the row say complete.
+        size = await relay.blobs.truncate_partial(t.id, fresh.size)
+        if size == fresh.size:
             await relay.blobs.finalize(t.id, fresh.size)
-        await relay.store.complete(t.id, sha256=digest, now=relay.now())
+        elif (await relay.blobs.check_chunks(t.id, [], complete=True))[1] != fresh.size:
+            # Neither a whole partial blob nor one finalised by an earlier attempt
+            # that died before the row update.
+            raise StoreError("the uploaded blob is missing from the blob store")
+        await relay.store.complete(t.id, digest=chunk_list_digest(recorded), now=relay.now())
     _locks.pop(t.id, None)
     relay.metrics.inc("sealdrop_transfers_completed_total")
     done = await relay.store.get_transfer(t.id)
@@ -312,7 +305,6 @@ async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:
     async with _lock(t.id):
         await relay.store.delete_transfer(t.id)
         await relay.blobs.delete(t.id)
-    relay.hashers.pop(t.id, None)
     _locks.pop(t.id, None)
     relay.metrics.inc("sealdrop_transfers_deleted_total", reason=reason)
 

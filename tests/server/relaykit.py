@@ -29,6 +29,7 @@ from crypto.age import X25519Identity
 from crypto.bundle import KeyBundle
 from server.accounts import create_invite
 from server.app import create_app
+from server.blobs import chunk_list_digest
 from server.config import RelayConfig, load_config
 from server.db import make_engine, metadata, migrate
 from server.state import RELAY_KEY, Relay
@@ -309,3 +310,12 @@ async def migrate_url(url: str) -> None:
         await migrate(engine)
     finally:
         await engine.dispose()
+
+
+def blob_digest(blob: bytes, ends: list[int]) -> str:
+    """The relay's digest of ``blob`` uploaded in chunks ending at ``ends``."""
+    out, start = [], 0
+    for end in ends:
+        out.append((end, hashlib.sha256(blob[start:end]).hexdigest()))
+        start = end
+    return chunk_list_digest(out)

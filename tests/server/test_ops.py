@@ -131,6 +131,27 @@ def test_verify_finds_and_repairs(relay: RunningRelay) -> None:
     assert [t["id"] for t in bob.inbox()] == [good]
 
 
+def test_verify_repair_rolls_a_short_upload_back_to_its_last_intact_chunk(
+    relay: RunningRelay,
+) -> None:
+    alice, _ = relay.user("alice")
+    relay.user("bob-lab")
+    blob = os.urandom(3000)
+    tid = alice.create_transfer(["bob-lab"], len(blob))["id"]
+    alice.upload_chunk(tid, 0, blob[:1000])
+    alice.upload_chunk(tid, 1000, blob[1000:2000])
+    part = relay.config.blob_dir / "partial" / tid
+    os.truncate(part, 1500)  # a power loss took the tail of the second chunk
+
+    report = json.loads(run_cli(relay, "verify", "--json", ok=False).output)
+    assert report["missing"] == [tid]
+    run_cli(relay, "verify", "--repair")
+    assert alice.upload_offset(tid) == 1000  # rolled back, not deleted
+    assert part.stat().st_size == 1000
+    alice.upload_chunk(tid, 1000, blob[1000:])
+    assert alice.complete(tid)["state"] == "complete"
+
+
 def test_backup_restores_into_a_working_relay(tmp_path: Path, db_url: str) -> None:
     if db_url:
         proc = RelayProcess(tmp_path / "data", db_url, tmp_path / "relay.log")

@@ -1,4 +1,4 @@
-"""initial schema: accounts, invites, transfers, recipients, nonces
+"""initial schema: accounts, invites, transfers, recipients, chunks, nonces
 
 Revision ID: 0001
 Revises:
@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("committed", sa.BigInteger, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("sha256", sa.String(64), nullable=True),
+        sa.Column("digest", sa.String(64), nullable=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.Column("completed_at", sa.BigInteger, nullable=True),
@@ -69,6 +69,17 @@ def upgrade() -> None:
         "ix_transfer_recipients_recipient", "transfer_recipients", ["recipient"]
     )
     op.create_table(
+        "transfer_chunks",
+        sa.Column(
+            "transfer_id",
+            sa.String(32),
+            sa.ForeignKey("transfers.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("end_offset", sa.BigInteger, primary_key=True),
+        sa.Column("sha256", sa.String(64), nullable=False),
+    )
+    op.create_table(
         "nonces",
         sa.Column("nonce", sa.String(32), primary_key=True),
         sa.Column("expires_at", sa.BigInteger, nullable=False),
@@ -78,6 +89,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("nonces")
+    op.drop_table("transfer_chunks")
     op.drop_table("transfer_recipients")
     op.drop_table("transfers")
     op.drop_table("invites")
