@@ -21,6 +21,7 @@ from crypto.age.hybrid import HybridIdentity
 from crypto.age.x25519 import X25519Identity
 
 from .errors import ClientError
+from .fileregion import FileRegion
 from .outfile import atomic_output
 from .secrets import read_passphrase
 
@@ -29,7 +30,8 @@ EXAMPLES = """
 Examples:
   sealdrop age -r age1… -o scan.stl.age scan.stl
   sealdrop age -d -i key.txt -o scan.stl scan.stl.age
-  sealdrop age -p -a notes.txt > notes.txt.age     (passphrase from SEALDROP_PASSPHRASE or the terminal)
+  sealdrop age -p -a notes.txt > notes.txt.age
+      (the passphrase comes from SEALDROP_PASSPHRASE, else the terminal)
   sealdrop age keygen --pq -o key.txt
   sealdrop age keygen -y key.txt
 """
@@ -106,7 +108,12 @@ def _run(
                 )
 
             def job(dst: BinaryIO) -> None:
-                age.encrypt(src, dst, rcpts, armor=armor)
+                region = FileRegion.of(src)
+                with age.Encryptor(dst, rcpts, armor=armor) as enc:
+                    if region is not None:
+                        enc.write_positional(region, region.size)
+                    else:
+                        enc.write_from(src)
 
         if output is None or output == "-":
             job(sys.stdout.buffer)
@@ -124,8 +131,8 @@ def _run(
 
 def _keygen(pq: bool, output: str | None, convert: str | None) -> None:
     if convert is not None:
-        for ident in age.parse_identities(_read_text(convert)):
-            recipient = ident.recipient()  # type: ignore[attr-defined]
+        for parsed in age.parse_identities(_read_text(convert)):
+            recipient = parsed.recipient()  # type: ignore[attr-defined]
             click.echo(str(recipient))
         return
     ident: X25519Identity | HybridIdentity = (
@@ -152,12 +159,14 @@ def _keygen(pq: bool, output: str | None, convert: str | None) -> None:
 
 @click.command(
     "keygen",
-    epilog="\b\nExamples:\n  sealdrop age keygen -o key.txt\n  sealdrop age keygen --pq -o key.txt\n"
-    "  sealdrop age keygen -y key.txt",
+    epilog="\b\nExamples:\n  sealdrop age keygen -o key.txt\n"
+    "  sealdrop age keygen --pq -o key.txt\n  sealdrop age keygen -y key.txt",
 )
-@click.option("--pq", is_flag=True, help="Generate a post-quantum hybrid (ML-KEM-768 + X25519) key.")
+@click.option("--pq", is_flag=True,
+              help="Generate a post-quantum hybrid (ML-KEM-768 + X25519) key.")
 @click.option("-o", "--output", metavar="FILE", help="Write the key to FILE (mode 0600).")
-@click.option("-y", "convert", metavar="FILE", help="Print the recipients of the identities in FILE.")
+@click.option("-y", "convert", metavar="FILE",
+              help="Print the recipients of the identities in FILE.")
 def keygen(pq: bool, output: str | None, convert: str | None) -> None:
     """Generate an age identity, like age-keygen."""
     _keygen(pq, output, convert)
@@ -178,8 +187,10 @@ def keygen(pq: bool, output: str | None, convert: str | None) -> None:
               help="Decrypt with the identities in FILE. Repeatable.")
 @click.option("-a", "--armor", is_flag=True, help="Encrypt to a PEM-armored text file.")
 @click.option("-p", "--passphrase", is_flag=True,
-              help="Encrypt with a passphrase (SEALDROP_PASSPHRASE, else asked on the terminal).")
-@click.option("-o", "--output", metavar="OUT", help="Write to OUT (only if the whole job succeeds).")
+              help="Encrypt with a passphrase (SEALDROP_PASSPHRASE, else asked on the "
+              "terminal).")
+@click.option("-o", "--output", metavar="OUT",
+              help="Write to OUT (only if the whole job succeeds).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def age_command(
     encrypt_flag: bool,

@@ -12,7 +12,7 @@ import click
 
 from .errors import ClientError
 
-PASSPHRASE_ENV = "SEALDROP_PASSPHRASE"
+PASSPHRASE_ENV = "SEALDROP_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
 
 
 def read_passphrase(*, confirm: bool, passphrase_file: Path | None = None,

@@ -22,6 +22,7 @@ from .stream import (
     DEFAULT_BATCH_CHUNKS,
     DEFAULT_WORKERS,
     NONCE_SIZE,
+    PositionalReader,
     Reader,
     StreamReader,
     StreamWriter,
@@ -148,6 +149,10 @@ class Encryptor:
     def write_from(self, src: Reader) -> int:
         """Encrypt all of ``src``; faster than write() for files (reads in place)."""
         return self._stream.write_from(src)
+
+    def write_positional(self, src: PositionalReader, size: int) -> int:
+        """Encrypt exactly ``size`` bytes read by position (fastest, for regular files)."""
+        return self._stream.write_positional(src, size)
 
     def close(self) -> None:
         self._stream.close()

@@ -7,7 +7,6 @@ chain: a MAC failure is not "a kind of" header syntax error.
 
 from __future__ import annotations
 
-
 from ..errors import SealdropCryptoError
 
 

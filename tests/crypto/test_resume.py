@@ -11,7 +11,9 @@ from crypto import age
 from crypto.age.stream import CHUNK_SIZE
 
 
-def _encrypt(data: bytes, recipients: list[age.Recipient], **kw: object) -> tuple[bytes, age.ResumeState]:
+def _encrypt(
+    data: bytes, recipients: list[age.Recipient], **kw: object
+) -> tuple[bytes, age.ResumeState]:
     out = io.BytesIO()
     enc = age.Encryptor(out, recipients, **kw)  # type: ignore[arg-type]
     enc.write(data)
@@ -19,10 +21,14 @@ def _encrypt(data: bytes, recipients: list[age.Recipient], **kw: object) -> tupl
     return out.getvalue(), enc.resume_state
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 5 * CHUNK_SIZE + 7])
+@pytest.mark.parametrize(
+    "size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 5 * CHUNK_SIZE + 7]
+)
 @pytest.mark.parametrize("pq", [False, True])
 def test_resume_state_reproduces_ciphertext_exactly(size: int, pq: bool) -> None:
-    ident = age.HybridIdentity.generate(os.urandom) if pq else age.X25519Identity.generate(os.urandom)
+    ident = (
+        age.HybridIdentity.generate(os.urandom) if pq else age.X25519Identity.generate(os.urandom)
+    )
     data = os.urandom(size)
     first, state = _encrypt(data, [ident.recipient()])
     again, _ = _encrypt(data, [], resume=age.ResumeState.from_bytes(state.to_bytes()))
