@@ -13,8 +13,8 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from crypto import safety
-from crypto.age.scrypt import DEFAULT_WORK_FACTOR
+from sealdrop.crypto import safety
+from sealdrop.crypto.age.scrypt import DEFAULT_WORK_FACTOR
 
 from .errors import ClientError
 from .identity import BUNDLE_FILE, IDENTITY_FILE, create_identity, load_identity, load_public_bundle

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from crypto.age.scrypt import DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR
+from sealdrop.crypto.age.scrypt import DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR
 
 from .account import init_profile, whoami
 from .identity import resolve_home

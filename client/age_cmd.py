@@ -15,10 +15,10 @@ from typing import BinaryIO
 
 import click
 
-from crypto import age
-from crypto.age.format import Stanza
-from crypto.age.hybrid import HybridIdentity
-from crypto.age.x25519 import X25519Identity
+from sealdrop.crypto import age
+from sealdrop.crypto.age.format import Stanza
+from sealdrop.crypto.age.hybrid import HybridIdentity
+from sealdrop.crypto.age.x25519 import X25519Identity
 
 from .errors import ClientError
 from .fileregion import FileRegion

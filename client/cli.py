@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from crypto.errors import SealdropCryptoError
+from sealdrop.crypto.errors import SealdropCryptoError
 
 from .errors import ClientError
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from crypto import safety
-from crypto.bundle import KeyBundle, check_handle
-from crypto.errors import BundleError, SafetyNumberError
+from sealdrop.crypto import safety
+from sealdrop.crypto.bundle import KeyBundle, check_handle
+from sealdrop.crypto.errors import BundleError, SafetyNumberError
 
 from .errors import (
     ContactError,

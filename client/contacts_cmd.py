@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from crypto.bundle import KeyBundle
-from crypto.errors import BundleError
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.errors import BundleError
 
 from .contacts import ContactStore
 from .errors import ContactError

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from crypto import age
-from crypto.age.scrypt import DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR
-from crypto.bundle import KeyBundle
-from crypto.errors import BundleError, IdentityFileError
-from crypto.identity import MAX_IDENTITY_FILE, SecretIdentity, open_identity, seal_identity
+from sealdrop.crypto import age
+from sealdrop.crypto.age.scrypt import DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.errors import BundleError, IdentityFileError
+from sealdrop.crypto.identity import MAX_IDENTITY_FILE, SecretIdentity, open_identity, seal_identity
 
 from .errors import IdentityError, WrongPassphraseError
 from .outfile import atomic_output

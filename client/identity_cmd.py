@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from crypto import safety
-from crypto.age.scrypt import DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR
+from sealdrop.crypto import safety
+from sealdrop.crypto.age.scrypt import DEFAULT_WORK_FACTOR, MAX_WORK_FACTOR
 
 from .errors import ClientError
 from .identity import HOME_ENV, create_identity, load_identity, load_public_bundle, resolve_home

@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from crypto import age
-from crypto.bundle import KeyBundle
-from crypto.errors import BundleError
-from crypto.identity import SecretIdentity
+from sealdrop.crypto import age
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.errors import BundleError
+from sealdrop.crypto.identity import SecretIdentity
 
 from .errors import ClientError
 from .outfile import atomic_output

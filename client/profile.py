@@ -18,9 +18,9 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from crypto.bundle import check_handle
-from crypto.errors import BundleError
-from crypto.identity import SecretIdentity
+from sealdrop.crypto.bundle import check_handle
+from sealdrop.crypto.errors import BundleError
+from sealdrop.crypto.identity import SecretIdentity
 
 from .contacts import ContactStore
 from .errors import ClientError, IdentityError

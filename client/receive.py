@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crypto.errors import SealdropCryptoError
-from crypto.manifest import Manifest
+from sealdrop.crypto.errors import SealdropCryptoError
+from sealdrop.crypto.manifest import Manifest
 
 from .errors import ClientError, ContactError, ReceiveError, ReplayError
 from .outfile import atomic_output

@@ -18,7 +18,6 @@ holds.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.client
 import json
@@ -30,14 +29,14 @@ from typing import Any, BinaryIO, Protocol
 
 from nacl.signing import SigningKey
 
-from crypto.bundle import KeyBundle
-from crypto.errors import BundleError
+from sealdrop.crypto import protocol
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.errors import BundleError
 
 from .errors import ClientError
 
-CONTEXT = "sealdrop-request-v1"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-DEFAULT_CHUNK = 12 * 1024 * 1024
+EMPTY_SHA256 = protocol.EMPTY_SHA256
+DEFAULT_CHUNK = protocol.DEFAULT_CHUNK_SIZE
 IO_BLOCK = 1024 * 1024
 
 
@@ -98,12 +97,6 @@ class RelayProtocolError(RelayError):
 # -- signing -----------------------------------------------------------------
 
 
-def signed_text(method: str, path_qs: str, timestamp: str, nonce: str, body_sha256: str) -> bytes:
-    return "\n".join([CONTEXT, method.upper(), path_qs, timestamp, nonce, body_sha256]).encode(
-        "utf-8"
-    )
-
-
 def sign_headers(
     signing_key: SigningKey,
     handle: str,
@@ -111,19 +104,13 @@ def sign_headers(
     path_qs: str,
     body_sha256: str,
     *,
-    now: float | None = None,
-    nonce: bytes | None = None,
+    now: float,
 ) -> dict[str, str]:
-    """The four Sealdrop-* headers for one request."""
-    ts = str(int(time.time() if now is None else now))
-    nonce_b64 = base64.urlsafe_b64encode(nonce or os.urandom(16)).decode().rstrip("=")
-    sig = signing_key.sign(signed_text(method, path_qs, ts, nonce_b64, body_sha256)).signature
-    return {
-        "Sealdrop-Handle": handle,
-        "Sealdrop-Timestamp": ts,
-        "Sealdrop-Nonce": nonce_b64,
-        "Sealdrop-Signature": base64.urlsafe_b64encode(sig).decode().rstrip("="),
-    }
+    """The four signature headers for one request, with a fresh random nonce."""
+    return protocol.sign_request(
+        signing_key, handle, method, path_qs, body_sha256,
+        timestamp=int(now), nonce=os.urandom(protocol.NONCE_BYTES),
+    )
 
 
 def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
@@ -137,13 +124,15 @@ def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
         pass
     kw: dict[str, Any] = {"status": status, "code": code}
     if status == 409:
-        off = headers.get("Upload-Offset")
+        off = headers.get(protocol.H_UPLOAD_OFFSET)
         return RelayConflict(message, offset=int(off) if off and off.isdigit() else None, **kw)
     if status == 429:
         ra = headers.get("Retry-After", "1")
         return RelayRateLimited(message, retry_after=int(ra) if ra.isdigit() else 1, **kw)
     if status in (401, 403):
-        hint = "check the computer's clock" if code == "stale_timestamp" else None
+        hint = (
+            "check the computer's clock" if code == protocol.ErrorCode.STALE_TIMESTAMP else None
+        )
         return RelayAuthError(message, hint=hint, **kw)
     if status == 404:
         return RelayNotFound(message, **kw)
@@ -307,7 +296,7 @@ class RelayClient:
         resp.read()
         if resp.status >= 400:
             raise _error_from(resp.status, resp.headers, b"")
-        value = resp.headers.get("Upload-Offset", "")
+        value = resp.headers.get(protocol.H_UPLOAD_OFFSET, "")
         if not value.isdigit():
             raise RelayProtocolError("the relay did not say the upload offset")
         return int(value)
@@ -327,14 +316,14 @@ class RelayClient:
             "PATCH", f"/v1/transfers/{transfer_id}/data", body=data, body_sha256=sha,
             headers={
                 "Content-Type": "application/octet-stream",
-                "Upload-Offset": str(offset),
-                "Sealdrop-Chunk-Sha256": sha,
+                protocol.H_UPLOAD_OFFSET: str(offset),
+                protocol.H_CHUNK_SHA256: sha,
             },
         )
         payload = resp.read()
         if resp.status >= 400:
             raise _error_from(resp.status, resp.headers, payload)
-        return int(resp.headers.get("Upload-Offset", offset + len(data)))
+        return int(resp.headers.get(protocol.H_UPLOAD_OFFSET, offset + len(data)))
 
     def upload(
         self,
@@ -358,7 +347,7 @@ class RelayClient:
                 offset = self.upload_chunk(transfer_id, offset, data)
                 failures = 0
             except RelayConflict as exc:
-                if exc.offset is None or exc.code == "already_complete":
+                if exc.offset is None or exc.code == protocol.ErrorCode.ALREADY_COMPLETE:
                     raise
                 offset = exc.offset  # another attempt got further; continue from there
             except (RelayUnavailable, RelayRateLimited) as exc:

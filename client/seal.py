@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crypto import age
-from crypto.age.stream import Writer
-from crypto.bundle import KeyBundle
-from crypto.container import ContainerWriter, NameSet, check_path, predicted_size
-from crypto.errors import BundleError, ContainerError, ManifestError
-from crypto.identity import SecretIdentity
-from crypto.manifest import FileEntry, Manifest, recipient_entries
+from sealdrop.crypto import age
+from sealdrop.crypto.age.stream import Writer
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.container import ContainerWriter, NameSet, check_path, predicted_size
+from sealdrop.crypto.errors import BundleError, ContainerError, ManifestError
+from sealdrop.crypto.identity import SecretIdentity
+from sealdrop.crypto.manifest import FileEntry, Manifest, recipient_entries
 
 from .errors import SealError
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crypto import age
-from crypto.bundle import KeyBundle
-from crypto.errors import SealdropCryptoError
+from sealdrop.crypto import age
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.errors import SealdropCryptoError
 
 from . import dicom as dicom_summary
 from .errors import ClientError, ContactError, SealError, UnknownContactError

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crypto import age
-from crypto.age.stream import Reader
-from crypto.container import FILES_PREFIX, ContainerReader
-from crypto.identity import SecretIdentity
-from crypto.manifest import Manifest
+from sealdrop.crypto import age
+from sealdrop.crypto.age.stream import Reader
+from sealdrop.crypto.container import FILES_PREFIX, ContainerReader
+from sealdrop.crypto.identity import SecretIdentity
+from sealdrop.crypto.manifest import Manifest
 
 from .contacts import Contact, ContactStore
 from .errors import ReceiveError

@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from sealdrop.crypto.protocol import ErrorCode
+
 from .errors import ClientError
 from .outbox import ChunkJournal
 from .relay_api import RelayClient, RelayConflict, RelayRateLimited, RelayUnavailable
@@ -298,7 +300,7 @@ class ChunkUploader:
                 if exc.offset is not None and exc.offset >= offset + len(chunk):
                     return
                 if exc.offset is not None and exc.offset < offset and exc.code == (
-                        "offset_mismatch") and self._predecessor_pending(offset):
+                        ErrorCode.OFFSET_MISMATCH) and self._predecessor_pending(offset):
                     continue  # our chunk overtook the previous one: send it again
                 if exc.offset is not None and exc.offset < offset:
                     # The relay lost chunks it had committed (a power loss; it does not

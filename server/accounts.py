@@ -15,8 +15,8 @@ import re
 import secrets
 from typing import Any
 
-from crypto.bundle import HANDLE_RE, KeyBundle
-from crypto.errors import BundleError
+from sealdrop.crypto.bundle import HANDLE_RE, KeyBundle
+from sealdrop.crypto.errors import BundleError
 
 from .errors import BadRequest, Conflict
 from .metadata import Account

@@ -13,8 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
+from sealdrop.crypto.protocol import EMPTY_SHA256, SHA256_HEX_RE
+
 from . import accounts, auth, transfers
-from .auth import EMPTY_SHA256, SHA256_RE
 from .errors import (
     BadRequest,
     Forbidden,
@@ -124,7 +125,7 @@ async def register(request: web.Request) -> web.Response:
     relay = _relay(request)
     body, body_sha = await read_json(request)
     handle, invite, bundle = accounts.parse_registration(body)
-    signed = auth.parse_headers(request.headers)
+    signed = auth.parse_headers(request)
     if signed.handle != handle:
         raise BadRequest("Sealdrop-Handle must be the handle being registered", code="bad_handle")
     # Why: the request must be signed by the bundle's own key, proving the
@@ -234,7 +235,7 @@ async def patch_data(request: web.Request) -> web.Response:
     if request.content_type not in ("application/octet-stream", "application/offset+octet-stream"):
         raise BadRequest("Content-Type must be application/octet-stream", code="bad_content_type")
     sha = request.headers.get("Sealdrop-Chunk-Sha256", "")
-    if not SHA256_RE.fullmatch(sha):
+    if not SHA256_HEX_RE.fullmatch(sha):
         raise BadRequest(
             "header Sealdrop-Chunk-Sha256 must be 64 lowercase hex digits", code="bad_checksum"
         )

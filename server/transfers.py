@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from crypto.bundle import HANDLE_RE
+from sealdrop.crypto.bundle import HANDLE_RE
 
 from .blobs import check_key, chunk_list_digest
 from .errors import BadRequest, Conflict, NotFound, RangeNotSatisfiable, StoreError, TooLarge

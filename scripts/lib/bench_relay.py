@@ -25,9 +25,9 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from client.relay_api import RelayClient
-from crypto import age
-from crypto.bundle import KeyBundle
+from sealdrop.client.relay_api import RelayClient
+from sealdrop.crypto import age
+from sealdrop.crypto.bundle import KeyBundle
 
 
 def _start(data: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:

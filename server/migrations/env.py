@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from server.db import metadata
+from sealdrop.server.db import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

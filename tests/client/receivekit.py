@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from client.contacts import ContactStore
-from client.replay import ReplayStore
-from client.staging import STAGING_PREFIX, Received, receive_transfer
-from crypto.identity import SecretIdentity
+from sealdrop.client.contacts import ContactStore
+from sealdrop.client.replay import ReplayStore
+from sealdrop.client.staging import STAGING_PREFIX, Received, receive_transfer
+from sealdrop.crypto.identity import SecretIdentity
 from tests.crypto.transferkit import identity
 
 ALICE = identity("alice.clinic")

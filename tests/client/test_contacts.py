@@ -10,17 +10,17 @@ import pytest
 from click.testing import CliRunner
 from nacl.signing import SigningKey
 
-from client.cli import cli
-from client.contacts import ContactState, ContactStore
-from client.errors import (
+from sealdrop.client.cli import cli
+from sealdrop.client.contacts import ContactState, ContactStore
+from sealdrop.client.errors import (
     ContactError,
     ContactKeyChangedError,
     SafetyNumberMismatchError,
     UnknownContactError,
     UnverifiedContactError,
 )
-from crypto.bundle import KeyBundle
-from crypto.identity import SecretIdentity
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.identity import SecretIdentity
 from tests.client.receivekit import ALICE, BOB, NOW
 
 
@@ -89,7 +89,7 @@ def test_key_change_with_wrong_number_still_refused(store: ContactStore) -> None
 def test_key_change_after_reverification(store: ContactStore) -> None:
     store.add(ALICE.bundle, now=NOW, fingerprint=ALICE.safety_number)
     new = impostor("alice.clinic")  # say Alice really lost her laptop
-    from crypto import safety
+    from sealdrop.crypto import safety
 
     c = store.add(new, now=NOW + 5, fingerprint=safety.safety_number(new.signing_key))
     assert c.verified and c.bundle == new and c.added == NOW + 5

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from client.cli import cli
-from client.errors import IdentityError, WrongPassphraseError
-from client.identity import (
+from sealdrop.client.cli import cli
+from sealdrop.client.errors import IdentityError, WrongPassphraseError
+from sealdrop.client.identity import (
     IDENTITY_FILE,
     create_identity,
     load_identity,
     load_public_bundle,
     resolve_home,
 )
-from crypto import safety
+from sealdrop.crypto import safety
 
 PASS = b"Zahnarzt-Praxis 2024!"
 
@@ -169,6 +169,6 @@ def test_stock_age_decrypts_the_identity_file(home: Path, tmp_path: Path) -> Non
     text = out_path.read_text()
     ident = load_identity(home, PASS)
     assert ident.x25519.encode() in text and ident.pq.encode() in text
-    from crypto import age
+    from sealdrop.crypto import age
 
     assert len(age.parse_identities(text)) == 2

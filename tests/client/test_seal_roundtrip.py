@@ -14,11 +14,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from client.errors import SealError
-from client.seal import collect_files, media_type, seal_transfer
-from client.staging import STAGING_PREFIX
-from crypto import age
-from crypto.container import ContainerReader
+from sealdrop.client.errors import SealError
+from sealdrop.client.seal import collect_files, media_type, seal_transfer
+from sealdrop.client.staging import STAGING_PREFIX
+from sealdrop.crypto import age
+from sealdrop.crypto.container import ContainerReader
 from tests.client.receivekit import ALICE, BOB, CAROL, NOW, Profile, make_dest
 
 DICOM_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -93,7 +93,7 @@ def test_hybrid_is_used_for_pq_bundles(source: Path) -> None:
 
 
 def test_no_fallback_when_pq_unavailable(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from crypto.age import hybrid
+    from sealdrop.crypto.age import hybrid
 
     def unavailable(text: str) -> object:
         raise age.RecipientError("post-quantum recipients are not supported yet")
@@ -197,7 +197,7 @@ LARGE_SCRIPT = textwrap.dedent(
     """
     import hashlib, io, os, resource, sys
     from pathlib import Path
-    from client.seal import seal_transfer
+    from sealdrop.client.seal import seal_transfer
     from tests.client.receivekit import ALICE, BOB, NOW, Profile
 
     tmp = Path(sys.argv[1])
@@ -217,7 +217,7 @@ LARGE_SCRIPT = textwrap.dedent(
     dest = tmp / "dest"
     dest.mkdir()
     os.unlink(src)
-    from client.staging import receive_transfer
+    from sealdrop.client.staging import receive_transfer
     with open(tmp / "t.age", "rb") as f:
         receive_transfer(
             f, identity=BOB, contacts=bob.contacts, replay=bob.replay, dest=dest, now=NOW

@@ -12,23 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from client import staging
-from client.errors import (
+from sealdrop.client import staging
+from sealdrop.client.errors import (
     ContactKeyChangedError,
     ReceiveError,
     ReplayError,
     UnknownContactError,
     UnverifiedContactError,
 )
-from crypto import age
-from crypto.errors import (
+from sealdrop.crypto import age
+from sealdrop.crypto.errors import (
     ContainerError,
     HostileArchiveError,
     IntegrityError,
     SignatureError,
     UnsafePathError,
 )
-from crypto.identity import SecretIdentity
+from sealdrop.crypto.identity import SecretIdentity
 from tests.client.receivekit import (
     ALICE,
     BOB,

@@ -7,8 +7,8 @@ import hashlib
 import io
 from collections.abc import Callable, Sequence
 
-from crypto.age import Decryptor, Encryptor, X25519Identity
-from crypto.age.core import Identity, Recipient
+from sealdrop.crypto.age import Decryptor, Encryptor, X25519Identity
+from sealdrop.crypto.age.core import Identity, Recipient
 
 KiB = 1024
 MiB = 1024 * KiB

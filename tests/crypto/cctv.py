@@ -6,7 +6,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-VECTOR_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "age"
+# Vendored from C2SP/CCTV (age/testdata), 0BSD: see tests/vectors/LICENSE.
+VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "age"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import io
 
 import pytest
 
-from crypto.age import ArmorError, HeaderError
-from crypto.age.armor import BEGIN, END, ArmorReader, ArmorWriter
+from sealdrop.crypto.age import ArmorError, HeaderError
+from sealdrop.crypto.age.armor import BEGIN, END, ArmorReader, ArmorWriter
 from tests.crypto.agetools import (
     CHUNK,
     decrypt_bytes,

@@ -6,8 +6,14 @@ import os
 
 import pytest
 
-from crypto.age import RecipientError, X25519Identity, X25519Recipient, bech32, parse_identity
-from crypto.age.bech32 import _REV, _polymod  # checksum-level checks for BIP 173 vectors
+from sealdrop.crypto.age import (
+    RecipientError,
+    X25519Identity,
+    X25519Recipient,
+    bech32,
+    parse_identity,
+)
+from sealdrop.crypto.age.bech32 import _REV, _polymod  # checksum-level checks for BIP 173 vectors
 
 # BIP 173 valid Bech32 strings (checksum level).
 BIP173_VALID = [
@@ -88,7 +94,7 @@ def test_non_zero_padding_bits_are_rejected() -> None:
     text = bech32.encode("age", b"\x00")  # 8 bits -> two 5-bit groups, 2 padding bits
     hrp, _ = bech32.decode(text)
     # Re-encode the same groups with a padding bit set and a valid checksum.
-    from crypto.age.bech32 import _CHARSET, _hrp_expand
+    from sealdrop.crypto.age.bech32 import _CHARSET, _hrp_expand
 
     values = [0, 1]
     chk = _polymod(_hrp_expand(hrp) + values + [0] * 6) ^ 1

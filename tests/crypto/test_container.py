@@ -14,7 +14,7 @@ import unicodedata
 
 import pytest
 
-from crypto.container import (
+from sealdrop.crypto.container import (
     BLOCK,
     ContainerReader,
     ContainerWriter,
@@ -22,7 +22,7 @@ from crypto.container import (
     padded_size,
     padme,
 )
-from crypto.errors import (
+from sealdrop.crypto.errors import (
     ContainerError,
     HostileArchiveError,
     IntegrityError,

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-import crypto.age as age
-from crypto.age import (
+import sealdrop.crypto.age as age
+from sealdrop.crypto.age import (
     Encryptor,
     HeaderError,
     MACError,
@@ -19,7 +19,7 @@ from crypto.age import (
     ScryptIdentity,
     ScryptRecipient,
 )
-from crypto.age.format import (
+from sealdrop.crypto.age.format import (
     MAX_ARGS,
     MAX_HEADER_SIZE,
     MAX_LINE_SIZE,
@@ -387,7 +387,7 @@ def test_scrypt_round_trip_and_wrong_passphrase() -> None:
 
 
 def test_scrypt_work_factor_limits() -> None:
-    from crypto.age.scrypt import MAX_WORK_FACTOR
+    from sealdrop.crypto.age.scrypt import MAX_WORK_FACTOR
 
     assert MAX_WORK_FACTOR == 22
     with pytest.raises(RecipientError):

@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from crypto import age
-from crypto.errors import IdentityFileError
-from crypto.identity import (
+from sealdrop.crypto import age
+from sealdrop.crypto.errors import IdentityFileError
+from sealdrop.crypto.identity import (
     HEADER,
     SecretIdentity,
     decode_signing_key,

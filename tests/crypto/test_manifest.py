@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from crypto.bundle import KeyBundle
-from crypto.errors import ManifestError, SignatureError
-from crypto.manifest import (
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.errors import ManifestError, SignatureError
+from sealdrop.crypto.manifest import (
     SIGNATURE_CONTEXT,
     Manifest,
     canonical_json,

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from crypto import age
-from crypto.age.stream import CHUNK_SIZE
+from sealdrop.crypto import age
+from sealdrop.crypto.age.stream import CHUNK_SIZE
 
 SIZES = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE,
          5 * CHUNK_SIZE + 3, 7 * CHUNK_SIZE]

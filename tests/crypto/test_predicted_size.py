@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from crypto.container import BLOCK, ContainerWriter, predicted_size
-from crypto.manifest import FileEntry, Manifest, recipient_entries
+from sealdrop.crypto.container import BLOCK, ContainerWriter, predicted_size
+from sealdrop.crypto.manifest import FileEntry, Manifest, recipient_entries
 from tests.crypto.transferkit import MTIME, TRANSFER_ID, identity
 
 ALICE = identity("alice.clinic")

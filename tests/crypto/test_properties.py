@@ -8,7 +8,7 @@ import io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto.age import AgeError, Decryptor
+from sealdrop.crypto.age import AgeError, Decryptor
 from tests.crypto.agetools import (
     CHUNK,
     decrypt_bytes,

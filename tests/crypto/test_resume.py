@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from crypto import age
-from crypto.age.stream import CHUNK_SIZE
+from sealdrop.crypto import age
+from sealdrop.crypto.age.stream import CHUNK_SIZE
 
 
 def _encrypt(

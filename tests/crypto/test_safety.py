@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from crypto import safety
-from crypto.errors import SafetyNumberError
+from sealdrop.crypto import safety
+from sealdrop.crypto.errors import SafetyNumberError
 
 KEY = bytes(range(32))
 

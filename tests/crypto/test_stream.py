@@ -8,8 +8,8 @@ import io
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from crypto.age import Decryptor, Encryptor, PayloadError, X25519Identity
-from crypto.age.stream import (
+from sealdrop.crypto.age import Decryptor, Encryptor, PayloadError, X25519Identity
+from sealdrop.crypto.age.stream import (
     CHUNK_SIZE,
     ENC_CHUNK_SIZE,
     NONCE_SIZE,

@@ -14,11 +14,11 @@ import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from crypto import age
-from crypto.bundle import KeyBundle
-from crypto.container import BLOCK, padded_size
-from crypto.identity import SecretIdentity
-from crypto.manifest import FileEntry, Manifest, RecipientEntry, sign_manifest
+from sealdrop.crypto import age
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.container import BLOCK, padded_size
+from sealdrop.crypto.identity import SecretIdentity
+from sealdrop.crypto.manifest import FileEntry, Manifest, RecipientEntry, sign_manifest
 
 MTIME = 1_718_000_000
 
@@ -145,7 +145,7 @@ def sign_with(manifest: Manifest, signer: SecretIdentity) -> tuple[bytes, bytes]
     data = manifest.canonical_bytes()
     if signer.signing_public_key == manifest.sender.signing_key:
         return sign_manifest(manifest, signer.signing_key)
-    from crypto.manifest import signature_message
+    from sealdrop.crypto.manifest import signature_message
 
     return data, signer.signing_key.sign(signature_message(data)).signature
 

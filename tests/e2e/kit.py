@@ -41,10 +41,10 @@ def make_template(data: Path, invites: int = 8) -> list[str]:
     """An initialised relay data folder with unused invites, to copy per test (fast)."""
     import asyncio
 
-    from server.accounts import create_invite
-    from server.config import load_config
-    from server.db import make_engine
-    from server.metadata import SqlMetadataStore
+    from sealdrop.server.accounts import create_invite
+    from sealdrop.server.config import load_config
+    from sealdrop.server.db import make_engine
+    from sealdrop.server.metadata import SqlMetadataStore
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP")}
     subprocess.run([RELAY, "init", "--data", str(data)], env=env, check=True,
@@ -203,8 +203,8 @@ class User:
 
     @property
     def safety_number(self) -> str:
-        from crypto import safety
-        from crypto.bundle import KeyBundle
+        from sealdrop.crypto import safety
+        from sealdrop.crypto.bundle import KeyBundle
 
         bundle = KeyBundle.loads((self.home / "bundle.json").read_text())
         return safety.safety_number(bundle.signing_key)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import crypto.age as age
-from crypto.age import ScryptIdentity, ScryptRecipient
+import sealdrop.crypto.age as age
+from sealdrop.crypto.age import ScryptIdentity, ScryptRecipient
 from tests.interop.tools import AGE, AGE_KEYGEN, SIZES, needs_age, run, run_tty
 
 pytestmark = needs_age

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import crypto.age as age
-from crypto.age import RecipientError, ScryptRecipient
-from crypto.age.hybrid import HybridIdentity, HybridRecipient
+import sealdrop.crypto.age as age
+from sealdrop.crypto.age import RecipientError, ScryptRecipient
+from sealdrop.crypto.age.hybrid import HybridIdentity, HybridRecipient
 from tests.interop.tools import age_js, needs_typage
 
 pytestmark = needs_typage
@@ -162,7 +162,7 @@ def test_hybrid_and_classical_never_mix_on_encrypt(js_pq) -> None:  # type: igno
 
 def test_mixed_header_from_a_custom_encoder_decrypts(tmp_path: Path, js_pq, our_pq) -> None:  # type: ignore[no-untyped-def]
     """Decryption accepts a header with both kinds (the spec only forbids it on encrypt)."""
-    from crypto.age.core import Encryptor
+    from sealdrop.crypto.age.core import Encryptor
 
     x = age.X25519Identity.generate(os.urandom)
     hybrid = age.parse_recipient(js_pq[0][1])

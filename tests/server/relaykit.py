@@ -24,19 +24,42 @@ from typing import Any
 from aiohttp import web
 from nacl.signing import SigningKey
 
-from client.relay_api import RelayClient, sign_headers
-from crypto.age import X25519Identity
-from crypto.bundle import KeyBundle
-from server.accounts import create_invite
-from server.app import create_app
-from server.blobs import chunk_list_digest
-from server.config import RelayConfig, load_config
-from server.db import make_engine, metadata, migrate
-from server.state import RELAY_KEY, Relay
+from sealdrop.client.relay_api import RelayClient
+from sealdrop.crypto import protocol
+from sealdrop.crypto.age import X25519Identity
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.server.accounts import create_invite
+from sealdrop.server.app import create_app
+from sealdrop.server.blobs import chunk_list_digest
+from sealdrop.server.config import RelayConfig, load_config
+from sealdrop.server.db import make_engine, metadata, migrate
+from sealdrop.server.state import RELAY_KEY, Relay
 
 PG_URL = os.environ.get("SEALDROP_TEST_PG_URL", "")
 VENV_BIN = Path(sys.executable).parent
 RELAY_CMD = [str(VENV_BIN / "sealdrop-relay")]
+
+
+# -- signed requests -----------------------------------------------------------
+
+
+def sign_headers(
+    signing_key: SigningKey,
+    handle: str,
+    method: str,
+    path_qs: str,
+    body_sha256: str,
+    *,
+    now: float | None = None,
+    nonce: bytes | None = None,
+) -> dict[str, str]:
+    """Signature headers made by the protocol module itself (not the client's
+    code), so a client bug cannot hide a relay bug or the other way round."""
+    return protocol.sign_request(
+        signing_key, handle, method, path_qs, body_sha256,
+        timestamp=int(time.time() if now is None else now),
+        nonce=os.urandom(protocol.NONCE_BYTES) if nonce is None else nonce,
+    )
 
 
 # -- databases -------------------------------------------------------------

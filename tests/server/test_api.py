@@ -9,19 +9,18 @@ import os
 
 import pytest
 
-from client.relay_api import (
+from sealdrop.client.relay_api import (
     RelayAuthError,
     RelayConflict,
     RelayError,
     RelayNotFound,
     RelayRateLimited,
-    sign_headers,
 )
-from crypto.bundle import KeyBundle
-from server import ops
-from server.accounts import invite_hash
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.server import ops
+from sealdrop.server.accounts import invite_hash
 
-from .relaykit import RunningRelay, blob_digest, make_identity
+from .relaykit import RunningRelay, blob_digest, make_identity, sign_headers
 
 MiB = 1024 * 1024
 

@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-from client.relay_api import sign_headers
-
-from .relaykit import Identity, RunningRelay, make_identity
+from .relaykit import Identity, RunningRelay, make_identity, sign_headers
 
 JS = {"Content-Type": "application/json"}
 OCT = {"Content-Type": "application/octet-stream"}

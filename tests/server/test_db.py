@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from server.db import make_engine, metadata, migrate, schema_is_current
+from sealdrop.server.db import make_engine, metadata, migrate, schema_is_current
 
 
 def test_migrations_match_table_objects(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from client.relay_api import RelayClient, RelayError, sign_headers
-from server.blobs import LocalBlobStore
+from sealdrop.client.relay_api import RelayClient, RelayError
+from sealdrop.server.blobs import LocalBlobStore
 
 from .relaykit import (
     Identity,
@@ -27,6 +27,7 @@ from .relaykit import (
     blob_digest,
     invite_via_cli,
     make_identity,
+    sign_headers,
 )
 
 MiB = 1024 * 1024

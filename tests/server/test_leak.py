@@ -12,10 +12,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from client.relay_api import RelayClient
-from crypto.age import Encryptor
-from server.config import async_url
-from server.db import make_engine, metadata
+from sealdrop.client.relay_api import RelayClient
+from sealdrop.crypto.age import Encryptor
+from sealdrop.server.config import async_url
+from sealdrop.server.db import make_engine, metadata
 
 from .relaykit import RelayProcess, invite_via_cli, make_identity
 

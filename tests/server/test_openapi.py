@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from server.app import create_app
-from server.config import load_config
+from sealdrop.server.app import create_app
+from sealdrop.server.config import load_config
 
 from .relaykit import RunningRelay
 

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
-from client.relay_api import RelayAuthError, RelayClient
-from server.cli import cli
-from server.db import transfers
+from sealdrop.client.relay_api import RelayAuthError, RelayClient
+from sealdrop.server.cli import cli
+from sealdrop.server.db import transfers
 
 from .relaykit import RelayProcess, RunningRelay, make_identity
 
