@@ -41,12 +41,21 @@ class SafetyNumberMismatchError(ContactError):
 
 
 class ReplayError(ClientError):
-    """This transfer id was accepted before: the transfer is a replay."""
+    """This manifest id was accepted before: the transfer is a replay."""
 
 
 class ReceiveError(ClientError):
     """A transfer was refused on receipt (not a recipient, name collision, I/O)."""
 
 
+class NotAddressedError(ReceiveError):
+    """The transfer is not for this profile: no key of ours opens it, or the sender
+    did not sign us in as a recipient. Never worth keeping or retrying."""
+
+
 class SealError(ClientError):
     """A transfer could not be sealed (unreadable or unsupported source file)."""
+
+
+class FilesChangedError(ClientError):
+    """The files changed since an interrupted send started: it cannot be resumed."""

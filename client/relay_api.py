@@ -10,10 +10,14 @@ account's Ed25519 key. Bundles fetched from the relay are verified here
 (self-signature, handle) before they are returned; pinning them is the
 caller's job.
 
-Uploads resume: ``upload`` asks the relay for the committed offset (HEAD),
-seeks the source there and continues, so a failed ``send`` simply runs again.
-Downloads resume with HTTP Range from however many bytes the caller already
-holds.
+``upload_chunk`` sends one checksummed chunk at an offset and
+``upload_offset`` asks for the committed offset (HEAD): ``sealdrop send``
+builds its resumable, two-lane upload on them (``send.upload``), the one
+upload path. Downloads resume with HTTP Range from however many bytes the
+caller already holds.
+
+Every ``relay_id`` here is the relay's id of a transfer (what its URLs name),
+never the manifest id signed inside the ciphertext.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from nacl.signing import SigningKey
 
@@ -291,8 +295,8 @@ class RelayClient:
         obj, _ = self._call("POST", "/v1/transfers", body)
         return dict(obj["transfer"])
 
-    def upload_offset(self, transfer_id: str) -> int:
-        resp = self._send("HEAD", f"/v1/transfers/{transfer_id}/data")
+    def upload_offset(self, relay_id: str) -> int:
+        resp = self._send("HEAD", f"/v1/transfers/{relay_id}/data")
         resp.read()
         if resp.status >= 400:
             raise _error_from(resp.status, resp.headers, b"")
@@ -302,7 +306,7 @@ class RelayClient:
         return int(value)
 
     def upload_chunk(
-        self, transfer_id: str, offset: int, data: bytes | bytearray | memoryview,
+        self, relay_id: str, offset: int, data: bytes | bytearray | memoryview,
         *, sha256_hex: str | None = None,
     ) -> int:
         """Send one chunk at ``offset``; returns the new committed offset.
@@ -313,7 +317,7 @@ class RelayClient:
         """
         sha = sha256_hex or hashlib.sha256(data).hexdigest()
         resp = self._send(
-            "PATCH", f"/v1/transfers/{transfer_id}/data", body=data, body_sha256=sha,
+            "PATCH", f"/v1/transfers/{relay_id}/data", body=data, body_sha256=sha,
             headers={
                 "Content-Type": "application/octet-stream",
                 protocol.H_UPLOAD_OFFSET: str(offset),
@@ -325,56 +329,22 @@ class RelayClient:
             raise _error_from(resp.status, resp.headers, payload)
         return int(resp.headers.get(protocol.H_UPLOAD_OFFSET, offset + len(data)))
 
-    def upload(
-        self,
-        transfer_id: str,
-        src: BinaryIO,
-        size: int,
-        *,
-        chunk_size: int = DEFAULT_CHUNK,
-        progress: Callable[[int, int], None] | None = None,
-        retries: int = 5,
-    ) -> None:
-        """Upload ``size`` bytes of seekable ``src``, resuming from the relay's offset."""
-        offset = self.upload_offset(transfer_id)
-        failures = 0
-        while offset < size:
-            src.seek(offset)
-            data = src.read(min(chunk_size, size - offset))
-            if not data:
-                raise RelayError("the file to upload is shorter than the transfer size")
-            try:
-                offset = self.upload_chunk(transfer_id, offset, data)
-                failures = 0
-            except RelayConflict as exc:
-                if exc.offset is None or exc.code == protocol.ErrorCode.ALREADY_COMPLETE:
-                    raise
-                offset = exc.offset  # another attempt got further; continue from there
-            except (RelayUnavailable, RelayRateLimited) as exc:
-                failures += 1
-                if failures > retries:
-                    raise
-                time.sleep(getattr(exc, "retry_after", min(2**failures, 30)))
-                offset = self.upload_offset(transfer_id)
-            if progress is not None:
-                progress(offset, size)
-
-    def complete(self, transfer_id: str) -> dict[str, Any]:
-        obj, _ = self._call("POST", f"/v1/transfers/{transfer_id}/complete", {})
+    def complete(self, relay_id: str) -> dict[str, Any]:
+        obj, _ = self._call("POST", f"/v1/transfers/{relay_id}/complete", {})
         return dict(obj["transfer"])
 
     def sent(self) -> list[dict[str, Any]]:
         obj, _ = self._call("GET", "/v1/transfers")
         return list(obj["transfers"])
 
-    def status(self, transfer_id: str) -> dict[str, Any]:
+    def status(self, relay_id: str) -> dict[str, Any]:
         """The transfer as the relay sees it; for the sender, with per-recipient
         ``downloaded_at``/``verified_at`` (the delivery status)."""
-        obj, _ = self._call("GET", f"/v1/transfers/{transfer_id}")
+        obj, _ = self._call("GET", f"/v1/transfers/{relay_id}")
         return dict(obj["transfer"])
 
-    def delete(self, transfer_id: str) -> None:
-        self._call("DELETE", f"/v1/transfers/{transfer_id}")
+    def delete(self, relay_id: str) -> None:
+        self._call("DELETE", f"/v1/transfers/{relay_id}")
 
     # -- receiving -----------------------------------------------------------
 
@@ -384,7 +354,7 @@ class RelayClient:
 
     def download(
         self,
-        transfer_id: str,
+        relay_id: str,
         dst: Sink,
         *,
         offset: int = 0,
@@ -397,7 +367,7 @@ class RelayClient:
         authenticates itself when decrypted.
         """
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        resp = self._send("GET", f"/v1/transfers/{transfer_id}/data", headers=headers)
+        resp = self._send("GET", f"/v1/transfers/{relay_id}/data", headers=headers)
         if resp.status >= 400:
             raise _error_from(resp.status, resp.headers, resp.read())
         if offset and resp.status != 206:
@@ -431,9 +401,9 @@ class RelayClient:
             )
         return total
 
-    def ack(self, transfer_id: str, status: str) -> dict[str, Any]:
+    def ack(self, relay_id: str, status: str) -> dict[str, Any]:
         """Tell the sender: ``downloaded`` or ``verified`` (decrypted and checked)."""
         if status not in ("downloaded", "verified"):
             raise ValueError("status must be 'downloaded' or 'verified'")
-        obj, _ = self._call("POST", f"/v1/transfers/{transfer_id}/ack", {"status": status})
+        obj, _ = self._call("POST", f"/v1/transfers/{relay_id}/ack", {"status": status})
         return dict(obj["transfer"])

@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
-import secrets
 from typing import Any
 
 from sealdrop.crypto.bundle import HANDLE_RE, KeyBundle
 from sealdrop.crypto.errors import BundleError
+from sealdrop.crypto.protocol import INVITE_RE, ErrorCode, new_invite_code
 
-from .errors import BadRequest, Conflict
-from .metadata import Account
+from .errors import Conflict, InvalidInput
+from .metadata import Account, SqlMetadataStore
 from .state import Relay
-
-INVITE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-def new_invite_code() -> str:
-    # Hex, so a code never starts with '-' and reads unambiguously on the phone.
-    return secrets.token_hex(16)
 
 
 def invite_hash(code: str) -> str:
@@ -35,9 +27,9 @@ def invite_hash(code: str) -> str:
     return hashlib.sha256(code.encode("ascii")).hexdigest()
 
 
-async def create_invite(relay_store: Any, *, now: int, ttl: int) -> str:
+async def create_invite(store: SqlMetadataStore, *, now: int, ttl: int) -> str:
     code = new_invite_code()
-    await relay_store.create_invite(invite_hash(code), now=now, expires_at=now + ttl)
+    await store.create_invite(invite_hash(code), now=now, expires_at=now + ttl)
     return code
 
 
@@ -45,26 +37,28 @@ def parse_bundle(obj: object) -> KeyBundle:
     try:
         return KeyBundle.from_json(obj).verify()
     except BundleError as exc:
-        raise BadRequest(str(exc), code="bad_bundle") from None
+        raise InvalidInput(str(exc), code=ErrorCode.BAD_BUNDLE) from None
 
 
 def parse_registration(body: dict[str, Any]) -> tuple[str, str, KeyBundle]:
     if set(body) != {"handle", "invite", "bundle"}:
-        raise BadRequest(
+        raise InvalidInput(
             "registration body must have exactly the fields handle, invite and bundle",
-            code="bad_json",
+            code=ErrorCode.BAD_JSON,
         )
     handle, invite = body["handle"], body["invite"]
     if not isinstance(handle, str) or not HANDLE_RE.fullmatch(handle):
-        raise BadRequest(
+        raise InvalidInput(
             "invalid handle: use 3-64 lowercase letters, digits, '.', '_' or '-'",
-            code="bad_handle",
+            code=ErrorCode.BAD_HANDLE,
         )
     if not isinstance(invite, str) or not INVITE_RE.fullmatch(invite):
-        raise BadRequest("malformed invite code", code="bad_invite")
+        raise InvalidInput("malformed invite code", code=ErrorCode.BAD_INVITE)
     bundle = parse_bundle(body["bundle"])
     if bundle.handle != handle:
-        raise BadRequest("the key bundle names a different handle", code="bundle_handle_mismatch")
+        raise InvalidInput(
+            "the key bundle names a different handle", code=ErrorCode.BUNDLE_HANDLE_MISMATCH
+        )
     return handle, invite, bundle
 
 
@@ -85,14 +79,16 @@ async def register(relay: Relay, handle: str, invite: str, bundle: KeyBundle) ->
 
 async def rotate(relay: Relay, account: Account, body: dict[str, Any]) -> KeyBundle:
     if set(body) != {"bundle"}:
-        raise BadRequest("the body must be {\"bundle\": {...}}", code="bad_json")
+        raise InvalidInput("the body must be {\"bundle\": {...}}", code=ErrorCode.BAD_JSON)
     bundle = parse_bundle(body["bundle"])
     if bundle.handle != account.handle:
-        raise BadRequest("the key bundle names a different handle", code="bundle_handle_mismatch")
+        raise InvalidInput(
+            "the key bundle names a different handle", code=ErrorCode.BUNDLE_HANDLE_MISMATCH
+        )
     if signing_key_b64(bundle) != account.signing_key:
         raise Conflict(
             "a rotated bundle must be signed by the account's existing signing key",
-            code="signing_key_mismatch",
+            code=ErrorCode.SIGNING_KEY_MISMATCH,
         )
     await relay.store.rotate_bundle(
         handle=account.handle,

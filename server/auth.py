@@ -3,7 +3,7 @@
 The signed text and the header formats are the protocol module's
 (``sealdrop.crypto.protocol``, docs/protocol.md "Signed requests"); this module
 checks them against the account's key, the clock window and the nonce store,
-and turns a failure into ``Unauthorized``. The nonce is remembered in the
+and turns a failure into ``Unauthenticated``. The nonce is remembered in the
 database until the window closes, so each signed request is usable once
 across every relay process sharing the database.
 """
@@ -24,13 +24,13 @@ from sealdrop.crypto.protocol import (
     parse_signed_headers,
 )
 
-from .errors import Forbidden, RateLimited, Unauthorized
+from .errors import NotPermitted, RateLimited, Unauthenticated
 from .metadata import Account
 from .state import RELAY_KEY, Relay
 
 
 def parse_headers(request: web.Request) -> SignedHeaders:
-    """The request's signature headers, or ``Unauthorized`` naming the bad one."""
+    """The request's signature headers, or ``Unauthenticated`` naming the bad one."""
     # Looked up through the case-insensitive multidict, every value kept:
     # a repeated signature header is an error, not "the first one wins".
     multi: dict[str, Sequence[str]] = {
@@ -39,12 +39,12 @@ def parse_headers(request: web.Request) -> SignedHeaders:
     try:
         return parse_signed_headers(multi)
     except ProtocolError as exc:
-        raise Unauthorized(str(exc), code=exc.code) from None
+        raise Unauthenticated(str(exc), code=exc.code) from None
 
 
-def _fail(relay: Relay, reason: ErrorCode, message: str) -> Unauthorized:
+def _fail(relay: Relay, reason: ErrorCode, message: str) -> Unauthenticated:
     relay.metrics.inc("sealdrop_auth_failures_total", reason=reason.value)
-    return Unauthorized(message, code=reason)
+    return Unauthenticated(message, code=reason)
 
 
 def check_signature(
@@ -54,7 +54,7 @@ def check_signature(
     signing_key_b64: str,
     body_sha256: str,
 ) -> None:
-    """Timestamp window and signature; raises ``Unauthorized``."""
+    """Timestamp window and signature; raises ``Unauthenticated``."""
     now = relay.now()
     skew = relay.config.clock_skew_seconds
     if abs(int(signed.timestamp) - now) > skew:
@@ -92,7 +92,7 @@ async def consume(relay: Relay, signed: SignedHeaders, rate_key: str) -> None:
 
 
 async def authenticate(request: web.Request, body_sha256: str) -> Account:
-    """The account that signed this request, or an ``Unauthorized``/``Forbidden`` error."""
+    """The account that signed this request; else ``Unauthenticated`` or ``NotPermitted``."""
     relay = request.app[RELAY_KEY]
     signed = parse_headers(request)
     account = await relay.store.get_account(signed.handle)
@@ -103,7 +103,9 @@ async def authenticate(request: web.Request, body_sha256: str) -> Account:
         )
     check_signature(relay, request, signed, account.signing_key, body_sha256)
     if account.disabled:
-        raise Forbidden("this account has been disabled by the relay operator",
-                        code=ErrorCode.ACCOUNT_DISABLED)
+        raise NotPermitted(
+            "this account has been disabled by the relay operator",
+            code=ErrorCode.ACCOUNT_DISABLED,
+        )
     await consume(relay, signed, "acct:" + account.handle)
     return account

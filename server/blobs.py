@@ -36,12 +36,15 @@ import hashlib
 import io
 import os
 import re
+import shutil
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .errors import BadRequest, InsufficientStorage, StoreError
+from sealdrop.crypto.protocol import ErrorCode
+
+from .errors import InvalidInput, StorageFull, StoreUnavailable
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,32}")
 # Why 1 MiB: each block is one hop to a worker thread, which hashes and writes
@@ -65,7 +68,7 @@ class BlobStore(Protocol):
     """What the relay needs from a place that stores ciphertext."""
 
     async def ready(self) -> None:
-        """Raise ``StoreError`` unless the store can be written now."""
+        """Raise ``StoreUnavailable`` unless the store can be written now."""
 
     async def write_chunk(
         self,
@@ -79,7 +82,8 @@ class BlobStore(Protocol):
         """Write exactly ``length`` bytes whose SHA-256 is ``sha256_hex`` at ``offset``
         of the partial blob. Not durable on return (``finalize`` is); on any
         failure the partial blob is left exactly ``offset`` bytes long and the
-        error is raised."""
+        error is raised (``InvalidInput`` for a body that does not match its
+        length or hash, ``StorageFull`` when out of space)."""
 
     async def partial_sha256(self, key: str, start: int, end: int) -> str | None:
         """SHA-256 (hex) of bytes [start, end) of the partial blob, None if short."""
@@ -102,13 +106,26 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> None:
         """Remove both states of the blob; absent is fine."""
 
+    async def discard_partial(self, key: str) -> None:
+        """Remove only the partial state of the blob (a stale one beside its
+        complete blob); absent is fine."""
+
     async def list(self) -> list[BlobInfo]:
         """Every blob in the store, both states."""
+
+    async def backup_blob(self, key: str, dest: Path, *, complete: bool, length: int) -> bool:
+        """Copy the blob, as a metadata snapshot records it, into ``dest``: the
+        blob folder of a backup data folder, which ``serve`` reads back.
+
+        ``complete``: the whole complete blob. Otherwise the first ``length``
+        (committed) bytes of the partial blob, or of the complete blob if the
+        upload was finalised after the snapshot. False if the blob is gone
+        (deleted since the snapshot): the caller drops its row from the copy."""
 
 
 def check_key(key: str) -> str:
     if not KEY_RE.fullmatch(key):
-        raise BadRequest("malformed transfer id", code="bad_transfer_id")
+        raise InvalidInput("malformed transfer id", code=ErrorCode.BAD_TRANSFER_ID)
     return key
 
 
@@ -201,6 +218,38 @@ def _check_chunks(path: Path, chunks: Sequence[Chunk]) -> tuple[int, int | None]
         return len(chunks), size
 
 
+def _copy_stream(fin: io.BufferedReader, fout: io.BufferedWriter, length: int | None) -> bool:
+    """Copy all of ``fin`` or its first ``length`` bytes; False if it is shorter."""
+    if length is None:
+        shutil.copyfileobj(fin, fout, IO_BLOCK)
+        return True
+    left = length
+    while left > 0:
+        block = fin.read(min(IO_BLOCK, left))
+        if not block:
+            return False
+        fout.write(block)
+        left -= len(block)
+    return True
+
+
+def _copy_prefix(src: Path, dst: Path, length: int | None) -> bool:
+    """Copy ``src`` (its first ``length`` bytes if given) to ``dst``, fsynced.
+    False, and no ``dst`` left behind, if ``src`` is gone or too short."""
+    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        with src.open("rb") as fin, dst.open("wb") as fout:
+            copied = _copy_stream(fin, fout, length)
+            if copied:
+                fout.flush()
+                os.fsync(fout.fileno())
+    except FileNotFoundError:
+        copied = False
+    if not copied:
+        dst.unlink(missing_ok=True)
+    return copied
+
+
 class LocalBlobStore:
     """Blobs as files under ``root``: ``partial/<id>`` and ``complete/<id[:2]>/<id>``."""
 
@@ -229,7 +278,7 @@ class LocalBlobStore:
         try:
             await asyncio.to_thread(probe)
         except OSError as exc:
-            raise StoreError(f"blob store not writable: {exc.strerror}") from exc
+            raise StoreUnavailable(f"blob store not writable: {exc.strerror}") from exc
 
     async def write_chunk(
         self,
@@ -262,8 +311,8 @@ class LocalBlobStore:
             buffered = 0
             async for piece in source:
                 if written + buffered + len(piece) > length:
-                    raise BadRequest(
-                        "chunk body is longer than its Content-Length", code="bad_length"
+                    raise InvalidInput(
+                        "chunk body is longer than its Content-Length", code=ErrorCode.BAD_LENGTH
                     )
                 pieces.append(piece)
                 buffered += len(piece)
@@ -284,19 +333,20 @@ class LocalBlobStore:
                 await asyncio.to_thread(flush, pieces, offset + written, buffered)
                 written += buffered
             if written != length:
-                raise BadRequest(
-                    f"chunk body ended after {written} of {length} bytes", code="incomplete_chunk"
+                raise InvalidInput(
+                    f"chunk body ended after {written} of {length} bytes",
+                    code=ErrorCode.INCOMPLETE_CHUNK,
                 )
             if chunk_hash.hexdigest() != sha256_hex:
-                raise BadRequest(
+                raise InvalidInput(
                     "chunk does not match its Sealdrop-Chunk-Sha256 header; it may be "
                     "corrupted or tampered with",
-                    code="checksum_mismatch",
+                    code=ErrorCode.CHECKSUM_MISMATCH,
                 )
             ok = True
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise InsufficientStorage("the relay's storage is full; try again later") from exc
+                raise StorageFull("the relay's storage is full; try again later") from exc
             raise
         finally:
             if in_flight is not None:
@@ -352,21 +402,21 @@ class LocalBlobStore:
         try:
             await asyncio.to_thread(move)
         except FileNotFoundError as exc:
-            raise StoreError("the uploaded blob is missing from the blob store") from exc
+            raise StoreUnavailable("the uploaded blob is missing from the blob store") from exc
 
     async def read(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         path = self.complete_path(key)
         try:
             f = await asyncio.to_thread(path.open, "rb")
         except FileNotFoundError as exc:
-            raise StoreError("the blob is missing from the blob store") from exc
+            raise StoreUnavailable("the blob is missing from the blob store") from exc
         try:
             await asyncio.to_thread(f.seek, start)
             left = end - start
             while left > 0:
                 block = await asyncio.to_thread(f.read, min(IO_BLOCK, left))
                 if not block:
-                    raise StoreError("the blob is shorter than its recorded size")
+                    raise StoreUnavailable("the blob is shorter than its recorded size")
                 left -= len(block)
                 yield block
         finally:
@@ -382,6 +432,9 @@ class LocalBlobStore:
 
         await asyncio.to_thread(rm)
 
+    async def discard_partial(self, key: str) -> None:
+        await asyncio.to_thread(self.partial_path(key).unlink, missing_ok=True)
+
     def _scan(self) -> Iterator[BlobInfo]:
         if self.partial_dir.is_dir():
             for p in self.partial_dir.iterdir():
@@ -396,3 +449,17 @@ class LocalBlobStore:
 
     async def list(self) -> list[BlobInfo]:
         return await asyncio.to_thread(lambda: list(self._scan()))
+
+    async def backup_blob(self, key: str, dest: Path, *, complete: bool, length: int) -> bool:
+        copy = LocalBlobStore(dest)
+
+        def run() -> bool:
+            copy.create_dirs()
+            if complete:
+                return _copy_prefix(self.complete_path(key), copy.complete_path(key), None)
+            # Nothing committed yet: the restored relay needs no file at all.
+            return length == 0 or _copy_prefix(
+                self.partial_path(key), copy.partial_path(key), length
+            ) or _copy_prefix(self.complete_path(key), copy.partial_path(key), length)
+
+        return await asyncio.to_thread(run)

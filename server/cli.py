@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from .accounts import create_invite, invite_hash
-from .blobs import LocalBlobStore
+from .blobs import BlobStore, LocalBlobStore
 from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
 from .db import make_engine, migrate
 from .errors import RelayError
@@ -45,7 +45,7 @@ def _config(data_dir: Path, **overrides: object) -> RelayConfig:
 
 
 def _with_store(
-    cfg: RelayConfig, fn: Callable[[SqlMetadataStore, LocalBlobStore], Awaitable[T]]
+    cfg: RelayConfig, fn: Callable[[SqlMetadataStore, BlobStore], Awaitable[T]]
 ) -> T:
     async def run() -> T:
         engine = make_engine(cfg.db_url)
@@ -90,7 +90,7 @@ def init(data_dir: Path) -> None:
         conf.chmod(0o600)
     cfg = load_config(data_dir)
 
-    async def noop(store: SqlMetadataStore, blobs: LocalBlobStore) -> None:
+    async def noop(store: SqlMetadataStore, blobs: BlobStore) -> None:
         await store.ping()
 
     _with_store(cfg, noop)
@@ -148,7 +148,7 @@ def invite_create(data_dir: Path, as_json: bool) -> None:
     """Make a single-use invite code; hand it to the new clinic out of band."""
     cfg = _config(data_dir)
 
-    async def run(store: SqlMetadataStore, blobs: LocalBlobStore) -> str:
+    async def run(store: SqlMetadataStore, blobs: BlobStore) -> str:
         return await create_invite(store, now=int(time.time()), ttl=cfg.invite_ttl_seconds)
 
     code = _with_store(cfg, run)
@@ -277,7 +277,7 @@ def backup(data_dir: Path, dest: Path) -> None:
     from . import ops
 
     cfg = _config(data_dir)
-    report = ops.backup(cfg, dest)
+    report = _with_store(cfg, lambda store, blobs: ops.backup(store, blobs, cfg, dest))
     click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {dest}"
                + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
 

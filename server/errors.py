@@ -1,6 +1,9 @@
-"""The relay's error root and the few subclasses handlers map to HTTP statuses.
+"""The relay's domain errors: what went wrong, in the relay's own terms.
 
-Every error carries a stable machine ``code`` (snake_case, documented in
+Stores and domain modules raise these and know nothing of HTTP; the HTTP edge
+(``server.middleware``) is the one place that maps each class to a status and
+renders it as ``{"error": ..., "code": ...}``. Every error carries a stable
+machine ``code`` (``sealdrop.crypto.protocol.ErrorCode``, documented in
 docs/protocol.md) and a one-line lowercase message that names what was wrong.
 The message goes to the client verbatim, so it must never contain a secret,
 a request body, or anything the relay was not told by that same client.
@@ -8,92 +11,103 @@ a request body, or anything the relay was not told by that same client.
 
 from __future__ import annotations
 
+from sealdrop.crypto.protocol import ErrorCode
+
 
 class RelayError(Exception):
-    """Root of the relay's domain errors. ``status`` is the HTTP status to send."""
+    """Root of the relay's errors; also what operator commands report as an error."""
 
-    status = 400
-    code = "bad_request"
+    code: ErrorCode = ErrorCode.BAD_REQUEST
 
-    def __init__(
-        self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
-        self.headers: dict[str, str] = dict(headers or {})
 
     @property
     def message(self) -> str:
-        return str(self.args[0]) if self.args else self.code
+        return str(self.args[0]) if self.args else self.code.value
 
 
-class BadRequest(RelayError):
-    status = 400
-    code = "bad_request"
+class InvalidInput(RelayError):
+    """The caller sent something malformed or outside the rules."""
+
+    code = ErrorCode.BAD_REQUEST
 
 
-class Unauthorized(RelayError):
-    status = 401
-    code = "unauthorized"
+class Unauthenticated(RelayError):
+    """The request is not provably from a registered account."""
+
+    code = ErrorCode.UNAUTHORIZED
 
 
-class Forbidden(RelayError):
-    status = 403
-    code = "forbidden"
+class NotPermitted(RelayError):
+    """The caller is known but may not do this."""
+
+    code = ErrorCode.FORBIDDEN
 
 
 class NotFound(RelayError):
-    """Also used for 'exists but is not yours': the relay never says 403 to a
-    caller who is not a party to a transfer, so ids cannot be probed."""
+    """Also used for 'exists but is not yours': the relay never tells a caller
+    who is not a party to a transfer that it exists, so ids cannot be probed."""
 
-    status = 404
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
 
 
 class Conflict(RelayError):
-    status = 409
-    code = "conflict"
+    """The request contradicts the current state (already registered, complete, ...)."""
+
+    code = ErrorCode.CONFLICT
 
 
-class LengthRequired(RelayError):
-    status = 411
-    code = "length_required"
+class OffsetMismatch(Conflict):
+    """A chunk was sent for an offset other than the committed one.
+
+    ``committed`` is the offset the sender should resume from, when known (the
+    HTTP edge sends it back so the client need not ask)."""
+
+    code = ErrorCode.OFFSET_MISMATCH
+
+    def __init__(self, message: str, *, committed: int | None = None) -> None:
+        super().__init__(message)
+        self.committed = committed
 
 
 class TooLarge(RelayError):
-    status = 413
-    code = "too_large"
+    """Something is over one of the relay's size limits."""
+
+    code = ErrorCode.TOO_LARGE
 
 
-class RangeNotSatisfiable(RelayError):
-    status = 416
-    code = "range_not_satisfiable"
+class QuotaExceeded(RelayError):
+    """The sender's live transfers would exceed the account quota."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
 
 
 class RateLimited(RelayError):
-    status = 429
-    code = "rate_limited"
+    """Too many requests from one account or address; ``retry_after`` in seconds."""
+
+    code = ErrorCode.RATE_LIMITED
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
-class InsufficientStorage(RelayError):
-    """The relay's own disk is full: not the client's fault, nothing was kept."""
+class StorageFull(RelayError):
+    """The relay's own storage is full: not the client's fault, nothing was kept."""
 
-    status = 507
-    code = "insufficient_storage"
+    code = ErrorCode.INSUFFICIENT_STORAGE
+
+
+class StoreUnavailable(RelayError):
+    """The blob store or database is inconsistent or unreachable."""
+
+    code = ErrorCode.STORE_UNAVAILABLE
 
 
 class ConfigError(RelayError):
-    """The operator's configuration is invalid (raised before serving)."""
+    """The operator's configuration is invalid, or cannot do what was asked."""
 
-    code = "config_error"
-
-
-class StoreError(RelayError):
-    """The blob store or database is inconsistent or unreachable."""
-
-    status = 503
-    code = "store_unavailable"
+    code = ErrorCode.CONFIG_ERROR

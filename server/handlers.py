@@ -1,31 +1,33 @@
 """HTTP handlers: parse and check the request, call the domain, shape the answer.
 
+Requests are read with ``server.http_parse``; the domain gets plain values.
 Domain errors (``server.errors``) propagate to the error middleware in
-``server.app``, which turns them into ``{"error": ..., "code": ...}``.
+``server.middleware``, which turns them into ``{"error": ..., "code": ...}``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from sealdrop.crypto.protocol import EMPTY_SHA256, SHA256_HEX_RE
+from sealdrop.crypto.protocol import (
+    H_BLOB_DIGEST,
+    H_CHUNK_SHA256,
+    H_TRANSFER_STATE,
+    H_UPLOAD_OFFSET,
+    SHA256_HEX_RE,
+    ErrorCode,
+)
 
 from . import accounts, auth, transfers
-from .errors import (
-    BadRequest,
-    Forbidden,
-    LengthRequired,
-    NotFound,
-    RangeNotSatisfiable,
-    TooLarge,
-)
+from .errors import InvalidInput, NotFound, NotPermitted
+from .http_parse import chunk_length, no_body, parse_range, read_json, size_header
 from .metadata import COMPLETE
 from .metrics import Labels
+from .middleware import HttpCode
 from .state import RELAY_KEY, Relay
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
@@ -38,31 +40,6 @@ def _relay(request: web.Request) -> Relay:
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(data, status=status, headers={**NO_STORE, **(headers or {})})
-
-
-async def read_json(request: web.Request) -> tuple[dict[str, Any], str]:
-    """A bounded JSON object body and its SHA-256 (hex), for signing."""
-    limit = _relay(request).config.max_json_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"request body larger than {limit} bytes", code="body_too_large")
-    if request.content_type != "application/json":
-        raise BadRequest("Content-Type must be application/json", code="bad_content_type")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise TooLarge(f"request body larger than {limit} bytes", code="body_too_large")
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("request body is not valid JSON", code="bad_json") from None
-    if not isinstance(obj, dict):
-        raise BadRequest("request body must be a JSON object", code="bad_json")
-    return obj, hashlib.sha256(body).hexdigest()
-
-
-def no_body(request: web.Request) -> str:
-    if request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding"):
-        raise BadRequest(f"{request.method} requests must not have a body", code="unexpected_body")
-    return EMPTY_SHA256
 
 
 # -- service -----------------------------------------------------------------
@@ -85,7 +62,7 @@ async def readyz(request: web.Request) -> web.Response:
         problems["blob_store"] = type(exc).__name__
     if problems:
         return _json(
-            {"error": "relay not ready", "code": "not_ready", "failing": sorted(problems)},
+            {"error": "relay not ready", "code": HttpCode.NOT_READY, "failing": sorted(problems)},
             status=503,
         )
     return _json({"status": "ready"})
@@ -123,11 +100,13 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     relay = _relay(request)
-    body, body_sha = await read_json(request)
+    body, body_sha = await read_json(request, relay.config.max_json_bytes)
     handle, invite, bundle = accounts.parse_registration(body)
     signed = auth.parse_headers(request)
     if signed.handle != handle:
-        raise BadRequest("Sealdrop-Handle must be the handle being registered", code="bad_handle")
+        raise InvalidInput(
+            "Sealdrop-Handle must be the handle being registered", code=ErrorCode.BAD_HANDLE
+        )
     # Why: the request must be signed by the bundle's own key, proving the
     # registrant holds it (a copied bundle cannot be registered elsewhere).
     auth.check_signature(relay, request, signed, accounts.signing_key_b64(bundle), body_sha)
@@ -143,16 +122,16 @@ async def get_bundle(request: web.Request) -> web.Response:
     handle = request.match_info["handle"]
     account = await relay.store.get_account(handle)
     if account is None or account.disabled:
-        raise NotFound("no such account", code="account_not_found")
+        raise NotFound("no such account", code=ErrorCode.ACCOUNT_NOT_FOUND)
     return _json({"handle": handle, "bundle": json.loads(account.bundle)})
 
 
 async def put_bundle(request: web.Request) -> web.Response:
     relay = _relay(request)
-    body, body_sha = await read_json(request)
+    body, body_sha = await read_json(request, relay.config.max_json_bytes)
     me = await auth.authenticate(request, body_sha)
     if request.match_info["handle"] != me.handle:
-        raise Forbidden("you can only rotate your own keys", code="not_your_account")
+        raise NotPermitted("you can only rotate your own keys", code=ErrorCode.NOT_YOUR_ACCOUNT)
     bundle = await accounts.rotate(relay, me, body)
     relay.logger.info("bundle_rotated", extra={"fields": {}})
     return _json({"handle": me.handle, "bundle": bundle.to_json()})
@@ -167,7 +146,7 @@ def _location(tid: str) -> str:
 
 async def create_transfer(request: web.Request) -> web.Response:
     relay = _relay(request)
-    body, body_sha = await read_json(request)
+    body, body_sha = await read_json(request, relay.config.max_json_bytes)
     me = await auth.authenticate(request, body_sha)
     t = await transfers.create(relay, me, body)
     relay.logger.info("transfer_created", extra={"fields": {"transfer": t.id, "size": t.size}})
@@ -214,9 +193,9 @@ async def head_data(request: web.Request) -> web.Response:
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
     headers = {
         **NO_STORE,
-        "Upload-Offset": str(t.committed),
+        H_UPLOAD_OFFSET: str(t.committed),
         "Upload-Length": str(t.size),
-        "Sealdrop-Transfer-State": t.state,
+        H_TRANSFER_STATE: t.state,
     }
     if t.state == COMPLETE:
         headers["Accept-Ranges"] = "bytes"
@@ -225,19 +204,13 @@ async def head_data(request: web.Request) -> web.Response:
 
 async def patch_data(request: web.Request) -> web.Response:
     relay = _relay(request)
-    offset = transfers.check_size_header(request.headers.get("Upload-Offset"), "Upload-Offset")
-    if request.content_length is None:
-        raise LengthRequired("chunk uploads need a Content-Length header")
-    if request.content_length > relay.config.max_chunk_bytes:
-        raise TooLarge(
-            f"a chunk may be at most {relay.config.max_chunk_bytes} bytes", code="chunk_too_large"
-        )
-    if request.content_type not in ("application/octet-stream", "application/offset+octet-stream"):
-        raise BadRequest("Content-Type must be application/octet-stream", code="bad_content_type")
-    sha = request.headers.get("Sealdrop-Chunk-Sha256", "")
+    offset = size_header(request.headers.get(H_UPLOAD_OFFSET), H_UPLOAD_OFFSET)
+    length = chunk_length(request, relay.config.max_chunk_bytes)
+    sha = request.headers.get(H_CHUNK_SHA256, "")
     if not SHA256_HEX_RE.fullmatch(sha):
-        raise BadRequest(
-            "header Sealdrop-Chunk-Sha256 must be 64 lowercase hex digits", code="bad_checksum"
+        raise InvalidInput(
+            f"header {H_CHUNK_SHA256} must be 64 lowercase hex digits",
+            code=ErrorCode.BAD_CHECKSUM,
         )
     me = await auth.authenticate(request, sha)
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
@@ -246,23 +219,23 @@ async def patch_data(request: web.Request) -> web.Response:
         me,
         t,
         offset=offset,
-        length=request.content_length,
+        length=length,
         sha256_hex=sha,
         source=request.content.iter_any(),
     )
     return web.Response(
         status=204,
-        headers={**NO_STORE, "Upload-Offset": str(result.committed),
+        headers={**NO_STORE, H_UPLOAD_OFFSET: str(result.committed),
                  "Upload-Length": str(result.size)},
     )
 
 
 async def complete_transfer(request: web.Request) -> web.Response:
     relay = _relay(request)
-    body, body_sha = await read_json(request)
+    body, body_sha = await read_json(request, relay.config.max_json_bytes)
     me = await auth.authenticate(request, body_sha)
     if body:
-        raise BadRequest("the body must be an empty JSON object", code="bad_json")
+        raise InvalidInput("the body must be an empty JSON object", code=ErrorCode.BAD_JSON)
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
     done = await transfers.complete(relay, t)
     relay.logger.info("transfer_completed", extra={"fields": {"transfer": t.id, "size": t.size}})
@@ -274,19 +247,15 @@ async def get_data(request: web.Request) -> web.StreamResponse:
     me = await auth.authenticate(request, no_body(request))
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
     if t.state != COMPLETE:
-        raise NotFound("the transfer is still being uploaded", code="transfer_not_found")
-    try:
-        span = transfers.parse_range(request.headers.get("Range"), t.size)
-    except RangeNotSatisfiable as exc:
-        exc.headers["Content-Range"] = f"bytes */{t.size}"
-        raise
+        raise NotFound("the transfer is still being uploaded", code=ErrorCode.TRANSFER_NOT_FOUND)
+    span = parse_range(request.headers.get("Range"), t.size)
     start, end = span if span is not None else (0, t.size)
     resp = web.StreamResponse(status=206 if span is not None else 200)
     resp.headers.update(NO_STORE)
     resp.headers["Content-Type"] = "application/octet-stream"
     resp.headers["Accept-Ranges"] = "bytes"
     resp.headers["ETag"] = f'"{t.digest}"'
-    resp.headers["Sealdrop-Blob-Digest"] = t.digest or ""
+    resp.headers[H_BLOB_DIGEST] = t.digest or ""
     if span is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{t.size}"
     resp.content_length = end - start
@@ -310,7 +279,7 @@ async def get_data(request: web.Request) -> web.StreamResponse:
 
 async def ack(request: web.Request) -> web.Response:
     relay = _relay(request)
-    body, body_sha = await read_json(request)
+    body, body_sha = await read_json(request, relay.config.max_json_bytes)
     me = await auth.authenticate(request, body_sha)
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
     fresh = await transfers.ack(relay, me, t, body)

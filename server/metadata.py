@@ -1,5 +1,9 @@
 """The metadata store: accounts, invites, transfers, recipients and nonces.
 
+It raises the relay's domain errors (``server.errors``), never HTTP ones. It
+also makes the database half of a backup: ``backup`` writes a snapshot, which
+``server.ops.backup`` then reads through a second store opened on the copy.
+
 One implementation on SQLAlchemy 2 async Core serves SQLite (aiosqlite) and
 PostgreSQL (asyncpg). Every method is one transaction. Invariants that span
 rows (a used invite, the quota, the committed offset) are enforced inside that
@@ -9,13 +13,18 @@ several relay processes sharing one PostgreSQL database stay correct.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import accounts, chunks, invites, nonces, recipients, transfers
-from .errors import BadRequest, Conflict, Forbidden, TooLarge
+from sealdrop.crypto.protocol import ErrorCode
+
+from .db import accounts, chunks, invites, make_engine, nonces, recipients, transfers
+from .errors import ConfigError, Conflict, InvalidInput, NotPermitted, QuotaExceeded
 
 UPLOADING = "uploading"
 COMPLETE = "complete"
@@ -81,13 +90,50 @@ def _account(row: sa.Row[tuple[object, ...]]) -> Account:
     )
 
 
+def _sqlite_backup(src: str, dest: Path) -> None:
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
 class SqlMetadataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
+    @classmethod
+    def open(cls, url: str) -> SqlMetadataStore:
+        """A store on its own engine (``close`` it); ``url`` as ``RelayConfig.db_url``."""
+        return cls(make_engine(url))
+
+    @classmethod
+    def open_sqlite(cls, path: Path) -> SqlMetadataStore:
+        """A store on the SQLite file ``path`` (a backup, say)."""
+        return cls.open(f"sqlite+aiosqlite:///{path}")
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
+
+    async def backup(self, dest: Path) -> None:
+        """Write a consistent snapshot of the whole database to the new SQLite file
+        ``dest``, safe while relays serve (SQLite's online backup API)."""
+        src = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not src:
+            raise ConfigError(
+                "backup copies SQLite relays; for PostgreSQL use pg_dump plus a copy of the "
+                "blob directory (docs/operations.md)"
+            )
+        await asyncio.to_thread(_sqlite_backup, src, dest)
 
     # -- accounts ---------------------------------------------------------
 
@@ -134,9 +180,9 @@ class SqlMetadataStore:
                 .values(used_by=handle, used_at=now)
             )
             if res.rowcount != 1:
-                raise Forbidden(
+                raise NotPermitted(
                     "the invite code is unknown, used, revoked or expired",
-                    code="invalid_invite",
+                    code=ErrorCode.INVALID_INVITE,
                 )
             taken = (
                 await conn.execute(
@@ -147,7 +193,8 @@ class SqlMetadataStore:
             ).first()
             if taken is not None:
                 raise Conflict(
-                    "that handle or signing key is already registered", code="handle_taken"
+                    "that handle or signing key is already registered",
+                    code=ErrorCode.HANDLE_TAKEN,
                 )
             await conn.execute(
                 sa.insert(accounts).values(
@@ -175,7 +222,8 @@ class SqlMetadataStore:
             )
         if res.rowcount != 1:
             raise Conflict(
-                "a rotated bundle must be newer than the current one", code="stale_bundle"
+                "a rotated bundle must be newer than the current one",
+                code=ErrorCode.STALE_BUNDLE,
             )
 
     # -- invites ------------------------------------------------------------
@@ -253,8 +301,9 @@ class SqlMetadataStore:
             ).scalars().all()
             missing = sorted(set(to) - set(known))
             if missing:
-                raise BadRequest(
-                    f"unknown or disabled recipient: {missing[0]}", code="unknown_recipient"
+                raise InvalidInput(
+                    f"unknown or disabled recipient: {missing[0]}",
+                    code=ErrorCode.UNKNOWN_RECIPIENT,
                 )
             used = (
                 await conn.execute(
@@ -264,10 +313,9 @@ class SqlMetadataStore:
                 )
             ).scalar_one()
             if int(used) + size > quota:
-                raise TooLarge(
+                raise QuotaExceeded(
                     f"this transfer would exceed the account quota ({quota} bytes, "
-                    f"{int(used)} in use)",
-                    code="quota_exceeded",
+                    f"{int(used)} in use)"
                 )
             await conn.execute(
                 sa.insert(transfers).values(

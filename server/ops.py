@@ -8,15 +8,14 @@ the blob did, and is gone), never a blob of an upload that just started.
 
 from __future__ import annotations
 
-import os
 import shutil
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .blobs import BlobStore, LocalBlobStore, chunk_list_digest
-from .config import CONFIG_NAME, DB_NAME, RelayConfig
+from .blobs import BlobStore, chunk_list_digest
+from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, RelayConfig
 from .errors import ConfigError
+from .locks import TransferLocks
 from .metadata import COMPLETE, UPLOADING, SqlMetadataStore, Transfer
 
 
@@ -56,6 +55,12 @@ async def _recover_one(store: SqlMetadataStore, blobs: BlobStore, t: Transfer) -
     return moved
 
 
+async def _delete(store: SqlMetadataStore, blobs: BlobStore, tid: str) -> None:
+    # Row first, then blob (the ordering rule above).
+    await store.delete_transfer(tid)
+    await blobs.delete(tid)
+
+
 @dataclass(slots=True)
 class GcReport:
     deleted: list[str] = field(default_factory=list)
@@ -70,12 +75,28 @@ class GcReport:
         }
 
 
-async def gc(store: SqlMetadataStore, blobs: BlobStore, cfg: RelayConfig, *, now: int) -> GcReport:
+async def gc(
+    store: SqlMetadataStore,
+    blobs: BlobStore,
+    cfg: RelayConfig,
+    *,
+    now: int,
+    locks: TransferLocks | None = None,
+) -> GcReport:
+    """Delete expired transfers, abandoned uploads, orphan blobs and old nonces.
+
+    ``locks`` is the serving relay's lock table (the operator command has
+    none): the entry of every transfer deleted here is dropped from it, so the
+    table never keeps an upload that is gone. Not taken: a stalled upload may
+    hold its lock for long, and must not stall gc. A chunk still being written
+    then fails to commit (its row is gone) and leaves at most an orphan
+    partial blob, which the next gc removes."""
     report = GcReport()
     listed = await blobs.list()
     for tid in await store.expired(now=now, abandoned_before=now - cfg.abandoned_upload_seconds):
-        await store.delete_transfer(tid)
-        await blobs.delete(tid)
+        await _delete(store, blobs, tid)
+        if locks is not None:
+            locks.drop(tid)
         report.deleted.append(tid)
     ids = await store.ids()
     for b in listed:
@@ -149,42 +170,16 @@ async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> 
                 # upload back to its last intact chunk; the sender resumes.
                 await _recover_one(store, blobs, by_id[tid])
                 continue
-            await store.delete_transfer(tid)
-            await blobs.delete(tid)
+            await _delete(store, blobs, tid)
         for tid in report.trailing:
             await blobs.truncate_partial(tid, by_id[tid].committed)
         for tid in report.orphans:
             if tid in by_id:
-                await blobs.truncate_partial(tid, 0)
-                if isinstance(blobs, LocalBlobStore):
-                    blobs.partial_path(tid).unlink(missing_ok=True)
+                await blobs.discard_partial(tid)
             else:
                 await blobs.delete(tid)
         report.repaired = True
     return report
-
-
-def _copy_prefix(src: Path, dst: Path, length: int | None) -> bool:
-    """Copy ``src`` (its first ``length`` bytes if given) to ``dst``, fsynced."""
-    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        with src.open("rb") as fin, dst.open("wb") as fout:
-            if length is None:
-                shutil.copyfileobj(fin, fout, 1024 * 1024)
-            else:
-                left = length
-                while left > 0:
-                    block = fin.read(min(1024 * 1024, left))
-                    if not block:
-                        return False
-                    fout.write(block)
-                    left -= len(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-    except FileNotFoundError:
-        dst.unlink(missing_ok=True)
-        return False
-    return True
 
 
 @dataclass(slots=True)
@@ -194,57 +189,38 @@ class BackupReport:
     bytes: int = 0
 
 
-def backup(cfg: RelayConfig, dest: Path) -> BackupReport:
-    """A consistent copy of a SQLite relay, safe while it serves.
+async def backup(
+    store: SqlMetadataStore, blobs: BlobStore, cfg: RelayConfig, dest: Path
+) -> BackupReport:
+    """A consistent copy of a relay, safe while it serves.
 
-    The database is copied first with SQLite's online backup API (a snapshot);
-    then each blob that snapshot refers to. Complete blobs are immutable, and a
-    partial blob is copied only up to the snapshot's committed offset, so the
-    copy matches the snapshot. A blob deleted meanwhile drops its row from the
-    copy: the result never has a row without a blob. ``dest`` is a data
-    directory: ``sealdrop-relay serve --data DEST`` runs it.
+    The database is copied first as a snapshot (``store.backup``: SQLite's
+    online backup; PostgreSQL relays are refused, pg_dump is the tool there);
+    then each blob that snapshot refers to (``blobs.backup_blob``). Complete
+    blobs are immutable, and a partial blob is copied only up to the
+    snapshot's committed offset, so the copy matches the snapshot. A blob
+    deleted meanwhile drops its row from the copy: the result never has a row
+    without a blob. ``dest`` is a data directory: ``sealdrop-relay serve --data
+    DEST`` runs it.
     """
-    src_db = cfg.sqlite_path
-    if src_db is None:
-        raise ConfigError(
-            "backup copies SQLite relays; for PostgreSQL use pg_dump plus a copy of the "
-            "blob directory (docs/operations.md)"
-        )
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise ConfigError(f"backup destination {dest} is not empty")
-    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    out_db = dest / DB_NAME
-    src = sqlite3.connect(f"file:{src_db}?mode=ro", uri=True, timeout=30)
-    dst = sqlite3.connect(out_db)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
+    await store.backup(dest / DB_NAME)
     report = BackupReport()
-    live = LocalBlobStore(cfg.blob_dir)
-    copy = LocalBlobStore(dest / "blobs")
-    copy.create_dirs()
+    snapshot = SqlMetadataStore.open_sqlite(dest / DB_NAME)
     try:
-        rows = dst.execute("SELECT id, state, committed FROM transfers").fetchall()
-        for tid, state, committed in rows:
-            if state == COMPLETE:
-                ok = _copy_prefix(live.complete_path(tid), copy.complete_path(tid), None)
-            else:
-                ok = committed == 0 or _copy_prefix(
-                    live.partial_path(tid), copy.partial_path(tid), committed
-                ) or _copy_prefix(live.complete_path(tid), copy.partial_path(tid), committed)
-            if ok:
+        for t in await snapshot.all_transfers():
+            if await blobs.backup_blob(
+                t.id, dest / BLOB_DIR, complete=t.state == COMPLETE, length=t.committed
+            ):
                 report.transfers += 1
-                report.bytes += committed
+                report.bytes += t.committed
             else:
-                dst.execute("DELETE FROM transfer_recipients WHERE transfer_id = ?", (tid,))
-                dst.execute("DELETE FROM transfer_chunks WHERE transfer_id = ?", (tid,))
-                dst.execute("DELETE FROM transfers WHERE id = ?", (tid,))
+                await snapshot.delete_transfer(t.id)
                 report.dropped += 1
-        dst.commit()
     finally:
-        dst.close()
+        await snapshot.close()
     conf = cfg.data_dir / CONFIG_NAME
     if conf.exists():
         shutil.copy2(conf, dest / CONFIG_NAME)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from .blobs import BlobStore
 from .config import RelayConfig
+from .locks import TransferLocks
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
 from .ratelimit import TokenBuckets
@@ -24,6 +25,7 @@ class Relay:
     logger: logging.Logger
     metrics: Metrics
     limiter: TokenBuckets
+    locks: TransferLocks = field(default_factory=TransferLocks)
     clock: Callable[[], float] = time.time
 
     def now(self) -> int:

@@ -15,51 +15,40 @@ recorded chunks and moves the offset back to the last intact one; clients
 always resume from HEAD. ``complete`` fsyncs the blob before the transfer
 becomes visible, so what the relay calls complete is durable. A transfer is
 visible to its recipients only once complete, and only to its sender and
-recipients at all: everyone else gets 404, as for an unknown id.
+recipients at all: everyone else gets ``NotFound``, exactly as for an unknown id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import re
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from sealdrop.crypto.bundle import HANDLE_RE
+from sealdrop.crypto.protocol import ErrorCode, new_transfer_id
 
 from .blobs import check_key, chunk_list_digest
-from .errors import BadRequest, Conflict, NotFound, RangeNotSatisfiable, StoreError, TooLarge
+from .errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OffsetMismatch,
+    StoreUnavailable,
+    TooLarge,
+)
 from .metadata import COMPLETE, Account, Transfer
 from .state import Relay
-
-_RANGE_RE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
-_locks: dict[str, asyncio.Lock] = {}
-
-
-def new_transfer_id() -> str:
-    # 128 random bits as 32 hex digits: never starts with '-', so an id is
-    # always safe as a command-line argument and a file name.
-    return secrets.token_hex(16)
-
-
-def _lock(transfer_id: str) -> asyncio.Lock:
-    lock = _locks.get(transfer_id)
-    if lock is None:
-        lock = _locks[transfer_id] = asyncio.Lock()
-    return lock
 
 
 def _int_field(body: dict[str, Any], name: str, default: int | None = None) -> int:
     if name not in body:
         if default is None:
-            raise BadRequest(f"field {name} is required", code="bad_json")
+            raise InvalidInput(f"field {name} is required", code=ErrorCode.BAD_JSON)
         return default
     value = body[name]
     if not isinstance(value, int) or isinstance(value, bool):
-        raise BadRequest(f"field {name} must be an integer", code="bad_json")
+        raise InvalidInput(f"field {name} must be an integer", code=ErrorCode.BAD_JSON)
     return value
 
 
@@ -90,29 +79,36 @@ async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfe
     cfg = relay.config
     unknown = set(body) - {"recipients", "size", "expires_in"}
     if unknown:
-        raise BadRequest(f"unexpected field {sorted(unknown)[0]}", code="bad_json")
+        raise InvalidInput(f"unexpected field {sorted(unknown)[0]}", code=ErrorCode.BAD_JSON)
     to = body.get("recipients")
     if not isinstance(to, list) or not to:
-        raise BadRequest("field recipients must be a non-empty list of handles", code="bad_json")
+        raise InvalidInput(
+            "field recipients must be a non-empty list of handles", code=ErrorCode.BAD_JSON
+        )
     if len(to) > cfg.max_recipients:
-        raise BadRequest(f"at most {cfg.max_recipients} recipients", code="too_many_recipients")
+        raise InvalidInput(
+            f"at most {cfg.max_recipients} recipients", code=ErrorCode.TOO_MANY_RECIPIENTS
+        )
     for h in to:
         if not isinstance(h, str) or not HANDLE_RE.fullmatch(h):
-            raise BadRequest("a recipient is not a valid handle", code="bad_handle")
+            raise InvalidInput("a recipient is not a valid handle", code=ErrorCode.BAD_HANDLE)
     if len(set(to)) != len(to):
-        raise BadRequest("a recipient is listed twice", code="duplicate_recipient")
+        raise InvalidInput(
+            "a recipient is listed twice", code=ErrorCode.DUPLICATE_RECIPIENT
+        )
     size = _int_field(body, "size")
     if size <= 0:
-        raise BadRequest("field size must be positive", code="bad_size")
+        raise InvalidInput("field size must be positive", code=ErrorCode.BAD_SIZE)
     if size > cfg.max_transfer_bytes:
         raise TooLarge(
-            f"a transfer may be at most {cfg.max_transfer_bytes} bytes", code="transfer_too_large"
+            f"a transfer may be at most {cfg.max_transfer_bytes} bytes",
+            code=ErrorCode.TRANSFER_TOO_LARGE,
         )
     expires_in = _int_field(body, "expires_in", cfg.default_expiry_seconds)
     if not 60 <= expires_in <= cfg.max_expiry_seconds:
-        raise BadRequest(
+        raise InvalidInput(
             f"field expires_in must be between 60 and {cfg.max_expiry_seconds} seconds",
-            code="bad_expiry",
+            code=ErrorCode.BAD_EXPIRY,
         )
     now = relay.now()
     tid = new_transfer_id()
@@ -128,23 +124,23 @@ async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfe
     relay.metrics.inc("sealdrop_transfers_created_total")
     t = await relay.store.get_transfer(tid)
     if t is None:
-        raise StoreError("transfer vanished right after creation")
+        raise StoreUnavailable("transfer vanished right after creation")
     return t
 
 
 async def visible(relay: Relay, who: Account, transfer_id: str, *, sender_only: bool) -> Transfer:
-    """The transfer if ``who`` may see it; otherwise 404 exactly as if unknown."""
+    """The transfer if ``who`` may see it; otherwise ``NotFound`` exactly as if unknown."""
     try:
         check_key(transfer_id)
-    except BadRequest:
-        raise NotFound("no such transfer", code="transfer_not_found") from None
+    except InvalidInput:
+        raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND) from None
     t = await relay.store.get_transfer(transfer_id)
     if t is not None and t.expires_at > relay.now():
         if t.sender == who.handle:
             return t
         if not sender_only and t.state == COMPLETE and t.recipient(who.handle) is not None:
             return t
-    raise NotFound("no such transfer", code="transfer_not_found")
+    raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,26 +160,27 @@ async def upload_chunk(
     source: AsyncIterator[bytes],
 ) -> ChunkResult:
     if t.state == COMPLETE:
-        raise Conflict("the transfer is already complete", code="already_complete")
+        raise Conflict("the transfer is already complete", code=ErrorCode.ALREADY_COMPLETE)
     if length <= 0:
-        raise BadRequest("an upload chunk must not be empty", code="bad_length")
+        raise InvalidInput("an upload chunk must not be empty", code=ErrorCode.BAD_LENGTH)
     if length > relay.config.max_chunk_bytes:
         raise TooLarge(
-            f"a chunk may be at most {relay.config.max_chunk_bytes} bytes", code="chunk_too_large"
+            f"a chunk may be at most {relay.config.max_chunk_bytes} bytes",
+            code=ErrorCode.CHUNK_TOO_LARGE,
         )
     if offset + length > t.size:
-        raise BadRequest(
+        raise InvalidInput(
             f"the chunk ends past the declared transfer size ({t.size} bytes)",
-            code="chunk_past_end",
+            code=ErrorCode.CHUNK_PAST_END,
         )
-    async with _lock(t.id):
+    async with relay.locks(t.id):
         # Re-read under the lock: another request may have advanced the offset.
         progress = await relay.store.progress(t.id)
         if progress is None:
-            raise NotFound("no such transfer", code="transfer_not_found")
+            raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
         state, committed = progress
         if state == COMPLETE:
-            raise Conflict("the transfer is already complete", code="already_complete")
+            raise Conflict("the transfer is already complete", code=ErrorCode.ALREADY_COMPLETE)
         if offset < committed and offset + length <= committed:
             # A re-sent chunk: fine if it is byte-for-byte what we hold.
             recorded = dict(await relay.store.chunks(t.id))
@@ -192,10 +189,9 @@ async def upload_chunk(
             else:  # not on the recorded boundaries: hash what the blob holds
                 stored = await relay.blobs.partial_sha256(t.id, offset, offset + length)
             if stored != sha256_hex:
-                raise Conflict(
+                raise OffsetMismatch(
                     f"a different chunk is already committed at offset {offset}",
-                    code="offset_mismatch",
-                    headers={"Upload-Offset": str(committed)},
+                    committed=committed,
                 )
             h = hashlib.sha256()
             n = 0
@@ -203,24 +199,22 @@ async def upload_chunk(
                 h.update(piece)
                 n += len(piece)
             if n != length or h.hexdigest() != sha256_hex:
-                raise BadRequest(
+                raise InvalidInput(
                     "chunk does not match its Sealdrop-Chunk-Sha256 header",
-                    code="checksum_mismatch",
+                    code=ErrorCode.CHECKSUM_MISMATCH,
                 )
             return ChunkResult(committed, t.size)
         if offset != committed:
-            raise Conflict(
+            raise OffsetMismatch(
                 f"upload offset {offset} does not match the committed offset {committed}",
-                code="offset_mismatch",
-                headers={"Upload-Offset": str(committed)},
+                committed=committed,
             )
         await relay.blobs.write_chunk(t.id, offset, source, length=length, sha256_hex=sha256_hex)
         if not await relay.store.advance(
             t.id, old=offset, new=offset + length, sha256=sha256_hex, now=relay.now()
         ):
             await relay.blobs.truncate_partial(t.id, offset)
-            raise Conflict("the upload moved on concurrently; ask for the offset again",
-                           code="offset_mismatch")
+            raise OffsetMismatch("the upload moved on concurrently; ask for the offset again")
     relay.metrics.inc("sealdrop_upload_bytes_total", length)
     return ChunkResult(offset + length, t.size)
 
@@ -228,20 +222,20 @@ async def upload_chunk(
 async def complete(relay: Relay, t: Transfer) -> Transfer:
     if t.state == COMPLETE:
         return t
-    async with _lock(t.id):
+    async with relay.locks(t.id):
         fresh = await relay.store.get_transfer(t.id)
         if fresh is None:
-            raise NotFound("no such transfer", code="transfer_not_found")
+            raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
         if fresh.state == COMPLETE:
             return fresh
         if fresh.committed != fresh.size:
             raise Conflict(
                 f"only {fresh.committed} of {fresh.size} bytes have been uploaded",
-                code="incomplete_upload",
+                code=ErrorCode.INCOMPLETE_UPLOAD,
             )
         recorded = await relay.store.chunks(t.id)
         if not recorded or recorded[-1][0] != fresh.size:
-            raise StoreError("the chunk records of the upload are incomplete")
+            raise StoreUnavailable("the chunk records of the upload are incomplete")
         # finalize fsyncs the blob (most of it was already on its way to the device)
         # and renames it into place: only then may the row say complete.
         size = await relay.blobs.truncate_partial(t.id, fresh.size)
@@ -250,73 +244,36 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
         elif (await relay.blobs.check_chunks(t.id, [], complete=True))[1] != fresh.size:
             # Neither a whole partial blob nor one finalised by an earlier attempt
             # that died before the row update.
-            raise StoreError("the uploaded blob is missing from the blob store")
+            raise StoreUnavailable("the uploaded blob is missing from the blob store")
         await relay.store.complete(t.id, digest=chunk_list_digest(recorded), now=relay.now())
-    _locks.pop(t.id, None)
+    relay.locks.drop(t.id)
     relay.metrics.inc("sealdrop_transfers_completed_total")
     done = await relay.store.get_transfer(t.id)
     if done is None:
-        raise NotFound("no such transfer", code="transfer_not_found")
+        raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     return done
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """``Range`` → [start, end) or None for the whole blob; one range only."""
-    if header is None:
-        return None
-    m = _RANGE_RE.fullmatch(header.strip())
-    if m is None or (m.group(1) == "" and m.group(2) == ""):
-        raise BadRequest(
-            "Range must be a single byte range: bytes=START-END, bytes=START- or bytes=-N",
-            code="bad_range",
-        )
-    first, last = m.group(1), m.group(2)
-    if first == "":
-        n = int(last)
-        if n == 0:
-            raise RangeNotSatisfiable("an empty suffix range selects nothing")
-        return max(0, size - n), size
-    start = int(first)
-    end = size if last == "" else int(last) + 1
-    if last != "" and end <= start:
-        raise BadRequest("Range end is before its start", code="bad_range")
-    if start >= size:
-        raise RangeNotSatisfiable(f"Range starts past the end of the {size}-byte blob")
-    return start, min(end, size)
 
 
 async def ack(relay: Relay, who: Account, t: Transfer, body: dict[str, Any]) -> Transfer:
     if t.recipient(who.handle) is None:
-        raise NotFound("no such transfer", code="transfer_not_found")
+        raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     if set(body) != {"status"} or body["status"] not in ("downloaded", "verified"):
-        raise BadRequest(
-            'the body must be {"status": "downloaded"} or {"status": "verified"}', code="bad_json"
+        raise InvalidInput(
+            'the body must be {"status": "downloaded"} or {"status": "verified"}',
+            code=ErrorCode.BAD_JSON,
         )
     await relay.store.ack(t.id, who.handle, verified=body["status"] == "verified", now=relay.now())
     fresh = await relay.store.get_transfer(t.id)
     if fresh is None:
-        raise NotFound("no such transfer", code="transfer_not_found")
+        raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     return fresh
 
 
 async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:
     # Row first, then blob: a crash in between leaves a blob without a row,
     # which gc and verify remove; the reverse would serve a row with no data.
-    async with _lock(t.id):
+    async with relay.locks(t.id):
         await relay.store.delete_transfer(t.id)
         await relay.blobs.delete(t.id)
-    _locks.pop(t.id, None)
+    relay.locks.drop(t.id)
     relay.metrics.inc("sealdrop_transfers_deleted_total", reason=reason)
-
-
-def check_size_header(value: str | None, name: str) -> int:
-    if value is None:
-        raise BadRequest(f"header {name} is required", code="missing_header")
-    if not value.isdigit() or len(value) > 19 or not value.isascii():
-        raise BadRequest(f"header {name} must be a non-negative integer", code="bad_header")
-    return int(value)
-
-
-def check_too_large(length: int, limit: int) -> None:
-    if length > limit:
-        raise TooLarge(f"request body larger than {limit} bytes", code="body_too_large")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from sealdrop.client.contacts import ContactStore
-from sealdrop.client.replay import ReplayStore
-from sealdrop.client.staging import STAGING_PREFIX, Received, receive_transfer
+from sealdrop.client.profile.contacts import ContactStore
+from sealdrop.client.profile.replay import ReplayStore
+from sealdrop.client.receive.staging import STAGING_PREFIX, PlacedTransfer, receive_transfer
 from sealdrop.crypto.identity import SecretIdentity
 from tests.crypto.transferkit import identity
 
@@ -38,7 +38,7 @@ class Profile:
         for c in unverified:
             self.contacts.add(c.bundle, now=NOW)
 
-    def receive(self, blob: bytes, dest: Path, **kw: object) -> Received:
+    def receive(self, blob: bytes, dest: Path, **kw: object) -> PlacedTransfer:
         return receive_transfer(
             io.BytesIO(blob),
             identity=self.owner,

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from nacl.signing import SigningKey
 
 from sealdrop.client.cli import cli
-from sealdrop.client.contacts import ContactState, ContactStore
 from sealdrop.client.errors import (
     ContactError,
     ContactKeyChangedError,
@@ -19,6 +18,7 @@ from sealdrop.client.errors import (
     UnknownContactError,
     UnverifiedContactError,
 )
+from sealdrop.client.profile.contacts import ContactState, ContactStore
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.identity import SecretIdentity
 from tests.client.receivekit import ALICE, BOB, NOW

@@ -13,13 +13,8 @@ from click.testing import CliRunner
 
 from sealdrop.client.cli import cli
 from sealdrop.client.errors import IdentityError, WrongPassphraseError
-from sealdrop.client.identity import (
-    IDENTITY_FILE,
-    create_identity,
-    load_identity,
-    load_public_bundle,
-    resolve_home,
-)
+from sealdrop.client.profile.identity import create_identity, load_identity, load_public_bundle
+from sealdrop.client.profile.layout import IDENTITY_FILE, resolve_home
 from sealdrop.crypto import safety
 
 PASS = b"Zahnarzt-Praxis 2024!"

@@ -1,4 +1,8 @@
-"""Sealing real files and receiving them back; interop with the real age and tar binaries."""
+"""Sealing real files and receiving them back; interop with the real age and tar binaries.
+
+Sealing goes through the path ``sealdrop send`` uses (scan, plan_new_transfer,
+seal), into a file instead of the uploader.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,16 @@ import pydicom
 import pytest
 
 from sealdrop.client.errors import SealError
-from sealdrop.client.seal import collect_files, media_type, seal_transfer
-from sealdrop.client.staging import STAGING_PREFIX
+from sealdrop.client.receive.staging import STAGING_PREFIX
+from sealdrop.client.send.plan import plan_new_transfer
+from sealdrop.client.send.scan import media_type, scan
+from sealdrop.client.send.seal import seal
 from sealdrop.crypto import age
+from sealdrop.crypto.age.stream import Writer
+from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.container import ContainerReader
+from sealdrop.crypto.identity import SecretIdentity
+from sealdrop.crypto.manifest import Manifest
 from tests.client.receivekit import ALICE, BOB, CAROL, NOW, Profile, make_dest
 
 DICOM_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -30,10 +40,19 @@ def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def sealed(paths: list[Path], *to: object, classical: bool = False, note: str = "") -> bytes:
+def seal_files(paths: list[Path], sender: SecretIdentity, bundles: list[KeyBundle], note: str,
+               dst: Writer, now: int, *, classical: bool = False) -> Manifest:
+    """What `sealdrop send` does between reading the files and the upload."""
+    plan, state = plan_new_transfer(scan(paths), sender.bundle, bundles, note=note, created=now,
+                                    classical=classical)
+    return seal(plan, sender, dst, state)
+
+
+def sealed(paths: list[Path], *to: SecretIdentity, classical: bool = False,
+           note: str = "") -> bytes:
     out = io.BytesIO()
-    seal_transfer(paths, ALICE, [t.bundle for t in (to or (BOB,))], note, out, NOW,  # type: ignore[attr-defined]
-                  classical=classical)
+    seal_files(paths, ALICE, [t.bundle for t in (to or (BOB,))], note, out, NOW,
+               classical=classical)
     return out.getvalue()
 
 
@@ -101,23 +120,23 @@ def test_no_fallback_when_pq_unavailable(source: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(hybrid.HybridRecipient, "parse", classmethod(lambda cls, t: unavailable(t)))
     out = io.BytesIO()
     with pytest.raises(SealError, match="refusing to fall back"):
-        seal_transfer([source], ALICE, [BOB.bundle], "", out, NOW)
+        seal_files([source], ALICE, [BOB.bundle], "", out, NOW)
     assert out.getvalue() == b""
 
 
 def test_symlinks_and_special_files_are_refused(tmp_path: Path, source: Path) -> None:
     (source / "link.dcm").symlink_to(source / "scan.stl")
     with pytest.raises(SealError, match="link.dcm is a symbolic link"):
-        collect_files([source])
+        scan([source])
     (source / "link.dcm").unlink()
     os.mkfifo(source / "pipe")
     with pytest.raises(SealError, match="pipe is not a regular file"):
-        collect_files([source])
+        scan([source])
     (source / "pipe").unlink()
     top_link = tmp_path / "toplink"
     top_link.symlink_to(source)
     with pytest.raises(SealError, match="symbolic link"):
-        collect_files([top_link])
+        scan([top_link])
 
 
 def test_name_collisions_between_given_paths(tmp_path: Path) -> None:
@@ -125,20 +144,45 @@ def test_name_collisions_between_given_paths(tmp_path: Path) -> None:
         (tmp_path / d).mkdir()
         (tmp_path / d / "Scan.stl").write_bytes(b"x")
     with pytest.raises(SealError, match="twice"):
-        collect_files([tmp_path / "a" / "Scan.stl", tmp_path / "b" / "Scan.stl"])
+        scan([tmp_path / "a" / "Scan.stl", tmp_path / "b" / "Scan.stl"])
 
 
 def test_unsendable_names(tmp_path: Path) -> None:
     bad = tmp_path / "a\\b.txt"
     bad.write_bytes(b"x")
     with pytest.raises(SealError, match="a\\\\\\\\b.txt"):
-        collect_files([bad])
+        scan([bad])
 
 
 def test_nothing_to_send(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(SealError, match="nothing to send"):
-        collect_files([tmp_path / "empty"])
+        scan([tmp_path / "empty"])
+
+
+def test_each_file_is_scanned_once(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One open per file gives size, mtime, media type and the DICOM header; the
+    manifest's DICOM summary is built from that scan, not by reading again."""
+    from sealdrop.client.send import scan as scan_module
+
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: object, flags: int, *a: object) -> int:
+        opened.append(str(path))
+        return real_open(path, flags, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_module.os, "open", counting_open)
+    files = scan([source])
+    monkeypatch.undo()
+    assert sorted(opened) == sorted(str(f.path) for f in files)
+    by_name = {f.arcname.rsplit("/", 1)[-1]: f for f in files}
+    assert by_name["IM0005"].media_type == "application/dicom"
+    assert by_name["IM0005"].dicom is not None and by_name["scan.stl"].dicom is None
+    assert by_name["scan.stl"].size == 8000 and by_name["scan.stl"].mtime_ns > 0
+    plan, _ = plan_new_transfer(files, ALICE.bundle, [BOB.bundle], note="", created=NOW)
+    (series,) = [s for s in plan.dicom["series"] if "IM0005" in str(s["files"])]
+    assert series["instances"] >= 2  # CT_small.dcm and its extension-less copy
 
 
 def test_media_type_sniffs_dicom() -> None:
@@ -197,7 +241,9 @@ LARGE_SCRIPT = textwrap.dedent(
     """
     import hashlib, io, os, resource, sys
     from pathlib import Path
-    from sealdrop.client.seal import seal_transfer
+    from sealdrop.client.send.plan import plan_new_transfer
+    from sealdrop.client.send.scan import scan
+    from sealdrop.client.send.seal import seal
     from tests.client.receivekit import ALICE, BOB, NOW, Profile
 
     tmp = Path(sys.argv[1])
@@ -212,12 +258,14 @@ LARGE_SCRIPT = textwrap.dedent(
             f.write(chunk)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with open(tmp / "t.age", "wb") as out:
-        seal_transfer([src], ALICE, [BOB.bundle], "", out, NOW)
+        plan, state = plan_new_transfer(scan([src]), ALICE.bundle, [BOB.bundle], note="",
+                                        created=NOW)
+        seal(plan, ALICE, out, state)
     bob = Profile(tmp / "home", BOB, verified=(ALICE,))
     dest = tmp / "dest"
     dest.mkdir()
     os.unlink(src)
-    from sealdrop.client.staging import receive_transfer
+    from sealdrop.client.receive.staging import receive_transfer
     with open(tmp / "t.age", "rb") as f:
         receive_transfer(
             f, identity=BOB, contacts=bob.contacts, replay=bob.replay, dest=dest, now=NOW

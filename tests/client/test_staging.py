@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from sealdrop.client import staging
 from sealdrop.client.errors import (
     ContactKeyChangedError,
+    NotAddressedError,
     ReceiveError,
     ReplayError,
     UnknownContactError,
     UnverifiedContactError,
 )
+from sealdrop.client.receive import staging
 from sealdrop.crypto import age
 from sealdrop.crypto.errors import (
     ContainerError,
@@ -169,6 +170,20 @@ def test_attack_recipient_added_to_manifest(bob: Profile, dest: Path) -> None:
 
 def test_attack_receiver_not_among_age_recipients(bob: Profile, dest: Path) -> None:
     refused(bob, dest, blob(good(), CAROL), ReceiveError, "not addressed to you")
+
+
+def test_not_addressed_is_its_own_class(bob: Profile, dest: Path) -> None:
+    """receive drops the spooled ciphertext of such a transfer: it catches the
+    class, never the message."""
+    refused(bob, dest, blob(good(), CAROL), NotAddressedError)
+    arch, _ = build_archive(FILES, sender=ALICE, recipients=[CAROL])
+    refused(bob, dest, blob(arch), NotAddressedError)
+    # A name collision is a ReceiveError too, but one the user can fix: not this class.
+    (dest / "case 17").mkdir()
+    (dest / "case 17" / "scan.stl").write_bytes(b"mine")
+    with pytest.raises(ReceiveError) as ei:
+        bob.receive(blob(good()), dest)
+    assert not isinstance(ei.value, NotAddressedError)
 
 
 def test_attack_replayed_transfer(bob: Profile, dest: Path, tmp_path: Path) -> None:

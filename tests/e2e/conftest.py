@@ -21,7 +21,7 @@ def relay(tmp_path: Path, relay_template: tuple[Path, list[str]]) -> Iterator[Re
     try:
         yield r
     finally:
-        r.stop()
+        r.close()
 
 
 @pytest.fixture

@@ -1,8 +1,15 @@
 """End-to-end harness: a real relay process on a fixed loopback port (so it can be
-restarted under the same pinned URL) and users driving the real ``sealdrop`` CLI."""
+restarted under the same pinned URL) and users driving the real ``sealdrop`` CLI.
+
+Between the two sits a small TCP proxy on 127.0.0.1 (``Link``): the URL users
+pin is the proxy's. It passes bytes through untouched, and a test that needs
+a transfer slow enough to interrupt midway throttles it (``Relay.throttled``)
+instead of asking the product to slow itself down.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,8 +18,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +71,105 @@ def make_template(data: Path, invites: int = 8) -> list[str]:
     return asyncio.run(run())
 
 
+class _Rate:
+    """A byte budget per second shared by every connection in one direction; None: no limit."""
+
+    def __init__(self) -> None:
+        self.bytes_per_second: float | None = None
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    def spend(self, n: int) -> None:
+        with self._lock:
+            rate = self.bytes_per_second
+            if not rate:
+                return
+            now = time.monotonic()
+            self._free_at = max(now, self._free_at) + n / rate
+            delay = self._free_at - now
+        time.sleep(delay)
+
+
+class Link:
+    """A TCP proxy from a port of its own to ``127.0.0.1:backend_port``, throttleable.
+
+    Each accepted connection is joined to a fresh connection to the backend
+    (closed at once if the backend is down, as a dead relay would be) and
+    pumped both ways by two threads. ``up`` limits client-to-relay bytes
+    (uploads), ``down`` relay-to-client bytes (downloads).
+    """
+
+    _BLOCK = 64 * 1024
+
+    def __init__(self, backend_port: int) -> None:
+        self.backend_port = backend_port
+        self.up = _Rate()
+        self.down = _Rate()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        threading.Thread(target=self._accept, name="e2e-link", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            try:
+                backend = socket.create_connection(("127.0.0.1", self.backend_port), timeout=5)
+                backend.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open |= {client, backend}
+            ends = threading.Semaphore(0)  # released once per direction that ended
+            for src, dst, rate in ((client, backend, self.up), (backend, client, self.down)):
+                threading.Thread(target=self._pump, args=(src, dst, rate, ends),
+                                 daemon=True).start()
+            threading.Thread(target=self._reap, args=(client, backend, ends),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, rate: _Rate,
+              ends: threading.Semaphore) -> None:
+        try:
+            while data := src.recv(self._BLOCK):
+                rate.spend(len(data))
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)  # pass the end of the stream on
+        except OSError:
+            self._close(src, dst)  # a reset: the other direction ends too
+        finally:
+            ends.release()
+
+    def _reap(self, client: socket.socket, backend: socket.socket,
+              ends: threading.Semaphore) -> None:
+        ends.acquire()
+        ends.acquire()
+        self._close(client, backend)
+
+    def _close(self, *socks: socket.socket) -> None:
+        for s in socks:
+            with self._lock:
+                self._open.discard(s)
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes a pump blocked in recv; close would not
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def drop_connections(self) -> None:
+        """Cut every open connection, as the network does when a process dies."""
+        with self._lock:
+            socks = list(self._open)
+        self._close(*socks)
+
+    def close(self) -> None:
+        self._server.close()
+        self.drop_connections()
+
+
 class Relay:
     def __init__(self, data: Path, log: Path, *, template: tuple[Path, list[str]] | None = None
                  ) -> None:
@@ -71,6 +178,7 @@ class Relay:
         self.data = data
         self.log = log
         self.port = free_port()
+        self.link = Link(self.port)
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP")}
         self._invites: list[str] = []
@@ -83,7 +191,19 @@ class Relay:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The URL users pin: the link's, in front of the relay."""
+        return f"http://127.0.0.1:{self.link.port}"
+
+    @contextlib.contextmanager
+    def throttled(self, *, up: float | None = None, down: float | None = None
+                  ) -> Iterator[None]:
+        """Limit uploads (``up``) and downloads (``down``) to so many bytes per second."""
+        self.link.up.bytes_per_second = up
+        self.link.down.bytes_per_second = down
+        try:
+            yield
+        finally:
+            self.link.up.bytes_per_second = self.link.down.bytes_per_second = None
 
     def start(self) -> None:
         start_at = self.log.stat().st_size if self.log.exists() else 0
@@ -117,6 +237,11 @@ class Relay:
         self.kill()
         self.start()
 
+    def close(self) -> None:
+        """Stop the relay and the link in front of it."""
+        self.stop()
+        self.link.close()
+
     def invite(self) -> str:
         if self._invites:
             return self._invites.pop()
@@ -139,7 +264,9 @@ class Relay:
     def metric(self, name: str) -> float:
         import urllib.request
 
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as r:  # noqa: S310
+        # Straight to the relay: the count must not wait behind a throttled link.
+        direct = f"http://127.0.0.1:{self.port}"
+        with urllib.request.urlopen(f"{direct}/metrics", timeout=10) as r:  # noqa: S310
             text = r.read().decode()
         total = 0.0
         for line in text.splitlines():

@@ -1,4 +1,9 @@
-"""Interrupted sends and receives (kill -9, relay restart) resume; changed files cancel."""
+"""Interrupted sends and receives (kill -9, relay restart) resume; changed files cancel.
+
+To interrupt a transfer midway it must be slow: the link between the CLI and
+the relay is throttled (kit.Relay.throttled), and sends use small chunks
+(--chunk-size) so that there are many of them to count.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from pathlib import Path
 from tests.e2e.kit import User, make_case, tree, wait_for
 
 CHUNK = 64 * 1024
-SLOW_UPLOAD = {"SEALDROP_TEST_UPLOAD_CHUNK": str(CHUNK), "SEALDROP_TEST_UPLOAD_PAUSE": "0.05"}
+SMALL_CHUNKS = ("--chunk-size", str(CHUNK))
+UP_RATE = 1024 * 1024  # bytes per second: a 2-3 MiB case takes seconds to upload
+DOWN_RATE = 1024 * 1024
 
 
 def _chunks_logged(user: User) -> int:
@@ -19,10 +26,14 @@ def _chunks_logged(user: User) -> int:
 
 
 def _start_and_kill_send(user: User, case: Path, to: str, after_chunks: int = 8) -> None:
-    proc = user.popen("send", str(case), "--to", to, "--json", env=SLOW_UPLOAD)
-    wait_for(lambda: _chunks_logged(user) >= after_chunks, 60, "some chunks to upload")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    with user.relay.throttled(up=UP_RATE):
+        proc = user.popen("send", str(case), "--to", to, "--json", *SMALL_CHUNKS)
+        wait_for(lambda: _chunks_logged(user) >= after_chunks, 60, "some chunks to upload")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        # The process is gone, and so are its connections: what the link still
+        # buffered for the relay is cut off with them, never delivered late.
+        user.relay.link.drop_connections()
 
 
 def test_send_killed_mid_upload_resumes_without_resending(
@@ -41,8 +52,7 @@ def test_send_killed_mid_upload_resumes_without_resending(
     st = practice.json("status")["transfers"][0]
     assert st["state"] == "interrupted"
     # the same command again: resumes; what the relay held is not sent again
-    done = practice.json("send", str(case), "--to", lab.handle, env=SLOW_UPLOAD | {
-        "SEALDROP_TEST_UPLOAD_PAUSE": "0"})
+    done = practice.json("send", str(case), "--to", lab.handle, *SMALL_CHUNKS)
     assert done["transfer_id"] == tid and done["resumed"] is True
     # the client PATCHed exactly what the relay lacked (it counts every PATCHed byte) ...
     assert done["skipped_bytes"] == committed
@@ -101,12 +111,13 @@ def test_relay_restarted_mid_send(tmp_path: Path, pair: tuple[User, User]) -> No
     practice, lab = pair
     relay = practice.relay
     case = make_case(tmp_path / "src", big=2 * 1024 * 1024)
-    proc = practice.popen("send", str(case), "--to", lab.handle, "--json", env=SLOW_UPLOAD)
-    wait_for(lambda: _chunks_logged(practice) >= 5, 60, "some chunks to upload")
-    relay.kill()
-    time.sleep(1.0)  # the client retries into a dead relay, backing off
-    relay.start()
-    out, err = proc.communicate(timeout=120)
+    with relay.throttled(up=UP_RATE):
+        proc = practice.popen("send", str(case), "--to", lab.handle, "--json", *SMALL_CHUNKS)
+        wait_for(lambda: _chunks_logged(practice) >= 5, 60, "some chunks to upload")
+        relay.kill()
+        time.sleep(1.0)  # the client retries into a dead relay, backing off
+        relay.start()
+        out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     dest = tmp_path / "in"
     dest.mkdir()
@@ -122,12 +133,13 @@ def test_receive_killed_mid_download_resumes(tmp_path: Path, pair: tuple[User, U
     dest = tmp_path / "in"
     dest.mkdir()
     spool = lab.home / "inbox-spool" / f"{tid}.age.partial"
-    proc = lab.popen("receive", tid, "--into", str(dest),
-                     env={"SEALDROP_TEST_DOWNLOAD_PAUSE": "0.3"})
-    wait_for(lambda: spool.exists() and spool.stat().st_size >= 2 * 1024 * 1024, 60,
-             "part of the download")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    with relay.throttled(down=DOWN_RATE):
+        proc = lab.popen("receive", tid, "--into", str(dest))
+        wait_for(lambda: spool.exists() and spool.stat().st_size >= 2 * 1024 * 1024, 60,
+                 "part of the download")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        relay.link.drop_connections()
     assert list(dest.iterdir()) == []  # nothing placed, no staging folder
     have = spool.stat().st_size
     (size,) = [r[0] for r in relay.sql("select size from transfers")]

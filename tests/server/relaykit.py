@@ -62,6 +62,17 @@ def sign_headers(
     )
 
 
+def upload_blob(
+    client: RelayClient, relay_id: str, blob: bytes, *,
+    chunk_size: int = protocol.DEFAULT_CHUNK_SIZE,
+) -> None:
+    """Upload ``blob`` in plain sequential chunks from the relay's committed
+    offset (the relay tests' upload; ``sealdrop send`` has its own pipeline)."""
+    offset = client.upload_offset(relay_id)
+    while offset < len(blob):
+        offset = client.upload_chunk(relay_id, offset, blob[offset:offset + chunk_size])
+
+
 # -- databases -------------------------------------------------------------
 
 

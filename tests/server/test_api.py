@@ -20,14 +20,14 @@ from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.server import ops
 from sealdrop.server.accounts import invite_hash
 
-from .relaykit import RunningRelay, blob_digest, make_identity, sign_headers
+from .relaykit import RunningRelay, blob_digest, make_identity, sign_headers, upload_blob
 
 MiB = 1024 * 1024
 
 
 def _upload(relay: RunningRelay, sender, to: list[str], blob: bytes, **kw) -> str:  # type: ignore[no-untyped-def]
     t = sender.create_transfer(to, len(blob), **kw)
-    sender.upload(t["id"], io.BytesIO(blob), len(blob), chunk_size=256 * 1024)
+    upload_blob(sender, t["id"], blob, chunk_size=256 * 1024)
     sender.complete(t["id"])
     return t["id"]
 
@@ -233,7 +233,7 @@ def test_bad_checksum_changes_nothing(relay: RunningRelay) -> None:
     assert st == 400 and _error(data)["code"] == "checksum_mismatch"
     assert alice.upload_offset(t["id"]) == 100_000
     assert _partial_size(relay, t["id"]) == 100_000
-    alice.upload(t["id"], io.BytesIO(blob), len(blob))
+    upload_blob(alice, t["id"], blob)
     assert alice.complete(t["id"])["digest"] == blob_digest(blob, [100_000, len(blob)])
 
 

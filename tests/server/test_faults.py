@@ -28,6 +28,7 @@ from .relaykit import (
     invite_via_cli,
     make_identity,
     sign_headers,
+    upload_blob,
 )
 
 MiB = 1024 * 1024
@@ -75,7 +76,7 @@ def test_client_disconnect_mid_chunk(relay: RunningRelay) -> None:
     _wait_for(lambda: part.stat().st_size == MiB)  # ...and the relay cut the garbage off
     assert alice.upload_offset(tid) == MiB
     assert relay.rows()["transfers"][0]["committed"] == MiB
-    alice.upload(tid, io.BytesIO(blob), len(blob), chunk_size=2 * MiB)
+    upload_blob(alice, tid, blob, chunk_size=2 * MiB)
     alice.complete(tid)
     out = io.BytesIO()
     bob.download(tid, out)
@@ -113,7 +114,7 @@ def test_sigkill_mid_upload_then_restart_and_resume(relay_proc: RelayProcess) ->
     bob = RelayClient(relay_proc.base_url, handle="bob-lab", signing_key=b.signing_key)
     assert part.stat().st_size == 2 * MiB  # start-up recovery truncated it
     assert alice.upload_offset(tid) == 2 * MiB
-    alice.upload(tid, io.BytesIO(blob), len(blob), chunk_size=3 * MiB)
+    upload_blob(alice, tid, blob, chunk_size=3 * MiB)
     done = alice.complete(tid)
     ends = [2 * MiB, 5 * MiB, 8 * MiB, 11 * MiB, 14 * MiB, len(blob)]
     assert done["digest"] == blob_digest(blob, ends)
@@ -171,7 +172,7 @@ def test_power_loss_rolls_the_offset_back_to_the_last_intact_chunk(
     with pytest.raises(RelayError) as e:
         alice.complete(tid)
     assert e.value.code == "incomplete_upload"
-    alice.upload(tid, io.BytesIO(blob), len(blob), chunk_size=2 * MiB)
+    upload_blob(alice, tid, blob, chunk_size=2 * MiB)
     done = alice.complete(tid)
     ends = [*range(2 * MiB, len(blob), 2 * MiB), len(blob)]
     assert done["digest"] == blob_digest(blob, ends)
@@ -190,7 +191,7 @@ def test_verify_finds_a_damaged_chunk_of_a_complete_blob(relay_proc: RelayProces
     bob.register(invite_via_cli(relay_proc), b.bundle)
     blob = os.urandom(3 * MiB)
     tid = alice.create_transfer(["bob-lab"], len(blob))["id"]
-    alice.upload(tid, io.BytesIO(blob), len(blob), chunk_size=MiB)
+    upload_blob(alice, tid, blob, chunk_size=MiB)
     alice.complete(tid)
     relay_proc.stop()
     done = relay_proc.data_dir / "blobs" / "complete" / tid[:2] / tid
@@ -264,7 +265,7 @@ def test_full_disk(relay_factory, small_blob_dir: tuple[Path, bool]) -> None:  #
     assert relay.rows()["transfers"] == [] and relay.run(relay.relay.blobs.list()) == []
     small = os.urandom(MiB)
     t2 = alice.create_transfer(["bob-lab"], len(small))["id"]
-    alice.upload(t2, io.BytesIO(small), len(small))
+    upload_blob(alice, t2, small)
     alice.complete(t2)
     out = io.BytesIO()
     bob.download(t2, out)

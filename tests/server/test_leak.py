@@ -17,7 +17,7 @@ from sealdrop.crypto.age import Encryptor
 from sealdrop.server.config import async_url
 from sealdrop.server.db import make_engine, metadata
 
-from .relaykit import RelayProcess, invite_via_cli, make_identity
+from .relaykit import RelayProcess, invite_via_cli, make_identity, upload_blob
 
 MARKER = b"PATIENT-DOE-JANE-1970-01-01-MARKER-7f3a"
 
@@ -68,7 +68,7 @@ def test_relay_never_holds_the_plaintext(tmp_path: Path, db_url: str) -> None:
                 enc.write(plain[:size])
             blob = buf.getvalue()
             tid = alice.create_transfer(["bob-lab", "carol-rad"], len(blob), expires_in=86400)["id"]
-            alice.upload(tid, io.BytesIO(blob), len(blob), chunk_size=64 * 1024)
+            upload_blob(alice, tid, blob, chunk_size=64 * 1024)
             alice.complete(tid)
             got = io.BytesIO()
             clients["bob-lab"].download(tid, got)

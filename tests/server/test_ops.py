@@ -15,7 +15,7 @@ from sealdrop.client.relay_api import RelayAuthError, RelayClient
 from sealdrop.server.cli import cli
 from sealdrop.server.db import transfers
 
-from .relaykit import RelayProcess, RunningRelay, make_identity
+from .relaykit import RelayProcess, RunningRelay, make_identity, upload_blob
 
 MiB = 1024 * 1024
 
@@ -70,7 +70,7 @@ def test_account_commands(relay: RunningRelay) -> None:
 
 def _complete(relay: RunningRelay, sender: RelayClient, blob: bytes, **kw: int) -> str:
     tid = sender.create_transfer(["bob-lab"], len(blob), **kw)["id"]
-    sender.upload(tid, io.BytesIO(blob), len(blob))
+    upload_blob(sender, tid, blob)
     sender.complete(tid)
     return tid
 
@@ -170,7 +170,7 @@ def test_backup_restores_into_a_working_relay(tmp_path: Path, db_url: str) -> No
         bob.register(json.loads(live.cli("invite", "create", "--json").stdout)["code"], b.bundle)
         done_blob = os.urandom(2 * MiB + 5)
         done = alice.create_transfer(["bob-lab"], len(done_blob))["id"]
-        alice.upload(done, io.BytesIO(done_blob), len(done_blob), chunk_size=MiB)
+        upload_blob(alice, done, done_blob, chunk_size=MiB)
         alice.complete(done)
         part_blob = os.urandom(3 * MiB)
         part = alice.create_transfer(["bob-lab"], len(part_blob))["id"]
@@ -193,7 +193,7 @@ def test_backup_restores_into_a_working_relay(tmp_path: Path, db_url: str) -> No
         bob.download(done, got)
         assert got.getvalue() == done_blob
         assert alice.upload_offset(part) == MiB  # as of the backup
-        alice.upload(part, io.BytesIO(part_blob), len(part_blob), chunk_size=MiB)
+        upload_blob(alice, part, part_blob, chunk_size=MiB)
         alice.complete(part)
         got = io.BytesIO()
         bob.download(part, got)

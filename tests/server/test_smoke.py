@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import os
 
-from .relaykit import RunningRelay
+from .relaykit import RunningRelay, upload_blob
 
 
 def test_send_receive_roundtrip(relay: RunningRelay) -> None:
@@ -12,7 +12,7 @@ def test_send_receive_roundtrip(relay: RunningRelay) -> None:
     blob = os.urandom(3 * 1024 * 1024 + 17)
     t = alice.create_transfer(["bob-lab"], len(blob))
     assert bob.inbox() == []
-    alice.upload(t["id"], io.BytesIO(blob), len(blob), chunk_size=1024 * 1024)
+    upload_blob(alice, t["id"], blob, chunk_size=1024 * 1024)
     done = alice.complete(t["id"])
     assert done["state"] == "complete"
     inbox = bob.inbox()

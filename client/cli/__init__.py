@@ -1,0 +1,67 @@
+"""The ``sealdrop`` command: a thin click layer, one module per command group.
+
+``main`` is the console script. Commands are imported only when used (the
+table is ``registry.COMMANDS``), so that ``sealdrop --help`` and ``sealdrop
+age`` (the recovery tool, and the one benchmarked against age) do not pay for
+the relay client, rich and the rest at every start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from sealdrop.crypto.errors import SealdropCryptoError
+
+from ..errors import ClientError
+from .registry import COMMANDS
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{spec.module}")
+        command = getattr(module, spec.attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{spec.module}.{spec.attr} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the registry's summaries, shortened as click would."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.Command(name, help=spec.summary).get_short_help_str(limit))
+                for name, spec in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sealdrop")
+def cli() -> None:
+    """sealdrop: end-to-end encrypted clinical file exchange."""
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("sealdrop: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (ClientError, SealdropCryptoError) as exc:
+        click.echo(f"sealdrop: error: {exc}", err=True)
+        if getattr(exc, "hint", None):
+            click.echo(f"sealdrop: hint: {exc.hint}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("sealdrop: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,54 @@
+"""Every ``sealdrop`` command: the module that defines it and its one-line summary.
+
+The top-level group reads this table to list commands and to load one, so
+``sealdrop --help`` prints the summaries without importing a single command
+module (and with it rich, the relay client, pydicom...). Each summary is the
+first line of its command's docstring; tests/client/test_cli_registry.py
+checks that they stay equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    module: str  # a module of sealdrop.client.cli
+    attr: str  # the click command in it
+    summary: str
+
+
+# In the order `sealdrop --help` lists them.
+COMMANDS: dict[str, CommandSpec] = {
+    "init": CommandSpec(
+        "account", "init_cmd",
+        "Create your keys, register them on the relay, and pin the relay."),
+    "whoami": CommandSpec(
+        "account", "whoami_cmd",
+        "Your handle, relay and safety number (no passphrase needed)."),
+    "contacts": CommandSpec(
+        "contacts", "contacts",
+        "People you send to and receive from, with their pinned keys."),
+    "send": CommandSpec(
+        "send", "send_cmd",
+        "Encrypt files and folders for one or more contacts and upload them."),
+    "inbox": CommandSpec(
+        "receive", "inbox_cmd",
+        "What is waiting for you on the relay (sender as the relay claims it)."),
+    "receive": CommandSpec(
+        "receive", "receive_cmd",
+        "Download, verify and place transfers into --into (all or nothing each)."),
+    "watch": CommandSpec(
+        "receive", "watch_cmd",
+        "Keep receiving into --into as transfers arrive (one JSON line each with --json)."),
+    "status": CommandSpec(
+        "send", "status_cmd",
+        "Your sent transfers: uploaded, downloaded and verified, per recipient."),
+    "identity": CommandSpec(
+        "identity", "identity",
+        "Your keys: a signing key and the age keys it vouches for."),
+    "age": CommandSpec(
+        "age", "age_command",
+        "Encrypt or decrypt [IN] (default stdin) in the age v1 format, like the age CLI."),
+}

@@ -1,0 +1,87 @@
+"""Setting a profile up (``sealdrop init``) and describing it (``whoami``).
+
+One identity, registered on one pinned relay. init is all or nothing: the
+identity is created, registered with the invite, and only then is the relay
+pinned in the config file. If registration fails, the identity files just
+created are removed again, so init can simply be re-run. An identity that
+already exists (created with ``sealdrop identity create``) is reused and
+registered instead of replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealdrop.crypto import safety
+from sealdrop.crypto.age.scrypt import DEFAULT_WORK_FACTOR
+
+from ..errors import ClientError
+from ..relay_api import RelayClient, RelayConflict, RelayError
+from .config import ProfileConfig, check_relay_url, is_set_up, load_config, save_config
+from .identity import create_identity, load_identity, load_public_bundle
+from .layout import BUNDLE_FILE, IDENTITY_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class WhoAmI:
+    handle: str
+    relay: str
+    safety_number: str
+    home: Path
+
+    def to_json(self) -> dict[str, str]:
+        return {"handle": self.handle, "relay": self.relay,
+                "safety_number": self.safety_number, "home": str(self.home)}
+
+
+def init_profile(home: Path, *, relay: str, handle: str, invite: str, passphrase: bytes,
+                 work_factor: int = DEFAULT_WORK_FACTOR) -> WhoAmI:
+    url = check_relay_url(relay)
+    if is_set_up(home):
+        cfg = load_config(home)
+        raise ClientError(
+            f"{home} is already set up as {cfg.handle!r} on {cfg.relay}",
+            hint="use another --home (or SEALDROP_HOME) for a second identity",
+        )
+    created = not (home / IDENTITY_FILE).exists()
+    if created:
+        identity = create_identity(home, handle, passphrase, work_factor=work_factor)
+    else:
+        identity = load_identity(home, passphrase)
+        if identity.handle != handle:
+            raise ClientError(
+                f"the identity in {home} is {identity.handle!r}, not {handle!r}",
+                hint="use another --home for a new identity",
+            )
+    client = RelayClient(url, handle=handle, signing_key=identity.signing_key)
+    try:
+        client.register(invite.strip(), identity.bundle)
+    except RelayConflict as exc:
+        _undo(home, created)
+        raise ClientError(f"the relay refused to register {handle!r}: {exc}",
+                          hint="the handle may be taken: choose another") from exc
+    except RelayError as exc:
+        _undo(home, created)
+        raise ClientError(f"registration failed: {exc}", hint=exc.hint or
+                          "check the relay URL and the invite code (each works once)") from exc
+    finally:
+        client.close()
+    save_config(home, ProfileConfig(relay=url, handle=handle))
+    return WhoAmI(handle=handle, relay=url, safety_number=identity.safety_number, home=home)
+
+
+def _undo(home: Path, created: bool) -> None:
+    if not created:
+        return
+    for name in (IDENTITY_FILE, BUNDLE_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (home / name).unlink()
+
+
+def whoami(home: Path) -> WhoAmI:
+    cfg = load_config(home)
+    bundle = load_public_bundle(home)
+    return WhoAmI(handle=bundle.handle, relay=cfg.relay,
+                  safety_number=safety.safety_number(bundle.signing_key), home=home)

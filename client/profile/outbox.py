@@ -1,0 +1,227 @@
+"""Unfinished sends, kept so that an interrupted upload resumes byte-identically.
+
+Two files per unfinished send in the outbox folder (names in ``layout``):
+
+    <relay id>.age     the send record: JSON, age-encrypted to the user's own
+                       post-quantum key (it holds the age ResumeState: the
+                       file key of the transfer)
+    <relay id>.chunks  one line per ciphertext chunk: its SHA-256, written
+                       (and fsynced) BEFORE the chunk is sent
+
+Why the chunk log is written ahead: after a crash the relay may hold a chunk
+whose hash we would otherwise never have recorded; with the log written first,
+every byte the relay committed has a recorded hash, and a resumed send proves
+that it regenerates exactly those bytes before it skips them. The hashes are of
+ciphertext the relay already holds: not secret, so the log is plain and appended.
+
+Both files are removed when the relay confirms the transfer complete, or when
+the send is cancelled.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sealdrop.crypto import age
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.errors import BundleError
+from sealdrop.crypto.identity import SecretIdentity
+
+from ..errors import ClientError
+from ..outfile import atomic_output
+from .layout import OUTBOX_DIR, OUTBOX_RECORD, outbox_files
+
+_MAX_RECORD = 64 * 1024 * 1024
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """A source file as it was when the send started: a changed stamp cancels a resume."""
+
+    arcname: str
+    path: str
+    size: int
+    mtime_ns: int
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecord:
+    """Everything that fixes an unfinished send's ciphertext, and where it goes."""
+
+    relay_id: str  # the relay's id of the transfer being uploaded
+    relay: str
+    job_key: str
+    resume_state: bytes  # SECRET
+    manifest_id: bytes  # the id signed into the manifest (not the relay's)
+    created: int
+    recipients: tuple[dict[str, Any], ...]  # the key bundles encrypted to (JSON)
+    note: str
+    dicom: dict[str, Any]
+    files: tuple[FileStamp, ...]
+    chunk_size: int
+    size: int
+
+    def __repr__(self) -> str:
+        return f"SendRecord(relay_id={self.relay_id!r}, <secret>)"
+
+    def bundles(self) -> list[KeyBundle]:
+        try:
+            return [KeyBundle.from_json(b).verify() for b in self.recipients]
+        except BundleError as exc:
+            raise ClientError(f"the unfinished send {self.relay_id} is damaged: {exc}") from exc
+
+    def to_bytes(self) -> bytes:
+        obj = {
+            "v": 1,
+            "relay_id": self.relay_id,
+            "relay": self.relay,
+            "job_key": self.job_key,
+            "resume_state": base64.b64encode(self.resume_state).decode(),
+            # Stored as "transfer_id", its name before the relay's id and the
+            # manifest's were told apart: records of interrupted sends made by
+            # an earlier version still resume.
+            "transfer_id": self.manifest_id.hex(),
+            "created": self.created,
+            "recipients": list(self.recipients),
+            "note": self.note,
+            "dicom": self.dicom,
+            "files": [asdict(f) for f in self.files],
+            "chunk_size": self.chunk_size,
+            "size": self.size,
+        }
+        return json.dumps(obj, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SendRecord:
+        obj = json.loads(data)
+        if obj.get("v") != 1:
+            raise ValueError("unknown version")
+        return cls(
+            relay_id=str(obj["relay_id"]),
+            relay=str(obj["relay"]),
+            job_key=str(obj["job_key"]),
+            resume_state=base64.b64decode(obj["resume_state"]),
+            manifest_id=bytes.fromhex(obj["transfer_id"]),
+            created=int(obj["created"]),
+            recipients=tuple(obj["recipients"]),
+            note=str(obj["note"]),
+            dicom=dict(obj["dicom"]),
+            files=tuple(FileStamp(**f) for f in obj["files"]),
+            chunk_size=int(obj["chunk_size"]),
+            size=int(obj["size"]),
+        )
+
+
+def job_key(relay: str, paths: list[Path], recipients: list[str], note: str) -> str:
+    """What makes two `sealdrop send` runs "the same send": paths, recipients, note, relay."""
+    obj = {
+        "relay": relay,
+        "paths": sorted(str(Path(p).absolute()) for p in paths),
+        "to": sorted(recipients),
+        "note": note,
+    }
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+class Outbox:
+    def __init__(self, home: Path, identity: SecretIdentity) -> None:
+        self._home = Path(home)
+        self.dir = self._home / OUTBOX_DIR
+        self._identity = identity
+
+    def _paths(self, relay_id: str) -> tuple[Path, Path]:
+        return outbox_files(self._home, relay_id)
+
+    def save(self, record: SendRecord) -> None:
+        rec, log = self._paths(record.relay_id)
+        own = age.parse_recipient(self._identity.bundle.pq)
+        buf = io.BytesIO()
+        with age.Encryptor(buf, [own]) as enc:
+            enc.write(record.to_bytes())
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with atomic_output(rec, mode=0o600) as f:
+                f.write(buf.getvalue())
+            log.touch(mode=0o600, exist_ok=True)
+        except OSError as exc:
+            raise ClientError(f"cannot save the send state in {self.dir}: {exc.strerror}") from exc
+
+    def load(self, path: Path) -> SendRecord | None:
+        """The record in ``path``, or None if it is not ours or is damaged."""
+        try:
+            data = path.read_bytes()[:_MAX_RECORD]
+            with age.Decryptor(io.BytesIO(data), self._identity.age_identities()) as dec:
+                plain = dec.read(_MAX_RECORD)
+            return SendRecord.from_bytes(plain)
+        except (OSError, age.AgeError, ValueError, KeyError, TypeError):
+            return None
+
+    def records(self) -> list[SendRecord]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for p in sorted(self.dir.glob(f"*{OUTBOX_RECORD}")):
+            rec = self.load(p)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def find(self, key: str) -> SendRecord | None:
+        for rec in self.records():
+            if rec.job_key == key:
+                return rec
+        return None
+
+    def chunk_hashes(self, relay_id: str) -> list[str]:
+        _, log = self._paths(relay_id)
+        try:
+            lines = log.read_text(encoding="ascii").splitlines()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ClientError(f"cannot read the send state {log}") from exc
+        out = []
+        for line in lines:
+            if not _HEX64.match(line):
+                break  # a torn last line from a crash mid-append
+            out.append(line)
+        return out
+
+    def journal(self, relay_id: str, *, keep: int) -> ChunkJournal:
+        """The chunk log, cut to its first ``keep`` entries, opened for appending."""
+        _, log = self._paths(relay_id)
+        hashes = self.chunk_hashes(relay_id)[:keep]
+        with atomic_output(log, mode=0o600) as f:
+            f.write("".join(h + "\n" for h in hashes).encode("ascii"))
+        return ChunkJournal(log)
+
+    def remove(self, relay_id: str) -> None:
+        for p in self._paths(relay_id):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+class ChunkJournal:
+    """The chunk log opened for appending; each line is on disk before it returns."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "ab")  # noqa: SIM115 - closed by close()
+
+    def append(self, sha256_hex: str) -> None:
+        self._f.write(sha256_hex.encode("ascii") + b"\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()

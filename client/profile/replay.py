@@ -1,0 +1,63 @@
+"""Manifest ids of transfers already accepted, so an old transfer cannot be replayed as new.
+
+The accepted file of the profile folder (``layout.ACCEPTED_FILE``) maps each
+accepted manifest id (hex) to the unix time it was accepted. Written
+atomically (mode 0600). The id is the one inside the signed manifest, not the
+relay's: a relay can re-offer an old blob under a new relay id, but it cannot
+change the manifest id without breaking the signature, so replaying the same
+blob is caught here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ClientError, ReplayError
+from ..outfile import atomic_output
+from .layout import ACCEPTED_FILE
+
+
+class ReplayStore:
+    def __init__(self, home: Path) -> None:
+        self.path = Path(home) / ACCEPTED_FILE
+
+    def _load(self) -> dict[str, int]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ClientError(f"cannot read the replay store {self.path}") from exc
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            raise ClientError(f"the replay store {self.path} is damaged") from exc
+        accepted = obj.get("accepted") if isinstance(obj, dict) else None
+        if not isinstance(accepted, dict):
+            raise ClientError(f"the replay store {self.path} has an unknown format")
+        return {str(k): int(v) for k, v in accepted.items()}
+
+    def seen(self, manifest_id: bytes) -> bool:
+        return manifest_id.hex() in self._load()
+
+    def check(self, manifest_id: bytes) -> None:
+        if self.seen(manifest_id):
+            raise ReplayError(
+                f"transfer {manifest_id.hex()} was already received once; "
+                "refusing it again (a replayed transfer)",
+                hint="if you need the files again, ask the sender to send them anew",
+            )
+
+    def record(self, manifest_id: bytes, now: int) -> None:
+        accepted = self._load()
+        if manifest_id.hex() in accepted:
+            raise ReplayError(f"transfer {manifest_id.hex()} was already received once")
+        accepted[manifest_id.hex()] = now
+        data = json.dumps({"v": 1, "accepted": accepted}, sort_keys=True).encode("utf-8")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with atomic_output(self.path, mode=0o600) as f:
+                f.write(data + b"\n")
+        except OSError as exc:
+            raise ClientError(f"cannot write the replay store {self.path}: {exc.strerror}") from exc

@@ -1,0 +1,62 @@
+"""A session: an unlocked profile, what every relay-facing command needs.
+
+Opening one reads the relay pin, asks for the passphrase, unlocks the identity
+and connects a relay client signing as it; the profile's stores come along.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealdrop.crypto.identity import SecretIdentity
+
+from ..errors import IdentityError
+from ..relay_api import RelayClient
+from ..secrets import read_passphrase
+from .config import ProfileConfig, load_config
+from .contacts import ContactStore
+from .identity import load_identity
+from .outbox import Outbox
+from .receipts import ReceiptStore
+from .replay import ReplayStore
+from .spool import Spool
+
+
+@dataclass
+class Session:
+    home: Path
+    config: ProfileConfig
+    identity: SecretIdentity
+    relay: RelayClient
+    contacts: ContactStore
+    replay: ReplayStore
+    receipts: ReceiptStore
+    spool: Spool
+    outbox: Outbox
+
+    def close(self) -> None:
+        self.relay.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(home: Path, passphrase_file: Path | None) -> Session:
+    """Load the config, ask for the passphrase, unlock the identity, connect."""
+    config = load_config(home)
+    passphrase = read_passphrase(confirm=False, passphrase_file=passphrase_file)
+    identity = load_identity(home, passphrase)
+    if identity.handle != config.handle:
+        raise IdentityError(
+            f"the identity in {home} is {identity.handle!r} but the profile is set up "
+            f"for {config.handle!r}"
+        )
+    relay = RelayClient(config.relay, handle=identity.handle, signing_key=identity.signing_key)
+    return Session(home=home, config=config, identity=identity, relay=relay,
+                   contacts=ContactStore(home), replay=ReplayStore(home),
+                   receipts=ReceiptStore(home), spool=Spool(home),
+                   outbox=Outbox(home, identity))

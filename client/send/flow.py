@@ -1,0 +1,233 @@
+"""``sealdrop send``: seal files for one or more contacts and upload them, resumably.
+
+    scan files -> refresh + check recipient keys -> plan (exact size) -> resume state
+      -> relay: create transfer(size) -> save send record (outbox) -> seal -> chunks -> complete
+
+Nothing in clear touches the disk: files are read, archived, encrypted and cut
+into chunks in memory, one chunk at a time. The exact ciphertext size is known
+before the first byte (crypto.container.predicted_size) and checked at the end.
+
+An interrupted send (network, relay restart, Ctrl-C, killed process) is resumed
+by running the same command again: same paths, recipients and note. The send
+record pins everything that fixes the ciphertext's bytes (file key, header,
+manifest id, created time, manifest inputs, chunk size), so the run
+regenerates the very same ciphertext, proves the chunks the relay holds match
+the chunk log, skips them and uploads the rest. If the files changed in
+between, the interrupted send is cancelled (relay transfer deleted) and the
+user is told to send again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealdrop.crypto import age
+from sealdrop.crypto.errors import SealdropCryptoError
+from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
+
+from ..errors import ClientError, FilesChangedError, SealError
+from ..profile.outbox import FileStamp, SendRecord, job_key
+from ..profile.session import Session
+from ..relay_api import RelayNotFound
+from .plan import SealPlan, plan_new_transfer, plan_transfer
+from .recipients import refresh_recipients
+from .scan import ScannedFile, scan
+from .seal import seal
+from .upload import ChunkUploader, check_chunk_size
+
+Random = Callable[[int], bytes]
+_CHANGED = ("the files changed since the send started; the interrupted send was cancelled, "
+            "send again")
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    relay_id: str  # the relay's id of the transfer (what `status` and `receive` take)
+    size: int
+    recipients: tuple[str, ...]
+    files: tuple[tuple[str, int], ...]
+    resumed: bool
+    skipped: int  # bytes the relay already held
+    uploaded: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """How this run uploads: the same for a new send and a resumed one."""
+
+    session: Session
+    retry_for: float
+    pause_after_chunk: float
+    on_start: Callable[[int, bool], None] | None
+    on_progress: Callable[[int], None] | None
+
+
+def send(
+    session: Session,
+    paths: Sequence[Path],
+    to: Sequence[str],
+    *,
+    note: str = "",
+    expires_in: int | None = None,
+    allow_unverified: bool = False,
+    restart: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    retry_for: float = 300.0,
+    pause_after_chunk: float = 0.0,
+    on_start: Callable[[int, bool], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] = lambda m: print(f"sealdrop: {m}", file=sys.stderr),
+    rand: Random = os.urandom,
+    now: int | None = None,
+) -> SendResult:
+    """Send ``paths`` to the handles ``to``, or resume the same send if it was interrupted.
+
+    ``chunk_size`` applies to a new send; a resumed one keeps the size it
+    started with. ``retry_for``: seconds to ride out relay outages before
+    stopping (the send can then be run again). ``pause_after_chunk``: see
+    ChunkUploader. ``on_start(size, resumed)`` and ``on_progress(bytes)`` feed
+    a progress bar.
+    """
+    when = int(time.time()) if now is None else now
+    if not to:
+        raise SealError("give at least one recipient with --to")
+    check_chunk_size(chunk_size)
+    files = scan(paths)
+    job = _Upload(session, retry_for, pause_after_chunk, on_start, on_progress)
+    key = job_key(session.config.relay, list(paths), list(to), note)
+    previous = session.outbox.find(key)
+    if previous is not None and restart:
+        _cancel(session, previous)
+        previous = None
+    if previous is not None:
+        resumed = _resume(job, previous, files, allow_unverified, when, warn)
+        if resumed is not None:
+            return resumed
+    bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
+    plan, state = plan_new_transfer(files, session.identity.bundle, bundles, note=note,
+                                    created=when, rand=rand)
+    size = plan.ciphertext_size(state)
+    created = session.relay.create_transfer([b.handle for b in bundles], size,
+                                            expires_in=expires_in)
+    record = SendRecord(
+        relay_id=str(created["id"]), relay=session.config.relay, job_key=key,
+        resume_state=state.to_bytes(), manifest_id=plan.manifest_id, created=when,
+        recipients=tuple(b.to_json() for b in bundles), note=note, dicom=dict(plan.dicom),
+        files=_stamps(files), chunk_size=chunk_size, size=size,
+    )
+    try:
+        session.outbox.save(record)
+    except BaseException:
+        _delete_quietly(session, record.relay_id)
+        raise
+    return _upload(job, record, plan, state, committed=0, resumed=False)
+
+
+def _stamps(files: Sequence[ScannedFile]) -> tuple[FileStamp, ...]:
+    return tuple(FileStamp(arcname=f.arcname, path=str(f.path.absolute()), size=f.size,
+                           mtime_ns=f.mtime_ns, media_type=f.media_type) for f in files)
+
+
+def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
+            allow_unverified: bool, now: int, warn: Callable[[str], None]) -> SendResult | None:
+    session = job.session
+    try:
+        info = session.relay.status(record.relay_id)
+    except RelayNotFound:
+        session.outbox.remove(record.relay_id)
+        warn("the interrupted send had expired or was deleted on the relay; sending anew")
+        return None
+    if info.get("state") == "complete":
+        session.outbox.remove(record.relay_id)
+        return _result(record, resumed=True, skipped=record.size, uploaded=0)
+    bundles = record.bundles()
+    for b in bundles:  # the pinned keys must still be the ones encrypted to
+        session.contacts.check_recipient(b, allow_unverified=allow_unverified, now=now)
+
+    def fingerprint(stamps: Sequence[FileStamp]) -> set[tuple[str, str, int, int]]:
+        return {(f.arcname, f.path, f.size, f.mtime_ns) for f in stamps}
+
+    if fingerprint(_stamps(files)) != fingerprint(record.files):
+        _cancel(session, record)
+        raise FilesChangedError(_CHANGED)
+    # Media types and the DICOM summary as pinned when the send started.
+    plan = plan_transfer(
+        files, session.identity.bundle, bundles, note=record.note,
+        manifest_id=record.manifest_id, created=record.created, dicom=record.dicom,
+        media_types=[f.media_type for f in record.files],
+    )
+    state = age.ResumeState.from_bytes(record.resume_state)
+    if plan.ciphertext_size(state) != record.size:
+        _cancel(session, record)
+        raise FilesChangedError(_CHANGED)
+    committed = session.relay.upload_offset(record.relay_id)
+    return _upload(job, record, plan, state, committed=committed, resumed=True)
+
+
+def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeState, *,
+            committed: int, resumed: bool) -> SendResult:
+    session, outbox = job.session, job.session.outbox
+    known = outbox.chunk_hashes(record.relay_id)
+    if committed > len(known) * record.chunk_size and committed > 0:
+        _cancel(session, record)
+        raise ClientError(
+            "the send state does not cover what the relay holds; the interrupted send was "
+            "cancelled, send again"
+        )
+    if job.on_start is not None:
+        job.on_start(record.size, resumed)
+    journal = outbox.journal(record.relay_id, keep=len(known))
+    uploader = ChunkUploader(
+        session.relay, record.relay_id, size=record.size, chunk_size=record.chunk_size,
+        committed=committed, known_hashes=known, journal=journal, on_progress=job.on_progress,
+        retry_for=job.retry_for, pause_after_chunk=job.pause_after_chunk,
+    )
+    try:
+        try:
+            seal(plan, session.identity, uploader, state)
+            uploader.close()
+        except FilesChangedError:
+            uploader.abort()
+            _cancel(session, record)
+            raise
+        except SealdropCryptoError as exc:
+            uploader.abort()
+            raise SealError(f"cannot seal the transfer: {exc}") from exc
+        except BaseException:
+            uploader.abort()
+            raise
+    finally:
+        journal.close()
+    session.relay.complete(record.relay_id)
+    outbox.remove(record.relay_id)
+    return _result(record, resumed=resumed, skipped=min(committed, record.size),
+                   uploaded=uploader.sent)
+
+
+def _result(record: SendRecord, *, resumed: bool, skipped: int, uploaded: int) -> SendResult:
+    return SendResult(
+        relay_id=record.relay_id, size=record.size,
+        recipients=tuple(str(b["handle"]) for b in record.recipients),
+        files=tuple((f.arcname, f.size) for f in record.files),
+        resumed=resumed, skipped=skipped, uploaded=uploaded,
+    )
+
+
+def _delete_quietly(session: Session, relay_id: str) -> None:
+    try:
+        session.relay.delete(relay_id)
+    except ClientError:
+        pass
+
+
+def _cancel(session: Session, record: SendRecord) -> None:
+    try:
+        session.relay.delete(record.relay_id)
+    except RelayNotFound:
+        pass
+    session.outbox.remove(record.relay_id)

@@ -1,0 +1,119 @@
+"""Reading requests at the HTTP edge: bodies, size headers and ``Range``.
+
+Handlers call these and pass the domain plain ints, tuples and dicts. The two
+errors defined here exist only in HTTP (a missing ``Content-Length``, a
+``Range`` past the end); the middleware maps them to 411 and 416 like every
+other ``RelayError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from sealdrop.crypto.protocol import EMPTY_SHA256, ErrorCode
+
+from .errors import InvalidInput, RelayError, TooLarge
+
+_RANGE_RE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
+_CHUNK_TYPES = ("application/octet-stream", "application/offset+octet-stream")
+
+
+class LengthRequired(RelayError):
+    """A body the relay must size up front came without ``Content-Length``."""
+
+    code = ErrorCode.LENGTH_REQUIRED
+
+
+class RangeNotSatisfiable(RelayError):
+    """The ``Range`` selects nothing of the ``size``-byte blob."""
+
+    code = ErrorCode.RANGE_NOT_SATISFIABLE
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+async def read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], str]:
+    """A JSON object body of at most ``limit`` bytes and its SHA-256 (hex), for signing."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"request body larger than {limit} bytes", code=ErrorCode.BODY_TOO_LARGE)
+    if request.content_type != "application/json":
+        raise InvalidInput(
+            "Content-Type must be application/json", code=ErrorCode.BAD_CONTENT_TYPE
+        )
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise TooLarge(f"request body larger than {limit} bytes", code=ErrorCode.BODY_TOO_LARGE)
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidInput("request body is not valid JSON", code=ErrorCode.BAD_JSON) from None
+    if not isinstance(obj, dict):
+        raise InvalidInput("request body must be a JSON object", code=ErrorCode.BAD_JSON)
+    return obj, hashlib.sha256(body).hexdigest()
+
+
+def no_body(request: web.Request) -> str:
+    """Refuse a body where none belongs; the SHA-256 of the empty body, for signing."""
+    if request.content_length not in (None, 0) or request.headers.get("Transfer-Encoding"):
+        raise InvalidInput(
+            f"{request.method} requests must not have a body", code=ErrorCode.UNEXPECTED_BODY
+        )
+    return EMPTY_SHA256
+
+
+def size_header(value: str | None, name: str) -> int:
+    """A required header holding a non-negative integer (ASCII digits only)."""
+    if value is None:
+        raise InvalidInput(f"header {name} is required", code=ErrorCode.MISSING_HEADER)
+    if not value.isdigit() or len(value) > 19 or not value.isascii():
+        raise InvalidInput(
+            f"header {name} must be a non-negative integer", code=ErrorCode.BAD_HEADER
+        )
+    return int(value)
+
+
+def chunk_length(request: web.Request, limit: int) -> int:
+    """The declared length of a chunk upload: required, at most ``limit``, binary."""
+    if request.content_length is None:
+        raise LengthRequired("chunk uploads need a Content-Length header")
+    if request.content_length > limit:
+        raise TooLarge(f"a chunk may be at most {limit} bytes", code=ErrorCode.CHUNK_TOO_LARGE)
+    if request.content_type not in _CHUNK_TYPES:
+        raise InvalidInput(
+            "Content-Type must be application/octet-stream", code=ErrorCode.BAD_CONTENT_TYPE
+        )
+    return request.content_length
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``Range`` → [start, end) or None for the whole blob; one range only."""
+    if header is None:
+        return None
+    m = _RANGE_RE.fullmatch(header.strip())
+    if m is None or (m.group(1) == "" and m.group(2) == ""):
+        raise InvalidInput(
+            "Range must be a single byte range: bytes=START-END, bytes=START- or bytes=-N",
+            code=ErrorCode.BAD_RANGE,
+        )
+    first, last = m.group(1), m.group(2)
+    if first == "":
+        n = int(last)
+        if n == 0:
+            raise RangeNotSatisfiable("an empty suffix range selects nothing", size=size)
+        return max(0, size - n), size
+    start = int(first)
+    end = size if last == "" else int(last) + 1
+    if last != "" and end <= start:
+        raise InvalidInput("Range end is before its start", code=ErrorCode.BAD_RANGE)
+    if start >= size:
+        raise RangeNotSatisfiable(
+            f"Range starts past the end of the {size}-byte blob", size=size
+        )
+    return start, min(end, size)
