@@ -55,6 +55,7 @@ SIGNATURE_NAME = "manifest.sig"
 MAX_PATH_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
 _MAX_PAX = 64 * 1024
+_MAX_SIZE_DIGITS = 20
 # Keys a pax header may carry. Anything else (linkpath, GNU.sparse.*, hdrcharset,
 # ...) is something we never write and will not interpret.
 _PAX_KEYS = {"path", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"}
@@ -423,7 +424,10 @@ class ContainerReader:
         name = pax.get("path", info.name)
         size = info.size
         if "size" in pax:
-            if not pax["size"].isascii() or not pax["size"].isdigit():
+            # 20 digits hold any size a file system has; more would also trip
+            # Python's int() digit limit with a ValueError instead of a refusal.
+            text = pax["size"]
+            if not text.isascii() or not text.isdigit() or len(text) > _MAX_SIZE_DIGITS:
                 raise HostileArchiveError("malformed size in a pax header")
             size = int(pax["size"])
         if size < 0:

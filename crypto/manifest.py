@@ -120,7 +120,10 @@ def canonical_json(obj: object) -> bytes:
 def _check_canonical_value(obj: object, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise ManifestError("manifest is nested too deeply")
-    if obj is None or isinstance(obj, bool | str):
+    if isinstance(obj, str):
+        _check_text(obj)
+        return
+    if obj is None or isinstance(obj, bool):
         return
     if isinstance(obj, int):
         return
@@ -134,9 +137,22 @@ def _check_canonical_value(obj: object, depth: int) -> None:
         for k, v in obj.items():
             if not isinstance(k, str):
                 raise ManifestError("manifest object keys must be strings")
+            _check_text(k)
             _check_canonical_value(v, depth + 1)
         return
     raise ManifestError(f"manifest cannot hold a value of type {type(obj).__name__}")
+
+
+def _check_text(text: str) -> None:
+    """Refuse strings UTF-8 cannot carry: JSON's ``\\ud800`` escapes decode to lone
+    surrogates, which would otherwise fail only later, as an unhandled encode error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ManifestError(
+            "manifest text is not valid Unicode (a lone surrogate); the transfer is damaged "
+            "or hostile"
+        ) from exc
 
 
 def signature_message(canonical: bytes) -> bytes:
@@ -243,13 +259,18 @@ def parse_manifest(data: bytes) -> Manifest:
         if isinstance(exc, ManifestError):
             raise
         raise ManifestError("manifest is not valid UTF-8 JSON") from exc
+    # Every string and the nesting depth are checked once, here, before any field
+    # is looked at: what follows may then assume encodable text and bounded depth.
+    _check_canonical_value(obj, 0)
     top = _keys(obj, _TOP_KEYS, "")
     if top["v"] != VERSION or isinstance(top["v"], bool):
         raise ManifestError(f"unsupported manifest version {top['v']!r}")
     sender_obj = _keys(top["sender"], _SENDER_KEYS, "sender")
     try:
         bundle = KeyBundle.from_json(sender_obj["bundle"])
-    except BundleError as exc:
+    except (BundleError, ValueError, TypeError) as exc:
+        # ValueError/TypeError: the bundle parser was written for the relay's
+        # answers; here it meets a hostile sender's bytes, so nothing may escape.
         raise ManifestError(f"manifest sender bundle is invalid: {exc}") from exc
     if _key(sender_obj["signing_key"], "sender.signing_key") != bundle.signing_key:
         raise ManifestError("manifest sender signing key differs from the sender's key bundle")
@@ -321,7 +342,7 @@ def verify_manifest(data: bytes, signature: bytes) -> Manifest:
         ) from exc
     try:
         manifest.sender.verify()
-    except BundleError as exc:
+    except (BundleError, ValueError, TypeError) as exc:
         raise SignatureError(f"the sender's key bundle in the manifest is invalid: {exc}") from exc
     return manifest
 

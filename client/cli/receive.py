@@ -13,11 +13,19 @@ from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import Session, open_session
 from ..receive.inbox import list_inbox, pending
-from ..receive.transfer import ReceiveResult, flush_acks, receive_one
+from ..receive.interrupt import Signals
+from ..receive.transfer import (
+    DEFAULT_MAX_UNVERIFIED_SIZE,
+    ReceiveResult,
+    flush_acks,
+    receive_one,
+)
 from ..receive.watch import watch
 from .format import human_size, when
 from .options import (
     EXAMPLE_RELAY_ID,
+    binary_size,
+    byte_size,
     emit_json,
     examples,
     home_option,
@@ -32,6 +40,26 @@ into_option = click.option(
 allow_option = click.option(
     "--allow-unverified", is_flag=True,
     help="Accept senders whose safety number was never compared (says so loudly).")
+keep_refused_option = click.option(
+    "--keep-refused", is_flag=True,
+    help="Keep the downloaded ciphertext of a refused transfer in the spool (default: "
+    "delete it).")
+max_unverified_option = click.option(
+    "--max-unverified-size", default=binary_size(DEFAULT_MAX_UNVERIFIED_SIZE),
+    show_default=True, envvar="SEALDROP_MAX_UNVERIFIED_SIZE",
+    callback=byte_size(0, 1 << 50),
+    help="Largest transfer downloaded from a sender you have not verified (with "
+    "--allow-unverified); larger ones are refused before download. "
+    "Env SEALDROP_MAX_UNVERIFIED_SIZE.")
+staging_option = click.option(
+    "--staging", type=click.Path(file_okay=False, path_type=Path), envvar="SEALDROP_STAGING",
+    help="Private folder to verify transfers in before placing them: same filesystem as "
+    "--into, outside it (default: the profile's staging/, else .sealdrop-staging beside "
+    "--into). Env SEALDROP_STAGING.")
+
+
+def _receive_options(f: click.decorators.FC) -> click.decorators.FC:
+    return keep_refused_option(max_unverified_option(staging_option(f)))
 
 
 def _say_received(r: ReceiveResult) -> None:
@@ -65,7 +93,7 @@ def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool) ->
 
 
 def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unverified: bool,
-                  as_json: bool) -> int:
+                  as_json: bool, options: dict[str, object]) -> int:
     results, failed = [], []
     show = prog.enabled(as_json)
     for rid in relay_ids:
@@ -82,7 +110,7 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
                     _bar["p"].set(done)
 
                 r = receive_one(session, rid, into, allow_unverified=allow_unverified,
-                                on_progress=on_progress)
+                                on_progress=on_progress, **options)  # type: ignore[arg-type]
             results.append(r)
             if not as_json:
                 _say_received(r)
@@ -108,10 +136,12 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
 @click.option("--all", "all_", is_flag=True, help="Everything not yet received.")
 @into_option
 @allow_option
+@_receive_options
 @home_option
 @passphrase_file_option
 @json_option
 def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unverified: bool,
+                keep_refused: bool, max_unverified_size: int, staging: Path | None,
                 home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
     """Download, verify and place transfers into --into (all or nothing each)."""
     if bool(relay_ids) == all_:
@@ -119,10 +149,15 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
     if not into.is_dir():
         raise ClientError(f"the destination {into} is not an existing folder",
                           hint="create it first, or give another --into")
-    with open_session(resolve_home(home), passphrase_file) as session:
+    options: dict[str, object] = {"keep_refused": keep_refused,
+                                  "max_unverified_size": max_unverified_size,
+                                  "staging": staging}
+    # SIGTERM, like Ctrl-C, interrupts: the staging folder goes, the spool stays.
+    with Signals().installed() as signals, signals.busy(), \
+            open_session(resolve_home(home), passphrase_file) as session:
         flush_acks(session)
         todo = [t["id"] for t in pending(session)] if all_ else list(relay_ids)
-        code = _receive_many(session, todo, into, allow_unverified, as_json)
+        code = _receive_many(session, todo, into, allow_unverified, as_json, options)
     if code:
         raise SystemExit(code)
 
@@ -140,10 +175,12 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
               show_default=True, envvar="SEALDROP_WATCH_MAX_BACKOFF",
               help="Longest wait between retries while the relay is unreachable.")
 @allow_option
+@_receive_options
 @home_option
 @passphrase_file_option
 @json_option
 def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified: bool,
+              keep_refused: bool, max_unverified_size: int, staging: Path | None,
               home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
     """Keep receiving into --into as transfers arrive (one JSON line each with --json)."""
     if not into.is_dir():
@@ -174,4 +211,5 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
                        f"receiving into {into}", err=True)
         watch(session, into, interval=interval, max_backoff=max_backoff,
               allow_unverified=allow_unverified, on_received=on_received,
-              on_refused=on_refused, on_offline=on_offline)
+              on_refused=on_refused, on_offline=on_offline, keep_refused=keep_refused,
+              max_unverified_size=max_unverified_size, staging=staging)

@@ -9,9 +9,12 @@ it is created with mode 0700 and holds::
     contacts.json   pinned contacts and whether each was verified
     accepted.json   manifest ids of transfers accepted here (replay protection)
     received.json   relay ids received here, and whether the relay was told
+    refused.json    relay ids refused here, and why (so watch and receive --all move on)
     outbox/<relay id>.age           an unfinished send's record (to resume it)
     outbox/<relay id>.chunks        its chunk log
     inbox-spool/<relay id>.age.partial   ciphertext being downloaded (never plaintext)
+    staging/<random>/files/…        files of one transfer being verified (0700), when
+                                    the profile shares the destination's filesystem
 
 No other module spells these names: they import them from here.
 """
@@ -33,6 +36,8 @@ CONFIG_FILE = "config.json"
 CONTACTS_FILE = "contacts.json"
 ACCEPTED_FILE = "accepted.json"
 RECEIPTS_FILE = "received.json"
+REFUSED_FILE = "refused.json"
+STAGING_DIR = "staging"
 OUTBOX_DIR = "outbox"
 OUTBOX_RECORD = ".age"
 OUTBOX_CHUNK_LOG = ".chunks"

@@ -1,46 +1,58 @@
-"""Receiving a transfer: stage, verify everything, then move into place.
+"""Receiving a transfer: verify everything, only then stage, verify again, move into place.
 
 State machine (docs/container.md, "Receive"):
 
     OPEN     age header: one of our keys must open it        -> else refuse
-    STAGE    DEST/.sealdrop-staging-<random>/files/…, hashing  -> any error: DISCARD
-    VERIFY   sizes + SHA-256 vs the signed manifest, signature,
-             we are a signed recipient, sender key == pinned key,
-             transfer id never accepted                       -> any error: DISCARD
+    CHECK    first reading, nothing written anywhere: every member's header,
+             size and SHA-256 vs the signed manifest, the signature, we are a
+             signed recipient, the sender is acceptable (read-only: ``trust``),
+             transfer id never accepted, every name free in DEST -> any error: refuse
+    STAGE    second reading into a private staging folder outside DEST
+             (``stagearea``), everything verified again    -> any error: DISCARD
     PLACE    every target name free? then link/rename one by one -> error: UNDO, DISCARD
+    PIN      the sender pinned/refreshed in the contacts    -> error: UNDO, DISCARD
     RECORD   transfer id into the replay store                -> error: UNDO, DISCARD
     DONE     staging removed
 
-The staging folder is inside DEST so that PLACE is a same-filesystem rename
-and never a copy (``place``). Until PLACE, nothing outside the staging folder
-is touched; if PLACE or RECORD fails, what was placed is moved back. Existing
-names in DEST are never overwritten: a transfer whose names collide is
-refused whole. "Transfer id" here is the manifest's id, signed by the sender.
+Why two readings: the manifest and signature come last in the archive (the
+sender hashes while streaming), so the sender can only be known at the end.
+The ciphertext is complete in the spool, so reading it twice costs a second
+decryption, and in exchange no byte from a stranger, a changed key or a
+hostile archive is ever written to disk in clear.
+
+Until PLACE, nothing outside the staging folder is touched; if PLACE or a
+later step fails, what was placed is moved back. Existing names in DEST are
+never overwritten: a transfer whose names collide is refused whole. A refused
+transfer changes no pinned contact. "Transfer id" here is the manifest's id,
+signed by the sender. Anything a hostile archive makes a parser raise becomes
+a refusal (``HostileArchiveError``), never an unhandled exception.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from sealdrop.crypto import age
-from sealdrop.crypto.age.stream import Reader
 from sealdrop.crypto.container import FILES_PREFIX, ContainerReader
+from sealdrop.crypto.errors import HostileArchiveError, SealdropCryptoError
 from sealdrop.crypto.identity import SecretIdentity
 from sealdrop.crypto.manifest import Manifest
 
-from ..errors import NotAddressedError, ReceiveError
+from ..errors import ClientError, NotAddressedError, ReceiveError
 from ..profile.contacts import Contact, ContactStore
 from ..profile.replay import ReplayStore
 from .place import Placer, check_free
+from .stagearea import LEGACY_PREFIX, staging_area, staging_folder, sweep
+from .trust import sender_verdict
 
-STAGING_PREFIX = ".sealdrop-staging-"
+# What older versions named their staging folders inside DEST (tests check none remain).
+STAGING_PREFIX = LEGACY_PREFIX
 _IO_BLOCK = 1 << 20
 _WRITEBACK_EVERY = 8 << 20  # start writeback of each 8 MiB as soon as it is written
 
@@ -95,17 +107,82 @@ def _write_member(staging: Path, path: str, read: Callable[[int], bytes]) -> Non
         os.close(fd)
 
 
-def _make_staging(dest: Path) -> Path:
-    staging = dest / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+class Source(Protocol):
+    """The ciphertext: read twice (see the module text), so it must seek."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Whatever a parser raises on hostile bytes becomes the project's refusal.
+
+    The parsers are meant to raise only SealdropCryptoError; this is the net
+    under them, so that no archive can make ``receive`` or ``watch`` stop on an
+    unhandled exception. Local I/O trouble (OSError) is not the sender's doing
+    and stays what it is.
+    """
     try:
-        os.mkdir(staging, 0o700)
-    except OSError as exc:
-        raise ReceiveError(f"cannot write to {dest}: {exc.strerror}") from exc
-    return staging
+        yield
+    except (SealdropCryptoError, ClientError, OSError):
+        raise
+    except (MemoryError, RecursionError, ArithmeticError, LookupError, ValueError,
+            TypeError, AttributeError, UnicodeError, EOFError) as exc:
+        raise HostileArchiveError(
+            f"the transfer is malformed ({type(exc).__name__}); it is damaged or hostile"
+        ) from exc
+
+
+def _open(src: Source, identity: SecretIdentity) -> age.Decryptor:
+    try:
+        return age.Decryptor(src, identity.age_identities())
+    except age.NoIdentityMatchError as exc:
+        raise NotAddressedError(
+            "this transfer is not addressed to you: none of your keys opens it"
+        ) from exc
+
+
+def _verify_only(src: Source, identity: SecretIdentity) -> Manifest:
+    """The first reading: every check of the archive, nothing written."""
+    with _refusals():
+        with _open(src, identity) as dec:
+            reader = ContainerReader(dec)
+            for member in reader.members():
+                while member.read(_IO_BLOCK):
+                    pass
+            return reader.manifest
+
+
+def _stage(src: Source, identity: SecretIdentity, staging: Path) -> Manifest:
+    """The second reading: the same checks, writing each member into staging."""
+    with _refusals():
+        with _open(src, identity) as dec:
+            reader = ContainerReader(dec)
+            for member in reader.members():
+                _write_member(staging, member.path, member.read)
+            return reader.manifest
+
+
+def _acceptable(manifest: Manifest, *, identity: SecretIdentity, contacts: ContactStore,
+                replay: ReplayStore, dest: Path, allow_unverified: bool, now: int) -> Contact:
+    """Every check of a verified manifest against this profile and DEST; changes nothing."""
+    if identity.signing_public_key not in manifest.recipient_keys():
+        raise NotAddressedError(
+            "this transfer was not addressed to you: your key is not among the "
+            "recipients the sender signed; refusing it"
+        )
+    sender = sender_verdict(contacts, manifest.sender, allow_unverified=allow_unverified,
+                            now=now)
+    replay.check(manifest.transfer_id)
+    for entry in manifest.files:
+        check_free(dest, entry.path)
+    return sender
 
 
 def receive_transfer(
-    src: Reader,
+    src: Source,
     *,
     identity: SecretIdentity,
     contacts: ContactStore,
@@ -113,48 +190,49 @@ def receive_transfer(
     dest: Path,
     allow_unverified: bool = False,
     now: int | None = None,
+    staging: Path | None = None,
+    home: Path | None = None,
 ) -> PlacedTransfer:
     """Decrypt, verify and place a transfer into ``dest``; all or nothing.
 
-    Raises a crypto error (ContainerError, ManifestError, SignatureError,
-    age.PayloadError…) or a ClientError (ReceiveError, its NotAddressedError,
-    ContactKeyChangedError, UnverifiedContactError, UnknownContactError,
-    ReplayError); in every case ``dest`` is as it was and no staging folder
-    remains.
+    ``staging`` is the folder to stage in (else chosen by ``stagearea``, with
+    ``home`` the profile folder). Raises a crypto error (ContainerError,
+    ManifestError, SignatureError, age.PayloadError…) or a ClientError
+    (ReceiveError, its NotAddressedError, ContactKeyChangedError,
+    UnverifiedContactError, UnknownContactError, ReplayError); in every case
+    ``dest`` and the pinned contacts are as they were and no staging folder remains.
     """
     when = int(time.time()) if now is None else now
     dest = Path(dest)
     if not dest.is_dir():
         raise ReceiveError(f"the destination {dest} is not an existing folder")
-    try:
-        dec = age.Decryptor(src, identity.age_identities())
-    except age.NoIdentityMatchError as exc:
-        raise NotAddressedError(
-            "this transfer is not addressed to you: none of your keys opens it"
-        ) from exc
-    staging = _make_staging(dest)
-    placer = Placer(staging, dest)
-    try:
-        with dec:
-            reader = ContainerReader(dec)
-            for member in reader.members():
-                _write_member(staging, member.path, member.read)
-            manifest = reader.manifest
-        if identity.signing_public_key not in manifest.recipient_keys():
-            raise NotAddressedError(
-                "this transfer was not addressed to you: your key is not among the "
-                "recipients the sender signed; refusing it"
+    area = staging_area(dest, home=home, configured=staging)
+    sweep(area, dest)  # what a receive killed with SIGKILL left behind
+
+    def acceptable(m: Manifest) -> None:
+        _acceptable(m, identity=identity, contacts=contacts, replay=replay, dest=dest,
+                    allow_unverified=allow_unverified, now=when)
+
+    manifest = _verify_only(src, identity)
+    acceptable(manifest)
+    src.seek(0)
+    with staging_folder(area) as folder:
+        staged = _stage(src, identity, folder)
+        if staged.canonical_bytes() != manifest.canonical_bytes():
+            raise HostileArchiveError(
+                "the transfer changed between two readings; refusing it"
             )
-        sender = contacts.check_sender(
-            manifest.sender, allow_unverified=allow_unverified, now=when
-        )
-        replay.check(manifest.transfer_id)
-        for entry in manifest.files:
-            check_free(dest, entry.path)
+        # Checked again: the contacts, replay store or DEST may have changed meanwhile.
+        acceptable(staged)
+        placer = Placer(folder, dest)
         try:
-            placed = tuple(placer.place(entry.path) for entry in manifest.files)
+            placed = tuple(placer.place(entry.path) for entry in staged.files)
             placer.sync()
-            replay.record(manifest.transfer_id, when)
+            # Pinned only now (trust on first use, or a newer bundle of the same
+            # key): a transfer refused earlier changed no contact.
+            sender = contacts.check_sender(staged.sender, allow_unverified=allow_unverified,
+                                           now=when)
+            replay.record(staged.transfer_id, when)
         except FileExistsError as exc:
             placer.undo()
             raise ReceiveError(
@@ -166,6 +244,4 @@ def receive_transfer(
         except BaseException:
             placer.undo()
             raise
-        return PlacedTransfer(manifest=manifest, sender=sender, files=placed)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return PlacedTransfer(manifest=staged, sender=sender, files=placed)

@@ -10,9 +10,14 @@ is told "verified" (``staging``). If the relay cannot be told then, the
 receipt says so and ``flush_acks`` tells it on the next receive, watch or
 inbox.
 
-A transfer refused for tampering or replay, or one not addressed to us, is
-dropped from the spool (it will be fetched afresh if asked again); one refused
-for a reason the user can fix (unverified sender, name collision) keeps its
+A refused transfer is recorded (``refused``: ``watch`` and ``receive --all``
+move on past it) and its downloaded ciphertext is deleted, unless the user
+asks to keep it (``keep_refused``). Before anything is downloaded, the sender
+the relay names must be a verified contact, or ``allow_unverified`` given and
+the transfer no larger than ``max_unverified_size``: a stranger cannot make a
+lab download, and keep, whatever it likes. (The relay could lie about the
+sender; the signed manifest is what decides, after the download.) A transfer
+that fails for a local reason (a name taken in DEST, a full disk) keeps its
 spool, so the retry does not download again.
 
 Two ids: the relay's (``relay_id``: what the inbox lists, what the user types,
@@ -30,11 +35,23 @@ from typing import Any
 from sealdrop.crypto.errors import SealdropCryptoError
 from sealdrop.crypto.manifest import Manifest
 
-from ..errors import ContactError, NotAddressedError, ReceiveError, ReplayError
+from ..errors import (
+    ClientError,
+    ContactError,
+    NotAddressedError,
+    ReceiveError,
+    ReplayError,
+    UnknownContactError,
+    UnverifiedContactError,
+)
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
 from .download import Progress, download
+from .refused import Reason, RefusedStore
 from .staging import receive_transfer
+
+# What an unverified sender (accepted with --allow-unverified) may make us download.
+DEFAULT_MAX_UNVERIFIED_SIZE = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +97,40 @@ def flush_acks(session: Session) -> None:
         receipts.mark(relay_id, manifest_id=str(entry.get("manifest_id", "")), acked=True)
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _gate(session: Session, relay_id: str, info: dict[str, Any], *, allow_unverified: bool,
+          max_unverified_size: int) -> None:
+    """Refuse before downloading what the sender the relay names may not send us."""
+    sender = str(info.get("sender", ""))[:64]
+    size = info.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ReceiveError(f"the relay gave no valid size for transfer {relay_id}")
+    contact = session.contacts.get(sender)
+    if contact is not None and contact.verified:
+        return
+    if not allow_unverified:
+        if contact is None:
+            raise UnknownContactError(
+                f"transfer {relay_id} refused before download: {sender!r} is not among "
+                "your contacts",
+                hint=(f"verify their safety number and add them with `sealdrop contacts add "
+                      f"{sender} --fingerprint NUMBER`, or pass --allow-unverified"))
+        raise UnverifiedContactError(
+            f"transfer {relay_id} refused before download: contact {sender!r} is not "
+            "verified (safety number never compared)",
+            hint=(f"compare safety numbers and run `sealdrop contacts verify {sender} NUMBER`, "
+                  "or pass --allow-unverified"))
+    if size > max_unverified_size:
+        raise ReceiveError(
+            f"transfer {relay_id} refused before download: it is {_mib(size)} from "
+            f"{sender!r}, a sender you have not verified, over the {_mib(max_unverified_size)}"
+            " allowed for unverified senders",
+            hint=(f"verify {sender}'s safety number first, or raise --max-unverified-size"))
+
+
 def receive_one(
     session: Session,
     relay_id: str,
@@ -88,45 +139,68 @@ def receive_one(
     allow_unverified: bool = False,
     on_progress: Progress | None = None,
     pause_after_block: float = 0.0,
+    keep_refused: bool = False,
+    max_unverified_size: int = DEFAULT_MAX_UNVERIFIED_SIZE,
+    staging: Path | None = None,
 ) -> ReceiveResult:
     """Receive ``relay_id`` into ``into``: all of it, verified, or nothing.
 
-    ``on_progress`` and ``pause_after_block``: see ``download.download``.
+    ``on_progress`` and ``pause_after_block``: see ``download.download``;
+    ``keep_refused``, ``max_unverified_size``: see the module text; ``staging``:
+    see ``stagearea``.
     """
     into = Path(into)
     if not into.is_dir():
         raise ReceiveError(f"the destination {into} is not an existing folder",
                            hint="create it first, or give another --into")
+    session.spool.path(relay_id)  # checks the id before it goes in a URL
+    refused = RefusedStore(session.home)
+    info = session.relay.status(relay_id)
+    sender = str(info.get("sender", ""))[:64]
+
+    def refuse(reason: Reason, exc: ClientError) -> ClientError:
+        refused.mark(relay_id, reason=reason, sender=sender, error=str(exc))
+        if not keep_refused:
+            session.spool.drop(relay_id)
+        return exc
+
+    try:
+        _gate(session, relay_id, info, allow_unverified=allow_unverified,
+              max_unverified_size=max_unverified_size)
+    except ClientError as exc:
+        raise refuse(Reason.SENDER, exc) from None
     spool = download(session, relay_id, on_progress=on_progress,
-                     pause_after_block=pause_after_block)
+                     pause_after_block=pause_after_block, size=int(info["size"]))
     with contextlib.suppress(RelayError):
         session.relay.ack(relay_id, "downloaded")
     try:
-        # Why not decrypt while downloading: the staging folder would then sit in
-        # the destination for the whole download, and a killed receive would leave
-        # it behind; reading the spool back from the page cache costs far less.
+        # Why not decrypt while downloading: the ciphertext is read twice (the
+        # sender is known only at its end; see staging), so it must be whole here.
         with open(spool, "rb") as src:
             got = receive_transfer(
                 src, identity=session.identity, contacts=session.contacts,
                 replay=session.replay, dest=into, allow_unverified=allow_unverified,
+                staging=staging, home=session.home,
             )
     except (SealdropCryptoError, ReplayError) as exc:
-        spool.unlink(missing_ok=True)  # tampered or replayed: never keep it around
-        raise ReceiveError(f"transfer {relay_id} REFUSED: {exc}; nothing was written to "
-                           f"{into}", hint=getattr(exc, "hint", None)) from exc
+        raise refuse(Reason.HOSTILE, ReceiveError(
+            f"transfer {relay_id} REFUSED: {exc}; nothing was written to {into}",
+            hint=getattr(exc, "hint", None))) from exc
     except NotAddressedError as exc:
-        spool.unlink(missing_ok=True)  # not for us: no retry will change that
-        raise ReceiveError(f"transfer {relay_id} refused: {exc}", hint=exc.hint) from exc
+        raise refuse(Reason.HOSTILE, ReceiveError(
+            f"transfer {relay_id} refused: {exc}", hint=exc.hint)) from exc
     except ReceiveError as exc:
         raise ReceiveError(f"transfer {relay_id} refused: {exc}", hint=exc.hint) from exc
     except ContactError as exc:
-        raise type(exc)(f"transfer {relay_id} refused: {exc}", hint=exc.hint) from exc
+        raise refuse(Reason.SENDER, type(exc)(
+            f"transfer {relay_id} refused: {exc}", hint=exc.hint)) from exc
     acked = True
     try:
         session.relay.ack(relay_id, "verified")
     except RelayError:
         acked = False  # told on the next receive/watch/inbox
     session.receipts.mark(relay_id, manifest_id=got.manifest.transfer_id.hex(), acked=acked)
+    refused.forget(relay_id)
     spool.unlink(missing_ok=True)
     return ReceiveResult(
         relay_id=relay_id, manifest=got.manifest, sender=got.sender.handle,

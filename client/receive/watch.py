@@ -3,23 +3,29 @@
 A loop: flush pending acks, list the inbox, receive what is new, sleep. The
 relay being down, restarting or unreachable is not an error here: the loop
 backs off exponentially (``interval`` doubling up to ``max_backoff``) and
-carries on when the relay is back. A transfer refused (tampered, replayed,
-unverified sender, name collision) is reported once and not retried by this
-process; it stays in the inbox for a person to look at.
-SIGTERM and Ctrl-C stop the loop between two transfers.
+carries on when the relay is back. No single transfer can stop the loop: a
+transfer refused (tampered, malformed, replayed, unverified sender) is
+reported once and recorded (``refused``), so neither this process nor the
+next one takes it again; it stays in the inbox for a person to look at. One
+that failed for a local reason (name collision, full disk) is not retried by
+this process. Whatever else goes wrong in one round is reported and the loop
+backs off; only the relay refusing our key (RelayAuthError) ends it.
+SIGTERM and Ctrl-C stop the loop: between two transfers at once, during one
+after removing its staging folder (``interrupt``); either way it exits 0.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ClientError
 from ..profile.session import Session
 from ..relay_api import RelayAuthError, RelayUnavailable
 from .inbox import pending
+from .interrupt import Signals
 from .transfer import ReceiveResult, flush_acks, receive_one
 
 
@@ -34,41 +40,56 @@ def watch(
     on_refused: Callable[[str, ClientError], None],
     on_offline: Callable[[str, float], None],
     stop: threading.Event | None = None,
+    **receive_options: Any,
 ) -> None:
     """Receive into ``into`` until ``stop`` is set, or SIGTERM or SIGINT arrives.
 
     ``on_received``, ``on_refused(relay_id, error)`` and ``on_offline(message,
     delay)`` report each event and the loop carries on; only the relay
     refusing our key (RelayAuthError) ends it, raised to the caller.
+    ``receive_options`` go to ``receive_one`` (keep_refused, max_unverified_size,
+    staging).
     """
-    stop = stop or threading.Event()
-    old: dict[signal.Signals, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            old[sig] = signal.signal(sig, lambda *_: stop.set())
-    refused: set[str] = set()
+    signals = Signals(stop)
+    skip: set[str] = set()
     delay = interval
-    try:
-        while not stop.is_set():
-            try:
-                flush_acks(session)
-                for t in pending(session):
-                    if stop.is_set() or t["id"] in refused:
-                        continue
-                    try:
-                        on_received(receive_one(session, t["id"], into,
-                                                allow_unverified=allow_unverified))
-                    except (RelayUnavailable, RelayAuthError):
-                        raise  # the relay's trouble, not this transfer's
-                    except ClientError as exc:
-                        refused.add(t["id"])
-                        on_refused(t["id"], exc)
-                delay = interval
-            except RelayUnavailable as exc:
-                delay = min(max(delay * 2, interval), max_backoff)
-                on_offline(str(exc), delay)
-            stop.wait(delay)
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
-
+    with signals.installed():
+        try:
+            while not signals.stop.is_set():
+                try:
+                    flush_acks(session)
+                    for t in pending(session):
+                        rid = str(t["id"])
+                        if signals.stop.is_set():
+                            break
+                        if rid in skip:
+                            continue
+                        try:
+                            with signals.busy():
+                                on_received(receive_one(
+                                    session, rid, into, allow_unverified=allow_unverified,
+                                    **receive_options))
+                        except (RelayUnavailable, RelayAuthError):
+                            raise  # the relay's trouble, not this transfer's
+                        except ClientError as exc:
+                            skip.add(rid)
+                            on_refused(rid, exc)
+                        except Exception as exc:  # noqa: BLE001 - one transfer never ends watch
+                            skip.add(rid)
+                            on_refused(rid, ClientError(
+                                f"transfer {rid} failed unexpectedly ({type(exc).__name__}); "
+                                "skipped"))
+                    delay = interval
+                except RelayAuthError:
+                    raise
+                except RelayUnavailable as exc:
+                    delay = min(max(delay * 2, interval), max_backoff)
+                    on_offline(str(exc), delay)
+                except ClientError as exc:
+                    # e.g. a damaged local file or a relay answer we cannot read:
+                    # report and back off rather than exit and be restarted in a loop.
+                    delay = min(max(delay * 2, interval), max_backoff)
+                    on_offline(str(exc), delay)
+                signals.stop.wait(delay)
+        except KeyboardInterrupt:
+            return  # a signal during a receive: its staging is gone, stop cleanly

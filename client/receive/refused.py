@@ -1,0 +1,96 @@
+"""Transfers refused here, so that ``watch`` and ``receive --all`` move on past them.
+
+A refused transfer stays in the relay's inbox (for a person to look at), so
+without a record every ``receive --all`` and every restart of ``watch`` would
+download and refuse it again, forever, and a hostile account could keep a lab
+busy with one blob. The refused file of the profile folder
+(``layout.REFUSED_FILE``) maps each relay id to why it was refused:
+
+- ``hostile``: the transfer itself failed a check (tampered, malformed,
+  replayed, not addressed to us). No later run can change that: never retried
+  automatically.
+- ``sender``: the sender was not acceptable (unknown, unverified, a changed
+  key, or over the size allowed to unverified senders). Retried automatically
+  once the sender the relay names is a verified contact.
+
+``sealdrop receive ID`` always tries again (the user asked for that one), and
+a success removes the record. Written atomically under a lock (mode 0600), so
+two processes on one profile lose no entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClientError
+from ..outfile import atomic_output
+from ..profile.layout import REFUSED_FILE
+
+_MAX_STORE = 16 * 1024 * 1024
+_MAX_ERROR = 500
+
+
+class Reason(StrEnum):
+    HOSTILE = "hostile"
+    SENDER = "sender"
+
+
+class RefusedStore:
+    def __init__(self, home: Path) -> None:
+        self.path = Path(home) / REFUSED_FILE
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """relay id -> {"reason", "sender", "error", "at"}."""
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read(_MAX_STORE + 1)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ClientError(f"cannot read {self.path}: {exc.strerror}") from exc
+        try:
+            obj = json.loads(raw) if len(raw) <= _MAX_STORE else None
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict) or not isinstance(obj.get("refused"), dict):
+            raise ClientError(f"{self.path} is damaged",
+                              hint="delete it: refused transfers will then be tried once more")
+        return {str(k): v for k, v in obj["refused"].items() if isinstance(v, dict)}
+
+    def _save(self, data: dict[str, dict[str, Any]]) -> None:
+        try:
+            with atomic_output(self.path, mode=0o600) as f:
+                f.write(json.dumps({"v": 1, "refused": data}, sort_keys=True).encode() + b"\n")
+        except OSError as exc:
+            raise ClientError(f"cannot write {self.path}: {exc.strerror}") from exc
+
+    def mark(self, relay_id: str, *, reason: Reason, sender: str, error: str) -> None:
+        with self._locked():
+            data = self.load()
+            data[relay_id] = {"reason": reason.value, "sender": sender,
+                              "error": error[:_MAX_ERROR], "at": int(time.time())}
+            self._save(data)
+
+    def forget(self, relay_id: str) -> None:
+        with self._locked():
+            data = self.load()
+            if data.pop(relay_id, None) is not None:
+                self._save(data)
