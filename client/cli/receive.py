@@ -13,7 +13,7 @@ from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import Session, open_session
 from ..receive.inbox import list_inbox, pending
-from ..receive.interrupt import Signals
+from ..receive.interrupt import Signals, stop_requested
 from ..receive.transfer import (
     DEFAULT_MAX_UNVERIFIED_SIZE,
     ReceiveResult,
@@ -97,6 +97,8 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
     results, failed = [], []
     show = prog.enabled(as_json)
     for rid in relay_ids:
+        if stop_requested():
+            raise KeyboardInterrupt("stopping")  # a signal came while one was placed
         try:
             with contextlib.ExitStack() as stack:
                 bar: dict[str, prog.Progress] = {}
@@ -152,9 +154,10 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
     options: dict[str, object] = {"keep_refused": keep_refused,
                                   "max_unverified_size": max_unverified_size,
                                   "staging": staging}
-    # SIGTERM, like Ctrl-C, interrupts: the staging folder goes, the spool stays.
-    with Signals().installed() as signals, signals.busy(), \
-            open_session(resolve_home(home), passphrase_file) as session:
+    with open_session(resolve_home(home), passphrase_file) as session, \
+            Signals().installed():
+        # From here SIGTERM, like Ctrl-C, interrupts a download or staging (the
+        # staging folder goes, the spool stays), never a transfer being placed.
         flush_acks(session)
         todo = [t["id"] for t in pending(session)] if all_ else list(relay_ids)
         code = _receive_many(session, todo, into, allow_unverified, as_json, options)

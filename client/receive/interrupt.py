@@ -1,13 +1,16 @@
 """SIGTERM and SIGINT during a receive: stop, and leave nothing unverified behind.
 
 Python turns SIGINT into KeyboardInterrupt, so every ``finally`` runs: the
-staging folder is removed, half-placed files are moved back. SIGTERM (systemd
-stopping ``watch``, ``kill``, a shutdown) would end the process on the spot,
-leaving the staging folder. ``Signals`` makes both raise KeyboardInterrupt while
-a receive is running, and only set ``stop`` between two (so ``watch`` finishes
-its loop iteration and exits 0). The interrupted download stays in the spool
-(ciphertext) and resumes on the next run. SIGKILL cannot be caught: the next
-receive sweeps what it left (``stagearea.sweep``).
+staging folder is removed. SIGTERM (systemd stopping ``watch``, ``kill``, a
+shutdown) would end the process on the spot, leaving the staging folder.
+While ``Signals`` is installed, both only set ``stop``, except inside an
+``interruptible`` phase (downloading, reading, staging), where they raise
+KeyboardInterrupt at once. Placing, pinning, recording and telling the relay
+are not interruptible: a transfer half-committed would be placed but refused
+as a replay next time, so a signal then waits for the transfer to finish and
+the caller stops after it (``stop_requested``). An interrupted download stays
+in the spool (ciphertext) and resumes on the next run. SIGKILL cannot be
+caught: the next receive sweeps what it left (``stagearea.sweep``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_active: Signals | None = None
 
 
 class Signals:
@@ -35,19 +39,24 @@ class Signals:
     @contextlib.contextmanager
     def installed(self) -> Iterator[Signals]:
         """Handle SIGTERM and SIGINT (main thread only: elsewhere Python cannot)."""
-        if threading.current_thread() is threading.main_thread():
-            for sig in _SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
+        global _active
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = _active
+        for sig in _SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
+        _active = self
         try:
             yield self
         finally:
+            _active = previous
             for num, handler in self._old.items():
                 signal.signal(num, handler)  # type: ignore[arg-type]
             self._old.clear()
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
-        """While inside, a signal interrupts (KeyboardInterrupt) rather than waits."""
         if self.stop.is_set():
             raise KeyboardInterrupt("stopping")
         self._busy += 1
@@ -55,3 +64,18 @@ class Signals:
             yield
         finally:
             self._busy -= 1
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """A phase a signal may cut short (KeyboardInterrupt), e.g. reading into staging."""
+    if _active is None:
+        yield
+        return
+    with _active.busy():
+        yield
+
+
+def stop_requested() -> bool:
+    """Whether a signal asked the running command to stop (after the current transfer)."""
+    return _active is not None and _active.stop.is_set()

@@ -47,6 +47,7 @@ from sealdrop.crypto.manifest import Manifest
 from ..errors import ClientError, NotAddressedError, ReceiveError
 from ..profile.contacts import Contact, ContactStore
 from ..profile.replay import ReplayStore
+from .interrupt import interruptible
 from .place import Placer, check_free
 from .stagearea import LEGACY_PREFIX, staging_area, staging_folder, sweep
 from .trust import sender_verdict
@@ -213,11 +214,13 @@ def receive_transfer(
         _acceptable(m, identity=identity, contacts=contacts, replay=replay, dest=dest,
                     allow_unverified=allow_unverified, now=when)
 
-    manifest = _verify_only(src, identity)
+    with interruptible():
+        manifest = _verify_only(src, identity)
     acceptable(manifest)
     src.seek(0)
     with staging_folder(area) as folder:
-        staged = _stage(src, identity, folder)
+        with interruptible():  # a signal here: the staging folder goes, nothing else
+            staged = _stage(src, identity, folder)
         if staged.canonical_bytes() != manifest.canonical_bytes():
             raise HostileArchiveError(
                 "the transfer changed between two readings; refusing it"

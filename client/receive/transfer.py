@@ -47,6 +47,7 @@ from ..errors import (
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
 from .download import Progress, download
+from .interrupt import interruptible
 from .refused import Reason, RefusedStore
 from .staging import receive_transfer
 
@@ -169,8 +170,9 @@ def receive_one(
               max_unverified_size=max_unverified_size)
     except ClientError as exc:
         raise refuse(Reason.SENDER, exc) from None
-    spool = download(session, relay_id, on_progress=on_progress,
-                     pause_after_block=pause_after_block, size=int(info["size"]))
+    with interruptible():  # the spool keeps what came: the next run resumes
+        spool = download(session, relay_id, on_progress=on_progress,
+                         pause_after_block=pause_after_block, size=int(info["size"]))
     with contextlib.suppress(RelayError):
         session.relay.ack(relay_id, "downloaded")
     try:

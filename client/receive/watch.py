@@ -10,8 +10,9 @@ next one takes it again; it stays in the inbox for a person to look at. One
 that failed for a local reason (name collision, full disk) is not retried by
 this process. Whatever else goes wrong in one round is reported and the loop
 backs off; only the relay refusing our key (RelayAuthError) ends it.
-SIGTERM and Ctrl-C stop the loop: between two transfers at once, during one
-after removing its staging folder (``interrupt``); either way it exits 0.
+SIGTERM and Ctrl-C stop the loop: between two transfers at once; while one
+downloads or stages, at once after removing its staging folder; while one is
+being placed, once it is placed (``interrupt``). Either way it exits 0.
 """
 
 from __future__ import annotations
@@ -65,10 +66,9 @@ def watch(
                         if rid in skip:
                             continue
                         try:
-                            with signals.busy():
-                                on_received(receive_one(
-                                    session, rid, into, allow_unverified=allow_unverified,
-                                    **receive_options))
+                            on_received(receive_one(
+                                session, rid, into, allow_unverified=allow_unverified,
+                                **receive_options))
                         except (RelayUnavailable, RelayAuthError):
                             raise  # the relay's trouble, not this transfer's
                         except ClientError as exc:

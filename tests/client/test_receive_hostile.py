@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from sealdrop.client.errors import ClientError, ReceiveError, ReplayError
 from sealdrop.client.profile.layout import STAGING_DIR
-from sealdrop.client.receive import staging as staging_mod
 from sealdrop.client.receive import stagearea
+from sealdrop.client.receive import staging as staging_mod
 from sealdrop.client.receive.interrupt import Signals
 from sealdrop.crypto.container import BLOCK
 from sealdrop.crypto.errors import SealdropCryptoError
@@ -235,7 +235,7 @@ def test_sigterm_while_staging_removes_it_and_leaves_dest_untouched(
         os.kill(os.getpid(), signal.SIGTERM)  # the real signal, delivered here
 
     monkeypatch.setattr(staging_mod, "_write_member", write_then_term)
-    with Signals().installed() as sig, sig.busy(), pytest.raises(KeyboardInterrupt):
+    with Signals().installed(), pytest.raises(KeyboardInterrupt):
         bob.receive(encrypt_to(_PLAIN, BOB, classical=True), dest)
     assert staged and not staged[0].exists()
     assert staged_left(dest) == [] and snapshot(dest) == before
