@@ -83,7 +83,7 @@ async def gc(
     now: int,
     locks: TransferLocks | None = None,
 ) -> GcReport:
-    """Delete expired transfers, abandoned uploads, transfers every recipient
+    """Delete expired transfers, abandoned uploads, those every recipient
     dismissed, orphan blobs and old nonces.
 
     ``locks`` is the serving relay's lock table (the operator command has
