@@ -126,6 +126,8 @@ def test_a_flood_does_not_hide_a_verified_senders_transfer(
     (recipient, dismissed), = relay.sql(
         "select recipient, dismissed_at from transfer_recipients where transfer_id = ?", real)
     assert recipient == lab.handle and dismissed is not None
+    (row,) = practice.json("status", real)["transfers"]
+    assert row["recipients"][0]["dismissed"] is True and row["recipients"][0]["verified"]
     relay.restart()
     assert lab.json("inbox")["transfers"] == []
 
