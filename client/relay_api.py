@@ -26,6 +26,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -42,6 +43,8 @@ from .errors import ClientError
 EMPTY_SHA256 = protocol.EMPTY_SHA256
 DEFAULT_CHUNK = protocol.DEFAULT_CHUNK_SIZE
 IO_BLOCK = 1024 * 1024
+# What this client accepts as an inbox cursor: opaque, but short and URL-safe.
+_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{1,96}")
 
 
 class Sink(Protocol):
@@ -348,9 +351,82 @@ class RelayClient:
 
     # -- receiving -----------------------------------------------------------
 
-    def inbox(self) -> list[dict[str, Any]]:
-        obj, _ = self._call("GET", "/v1/inbox")
-        return list(obj["transfers"])
+    def inbox_page(
+        self,
+        *,
+        cursor: str | None = None,
+        senders: tuple[str, ...] = (),
+        limit: int | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the inbox and the cursor of the next (None: the last page).
+
+        ``senders``: only their transfers (at most ``INBOX_MAX_SENDERS``). What
+        the relay answers is checked for shape only: the senders it names are
+        claims, and the caller filters on them again (a relay may ignore the filter).
+        """
+        if len(senders) > protocol.INBOX_MAX_SENDERS:
+            raise ValueError(f"at most {protocol.INBOX_MAX_SENDERS} senders per request")
+        params: list[tuple[str, str]] = [("sender", h) for h in senders]
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        path = "/v1/inbox" + ("?" + urllib.parse.urlencode(params) if params else "")
+        obj, _ = self._call("GET", path)
+        items = obj.get("transfers") if isinstance(obj, dict) else None
+        nxt = obj.get("next_cursor") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("id"), str) for t in items
+        ):
+            raise RelayProtocolError("the relay answered a malformed inbox page")
+        if nxt is not None and not (isinstance(nxt, str) and _CURSOR_RE.fullmatch(nxt)):
+            raise RelayProtocolError("the relay answered a malformed inbox cursor")
+        return [dict(t) for t in items], nxt
+
+    def inbox(
+        self, *, senders: tuple[str, ...] = (), max_items: int = 100_000,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every page of the inbox (or of ``senders``' transfers), in the relay's order.
+
+        Bounded: stops after ``max_items`` transfers, and refuses a relay whose
+        cursors go round in a circle, so a hostile relay or a flood cannot keep
+        the walk going for ever. An older relay answers one page and no cursor.
+        """
+        out: list[dict[str, Any]] = []
+        seen_cursors: set[str] = set()
+        cursor: str | None = None
+        while len(out) < max_items:
+            page, cursor = self.inbox_page(cursor=cursor, senders=senders, limit=limit)
+            out += page
+            if cursor is None or not page:
+                break
+            if cursor in seen_cursors:
+                raise RelayProtocolError("the relay's inbox cursors go round in a circle")
+            seen_cursors.add(cursor)
+        return out[:max_items]
+
+    def dismiss(self, relay_id: str) -> None:
+        """Refuse or dismiss a transfer: it leaves this account's inbox for good."""
+        self._call("POST", f"/v1/transfers/{relay_id}/dismiss", {})
+
+    def block(self, handle: str) -> bool:
+        """Refuse ``handle``'s transfers from now on; False if already blocked."""
+        resp = self._send("PUT", f"/v1/blocks/{urllib.parse.quote(handle, safe='')}")
+        data = resp.read()
+        if resp.status >= 400:
+            raise _error_from(resp.status, resp.headers, data)
+        return resp.status == 201
+
+    def unblock(self, handle: str) -> None:
+        self._call("DELETE", f"/v1/blocks/{urllib.parse.quote(handle, safe='')}")
+
+    def blocks(self) -> list[dict[str, Any]]:
+        obj, _ = self._call("GET", "/v1/blocks")
+        items = obj.get("blocks") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not all(isinstance(b, dict) for b in items):
+            raise RelayProtocolError("the relay answered a malformed list of blocks")
+        return [dict(b) for b in items]
 
     def download(
         self,

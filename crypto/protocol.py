@@ -74,6 +74,14 @@ INVITE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # cheaply. The relay accepts any chunk up to its configured maximum.
 DEFAULT_CHUNK_SIZE = 12 * 1024 * 1024
 
+# The inbox is paged (docs/protocol.md, "Inbox"): a page holds at most
+# INBOX_MAX_PAGE transfers (INBOX_DEFAULT_PAGE without ``limit``), and one
+# request may filter on at most INBOX_MAX_SENDERS sender handles, so that the
+# query stays well inside an HTTP request line.
+INBOX_DEFAULT_PAGE = 100
+INBOX_MAX_PAGE = 500
+INBOX_MAX_SENDERS = 32
+
 Random = Callable[[int], bytes]
 
 
@@ -143,6 +151,9 @@ class ErrorCode(StrEnum):
     BAD_EXPIRY = "bad_expiry"
     TRANSFER_TOO_LARGE = "transfer_too_large"
     QUOTA_EXCEEDED = "quota_exceeded"
+    # inbox paging and blocks
+    BAD_CURSOR = "bad_cursor"
+    BLOCKED_BY_RECIPIENT = "blocked_by_recipient"
     # uploads and downloads
     BAD_LENGTH = "bad_length"
     BAD_CHECKSUM = "bad_checksum"

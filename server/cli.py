@@ -214,7 +214,8 @@ def account_list(data_dir: Path, as_json: bool) -> None:
 @data_option
 @click.argument("handle")
 def account_disable(data_dir: Path, handle: str) -> None:
-    """Disable an account: its requests are refused, it no longer receives."""
+    """Disable an account: its requests are refused, it no longer receives, and its
+    transfers leave every inbox (until it is enabled again)."""
     cfg = _config(data_dir)
     if not _with_store(cfg, lambda store, blobs: store.set_disabled(handle, True)):
         raise RelayError(f"no account {handle!r}")
@@ -232,11 +233,58 @@ def account_enable(data_dir: Path, handle: str) -> None:
     click.echo(f"enabled {handle}")
 
 
+for_option = click.option(
+    "--for", "recipient", required=True, metavar="HANDLE",
+    help="The account that refuses the other (the lab being flooded, say).")
+
+
+@account.command("block")
+@data_option
+@for_option
+@click.argument("handle")
+def account_block(data_dir: Path, recipient: str, handle: str) -> None:
+    """Make --for refuse HANDLE: new transfers are refused, existing ones leave its inbox."""
+    from . import blocking
+
+    cfg = _config(data_dir)
+    new = _with_store(cfg, lambda store, blobs: blocking.block(
+        store, recipient, handle, now=int(time.time())))
+    click.echo(f"{recipient} now blocks {handle}" if new
+               else f"{recipient} already blocks {handle}")
+
+
+@account.command("unblock")
+@data_option
+@for_option
+@click.argument("handle")
+def account_unblock(data_dir: Path, recipient: str, handle: str) -> None:
+    """Lift a block: HANDLE's unexpired transfers show in --for's inbox again."""
+    from . import blocking
+
+    cfg = _config(data_dir)
+    if not _with_store(cfg, lambda store, blobs: blocking.unblock(store, recipient, handle)):
+        raise RelayError(f"{recipient} does not block {handle}")
+    click.echo(f"{recipient} no longer blocks {handle}")
+
+
+@account.command("blocks")
+@data_option
+@click.argument("handle")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def account_blocks(data_dir: Path, handle: str, as_json: bool) -> None:
+    """The accounts HANDLE blocks (by its own request or the operator's)."""
+    cfg = _config(data_dir)
+    rows = _with_store(cfg, lambda store, blobs: store.blocks_of(handle))
+    for blocked, since in rows:
+        click.echo(json.dumps({"handle": blocked, "since": _when(since)}) if as_json
+                   else f"{blocked}  since {_when(since)}")
+
+
 @cli.command()
 @data_option
 @click.option("--json", "as_json", is_flag=True)
 def gc(data_dir: Path, as_json: bool) -> None:
-    """Delete expired transfers, abandoned uploads, orphan blobs and old nonces."""
+    """Delete expired, abandoned and dismissed transfers, orphan blobs and old nonces."""
     from . import ops
 
     cfg = _config(data_dir)

@@ -55,6 +55,8 @@ transfers = sa.Table(
     sa.Index("ix_transfers_sender", "sender"),
     sa.Index("ix_transfers_expires_at", "expires_at"),
     sa.Index("ix_transfers_state_updated", "state", "updated_at"),
+    # The inbox's keyset order (migration 0002).
+    sa.Index("ix_transfers_completed", "completed_at", "id"),
 )
 
 recipients = sa.Table(
@@ -69,7 +71,22 @@ recipients = sa.Table(
     sa.Column("recipient", sa.String(64), sa.ForeignKey("accounts.handle"), primary_key=True),
     sa.Column("downloaded_at", sa.BigInteger, nullable=True),
     sa.Column("verified_at", sa.BigInteger, nullable=True),
+    # Set once the recipient dismissed (refused) the transfer: it leaves their
+    # inbox for good, and the sender sees when (migration 0002).
+    sa.Column("dismissed_at", sa.BigInteger, nullable=True),
     sa.Index("ix_transfer_recipients_recipient", "recipient"),
+)
+
+# Who refuses transfers from whom: the blocker's inbox hides the blocked
+# account's transfers and the relay refuses new ones (migration 0002). Made by
+# the blocker itself or by the operator on its behalf.
+blocks = sa.Table(
+    "blocks",
+    metadata,
+    sa.Column("blocker", sa.String(64), sa.ForeignKey("accounts.handle"), primary_key=True),
+    sa.Column("blocked", sa.String(64), sa.ForeignKey("accounts.handle"), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_blocks_blocked", "blocked"),
 )
 
 # One row per committed chunk: where it ends and its SHA-256. What start-up

@@ -22,9 +22,10 @@ from sealdrop.crypto.protocol import (
     ErrorCode,
 )
 
-from . import accounts, auth, transfers
+from . import accounts, auth, blocking, transfers
 from .errors import InvalidInput, NotFound, NotPermitted
 from .http_parse import chunk_length, no_body, parse_range, read_json, size_header
+from .inbox import encode_cursor, parse_query
 from .metadata import COMPLETE
 from .metrics import Labels
 from .middleware import HttpCode
@@ -167,8 +168,58 @@ async def list_transfers(request: web.Request) -> web.Response:
 async def inbox(request: web.Request) -> web.Response:
     relay = _relay(request)
     me = await auth.authenticate(request, no_body(request))
-    got = await relay.store.inbox(me.handle, now=relay.now())
-    return _json({"transfers": [transfers.to_json(t, me.handle) for t in got]})
+    query = parse_query({k: request.query.getall(k) for k in request.query})
+    got, more = await relay.store.inbox_page(
+        me.handle, now=relay.now(), limit=query.limit, after=query.after, senders=query.senders
+    )
+    last = got[-1] if got else None
+    cursor = (
+        encode_cursor(last.completed_at or 0, last.id) if more and last is not None else None
+    )
+    return _json({"transfers": [transfers.to_json(t, me.handle) for t in got],
+                  "next_cursor": cursor})
+
+
+async def dismiss(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    body, body_sha = await read_json(request, relay.config.max_json_bytes)
+    me = await auth.authenticate(request, body_sha)
+    if body:
+        raise InvalidInput("the body must be an empty JSON object", code=ErrorCode.BAD_JSON)
+    t = await transfers.visible(
+        relay, me, request.match_info["id"], sender_only=False, dismissed_too=True
+    )
+    await transfers.dismiss(relay, me, t)
+    relay.logger.info("transfer_dismissed", extra={"fields": {"transfer": t.id}})
+    return web.Response(status=204, headers=NO_STORE)
+
+
+# -- blocks ------------------------------------------------------------------
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    rows = await relay.store.blocks_of(me.handle)
+    return _json({"blocks": [{"handle": h, "since": at} for h, at in rows]})
+
+
+async def put_block(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    new = await blocking.block(relay.store, me.handle, request.match_info["handle"],
+                               now=relay.now())
+    relay.logger.info("account_blocked", extra={"fields": {}})
+    return web.Response(status=201 if new else 204, headers=NO_STORE)
+
+
+async def delete_block(request: web.Request) -> web.Response:
+    relay = _relay(request)
+    me = await auth.authenticate(request, no_body(request))
+    if not await blocking.unblock(relay.store, me.handle, request.match_info["handle"]):
+        raise NotFound("you do not block that account", code=ErrorCode.ACCOUNT_NOT_FOUND)
+    relay.logger.info("account_unblocked", extra={"fields": {}})
+    return web.Response(status=204, headers=NO_STORE)
 
 
 async def get_transfer(request: web.Request) -> web.Response:

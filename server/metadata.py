@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealdrop.crypto.protocol import ErrorCode
 
-from .db import accounts, chunks, invites, make_engine, nonces, recipients, transfers
+from .db import accounts, blocks, chunks, invites, make_engine, nonces, recipients, transfers
 from .errors import ConfigError, Conflict, InvalidInput, NotPermitted, QuotaExceeded
 
 UPLOADING = "uploading"
@@ -55,6 +55,7 @@ class RecipientStatus:
     handle: str
     downloaded_at: int | None
     verified_at: int | None
+    dismissed_at: int | None = None  # the recipient refused or dismissed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +350,8 @@ class SqlMetadataStore:
             for r in rec:
                 m = r._mapping
                 by_id[m["transfer_id"]].append(
-                    RecipientStatus(m["recipient"], m["downloaded_at"], m["verified_at"])
+                    RecipientStatus(m["recipient"], m["downloaded_at"], m["verified_at"],
+                                    m["dismissed_at"])
                 )
         return [Transfer(**r._mapping, recipients=tuple(by_id[r._mapping["id"]])) for r in rows]
 
@@ -385,22 +387,150 @@ class SqlMetadataStore:
             ).all()
             return await self._load(conn, list(rows))
 
-    async def inbox(self, recipient: str, *, now: int, limit: int = 1000) -> list[Transfer]:
+    # -- inbox pages, dismissals and blocks -----------------------------------
+
+    def _inbox_filter(self, recipient: str) -> list[sa.ColumnElement[bool]]:
+        """What a recipient's inbox never shows: dismissed, blocked, disabled."""
+        return [
+            recipients.c.recipient == recipient,
+            recipients.c.dismissed_at.is_(None),
+            ~sa.exists().where(
+                blocks.c.blocker == recipient, blocks.c.blocked == transfers.c.sender
+            ),
+            ~sa.exists().where(
+                accounts.c.handle == transfers.c.sender, accounts.c.disabled == sa.true()
+            ),
+        ]
+
+    async def inbox_page(
+        self,
+        recipient: str,
+        *,
+        now: int,
+        limit: int,
+        after: tuple[int, str] | None = None,
+        senders: tuple[str, ...] = (),
+    ) -> tuple[list[Transfer], bool]:
+        """Up to ``limit`` complete, unexpired transfers for ``recipient`` after the
+        keyset position ``after`` (completed_at, id), in that order; and whether
+        more follow. ``senders``: only theirs (empty: everyone's)."""
+        where = [
+            *self._inbox_filter(recipient),
+            transfers.c.state == COMPLETE,
+            transfers.c.expires_at > now,
+        ]
+        if senders:
+            where.append(transfers.c.sender.in_(senders))
+        if after is not None:
+            at, tid = after
+            where.append(sa.or_(
+                transfers.c.completed_at > at,
+                sa.and_(transfers.c.completed_at == at, transfers.c.id > tid),
+            ))
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     sa.select(transfers)
                     .join(recipients, recipients.c.transfer_id == transfers.c.id)
-                    .where(
-                        recipients.c.recipient == recipient,
-                        transfers.c.state == COMPLETE,
-                        transfers.c.expires_at > now,
-                    )
+                    .where(*where)
                     .order_by(transfers.c.completed_at, transfers.c.id)
-                    .limit(limit)
+                    .limit(limit + 1)
                 )
             ).all()
-            return await self._load(conn, list(rows))
+            loaded = await self._load(conn, list(rows[:limit]))
+        return loaded, len(rows) > limit
+
+    async def hidden_from(self, recipient: str, sender: str) -> bool:
+        """Whether ``recipient`` blocked ``sender`` or the operator disabled ``sender``."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(
+                        sa.exists().where(blocks.c.blocker == recipient, blocks.c.blocked == sender)
+                        | sa.exists().where(
+                            accounts.c.handle == sender, accounts.c.disabled == sa.true()
+                        )
+                    )
+                )
+            ).scalar_one()
+        return bool(row)
+
+    async def dismiss(self, transfer_id: str, recipient: str, *, now: int) -> bool:
+        """Record that ``recipient`` dismissed the transfer (the first time counts)."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(recipients)
+                .where(
+                    recipients.c.transfer_id == transfer_id, recipients.c.recipient == recipient
+                )
+                .values(dismissed_at=sa.func.coalesce(recipients.c.dismissed_at, now))
+            )
+        return res.rowcount == 1
+
+    async def dismissed_by_all(self) -> list[str]:
+        """Ids of transfers every recipient dismissed: nobody wants their blob."""
+        undismissed = sa.exists().where(
+            recipients.c.transfer_id == transfers.c.id, recipients.c.dismissed_at.is_(None)
+        )
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(transfers.c.id).where(
+                        transfers.c.state == COMPLETE, ~undismissed
+                    )
+                )
+            ).scalars().all()
+        return list(rows)
+
+    async def block(self, blocker: str, blocked: str, *, now: int) -> bool:
+        """``blocker`` refuses ``blocked`` from now on; False if it already did."""
+        try:
+            async with self.engine.begin() as conn:
+                if (
+                    await conn.execute(
+                        sa.select(blocks.c.blocker).where(
+                            blocks.c.blocker == blocker, blocks.c.blocked == blocked
+                        )
+                    )
+                ).first() is not None:
+                    return False
+                await conn.execute(
+                    sa.insert(blocks).values(blocker=blocker, blocked=blocked, created_at=now)
+                )
+        except sa.exc.IntegrityError:
+            return False  # a concurrent block of the same pair won
+        return True
+
+    async def unblock(self, blocker: str, blocked: str) -> bool:
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                sa.delete(blocks).where(blocks.c.blocker == blocker, blocks.c.blocked == blocked)
+            )
+        return res.rowcount == 1
+
+    async def blocks_of(self, blocker: str) -> list[tuple[str, int]]:
+        """(blocked handle, since) for every account ``blocker`` blocks, by handle."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(blocks.c.blocked, blocks.c.created_at)
+                    .where(blocks.c.blocker == blocker)
+                    .order_by(blocks.c.blocked)
+                )
+            ).all()
+        return [(str(h), int(at)) for h, at in rows]
+
+    async def blockers_among(self, sender: str, to: list[str]) -> list[str]:
+        """Those of ``to`` who block ``sender``, by handle."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(blocks.c.blocker)
+                    .where(blocks.c.blocked == sender, blocks.c.blocker.in_(to))
+                    .order_by(blocks.c.blocker)
+                )
+            ).scalars().all()
+        return [str(h) for h in rows]
 
     async def all_transfers(self) -> list[Transfer]:
         async with self.engine.connect() as conn:

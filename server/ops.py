@@ -83,7 +83,8 @@ async def gc(
     now: int,
     locks: TransferLocks | None = None,
 ) -> GcReport:
-    """Delete expired transfers, abandoned uploads, orphan blobs and old nonces.
+    """Delete expired transfers, abandoned uploads, those every recipient
+    dismissed, orphan blobs and old nonces.
 
     ``locks`` is the serving relay's lock table (the operator command has
     none): the entry of every transfer deleted here is dropped from it, so the
@@ -93,7 +94,10 @@ async def gc(
     partial blob, which the next gc removes."""
     report = GcReport()
     listed = await blobs.list()
-    for tid in await store.expired(now=now, abandoned_before=now - cfg.abandoned_upload_seconds):
+    # Expired, abandoned, and dismissed by every recipient (nobody wants the blob).
+    doomed = await store.expired(now=now, abandoned_before=now - cfg.abandoned_upload_seconds)
+    doomed += [t for t in await store.dismissed_by_all() if t not in doomed]
+    for tid in doomed:
         await _delete(store, blobs, tid)
         if locks is not None:
             locks.drop(tid)

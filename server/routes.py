@@ -30,5 +30,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/transfers/{id}/data", h.get_data, allow_head=False)
     r.add_post("/v1/transfers/{id}/complete", h.complete_transfer)
     r.add_post("/v1/transfers/{id}/ack", h.ack)
+    r.add_post("/v1/transfers/{id}/dismiss", h.dismiss)
 
     r.add_get("/v1/inbox", h.inbox, allow_head=False)
+
+    r.add_get("/v1/blocks", h.list_blocks, allow_head=False)
+    r.add_put("/v1/blocks/{handle}", h.put_block)
+    r.add_delete("/v1/blocks/{handle}", h.delete_block)

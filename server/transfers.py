@@ -1,4 +1,4 @@
-"""Transfers: create, resumable chunked upload, finalise, inbox, download, ack, delete.
+"""Transfers: create, resumable chunked upload, finalise, download, ack, dismiss, delete.
 
 The upload state machine (docs/protocol.md has the diagram)::
 
@@ -16,6 +16,8 @@ always resume from HEAD. ``complete`` fsyncs the blob before the transfer
 becomes visible, so what the relay calls complete is durable. A transfer is
 visible to its recipients only once complete, and only to its sender and
 recipients at all: everyone else gets ``NotFound``, exactly as for an unknown id.
+A recipient who dismissed a transfer, blocked its sender, or whose sender the
+operator disabled, no longer sees it either (``server.inbox``, ``server.blocking``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    NotPermitted,
     OffsetMismatch,
     StoreUnavailable,
     TooLarge,
@@ -66,12 +69,14 @@ def to_json(t: Transfer, viewer: str) -> dict[str, Any]:
     if viewer == t.sender:
         out["committed"] = t.committed
         out["recipients"] = [
-            {"handle": r.handle, "downloaded_at": r.downloaded_at, "verified_at": r.verified_at}
+            {"handle": r.handle, "downloaded_at": r.downloaded_at, "verified_at": r.verified_at,
+             "dismissed_at": r.dismissed_at}
             for r in t.recipients
         ]
     mine = t.recipient(viewer)
     if mine is not None:
-        out["delivery"] = {"downloaded_at": mine.downloaded_at, "verified_at": mine.verified_at}
+        out["delivery"] = {"downloaded_at": mine.downloaded_at, "verified_at": mine.verified_at,
+                           "dismissed_at": mine.dismissed_at}
     return out
 
 
@@ -110,6 +115,13 @@ async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfe
             f"field expires_in must be between 60 and {cfg.max_expiry_seconds} seconds",
             code=ErrorCode.BAD_EXPIRY,
         )
+    blockers = await relay.store.blockers_among(sender.handle, list(to))
+    if blockers:
+        raise NotPermitted(
+            f"recipient {blockers[0]} does not accept transfers from this account; "
+            "ask them by other means",
+            code=ErrorCode.BLOCKED_BY_RECIPIENT,
+        )
     now = relay.now()
     tid = new_transfer_id()
     await relay.store.create_transfer(
@@ -128,8 +140,19 @@ async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfe
     return t
 
 
-async def visible(relay: Relay, who: Account, transfer_id: str, *, sender_only: bool) -> Transfer:
-    """The transfer if ``who`` may see it; otherwise ``NotFound`` exactly as if unknown."""
+async def visible(
+    relay: Relay,
+    who: Account,
+    transfer_id: str,
+    *,
+    sender_only: bool,
+    dismissed_too: bool = False,
+) -> Transfer:
+    """The transfer if ``who`` may see it; otherwise ``NotFound`` exactly as if unknown.
+
+    A recipient sees a complete transfer unless they dismissed it (``dismissed_too``
+    lets ``dismiss`` be repeated), blocked its sender, or its sender is disabled.
+    """
     try:
         check_key(transfer_id)
     except InvalidInput:
@@ -138,7 +161,14 @@ async def visible(relay: Relay, who: Account, transfer_id: str, *, sender_only: 
     if t is not None and t.expires_at > relay.now():
         if t.sender == who.handle:
             return t
-        if not sender_only and t.state == COMPLETE and t.recipient(who.handle) is not None:
+        mine = t.recipient(who.handle)
+        if (
+            not sender_only
+            and t.state == COMPLETE
+            and mine is not None
+            and (dismissed_too or mine.dismissed_at is None)
+            and not await relay.store.hidden_from(who.handle, t.sender)
+        ):
             return t
     raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
 
@@ -267,6 +297,14 @@ async def ack(relay: Relay, who: Account, t: Transfer, body: dict[str, Any]) -> 
     if fresh is None:
         raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     return fresh
+
+
+async def dismiss(relay: Relay, who: Account, t: Transfer) -> None:
+    """``who`` refuses or dismisses ``t``: it leaves their inbox for good, the sender
+    sees when, and once every recipient dismissed it gc deletes it (``ops.gc``)."""
+    if t.recipient(who.handle) is None:
+        raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
+    await relay.store.dismiss(t.id, who.handle, now=relay.now())
 
 
 async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:

@@ -1,4 +1,5 @@
-"""``sealdrop inbox``, ``sealdrop receive`` and ``sealdrop watch``: what waits, and taking it."""
+"""``sealdrop inbox``, ``receive``, ``watch``, ``dismiss``, ``block`` and ``unblock``:
+what waits, taking it, and refusing it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import datetime
 from pathlib import Path
 
 import click
+
+from sealdrop.crypto.bundle import HANDLE_RE
+from sealdrop.crypto.protocol import is_transfer_id
 
 from .. import progress as prog
 from ..errors import ClientError
@@ -78,12 +82,21 @@ def _say_received(r: ReceiveResult) -> None:
 @passphrase_file_option
 @json_option
 def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
-    """What is waiting for you on the relay (sender as the relay claims it)."""
+    """What is waiting for you on the relay (sender as the relay claims it).
+
+    Transfers from your verified contacts come first, however many others wait.
+    """
     with open_session(resolve_home(home), passphrase_file) as session:
         flush_acks(session)
-        items = list_inbox(session)
+        listed = list_inbox(session)
+    items = listed.items
+    if listed.truncated:
+        click.echo(f"sealdrop: warning: the inbox holds more than {len(items)} transfers; "
+                   "only these were read", err=True)
+        click.echo("sealdrop: hint: a flood? `sealdrop block HANDLE` refuses an account, "
+                   "`sealdrop dismiss ID` removes a transfer", err=True)
     if as_json:
-        emit_json({"transfers": items})
+        emit_json({"transfers": items, "truncated": listed.truncated})
         return
     if not items:
         click.echo("inbox empty")
@@ -216,3 +229,88 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
               allow_unverified=allow_unverified, on_received=on_received,
               on_refused=on_refused, on_offline=on_offline, keep_refused=keep_refused,
               max_unverified_size=max_unverified_size, staging=staging)
+
+
+@click.command("dismiss", epilog=examples(
+    f"sealdrop dismiss {EXAMPLE_RELAY_ID}",
+    "",
+    "The sender sees that you dismissed it. To refuse everything from someone: "
+    "sealdrop block HANDLE",
+))
+@click.argument("relay_ids", metavar="IDS...", nargs=-1, required=True)
+@home_option
+@passphrase_file_option
+@json_option
+def dismiss_cmd(relay_ids: tuple[str, ...], home: Path | None, passphrase_file: Path | None,
+                as_json: bool) -> None:
+    """Refuse or dismiss transfers: they leave your inbox on the relay for good."""
+    for rid in relay_ids:
+        if not is_transfer_id(rid):
+            raise click.BadParameter(f"{rid[:40]!r} is not a transfer id (32 hex digits, as "
+                                     "`sealdrop inbox` lists them)", param_hint="IDS")
+    with open_session(resolve_home(home), passphrase_file) as session:
+        for rid in relay_ids:
+            session.relay.dismiss(rid)
+            if not as_json:
+                click.echo(f"dismissed {rid}")
+    if as_json:
+        emit_json({"dismissed": list(relay_ids)})
+
+
+def _handles(handles: tuple[str, ...]) -> None:
+    for h in handles:
+        if not HANDLE_RE.fullmatch(h):
+            raise click.BadParameter(f"{h[:70]!r} is not a handle", param_hint="HANDLE")
+
+
+@click.command("block", epilog=examples(
+    "sealdrop block spam-account",
+    "sealdrop block            # list the accounts you block",
+))
+@click.argument("handles", metavar="[HANDLE]...", nargs=-1)
+@home_option
+@passphrase_file_option
+@json_option
+def block_cmd(handles: tuple[str, ...], home: Path | None, passphrase_file: Path | None,
+              as_json: bool) -> None:
+    """Refuse an account's transfers on the relay (no HANDLE: list whom you block)."""
+    _handles(handles)
+    with open_session(resolve_home(home), passphrase_file) as session:
+        if not handles:
+            rows = session.relay.blocks()
+            if as_json:
+                emit_json({"blocks": rows})
+            elif not rows:
+                click.echo("you block no one")
+            for b in rows if not as_json else []:
+                # The relay's text, shown only if it is a handle (no terminal escapes).
+                h = str(b.get("handle"))
+                since = b.get("since")
+                click.echo(f"{h if HANDLE_RE.fullmatch(h) else '?'}  since "
+                           f"{when(since if isinstance(since, int) else None)}")
+            return
+        for h in handles:
+            new = session.relay.block(h)
+            if not as_json:
+                click.echo(f"blocked {h}: its transfers leave your inbox and new ones are "
+                           "refused" if new else f"{h} was already blocked")
+    if as_json:
+        emit_json({"blocked": list(handles)})
+
+
+@click.command("unblock", epilog=examples("sealdrop unblock cabinet-martin"))
+@click.argument("handles", metavar="HANDLE...", nargs=-1, required=True)
+@home_option
+@passphrase_file_option
+@json_option
+def unblock_cmd(handles: tuple[str, ...], home: Path | None, passphrase_file: Path | None,
+                as_json: bool) -> None:
+    """Accept an account's transfers again (its unexpired ones reappear)."""
+    _handles(handles)
+    with open_session(resolve_home(home), passphrase_file) as session:
+        for h in handles:
+            session.relay.unblock(h)
+            if not as_json:
+                click.echo(f"unblocked {h}")
+    if as_json:
+        emit_json({"unblocked": list(handles)})

@@ -42,6 +42,15 @@ COMMANDS: dict[str, CommandSpec] = {
     "watch": CommandSpec(
         "receive", "watch_cmd",
         "Keep receiving into --into as transfers arrive (one JSON line each with --json)."),
+    "dismiss": CommandSpec(
+        "receive", "dismiss_cmd",
+        "Refuse or dismiss transfers: they leave your inbox on the relay for good."),
+    "block": CommandSpec(
+        "receive", "block_cmd",
+        "Refuse an account's transfers on the relay (no HANDLE: list whom you block)."),
+    "unblock": CommandSpec(
+        "receive", "unblock_cmd",
+        "Accept an account's transfers again (its unexpired ones reappear)."),
     "status": CommandSpec(
         "send", "status_cmd",
         "Your sent transfers: uploaded, downloaded and verified, per recipient."),

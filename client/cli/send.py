@@ -134,7 +134,9 @@ def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | 
         click.echo(f"{row['id']}  {row['state']:<11} {human_size(row['size'] or 0):>9}  "
                    f"sent {when(row['created_at'])}")
         for r in row["recipients"]:
+            # Verified wins: a lab may dismiss what it already received, to tidy up.
             state = ("opened and verified " + when(r["verified_at"]) if r["verified"] else
+                     "dismissed " + when(r["dismissed_at"]) if r["dismissed"] else
                      "downloaded " + when(r["downloaded_at"]) if r["downloaded"] else
                      "waiting" if r["uploaded"] else "not yet uploaded")
             click.echo(f"    {r['handle']:<24} {state}")

@@ -7,12 +7,23 @@ is "received" if this profile's receipts hold it or the relay recorded it
 verified (by another device of the same account, or an ack not yet flushed).
 A transfer refused here is "refused" (``refused``), and ``pending`` leaves it
 out unless it was refused for its sender and that sender is now verified.
+
+Verified senders first, and a flood cannot push them out (docs/protocol.md,
+"Inbox"): the relay does not know whom we verified, so we first ask it for the
+transfers of our verified contacts only (``sender=``, a few handles a
+request), then walk the whole inbox for the rest, skipping what we have. The
+first walk is as short as our verified contacts' transfers, however many junk
+transfers one account sent; the second is bounded (``MAX_ITEMS``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+from sealdrop.crypto.protocol import INBOX_MAX_PAGE, INBOX_MAX_SENDERS
+
+from ..profile.contacts import ContactState
 from ..profile.session import Session
 from .refused import Reason, RefusedStore
 
@@ -24,16 +35,71 @@ def _retry(session: Session, entry: dict[str, Any]) -> bool:
     contact = session.contacts.get(str(entry.get("sender", "")))
     return contact is not None and contact.verified
 
+# How many transfers one listing reads at most. Beyond it is a flood: the
+# listing says so, and dismissing or blocking is the way out.
+MAX_ITEMS = 100_000
+_RANK = {ContactState.VERIFIED.value: 0, ContactState.UNVERIFIED.value: 1, "unknown": 2}
 
-def list_inbox(session: Session) -> list[dict[str, Any]]:
+
+@dataclass(slots=True)
+class Inbox:
+    """The transfers waiting, verified senders first; ``truncated`` if the walk
+    stopped at ``MAX_ITEMS`` (more are waiting than were read)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False
+
+
+def _states(session: Session) -> dict[str, str]:
+    """Handle → pinned state, read once (each read of the store checks every bundle)."""
+    return {c.handle: c.state.value for c in session.contacts.list()}
+
+
+def walk(session: Session, *, max_items: int = MAX_ITEMS,
+         states: dict[str, str] | None = None) -> Inbox:
+    """Every transfer the relay lists for us: verified contacts' first, then the rest.
+
+    Within each group, the relay's order (oldest first). The relay's sender
+    claim is filtered on again here: a relay that ignored ``sender=`` must not
+    lift a stranger's transfer into the first group.
+    """
+    states = _states(session) if states is None else states
+    verified = sorted(h for h, s in states.items() if s == ContactState.VERIFIED.value)
+    seen: set[str] = set()
+    out = Inbox()
+    for i in range(0, len(verified), INBOX_MAX_SENDERS):
+        group = tuple(verified[i:i + INBOX_MAX_SENDERS])
+        for t in session.relay.inbox(senders=group, max_items=max_items,
+                                     limit=INBOX_MAX_PAGE):
+            if t.get("sender") in group and t["id"] not in seen:
+                seen.add(t["id"])
+                out.items.append(t)
+    everything = session.relay.inbox(max_items=max_items, limit=INBOX_MAX_PAGE)
+    out.truncated = len(everything) >= max_items
+    rest = [t for t in everything if t["id"] not in seen]
+    for t in rest:
+        seen.add(t["id"])
+    # A stable sort: verified, then pinned but unverified, then unknown senders.
+    rest.sort(key=lambda t: _RANK[states.get(str(t.get("sender", "")), "unknown")])
+    out.items += rest
+    return out
+
+
+def _received(t: dict[str, Any], done: dict[str, Any]) -> bool:
+    delivery = t.get("delivery") or {}
+    return t["id"] in done or bool(delivery.get("verified_at"))
+
+
+def list_inbox(session: Session) -> Inbox:
     """One row per transfer on the relay for us, with its state here."""
     done = session.receipts.load()
     refused = RefusedStore(session.home).load()
-    out = []
-    for t in session.relay.inbox():
-        contact = session.contacts.get(str(t.get("sender", "")))
+    states = _states(session)
+    walked = walk(session, states=states)
+    rows = []
+    for t in walked.items:
         delivery = t.get("delivery") or {}
-        if t["id"] in done or delivery.get("verified_at"):
+        if _received(t, done):
             state = "received"
         elif t["id"] in refused:
             state = "refused"
@@ -41,28 +107,25 @@ def list_inbox(session: Session) -> list[dict[str, Any]]:
             state = "downloaded"
         else:
             state = "new"
-        out.append({
+        rows.append({
             "id": t["id"],
             "sender": t.get("sender"),
-            "sender_state": (contact.state.value if contact is not None else "unknown"),
+            "sender_state": states.get(str(t.get("sender", "")), "unknown"),
             "size": t.get("size"),
             "sent_at": t.get("completed_at") or t.get("created_at"),
             "expires_at": t.get("expires_at"),
             "state": state,
         })
-    return out
+    return Inbox(rows, walked.truncated)
 
 
 def pending(session: Session) -> list[dict[str, Any]]:
-    """Inbox entries not yet received by this profile, nor refused here for good."""
+    """Inbox entries not yet received by this profile nor refused here for good,
+    verified senders first."""
     done = session.receipts.load()
     refused = RefusedStore(session.home).load()
-    out = []
-    for t in session.relay.inbox():
-        delivery = t.get("delivery") or {}
-        if t["id"] in done or delivery.get("verified_at"):
-            continue
-        if t["id"] in refused and not _retry(session, refused[t["id"]]):
-            continue
-        out.append(t)
-    return out
+    return [
+        t for t in walk(session).items
+        if not _received(t, done)
+        and (t["id"] not in refused or _retry(session, refused[t["id"]]))
+    ]

@@ -1,6 +1,7 @@
 """``sealdrop watch``: receive transfers as they arrive, until stopped.
 
-A loop: flush pending acks, list the inbox, receive what is new, sleep. The
+A loop: flush pending acks, list the inbox (every page, verified contacts'
+transfers first: ``inbox.walk``), receive what is new, sleep. The
 relay being down, restarting or unreachable is not an error here: the loop
 backs off exponentially (``interval`` doubling up to ``max_backoff``) and
 carries on when the relay is back. No single transfer can stop the loop: a

@@ -2,7 +2,8 @@
 
 uploaded (the relay holds all of it), downloaded (the recipient fetched the
 ciphertext), verified (the recipient decrypted it, checked every hash and the
-signature, and placed the files). These are the relay's records, reported by
+signature, and placed the files), or dismissed (the recipient refused it, or
+removed it from their inbox). These are the relay's records, reported by
 the recipient's client: a relay could lie about them, never about contents.
 Unfinished (interrupted) sends kept in the local outbox are listed too.
 """
@@ -31,6 +32,9 @@ def _row(t: dict[str, Any]) -> dict[str, Any]:
                 "verified": r.get("verified_at") is not None,
                 "downloaded_at": r.get("downloaded_at"),
                 "verified_at": r.get("verified_at"),
+                # The recipient refused or dismissed it (docs/protocol.md, dismiss).
+                "dismissed": r.get("dismissed_at") is not None,
+                "dismissed_at": r.get("dismissed_at"),
             }
             for r in t.get("recipients", [])
         ],
