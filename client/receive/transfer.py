@@ -31,6 +31,7 @@ from sealdrop.crypto.errors import SealdropCryptoError
 from sealdrop.crypto.manifest import Manifest
 
 from ..errors import ContactError, NotAddressedError, ReceiveError, ReplayError
+from ..profile.filelock import StoreLockedError, lock_path, locked
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
 from .download import Progress, download
@@ -92,7 +93,34 @@ def receive_one(
     """Receive ``relay_id`` into ``into``: all of it, verified, or nothing.
 
     ``on_progress`` and ``pause_after_block``: see ``download.download``.
+    One process at a time per transfer (``watch`` and a ``receive`` by hand
+    would otherwise append to one spool file): the other is refused at once.
     """
+    spool = session.spool.path(relay_id)  # also checks the id
+    with contextlib.ExitStack() as hold:
+        try:
+            hold.enter_context(locked(spool, wait=False))
+        except StoreLockedError as exc:
+            raise ReceiveError(
+                f"transfer {relay_id} is being received by another sealdrop process on this "
+                "profile; skipped here",
+            ) from exc
+        try:
+            return _receive_one(session, relay_id, into, allow_unverified=allow_unverified,
+                                on_progress=on_progress, pause_after_block=pause_after_block)
+        finally:
+            lock_path(spool).unlink(missing_ok=True)  # still held: nobody waits on it
+
+
+def _receive_one(
+    session: Session,
+    relay_id: str,
+    into: Path,
+    *,
+    allow_unverified: bool,
+    on_progress: Progress | None,
+    pause_after_block: float,
+) -> ReceiveResult:
     into = Path(into)
     if not into.is_dir():
         raise ReceiveError(f"the destination {into} is not an existing folder",
