@@ -12,6 +12,7 @@ from ..profile.account import init_profile, whoami
 from ..profile.layout import resolve_home
 from ..secrets import read_passphrase
 from .options import (
+    EXAMPLE_INVITES,
     emit_json,
     examples,
     home_option,
@@ -28,13 +29,13 @@ _MAX_INVITE_BYTES = 4096
 
 @click.command("init", epilog=examples(
     "sealdrop init --relay https://relay.example.org --handle dr-martin --invite-file -",
-    "    (then paste the invite code, Enter, Ctrl-D)",
+    f"    (paste the invite code, e.g. {EXAMPLE_INVITES[0]}, Enter, then Ctrl-D)",
     "SEALDROP_HOME=/srv/lab sealdrop init --relay https://relay.example.org \\",
     "    --handle lab-dupont --invite-file /root/invite.txt \\",
     "    --passphrase-file /etc/sealdrop/pass",
     "",
-    "The invite works once. Given with --invite it is visible to other users of",
-    f"this computer while init runs (ps): prefer --invite-file or {INVITE_ENV}.",
+    "Each invite works once. Typed on the command line, a code is",
+    f"visible to other users of this computer (ps): use --invite-file or {INVITE_ENV}.",
 ))
 @click.option("--relay", required=True, envvar="SEALDROP_RELAY", metavar="URL",
               help="The relay's URL (pinned in the profile). Env SEALDROP_RELAY.")

@@ -22,8 +22,9 @@ import unicodedata
 # Categories a terminal acts on or that change how text around them reads:
 # Cc (C0 controls, DEL, C1 controls such as U+009B CSI), Cf (format: bidi
 # embeddings, overrides and isolates, zero-width joiners, BOM), Zl/Zp (line
-# and paragraph separators), Cs (lone surrogates: not even printable).
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# and paragraph separators), Cs (lone surrogates: not even printable), and
+# Co/Cn (private use, unassigned: no meaning a reader can check).
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 def _escape(ch: str) -> str:
