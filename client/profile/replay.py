@@ -41,7 +41,10 @@ class ReplayStore:
         accepted = obj.get("accepted") if isinstance(obj, dict) else None
         if not isinstance(accepted, dict):
             raise ClientError(f"the replay store {self.path} has an unknown format")
-        return {str(k): int(v) for k, v in accepted.items()}
+        try:
+            return {str(k): int(v) for k, v in accepted.items()}
+        except (ValueError, TypeError) as exc:
+            raise ClientError(f"the replay store {self.path} is damaged") from exc
 
     def seen(self, manifest_id: bytes) -> bool:
         return manifest_id.hex() in self._load()

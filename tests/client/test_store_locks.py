@@ -220,3 +220,11 @@ def test_one_send_is_uploaded_by_one_process_at_a_time(tmp_path: Path) -> None:
     assert outbox.chunk_hashes("t-send") == ["a" * 64, "b" * 64]
     outbox.remove("t-send")
     assert sorted(p.name for p in outbox.dir.iterdir()) == []
+
+
+def test_a_damaged_replay_store_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    from sealdrop.client.errors import ClientError
+
+    (tmp_path / "accepted.json").write_text('{"v": 1, "accepted": {"ab": "not a time"}}')
+    with pytest.raises(ClientError, match="is damaged"):
+        ReplayStore(tmp_path).record(b"\x01" * 16, NOW)
