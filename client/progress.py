@@ -1,7 +1,9 @@
 """A progress bar on stderr (bytes, rate, ETA), only when a person is watching.
 
 Off when stderr is not a terminal or when the output is JSON: services, scripts
-and logs get no control characters.
+and logs get no control characters. The label may carry a relay's transfer id:
+it passes the terminal gate (``cli.terminal``) and rich's markup escaping, so
+that neither an escape sequence nor ``[link=…]`` markup in it takes effect.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
+
+from .cli.terminal import for_terminal
 
 
 class Progress(Protocol):
@@ -48,6 +52,7 @@ def progress_bar(label: str, total: int, *, show: bool) -> Iterator[Progress]:
         yield _Silent()
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -63,5 +68,5 @@ def progress_bar(label: str, total: int, *, show: bool) -> Iterator[Progress]:
         console=Console(stderr=True), transient=True,
     )
     with bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(escape(for_terminal(label)), total=total)
         yield _Rich(bar, task)

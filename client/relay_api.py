@@ -18,15 +18,28 @@ caller already holds.
 
 Every ``relay_id`` here is the relay's id of a transfer (what its URLs name),
 never the manifest id signed inside the ciphertext.
+
+The relay may be hostile (docs/threat-model.md), so what it answers is bounded
+before it is believed: a JSON answer is read up to ``max_json`` bytes (1 MiB)
+and an error body up to 64 KiB, so no answer can exhaust memory; a control
+request has an overall deadline (``call_deadline``) and a download one that
+grows with its size (``download_grace`` + bytes / ``download_min_rate``), so a
+relay that sends headers and then nothing, or trickles a byte a minute, cannot
+hold ``receive`` or ``watch`` forever. Deadlines are enforced by a watchdog
+(``_Deadline``) that shuts the socket down, which a per-read socket timeout
+alone cannot do against a trickle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import os
 import re
+import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -45,6 +58,14 @@ DEFAULT_CHUNK = protocol.DEFAULT_CHUNK_SIZE
 IO_BLOCK = 1024 * 1024
 # What this client accepts as an inbox cursor: opaque, but short and URL-safe.
 _CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{1,96}")
+
+# Bounds on what a relay can make this client read or wait for (see the top).
+MAX_JSON_ANSWER = 1024 * 1024  # a control answer: an inbox page, a transfer, a bundle
+MAX_ERROR_BODY = 64 * 1024
+MAX_ERROR_TEXT = 300  # characters of the relay's error message shown to the user
+CALL_DEADLINE = 120.0  # seconds for one control request, answer included
+DOWNLOAD_GRACE = 300.0  # seconds a download may take beyond its size's share
+DOWNLOAD_MIN_RATE = 32 * 1024  # bytes per second a download is allowed to fall to
 
 
 class Sink(Protocol):
@@ -125,9 +146,12 @@ def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
     try:
         obj = json.loads(body)
         if isinstance(obj, dict):
-            code = str(obj.get("code", ""))
-            message = f"relay refused the request: {obj.get('error', message)}"
-    except ValueError:
+            code = str(obj.get("code", ""))[:64]
+            text = str(obj.get("error", message))
+            if len(text) > MAX_ERROR_TEXT:
+                text = text[:MAX_ERROR_TEXT] + "…"
+            message = f"relay refused the request: {text}"
+    except (ValueError, RecursionError):
         pass
     kw: dict[str, Any] = {"status": status, "code": code}
     if status == 409:
@@ -148,6 +172,68 @@ def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
     return RelayError(message, **kw)
 
 
+# -- deadlines ---------------------------------------------------------------
+
+
+def _seconds(x: float) -> str:
+    return f"{round(x)} s" if x >= 10 else f"{x:.1f} s"
+
+
+def _too_slow(deadline: _Deadline) -> RelayUnavailable:
+    return RelayUnavailable(
+        f"the relay did not answer within {_seconds(deadline.seconds)}",
+        hint="try again later; if it keeps happening, tell the relay's operator",
+    )
+
+
+class _Deadline:
+    """A watchdog for one request: at its end it shuts the connection's socket
+    down, so a read blocked on a silent or trickling relay returns at once.
+
+    Why not a socket timeout: that bounds each read, and a relay sending one
+    byte just before every timeout would never trip it. ``fired`` tells the
+    reader that the failure it sees is the deadline's doing.
+    """
+
+    def __init__(self, client: RelayClient, seconds: float) -> None:
+        self._client = client
+        self._start = time.monotonic()
+        self.seconds = seconds
+        self.fired = threading.Event()
+        self._lock = threading.Lock()
+        self._timer = self._arm(seconds)
+
+    def _arm(self, seconds: float) -> threading.Timer:
+        timer = threading.Timer(max(seconds, 0.0), self._fire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired.set()
+            conn = self._client._conn
+            sock = conn.sock if conn is not None else None
+            if sock is not None:
+                # The plain socket's shutdown, also for TLS: SSLSocket.shutdown
+                # would tear down TLS state under the reading thread's feet.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def extend(self, seconds: float) -> None:
+        """Move the end to ``seconds`` after the start (if it has not passed)."""
+        with self._lock:
+            if self.fired.is_set():
+                return
+            self._timer.cancel()
+            self.seconds = seconds
+            self._timer = self._arm(self._start + seconds - time.monotonic())
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._timer.cancel()
+
+
 # -- the client --------------------------------------------------------------
 
 
@@ -160,7 +246,15 @@ class RelayClient:
         signing_key: SigningKey,
         timeout: float = 60.0,
         clock: Callable[[], float] = time.time,
+        max_json: int = MAX_JSON_ANSWER,
+        call_deadline: float = CALL_DEADLINE,
+        download_grace: float = DOWNLOAD_GRACE,
+        download_min_rate: float = DOWNLOAD_MIN_RATE,
     ) -> None:
+        """``timeout``: seconds for each connect or read; ``max_json``: the
+        largest answer read as JSON; ``call_deadline``: seconds for a whole
+        control request; a download may take ``download_grace`` seconds plus
+        one second per ``download_min_rate`` bytes."""
         url = urllib.parse.urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise RelayError(f"relay URL must be http(s)://host[:port], not {base_url!r}")
@@ -172,6 +266,10 @@ class RelayClient:
         self._key = signing_key
         self._timeout = timeout
         self._clock = clock
+        self._max_json = max_json
+        self._call_deadline = call_deadline
+        self._download_grace = download_grace
+        self._download_min_rate = download_min_rate
         self._conn: http.client.HTTPConnection | None = None
 
     def __repr__(self) -> str:
@@ -181,7 +279,10 @@ class RelayClient:
         """Another client for the same relay and account, with its own connection
         (one per thread: a connection carries one request at a time)."""
         c = RelayClient("http://placeholder", handle=self.handle, signing_key=self._key,
-                        timeout=self._timeout, clock=self._clock)
+                        timeout=self._timeout, clock=self._clock, max_json=self._max_json,
+                        call_deadline=self._call_deadline,
+                        download_grace=self._download_grace,
+                        download_min_rate=self._download_min_rate)
         c._scheme, c._host, c._port, c._prefix = self._scheme, self._host, self._port, self._prefix
         return c
 
@@ -217,6 +318,7 @@ class RelayClient:
         headers: dict[str, str] | None = None,
         signed: bool = True,
         sign_as: tuple[str, SigningKey] | None = None,
+        deadline: _Deadline | None = None,
     ) -> http.client.HTTPResponse:
         full = self._prefix + path
         sha = body_sha256 or (hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256)
@@ -230,9 +332,15 @@ class RelayClient:
             conn = self._connection()
             try:
                 conn.request(method, full, body=body, headers=hdrs)
-                return conn.getresponse()
+                resp = conn.getresponse()
+                if deadline is not None and deadline.fired.is_set():
+                    # Cut mid-headers, http.client may take the cut for their end.
+                    raise TimeoutError("deadline")
+                return resp
             except (ConnectionError, http.client.HTTPException, TimeoutError, OSError) as exc:
                 self.close()
+                if deadline is not None and deadline.fired.is_set():
+                    raise _too_slow(deadline) from exc
                 # A kept-alive connection the server already closed fails on first
                 # use; retrying once on a fresh one is safe because it is re-signed.
                 if attempt == 2 or not isinstance(
@@ -244,21 +352,61 @@ class RelayClient:
                     hdrs.update(sign_headers(key, handle, method, full, sha, now=self._clock()))
         raise RelayUnavailable("cannot reach the relay")  # pragma: no cover
 
+    def _read_body(self, resp: http.client.HTTPResponse, limit: int,
+                   deadline: _Deadline | None = None) -> bytes | None:
+        """The whole body if it is at most ``limit`` bytes, else None (and the
+        connection is dropped, since the rest of the body is never read)."""
+        length = resp.getheader("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            self.close()
+            return None
+        try:
+            data = resp.read(limit + 1)
+        except (http.client.HTTPException, OSError) as exc:
+            self.close()
+            if deadline is not None and deadline.fired.is_set():
+                raise _too_slow(deadline) from exc
+            raise RelayUnavailable(f"the relay's answer was cut off: {exc}") from exc
+        if deadline is not None and deadline.fired.is_set():
+            self.close()
+            raise _too_slow(deadline)  # the cut may read as a short, whole body
+        if len(data) > limit:
+            self.close()
+            return None
+        return data
+
+    def _error(self, resp: http.client.HTTPResponse,
+               deadline: _Deadline | None = None) -> RelayError:
+        body = self._read_body(resp, MAX_ERROR_BODY, deadline)
+        return _error_from(resp.status, resp.headers, body or b"")
+
     def _call(self, method: str, path: str, obj: Any = None, **kw: Any) -> tuple[Any, Any]:
         body = None
         headers = kw.pop("headers", {})
         if obj is not None:
             body = json.dumps(obj, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
-        resp = self._send(method, path, body=body, headers=headers, **kw)
-        data = resp.read()
-        if resp.status >= 400:
-            raise _error_from(resp.status, resp.headers, data)
+        deadline = _Deadline(self, self._call_deadline)
+        try:
+            resp = self._send(method, path, body=body, headers=headers, deadline=deadline,
+                              **kw)
+            if resp.status >= 400:
+                raise self._error(resp, deadline)
+            data = self._read_body(resp, self._max_json, deadline)
+        finally:
+            deadline.cancel()
+        if deadline.fired.is_set():
+            self.close()  # cut after the last read: the next request needs a fresh socket
+        if data is None:
+            raise RelayProtocolError(
+                f"the relay's answer is larger than {self._max_json // 1024} KiB; refused",
+                hint="the relay is misconfigured or hostile; tell its operator",
+            )
         if not data:
             return None, resp.headers
         try:
             return json.loads(data), resp.headers
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RelayProtocolError("the relay answered with malformed JSON") from exc
 
     # -- accounts ------------------------------------------------------------
@@ -300,7 +448,7 @@ class RelayClient:
 
     def upload_offset(self, relay_id: str) -> int:
         resp = self._send("HEAD", f"/v1/transfers/{relay_id}/data")
-        resp.read()
+        resp.read()  # a HEAD answer has no body: nothing is read
         if resp.status >= 400:
             raise _error_from(resp.status, resp.headers, b"")
         value = resp.headers.get(protocol.H_UPLOAD_OFFSET, "")
@@ -327,10 +475,15 @@ class RelayClient:
                 protocol.H_CHUNK_SHA256: sha,
             },
         )
-        payload = resp.read()
         if resp.status >= 400:
-            raise _error_from(resp.status, resp.headers, payload)
-        return int(resp.headers.get(protocol.H_UPLOAD_OFFSET, offset + len(data)))
+            raise self._error(resp)
+        self._read_body(resp, MAX_ERROR_BODY)  # the answer's body is not used
+        value = resp.headers.get(protocol.H_UPLOAD_OFFSET)
+        if value is None:
+            return offset + len(data)
+        if not (value.isascii() and value.isdigit()):
+            raise RelayProtocolError("the relay answered a malformed upload offset")
+        return int(value)
 
     def complete(self, relay_id: str) -> dict[str, Any]:
         obj, _ = self._call("POST", f"/v1/transfers/{relay_id}/complete", {})
@@ -435,47 +588,74 @@ class RelayClient:
         *,
         offset: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        deadline: float | None = None,
     ) -> int:
         """Append the blob from ``offset`` on to ``dst``; returns the blob size.
 
         To resume, pass the number of bytes already written. The relay's
         SHA-256 of the blob is not trusted for anything: the age payload
         authenticates itself when decrypted.
+
+        ``deadline``: seconds for the whole download; by default
+        ``download_grace`` plus one second per ``download_min_rate`` bytes
+        still to come. Past it the download stops with RelayUnavailable; what
+        arrived stays in ``dst``, so running it again resumes.
         """
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        resp = self._send("GET", f"/v1/transfers/{relay_id}/data", headers=headers)
-        if resp.status >= 400:
-            raise _error_from(resp.status, resp.headers, resp.read())
-        if offset and resp.status != 206:
-            resp.read()
-            raise RelayProtocolError("the relay ignored the Range of a resumed download")
-        total_text = (resp.headers.get("Content-Range", "").rpartition("/")[2]
-                      if offset else resp.headers.get("Content-Length", ""))
-        if not total_text.isdigit():
-            resp.read()
-            raise RelayProtocolError("the relay did not say the blob size")
-        total = int(total_text)
+        watchdog = _Deadline(self, self._download_grace if deadline is None else deadline)
         done = offset
-        while True:
-            try:
-                block = resp.read(IO_BLOCK)
-            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+        total: int | None = None
+        try:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            resp = self._send("GET", f"/v1/transfers/{relay_id}/data", headers=headers,
+                              deadline=watchdog)
+            if resp.status >= 400:
+                raise self._error(resp, watchdog)
+            if offset and resp.status != 206:
                 self.close()
-                raise RelayUnavailable(
-                    f"download interrupted after {done} of {total} bytes; run it again to resume"
-                ) from exc
-            if not block:
-                break
-            dst.write(block)
-            done += len(block)
-            if progress is not None:
-                progress(done, total)
-        if done != total:
+                raise RelayProtocolError("the relay ignored the Range of a resumed download")
+            total_text = (resp.headers.get("Content-Range", "").rpartition("/")[2]
+                          if offset else resp.headers.get("Content-Length", ""))
+            if not (total_text.isascii() and total_text.isdigit()):
+                self.close()
+                raise RelayProtocolError("the relay did not say the blob size")
+            total = int(total_text)
+            if deadline is None:  # now that the size is known, allow for it
+                watchdog.extend(self._download_grace
+                                + max(total - offset, 0) / self._download_min_rate)
+            while True:
+                try:
+                    block = resp.read(IO_BLOCK)
+                except (http.client.HTTPException, OSError) as exc:
+                    self.close()
+                    raise self._interrupted(done, total, watchdog) from exc
+                if not block:
+                    break
+                dst.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
+        except RelayUnavailable as exc:
+            if watchdog.fired.is_set() and total is None:
+                raise self._interrupted(done, total, watchdog) from exc
+            raise
+        finally:
+            watchdog.cancel()
+        if done != total or watchdog.fired.is_set():
             self.close()
-            raise RelayUnavailable(
-                f"download interrupted after {done} of {total} bytes; run it again to resume"
-            )
+            if done != total:
+                raise self._interrupted(done, total, watchdog)
         return total
+
+    @staticmethod
+    def _interrupted(done: int, total: int | None, watchdog: _Deadline) -> RelayUnavailable:
+        got = f"{done} of {total} bytes" if total is not None else f"{done} bytes"
+        if watchdog.fired.is_set():
+            return RelayUnavailable(
+                f"download stalled: {got} after {_seconds(watchdog.seconds)}; "
+                "run it again to resume",
+                hint="the relay or the network is too slow; what arrived is kept",
+            )
+        return RelayUnavailable(f"download interrupted after {got}; run it again to resume")
 
     def ack(self, relay_id: str, status: str) -> dict[str, Any]:
         """Tell the sender: ``downloaded`` or ``verified`` (decrypted and checked)."""

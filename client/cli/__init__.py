@@ -17,6 +17,7 @@ from sealdrop.crypto.errors import SealdropCryptoError
 
 from ..errors import ClientError
 from .registry import COMMANDS
+from .terminal import for_terminal
 
 
 class _LazyGroup(click.Group):
@@ -58,9 +59,10 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (ClientError, SealdropCryptoError) as exc:
-        click.echo(f"sealdrop: error: {exc}", err=True)
+        # Messages carry names, ids and relay error text: made terminal-safe.
+        click.echo(f"sealdrop: error: {for_terminal(str(exc))}", err=True)
         if getattr(exc, "hint", None):
-            click.echo(f"sealdrop: hint: {exc.hint}", err=True)
+            click.echo(f"sealdrop: hint: {for_terminal(exc.hint)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("sealdrop: interrupted", err=True)

@@ -6,6 +6,7 @@ import re
 import time
 
 from ..errors import ClientError
+from .terminal import for_terminal
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -34,3 +35,17 @@ def human_size(n: int) -> str:
             return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{n} B"  # pragma: no cover
+
+
+def claimed_size(n: object) -> str:
+    """A size the relay reports, right-aligned; shown terminal-safe if not a number."""
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+        return f"{human_size(n):>9}"
+    return f"{for_terminal(n):>9}"
+
+
+def claimed_time(ts: object) -> str:
+    """A time the relay reports; shown terminal-safe if not a number."""
+    if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < 1 << 40:
+        return when(ts)
+    return for_terminal(ts)

@@ -8,7 +8,6 @@ top-level ``sealdrop --help`` does not need to.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from ..profile.layout import DEFAULT_HOME, HOME_ENV
+from .terminal import json_for_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +46,8 @@ json_output_option = json_flag("Machine-readable output.")
 
 
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, sort_keys=True, ensure_ascii=False))
+    # Terminal-safe: notes, names and ids inside come from senders and the relay.
+    click.echo(json_for_terminal(obj))
 
 
 # Ids as the examples show them: relay ids and invite codes are both 32

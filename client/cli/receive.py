@@ -25,7 +25,7 @@ from ..receive.transfer import (
     receive_one,
 )
 from ..receive.watch import watch
-from .format import human_size, when
+from .format import claimed_size, claimed_time, human_size
 from .options import (
     EXAMPLE_RELAY_ID,
     binary_size,
@@ -36,6 +36,8 @@ from .options import (
     json_option,
     passphrase_file_option,
 )
+from .terminal import for_terminal as safe
+from .terminal import lines_for_terminal
 
 into_option = click.option(
     "--into", required=True, envvar="SEALDROP_INTO",
@@ -68,13 +70,18 @@ def _receive_options(f: click.decorators.FC) -> click.decorators.FC:
 
 def _say_received(r: ReceiveResult) -> None:
     who = "verified" if r.sender_verified else "NOT VERIFIED (accepted with --allow-unverified)"
-    click.echo(f"Received {r.relay_id} from {r.sender} — safety number {who}")
+    # Ids, handles, file names and the note come from the sender or the relay:
+    # each passes the terminal gate (terminal.py) before it is printed.
+    click.echo(f"Received {safe(r.relay_id)} from {safe(r.sender)} — safety number {who}")
     click.echo(f"  signed by {r.safety_number}; every file's SHA-256 and the signature "
                "verified")
     for f, p in zip(r.manifest.files, r.files, strict=True):
-        click.echo(f"  {human_size(f.size):>9}  {p}")
+        click.echo(f"  {human_size(f.size):>9}  {safe(p)}")
     if r.manifest.note:
-        click.echo(f"  note: {r.manifest.note}")
+        first, *more = lines_for_terminal(r.manifest.note)
+        click.echo(f"  note: {first}")
+        for line in more:  # indented, so no line of a note passes for one of ours
+            click.echo(f"      | {line}")
 
 
 @click.command("inbox", epilog=examples("sealdrop inbox", "sealdrop inbox --json"))
@@ -101,8 +108,9 @@ def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool) ->
     if not items:
         click.echo("inbox empty")
     for t in items:
-        click.echo(f"{t['id']}  {t['state']:<10} from {t['sender']} ({t['sender_state']})  "
-                   f"{human_size(t['size'] or 0):>9}  {when(t['sent_at'])}")
+        click.echo(f"{safe(t['id'])}  {t['state']:<10} from {safe(t['sender'])} "
+                   f"({t['sender_state']})  {claimed_size(t['size'])}  "
+                   f"{claimed_time(t['sent_at'])}")
 
 
 def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unverified: bool,
@@ -131,9 +139,9 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
                 _say_received(r)
         except ClientError as exc:
             failed.append({"transfer_id": rid, "error": str(exc)})
-            click.echo(f"sealdrop: error: {exc}", err=True)
+            click.echo(f"sealdrop: error: {safe(str(exc))}", err=True)
             if exc.hint:
-                click.echo(f"sealdrop: hint: {exc.hint}", err=True)
+                click.echo(f"sealdrop: hint: {safe(exc.hint)}", err=True)
     if as_json:
         emit_json({"received": [r.to_json() for r in results], "failed": failed})
     elif not relay_ids:
@@ -215,10 +223,10 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
         if as_json:
             emit_json({"event": "refused", "transfer_id": relay_id, "error": str(exc)})
         else:
-            click.echo(f"{stamp()} sealdrop: error: {exc}", err=True)
+            click.echo(f"{stamp()} sealdrop: error: {safe(str(exc))}", err=True)
 
     def on_offline(msg: str, delay: float) -> None:
-        click.echo(f"{stamp()} sealdrop: relay unreachable ({msg}); retrying in "
+        click.echo(f"{stamp()} sealdrop: relay unreachable ({safe(msg)}); retrying in "
                    f"{delay:.0f} s", err=True)
 
     with open_session(resolve_home(home), passphrase_file) as session:
@@ -287,7 +295,7 @@ def block_cmd(handles: tuple[str, ...], home: Path | None, passphrase_file: Path
                 h = str(b.get("handle"))
                 since = b.get("since")
                 click.echo(f"{h if HANDLE_RE.fullmatch(h) else '?'}  since "
-                           f"{when(since if isinstance(since, int) else None)}")
+                           f"{claimed_time(since)}")
             return
         for h in handles:
             new = session.relay.block(h)

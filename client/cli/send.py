@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from sealdrop.crypto.manifest import MAX_NOTE_CHARS
 from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
 from .. import progress as prog
@@ -16,7 +17,7 @@ from ..profile.session import open_session
 from ..send.flow import send
 from ..send.status import transfer_status
 from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
-from .format import human_size, parse_duration, when
+from .format import claimed_size, claimed_time, human_size, parse_duration
 from .options import (
     EXAMPLE_RELAY_ID,
     binary_size,
@@ -27,21 +28,29 @@ from .options import (
     json_option,
     passphrase_file_option,
 )
+from .terminal import for_terminal as safe
+from .textin import pick, read_text_file
+
+NOTE_ENV = "SEALDROP_NOTE"
+NOTE_FILE_ENV = "SEALDROP_NOTE_FILE"
 
 
-def _read_note(note: str | None, note_file: Path | None) -> str:
-    if note is not None and note_file is not None:
-        raise click.UsageError("give --note or --note-file, not both")
+def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> str:
+    """The note from --note-file (``-``: stdin), $SEALDROP_NOTE or --note (textin.py)."""
+    note, note_file = pick(ctx, "note", "note_file", note, note_file)
     if note_file is not None:
-        try:
-            return note_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ClientError(f"cannot read the note file {note_file} (UTF-8 text)") from exc
-    return note or ""
+        # 4 bytes per character is UTF-8's worst case; the count is checked below.
+        note = read_text_file(note_file, what="note", max_bytes=4 * MAX_NOTE_CHARS)
+    note = note or ""
+    if len(note) > MAX_NOTE_CHARS:
+        raise ClientError(f"the note is too long ({len(note)} characters; at most "
+                          f"{MAX_NOTE_CHARS})", hint="send a longer text as a file")
+    return note
 
 
 @click.command("send", epilog=examples(
-    "sealdrop send ./Cas-Dupont/ --to lab-dupont --note 'Couronne 36, teinte A2'",
+    "sealdrop send ./Cas-Dupont/ --to lab-dupont --note-file note.txt",
+    "echo 'Couronne 36, teinte A2' | sealdrop send ./Cas-Dupont/ --to lab-dupont --note-file -",
     "sealdrop send CBCT/ scan.stl prescription.pdf --to lab-dupont --to radiologue-b",
     "sealdrop send case/ --to lab-dupont --expires 3d --json",
     "sealdrop send case/ --to lab-dupont --chunk-size 4MiB   (a relay with small chunks)",
@@ -52,9 +61,14 @@ def _read_note(note: str | None, note_file: Path | None) -> str:
                 type=click.Path(exists=False, path_type=Path))
 @click.option("--to", "to", multiple=True, required=True, metavar="HANDLE",
               help="A recipient (repeat for several: one transfer, one upload).")
-@click.option("--note", help="A short note for the recipients (encrypted).")
-@click.option("--note-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Read the note from this UTF-8 file.")
+@click.option("--note", envvar=NOTE_ENV,
+              help=f"A short note for the recipients (encrypted). Env {NOTE_ENV}. On the "
+              "command line it is visible to other users of this computer (ps): prefer "
+              "--note-file or the variable.")
+@click.option("--note-file", envvar=NOTE_FILE_ENV, metavar="FILE",
+              type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help=f"Read the note from this UTF-8 file; - reads standard input. "
+              f"Env {NOTE_FILE_ENV}.")
 @click.option("--expires", default="30d", show_default=True, metavar="DURATION",
               help="Delete from the relay after this long (e.g. 7d, 12h).")
 @click.option("--allow-unverified", is_flag=True,
@@ -74,12 +88,13 @@ def _read_note(note: str | None, note_file: Path | None) -> str:
 @home_option
 @passphrase_file_option
 @json_option
-def send_cmd(paths: tuple[Path, ...], to: tuple[str, ...], note: str | None,
+@click.pass_context
+def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], note: str | None,
              note_file: Path | None, expires: str, allow_unverified: bool, restart: bool,
              chunk_size: int, retry_for: float, home: Path | None,
              passphrase_file: Path | None, as_json: bool) -> None:
     """Encrypt files and folders for one or more contacts and upload them."""
-    text = _read_note(note, note_file)
+    text = _read_note(ctx, note, note_file)
     expires_in = parse_duration(expires)
     show = prog.enabled(as_json)
     with open_session(resolve_home(home), passphrase_file) as session, \
@@ -131,12 +146,13 @@ def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | 
     if not rows:
         click.echo("nothing sent")
     for row in rows:
-        click.echo(f"{row['id']}  {row['state']:<11} {human_size(row['size'] or 0):>9}  "
-                   f"sent {when(row['created_at'])}")
+        # Ids, handles, sizes and times here are the relay's word: shown terminal-safe.
+        click.echo(f"{safe(row['id'])}  {row['state']:<11} {claimed_size(row['size'])}  "
+                   f"sent {claimed_time(row['created_at'])}")
         for r in row["recipients"]:
             # Verified wins: a lab may dismiss what it already received, to tidy up.
-            state = ("opened and verified " + when(r["verified_at"]) if r["verified"] else
-                     "dismissed " + when(r["dismissed_at"]) if r["dismissed"] else
-                     "downloaded " + when(r["downloaded_at"]) if r["downloaded"] else
+            state = ("opened and verified " + claimed_time(r["verified_at"]) if r["verified"] else
+                     "dismissed " + claimed_time(r["dismissed_at"]) if r["dismissed"] else
+                     "downloaded " + claimed_time(r["downloaded_at"]) if r["downloaded"] else
                      "waiting" if r["uploaded"] else "not yet uploaded")
-            click.echo(f"    {r['handle']:<24} {state}")
+            click.echo(f"    {safe(r['handle']):<24} {state}")

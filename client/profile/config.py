@@ -23,7 +23,7 @@ from ..errors import ClientError
 from ..outfile import atomic_output
 from .layout import CONFIG_FILE
 
-_NOT_SET_UP_HINT = "run: sealdrop init --relay URL --handle YOUR-HANDLE --invite CODE"
+_NOT_SET_UP_HINT = "run: sealdrop init --relay URL --handle YOUR-HANDLE --invite-file -"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ Trust rules (docs/threat-model.md):
   relay cannot roll a contact back to retired encryption keys.
 
 Store: the contacts file of the profile folder (``layout.CONTACTS_FILE``), written
-atomically (mode 0600).
+atomically (mode 0600). Every change reads, decides and writes under the
+store's file lock (``filelock``), so ``watch`` and a ``receive`` pinning
+contacts at the same time lose neither pin.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..errors import (
     UnverifiedContactError,
 )
 from ..outfile import atomic_output
+from .filelock import locked
 from .layout import CONTACTS_FILE
 
 _MAX_STORE = 64 * 1024 * 1024
@@ -189,6 +192,10 @@ class ContactStore:
                     hint="do not send to this contact until the numbers match; "
                     "ask them to read theirs from `sealdrop identity show`",
                 )
+        with locked(self.path):
+            return self._add_locked(bundle, now=now, fingerprint_ok=fingerprint_ok)
+
+    def _add_locked(self, bundle: KeyBundle, *, now: int, fingerprint_ok: bool) -> Contact:
         contacts = self._load()
         old = contacts.get(bundle.handle)
         if old is not None and old.bundle.signing_key != bundle.signing_key:
@@ -222,6 +229,10 @@ class ContactStore:
 
     def verify(self, handle: str, fingerprint: str, *, now: int) -> Contact:
         """Mark a pinned contact verified after comparing its safety number."""
+        with locked(self.path):
+            return self._verify_locked(handle, fingerprint, now=now)
+
+    def _verify_locked(self, handle: str, fingerprint: str, *, now: int) -> Contact:
         contacts = self._load()
         contact = contacts.get(handle)
         if contact is None:
@@ -241,11 +252,12 @@ class ContactStore:
         return contact
 
     def remove(self, handle: str) -> None:
-        contacts = self._load()
-        if handle not in contacts:
-            raise UnknownContactError(f"no contact named {handle!r}")
-        del contacts[handle]
-        self._save(contacts)
+        with locked(self.path):
+            contacts = self._load()
+            if handle not in contacts:
+                raise UnknownContactError(f"no contact named {handle!r}")
+            del contacts[handle]
+            self._save(contacts)
 
     # --- trust decisions -------------------------------------------------------
 
@@ -254,6 +266,10 @@ class ContactStore:
             bundle.verify()
         except BundleError as exc:
             raise ContactError(str(exc)) from exc
+        with locked(self.path):
+            return self._check_locked(bundle, allow_unverified=allow_unverified, now=now)
+
+    def _check_locked(self, bundle: KeyBundle, *, allow_unverified: bool, now: int) -> Contact:
         contacts = self._load()
         contact = contacts.get(bundle.handle)
         if contact is None:

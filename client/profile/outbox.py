@@ -16,6 +16,12 @@ ciphertext the relay already holds: not secret, so the log is plain and appended
 
 Both files are removed when the relay confirms the transfer complete, or when
 the send is cancelled.
+
+One send is uploaded by one process at a time: ``journal`` takes the send's
+file lock (``filelock``, ``<relay id>.age.lock``) without waiting and holds it
+until the journal is closed. A second ``sealdrop send`` of the same files
+while the first still runs is refused, instead of both appending to one chunk
+log and corrupting the record of what the relay holds.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from sealdrop.crypto.identity import SecretIdentity
 
 from ..errors import ClientError
 from ..outfile import atomic_output
+from .filelock import lock_path, locked
 from .layout import OUTBOX_DIR, OUTBOX_RECORD, outbox_files
 
 _MAX_RECORD = 64 * 1024 * 1024
@@ -199,15 +206,23 @@ class Outbox:
         return out
 
     def journal(self, relay_id: str, *, keep: int) -> ChunkJournal:
-        """The chunk log, cut to its first ``keep`` entries, opened for appending."""
-        _, log = self._paths(relay_id)
-        hashes = self.chunk_hashes(relay_id)[:keep]
-        with atomic_output(log, mode=0o600) as f:
-            f.write("".join(h + "\n" for h in hashes).encode("ascii"))
-        return ChunkJournal(log)
+        """The chunk log, cut to its first ``keep`` entries, opened for appending.
+
+        Holds the send's lock until ``close``; raises StoreLockedError if another
+        process is uploading this send.
+        """
+        rec, log = self._paths(relay_id)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(locked(rec, wait=False))
+            hashes = self.chunk_hashes(relay_id)[:keep]
+            with atomic_output(log, mode=0o600) as f:
+                f.write("".join(h + "\n" for h in hashes).encode("ascii"))
+            journal = ChunkJournal(log, hold=stack.pop_all())
+        return journal
 
     def remove(self, relay_id: str) -> None:
-        for p in self._paths(relay_id):
+        rec, log = self._paths(relay_id)
+        for p in (rec, log, lock_path(rec)):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
@@ -215,8 +230,9 @@ class Outbox:
 class ChunkJournal:
     """The chunk log opened for appending; each line is on disk before it returns."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hold: contextlib.ExitStack | None = None) -> None:
         self._f = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self._hold = hold or contextlib.ExitStack()  # the send's lock, released by close()
 
     def append(self, sha256_hex: str) -> None:
         self._f.write(sha256_hex.encode("ascii") + b"\n")
@@ -224,4 +240,7 @@ class ChunkJournal:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        finally:
+            self._hold.close()

@@ -9,6 +9,9 @@ and told on the next receive, watch or inbox (``receive.transfer.flush_acks``).
 
 Not the replay store (``replay``): that one is keyed by manifest id and is the
 security check; this one is bookkeeping keyed by the relay's id.
+
+``mark`` reads, changes and writes under the store's file lock (``filelock``),
+so ``watch`` and a ``receive`` on one profile both keep their receipts.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from ..errors import ClientError
 from ..outfile import atomic_output
+from .filelock import locked
 from .layout import RECEIPTS_FILE
 
 
@@ -39,15 +43,17 @@ class ReceiptStore:
 
     def _save(self, data: dict[str, dict[str, Any]]) -> None:
         try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with atomic_output(self.path, mode=0o600) as f:
                 f.write(json.dumps({"v": 1, "received": data}, sort_keys=True).encode() + b"\n")
         except OSError as exc:
             raise ClientError(f"cannot write {self.path}: {exc.strerror}") from exc
 
     def mark(self, relay_id: str, *, manifest_id: str, acked: bool) -> None:
-        data = self.load()
-        data[relay_id] = {"manifest_id": manifest_id, "acked": acked, "at": int(time.time())}
-        self._save(data)
+        with locked(self.path):
+            data = self.load()
+            data[relay_id] = {"manifest_id": manifest_id, "acked": acked, "at": int(time.time())}
+            self._save(data)
 
     def unacked(self) -> list[str]:
         return [k for k, v in self.load().items() if not v.get("acked")]

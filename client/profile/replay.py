@@ -6,6 +6,10 @@ atomically (mode 0600). The id is the one inside the signed manifest, not the
 relay's: a relay can re-offer an old blob under a new relay id, but it cannot
 change the manifest id without breaking the signature, so replaying the same
 blob is caught here.
+
+``record`` checks and adds under the store's file lock (``filelock``): two
+receives of one transfer at the same time cannot both record it, and two
+receives of different transfers both keep theirs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from ..errors import ClientError, ReplayError
 from ..outfile import atomic_output
+from .filelock import locked
 from .layout import ACCEPTED_FILE
 
 
@@ -36,7 +41,10 @@ class ReplayStore:
         accepted = obj.get("accepted") if isinstance(obj, dict) else None
         if not isinstance(accepted, dict):
             raise ClientError(f"the replay store {self.path} has an unknown format")
-        return {str(k): int(v) for k, v in accepted.items()}
+        try:
+            return {str(k): int(v) for k, v in accepted.items()}
+        except (ValueError, TypeError) as exc:
+            raise ClientError(f"the replay store {self.path} is damaged") from exc
 
     def seen(self, manifest_id: bytes) -> bool:
         return manifest_id.hex() in self._load()
@@ -50,6 +58,10 @@ class ReplayStore:
             )
 
     def record(self, manifest_id: bytes, now: int) -> None:
+        with locked(self.path):
+            self._record_locked(manifest_id, now)
+
+    def _record_locked(self, manifest_id: bytes, now: int) -> None:
         accepted = self._load()
         if manifest_id.hex() in accepted:
             raise ReplayError(f"transfer {manifest_id.hex()} was already received once")

@@ -24,8 +24,8 @@ from typing import Any
 from sealdrop.crypto.protocol import INBOX_MAX_PAGE, INBOX_MAX_SENDERS
 
 from ..profile.contacts import ContactState
+from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
-from .refused import Reason, RefusedStore
 
 
 def _retry(session: Session, entry: dict[str, Any]) -> bool:

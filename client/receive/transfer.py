@@ -44,11 +44,12 @@ from ..errors import (
     UnknownContactError,
     UnverifiedContactError,
 )
+from ..profile.filelock import StoreLockedError, lock_path, locked
+from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
 from .download import Progress, download
 from .interrupt import interruptible
-from .refused import Reason, RefusedStore
 from .staging import receive_transfer
 
 # What an unverified sender (accepted with --allow-unverified) may make us download.
@@ -148,8 +149,44 @@ def receive_one(
 
     ``on_progress`` and ``pause_after_block``: see ``download.download``;
     ``keep_refused``, ``max_unverified_size``: see the module text; ``staging``:
-    see ``stagearea``.
+    see ``stagearea``. One process at a time per transfer (``watch`` and a
+    ``receive`` by hand would otherwise append to one spool file): the other is
+    refused at once.
     """
+    spool = session.spool.path(relay_id)  # also checks the id
+    with contextlib.ExitStack() as hold:
+        try:
+            hold.enter_context(locked(spool, wait=False))
+        except StoreLockedError as exc:
+            raise ReceiveError(
+                f"transfer {relay_id} is being received by another sealdrop process on this "
+                "profile; skipped here",
+            ) from exc
+        try:
+            return _receive_one(
+                session, relay_id, into, allow_unverified=allow_unverified,
+                on_progress=on_progress, pause_after_block=pause_after_block,
+                keep_refused=keep_refused, max_unverified_size=max_unverified_size,
+                staging=staging,
+            )
+        finally:
+            # Removed while still held; a process that was waiting on it sees
+            # the path no longer names its inode and starts over (filelock).
+            lock_path(spool).unlink(missing_ok=True)
+
+
+def _receive_one(
+    session: Session,
+    relay_id: str,
+    into: Path,
+    *,
+    allow_unverified: bool,
+    on_progress: Progress | None,
+    pause_after_block: float,
+    keep_refused: bool,
+    max_unverified_size: int,
+    staging: Path | None,
+) -> ReceiveResult:
     into = Path(into)
     if not into.is_dir():
         raise ReceiveError(f"the destination {into} is not an existing folder",

@@ -20,19 +20,16 @@ two processes on one profile lose no entry.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import time
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from ..errors import ClientError
 from ..outfile import atomic_output
-from ..profile.layout import REFUSED_FILE
+from .filelock import locked
+from .layout import REFUSED_FILE
 
 _MAX_STORE = 16 * 1024 * 1024
 _MAX_ERROR = 500
@@ -46,16 +43,6 @@ class Reason(StrEnum):
 class RefusedStore:
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / REFUSED_FILE
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
     def load(self) -> dict[str, dict[str, Any]]:
         """relay id -> {"reason", "sender", "error", "at"}."""
@@ -83,14 +70,14 @@ class RefusedStore:
             raise ClientError(f"cannot write {self.path}: {exc.strerror}") from exc
 
     def mark(self, relay_id: str, *, reason: Reason, sender: str, error: str) -> None:
-        with self._locked():
+        with locked(self.path):
             data = self.load()
             data[relay_id] = {"reason": reason.value, "sender": sender,
                               "error": error[:_MAX_ERROR], "at": int(time.time())}
             self._save(data)
 
     def forget(self, relay_id: str) -> None:
-        with self._locked():
+        with locked(self.path):
             data = self.load()
             if data.pop(relay_id, None) is not None:
                 self._save(data)
