@@ -6,9 +6,11 @@ also makes the database half of a backup: ``backup`` writes a snapshot, which
 
 One implementation on SQLAlchemy 2 async Core serves SQLite (aiosqlite) and
 PostgreSQL (asyncpg). Every method is one transaction. Invariants that span
-rows (a used invite, the quota, the committed offset) are enforced inside that
-transaction with conditional updates, never by read-then-write in Python, so
-several relay processes sharing one PostgreSQL database stay correct.
+rows (a used invite, the committed offset) are enforced inside that
+transaction with conditional updates, never by read-then-write in Python; the
+quota, a sum over rows, is checked under a lock that serialises the sender's
+creates (``_lock_sender``). So several relay processes sharing one database
+stay correct, on SQLite as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -76,6 +78,27 @@ class Transfer:
             if r.handle == handle:
                 return r
         return None
+
+
+class _Replayed(Exception):
+    """Inside ``register``: the nonce was seen before; rolls the transaction back."""
+
+
+def _open_invite(invite_hash: str, now: int) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        invites.c.code_hash == invite_hash,
+        invites.c.used_by.is_(None),
+        invites.c.revoked == sa.false(),
+        invites.c.expires_at > now,
+    )
+
+
+def _invalid_invite() -> NotPermitted:
+    return NotPermitted(
+        "the invite code is unknown, used, revoked or expired; ask the relay operator "
+        "for a new one",
+        code=ErrorCode.INVALID_INVITE,
+    )
 
 
 def _account(row: sa.Row[tuple[object, ...]]) -> Account:
@@ -156,6 +179,18 @@ class SqlMetadataStore:
             )
         return res.rowcount == 1
 
+    async def check_invite(self, invite_hash: str, *, now: int) -> None:
+        """``NotPermitted`` unless the invite is open now. A read only: the
+        claim is ``register``'s conditional update."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(invites.c.code_hash).where(*_open_invite(invite_hash, now))
+                )
+            ).first()
+        if row is None:
+            raise _invalid_invite()
+
     async def register(
         self,
         *,
@@ -165,47 +200,71 @@ class SqlMetadataStore:
         bundle_created: int,
         invite_hash: str,
         now: int,
+        nonce: str,
+        nonce_expires_at: int,
+    ) -> bool:
+        """Claim the invite, remember the request's nonce, add the account: all
+        or nothing. False (and nothing written) if the nonce was seen before."""
+        try:
+            async with self.engine.begin() as conn:
+                await self._register(
+                    conn, handle=handle, signing_key=signing_key, bundle=bundle,
+                    bundle_created=bundle_created, invite_hash=invite_hash, now=now,
+                    nonce=nonce, nonce_expires_at=nonce_expires_at,
+                )
+        except _Replayed:
+            return False
+        return True
+
+    async def _register(
+        self,
+        conn: AsyncConnection,
+        *,
+        handle: str,
+        signing_key: str,
+        bundle: str,
+        bundle_created: int,
+        invite_hash: str,
+        now: int,
+        nonce: str,
+        nonce_expires_at: int,
     ) -> None:
-        async with self.engine.begin() as conn:
-            # Why a conditional update: two registrations racing for one invite
-            # code must not both succeed, on any database.
-            res = await conn.execute(
-                sa.update(invites)
-                .where(
-                    invites.c.code_hash == invite_hash,
-                    invites.c.used_by.is_(None),
-                    invites.c.revoked == sa.false(),
-                    invites.c.expires_at > now,
-                )
-                .values(used_by=handle, used_at=now)
-            )
-            if res.rowcount != 1:
-                raise NotPermitted(
-                    "the invite code is unknown, used, revoked or expired",
-                    code=ErrorCode.INVALID_INVITE,
-                )
-            taken = (
-                await conn.execute(
-                    sa.select(accounts.c.handle).where(
-                        sa.or_(accounts.c.handle == handle, accounts.c.signing_key == signing_key)
-                    )
-                )
-            ).first()
-            if taken is not None:
-                raise Conflict(
-                    "that handle or signing key is already registered",
-                    code=ErrorCode.HANDLE_TAKEN,
-                )
+        # Why a conditional update: two registrations racing for one invite
+        # code must not both succeed, on any database.
+        res = await conn.execute(
+            sa.update(invites)
+            .where(*_open_invite(invite_hash, now))
+            .values(used_by=handle, used_at=now)
+        )
+        if res.rowcount != 1:
+            raise _invalid_invite()
+        taken = (
             await conn.execute(
-                sa.insert(accounts).values(
-                    handle=handle,
-                    signing_key=signing_key,
-                    bundle=bundle,
-                    bundle_created=bundle_created,
-                    created_at=now,
-                    disabled=False,
+                sa.select(accounts.c.handle).where(
+                    sa.or_(accounts.c.handle == handle, accounts.c.signing_key == signing_key)
                 )
             )
+        ).first()
+        if taken is not None:
+            raise Conflict(
+                "that handle or signing key is already registered",
+                code=ErrorCode.HANDLE_TAKEN,
+            )
+        try:
+            await conn.execute(sa.insert(nonces).values(nonce=nonce, expires_at=nonce_expires_at))
+        except sa.exc.IntegrityError:
+            # Leaving the transaction with an error rolls the invite claim back.
+            raise _Replayed from None
+        await conn.execute(
+            sa.insert(accounts).values(
+                handle=handle,
+                signing_key=signing_key,
+                bundle=bundle,
+                bundle_created=bundle_created,
+                created_at=now,
+                disabled=False,
+            )
+        )
 
     async def rotate_bundle(
         self, *, handle: str, signing_key: str, bundle: str, bundle_created: int
@@ -285,13 +344,7 @@ class SqlMetadataStore:
         quota: int,
     ) -> None:
         async with self.engine.begin() as conn:
-            # Lock the sender's row (PostgreSQL) so concurrent creates cannot
-            # together overrun the quota; SQLite serialises writers anyway.
-            await conn.execute(
-                sa.select(accounts.c.handle)
-                .where(accounts.c.handle == sender)
-                .with_for_update()
-            )
+            await self._lock_sender(conn, sender)
             known = (
                 await conn.execute(
                     sa.select(accounts.c.handle).where(
@@ -305,10 +358,12 @@ class SqlMetadataStore:
                     f"unknown or disabled recipient: {missing[0]}",
                     code=ErrorCode.UNKNOWN_RECIPIENT,
                 )
+            # Every row of the sender, expired ones too: an expired transfer's
+            # blob is on disk until gc deletes the row and then the blob.
             used = (
                 await conn.execute(
                     sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).where(
-                        transfers.c.sender == sender, transfers.c.expires_at > now
+                        transfers.c.sender == sender
                     )
                 )
             ).scalar_one()
@@ -331,6 +386,24 @@ class SqlMetadataStore:
             )
             await conn.execute(
                 sa.insert(recipients), [{"transfer_id": transfer_id, "recipient": r} for r in to]
+            )
+
+    async def _lock_sender(self, conn: AsyncConnection, sender: str) -> None:
+        """Serialise this transaction with every other quota check of ``sender``.
+
+        The quota is checked by reading the sender's sum and then inserting, so
+        two creates must never both read before either inserts. PostgreSQL:
+        lock the sender's account row until commit. SQLite ignores FOR UPDATE,
+        and its default deferred transaction reads without any lock: so take
+        the database's write lock up front (BEGIN IMMEDIATE; other writers wait
+        on the busy timeout), which must be the transaction's first statement."""
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await conn.execute(
+                sa.select(accounts.c.handle)
+                .where(accounts.c.handle == sender)
+                .with_for_update()
             )
 
     async def _load(self, conn: AsyncConnection, rows: list[sa.Row[tuple[object, ...]]]) -> list[
