@@ -54,7 +54,7 @@ class RelayConfig:
     # header_timeout_seconds; a JSON body within body_timeout_seconds; an upload
     # chunk may pause at most body_timeout_seconds and must average at least
     # min_body_bytes_per_second after that grace.
-    header_timeout_seconds: float = 30.0
+    header_timeout_seconds: float = 60.0
     body_timeout_seconds: float = 60.0
     min_body_bytes_per_second: int = 16 * 1024
 
@@ -242,7 +242,7 @@ log_level = "info"
 # that registrations are rate-limited per real client, not per proxy.
 # trusted_proxies = ["127.0.0.1/32", "::1/128"]
 trusted_proxies = []
-header_timeout_seconds = 30.0      # request line and headers, whole
+header_timeout_seconds = 60.0      # request line and headers, whole; idle keep-alive
 body_timeout_seconds = 60.0        # a JSON body, whole; the longest pause in an upload
 min_body_bytes_per_second = 16384  # an upload chunk's slowest average, after that grace
 """
