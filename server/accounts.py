@@ -17,7 +17,7 @@ from sealdrop.crypto.bundle import HANDLE_RE, KeyBundle
 from sealdrop.crypto.errors import BundleError
 from sealdrop.crypto.protocol import INVITE_RE, ErrorCode, new_invite_code
 
-from .errors import Conflict, InvalidInput, Unauthenticated
+from .errors import Conflict, InvalidInput
 from .metadata import Account, SqlMetadataStore
 from .state import Relay
 
@@ -42,7 +42,7 @@ def parse_bundle(obj: object) -> KeyBundle:
 
 def parse_registration(body: dict[str, Any]) -> tuple[str, str, KeyBundle]:
     """Handle, invite and the bundle, each well-formed. The bundle's
-    self-signature is not checked yet: ``registration_bundle`` does that once
+    self-signature is not checked yet: ``verified_bundle`` does that once
     the invite is known to be open."""
     if set(body) != {"handle", "invite", "bundle"}:
         raise InvalidInput(
@@ -91,7 +91,7 @@ async def register(
 ) -> None:
     """Claim the invite, remember the request's nonce and add the account, all
     or nothing: a replayed registration leaves the invite open and adds no row."""
-    fresh = await relay.store.register(
+    await relay.store.register(
         handle=handle,
         signing_key=signing_key_b64(bundle),
         bundle=bundle.dumps(),
@@ -101,11 +101,6 @@ async def register(
         nonce=nonce,
         nonce_expires_at=nonce_expires_at,
     )
-    if not fresh:
-        raise Unauthenticated(
-            "this signed request was already used (replay refused)",
-            code=ErrorCode.REPLAYED_REQUEST,
-        )
 
 
 async def rotate(relay: Relay, account: Account, body: dict[str, Any]) -> KeyBundle:

@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sealdrop.crypto.protocol import ErrorCode
 
 from .db import accounts, chunks, invites, make_engine, nonces, recipients, transfers
-from .errors import ConfigError, Conflict, InvalidInput, NotPermitted, QuotaExceeded
+from .errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotPermitted,
+    QuotaExceeded,
+    Unauthenticated,
+)
 
 UPLOADING = "uploading"
 COMPLETE = "complete"
@@ -78,10 +85,6 @@ class Transfer:
             if r.handle == handle:
                 return r
         return None
-
-
-class _Replayed(Exception):
-    """Inside ``register``: the nonce was seen before; rolls the transaction back."""
 
 
 def _open_invite(invite_hash: str, now: int) -> tuple[sa.ColumnElement[bool], ...]:
@@ -202,69 +205,50 @@ class SqlMetadataStore:
         now: int,
         nonce: str,
         nonce_expires_at: int,
-    ) -> bool:
-        """Claim the invite, remember the request's nonce, add the account: all
-        or nothing. False (and nothing written) if the nonce was seen before."""
-        try:
-            async with self.engine.begin() as conn:
-                await self._register(
-                    conn, handle=handle, signing_key=signing_key, bundle=bundle,
-                    bundle_created=bundle_created, invite_hash=invite_hash, now=now,
-                    nonce=nonce, nonce_expires_at=nonce_expires_at,
-                )
-        except _Replayed:
-            return False
-        return True
-
-    async def _register(
-        self,
-        conn: AsyncConnection,
-        *,
-        handle: str,
-        signing_key: str,
-        bundle: str,
-        bundle_created: int,
-        invite_hash: str,
-        now: int,
-        nonce: str,
-        nonce_expires_at: int,
     ) -> None:
-        # Why a conditional update: two registrations racing for one invite
-        # code must not both succeed, on any database.
-        res = await conn.execute(
-            sa.update(invites)
-            .where(*_open_invite(invite_hash, now))
-            .values(used_by=handle, used_at=now)
-        )
-        if res.rowcount != 1:
-            raise _invalid_invite()
-        taken = (
+        """Claim the invite, remember the request's nonce, add the account: all
+        or nothing (any error leaves the transaction, which rolls back)."""
+        async with self.engine.begin() as conn:
+            # Why a conditional update: two registrations racing for one invite
+            # code must not both succeed, on any database.
+            res = await conn.execute(
+                sa.update(invites)
+                .where(*_open_invite(invite_hash, now))
+                .values(used_by=handle, used_at=now)
+            )
+            if res.rowcount != 1:
+                raise _invalid_invite()
+            taken = (
+                await conn.execute(
+                    sa.select(accounts.c.handle).where(
+                        sa.or_(accounts.c.handle == handle, accounts.c.signing_key == signing_key)
+                    )
+                )
+            ).first()
+            if taken is not None:
+                raise Conflict(
+                    "that handle or signing key is already registered",
+                    code=ErrorCode.HANDLE_TAKEN,
+                )
+            try:
+                await conn.execute(
+                    sa.insert(nonces).values(nonce=nonce, expires_at=nonce_expires_at)
+                )
+            except sa.exc.IntegrityError:
+                raise Unauthenticated(
+                    "this signed request was already used (replay refused)",
+                    code=ErrorCode.REPLAYED_REQUEST,
+                ) from None
             await conn.execute(
-                sa.select(accounts.c.handle).where(
-                    sa.or_(accounts.c.handle == handle, accounts.c.signing_key == signing_key)
+                sa.insert(accounts).values(
+                    handle=handle,
+                    signing_key=signing_key,
+                    bundle=bundle,
+                    bundle_created=bundle_created,
+                    created_at=now,
+                    disabled=False,
                 )
             )
-        ).first()
-        if taken is not None:
-            raise Conflict(
-                "that handle or signing key is already registered",
-                code=ErrorCode.HANDLE_TAKEN,
-            )
-        try:
-            await conn.execute(sa.insert(nonces).values(nonce=nonce, expires_at=nonce_expires_at))
-        except sa.exc.IntegrityError:
-            # Leaving the transaction with an error rolls the invite claim back.
-            raise _Replayed from None
-        await conn.execute(
-            sa.insert(accounts).values(
-                handle=handle,
-                signing_key=signing_key,
-                bundle=bundle,
-                bundle_created=bundle_created,
-                created_at=now,
-                disabled=False,
-            )
-        )
 
     async def rotate_bundle(
         self, *, handle: str, signing_key: str, bundle: str, bundle_created: int
