@@ -41,7 +41,7 @@ class Drive:
         return int(self.received[9:12])
 
     def json(self) -> dict[str, object]:
-        head, _, body = self.received.partition(b"\r\n\r\n")
+        _, _, body = self.received.partition(b"\r\n\r\n")
         obj: dict[str, object] = json.loads(body)
         return obj
 
