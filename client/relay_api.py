@@ -167,7 +167,7 @@ def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
         return RelayAuthError(message, hint=hint, **kw)
     if status == 404:
         return RelayNotFound(message, **kw)
-    if status >= 500:
+    if status >= 500 or status == 408:  # 408: the body came too slowly; may be sent again
         return RelayUnavailable(message, **kw)
     return RelayError(message, **kw)
 

@@ -41,6 +41,9 @@ def parse_bundle(obj: object) -> KeyBundle:
 
 
 def parse_registration(body: dict[str, Any]) -> tuple[str, str, KeyBundle]:
+    """Handle, invite and the bundle, each well-formed. The bundle's
+    self-signature is not checked yet: ``verified_bundle`` does that once
+    the invite is known to be open."""
     if set(body) != {"handle", "invite", "bundle"}:
         raise InvalidInput(
             "registration body must have exactly the fields handle, invite and bundle",
@@ -54,7 +57,10 @@ def parse_registration(body: dict[str, Any]) -> tuple[str, str, KeyBundle]:
         )
     if not isinstance(invite, str) or not INVITE_RE.fullmatch(invite):
         raise InvalidInput("malformed invite code", code=ErrorCode.BAD_INVITE)
-    bundle = parse_bundle(body["bundle"])
+    try:
+        bundle = KeyBundle.from_json(body["bundle"])
+    except BundleError as exc:
+        raise InvalidInput(str(exc), code=ErrorCode.BAD_BUNDLE) from None
     if bundle.handle != handle:
         raise InvalidInput(
             "the key bundle names a different handle", code=ErrorCode.BUNDLE_HANDLE_MISMATCH
@@ -62,11 +68,29 @@ def parse_registration(body: dict[str, Any]) -> tuple[str, str, KeyBundle]:
     return handle, invite, bundle
 
 
+async def check_invite(relay: Relay, invite: str) -> None:
+    """``NotPermitted`` unless the invite is open now (claimed later, atomically)."""
+    await relay.store.check_invite(invite_hash(invite), now=relay.now())
+
+
+def verified_bundle(bundle: KeyBundle) -> KeyBundle:
+    """The bundle with its self-signature checked."""
+    try:
+        return bundle.verify()
+    except BundleError as exc:
+        raise InvalidInput(str(exc), code=ErrorCode.BAD_BUNDLE) from None
+
+
 def signing_key_b64(bundle: KeyBundle) -> str:
     return base64.b64encode(bundle.signing_key).decode("ascii")
 
 
-async def register(relay: Relay, handle: str, invite: str, bundle: KeyBundle) -> None:
+async def register(
+    relay: Relay, handle: str, invite: str, bundle: KeyBundle, *, nonce: str,
+    nonce_expires_at: int,
+) -> None:
+    """Claim the invite, remember the request's nonce and add the account, all
+    or nothing: a replayed registration leaves the invite open and adds no row."""
     await relay.store.register(
         handle=handle,
         signing_key=signing_key_b64(bundle),
@@ -74,6 +98,8 @@ async def register(relay: Relay, handle: str, invite: str, bundle: KeyBundle) ->
         bundle_created=bundle.created,
         invite_hash=invite_hash(invite),
         now=relay.now(),
+        nonce=nonce,
+        nonce_expires_at=nonce_expires_at,
     )
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from . import ops
 from .blobs import BlobStore, LocalBlobStore
+from .clientaddr import networks
 from .config import RelayConfig
 from .db import make_engine, migrate
 from .logs import LOGGER_NAME
@@ -44,6 +45,7 @@ def _context(
             metrics=Metrics(),
             limiter=TokenBuckets(rate=config.rate_per_second, burst=config.rate_burst),
             clock=clock,
+            trusted_proxies=networks(config.trusted_proxies),
         )
         try:
             await migrate(engine)
@@ -80,6 +82,22 @@ async def _reaper(relay: Relay) -> None:
             relay.logger.info("gc", extra={"fields": report.counts()})
         except Exception:
             relay.logger.error("gc_failed", exc_info=True)
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner that serves ``app`` with the configured header timeout.
+
+    aiohttp arms its keep-alive timer when a connection opens and again after
+    each answer, and closes the connection if no complete request line and
+    headers have arrived when it fires: so ``keepalive_timeout`` is the header
+    timeout (a client dribbling its headers, slowloris, is cut off), and also
+    how long an idle keep-alive connection stays open. Body timeouts are the
+    handlers' (``server.http_parse``)."""
+    config = app[CONFIG_KEY]
+    return web.AppRunner(
+        app, access_log=None, handle_signals=False,
+        keepalive_timeout=config.header_timeout_seconds,
+    )
 
 
 def create_app(

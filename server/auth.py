@@ -24,6 +24,7 @@ from sealdrop.crypto.protocol import (
     parse_signed_headers,
 )
 
+from .clientaddr import client_address
 from .errors import NotPermitted, RateLimited, Unauthenticated
 from .metadata import Account
 from .state import RELAY_KEY, Relay
@@ -74,16 +75,34 @@ def check_signature(
         )
 
 
-async def consume(relay: Relay, signed: SignedHeaders, rate_key: str) -> None:
-    """Rate limit, then remember the nonce (a second use is a replay)."""
+def client_of(request: web.Request) -> str:
+    """The client's address: the peer, or X-Forwarded-For when the peer is a
+    trusted proxy (``server.clientaddr``). In memory only, never logged."""
+    relay = request.app[RELAY_KEY]
+    return client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", []), relay.trusted_proxies
+    )
+
+
+def take_token(relay: Relay, rate_key: str) -> None:
+    """Spend one of ``rate_key``'s tokens, or ``RateLimited``."""
     wait = relay.limiter.take(rate_key)
     if wait > 0:
         relay.metrics.inc("sealdrop_rate_limited_total")
         raise RateLimited(
             "too many requests; slow down", retry_after=relay.limiter.retry_after(wait)
         )
-    expires = max(int(signed.timestamp), relay.now()) + relay.config.clock_skew_seconds + 1
-    if not await relay.store.remember_nonce(signed.nonce, expires_at=expires):
+
+
+def nonce_expiry(relay: Relay, signed: SignedHeaders) -> int:
+    """Until when the nonce must be remembered: past the request's clock window."""
+    return max(int(signed.timestamp), relay.now()) + relay.config.clock_skew_seconds + 1
+
+
+async def consume(relay: Relay, signed: SignedHeaders, rate_key: str) -> None:
+    """Rate limit, then remember the nonce (a second use is a replay)."""
+    take_token(relay, rate_key)
+    if not await relay.store.remember_nonce(signed.nonce, expires_at=nonce_expiry(relay, signed)):
         raise _fail(
             relay,
             ErrorCode.REPLAYED_REQUEST,

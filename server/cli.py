@@ -112,14 +112,14 @@ def serve(data_dir: Path, host: str | None, port: int | None) -> None:
 async def _serve(cfg: RelayConfig, logger: Any) -> None:
     from aiohttp import web
 
-    from .app import create_app
+    from .app import create_app, make_runner
 
     engine = make_engine(cfg.db_url)
     try:
         await migrate(engine)
     finally:
         await engine.dispose()
-    runner = web.AppRunner(create_app(cfg), access_log=None, handle_signals=False)
+    runner = make_runner(create_app(cfg))
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)
     await site.start()

@@ -9,6 +9,8 @@ refused, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -45,6 +47,16 @@ class RelayConfig:
     invite_ttl_seconds: int = 14 * DAY
     gc_interval_seconds: int = 3600
     log_level: str = "info"
+    # Reverse proxies whose X-Forwarded-For the relay believes (CIDR blocks).
+    # Empty: the connection's peer address is the client, whatever the header says.
+    trusted_proxies: tuple[str, ...] = ()
+    # Slow clients: request line and headers must arrive whole within
+    # header_timeout_seconds; a JSON body within body_timeout_seconds; an upload
+    # chunk may pause at most body_timeout_seconds and must average at least
+    # min_body_bytes_per_second after that grace.
+    header_timeout_seconds: float = 60.0
+    body_timeout_seconds: float = 60.0
+    min_body_bytes_per_second: int = 16 * 1024
 
     @property
     def db_url(self) -> str:
@@ -88,6 +100,11 @@ _FIELDS = {f.name: f for f in dataclasses.fields(RelayConfig)}
 _FIELDS.pop("data_dir")
 
 
+_KIND_NAMES = {
+    "tuple[str, ...]": 'a list of network blocks, e.g. ["127.0.0.1/32", "10.0.0.0/8"]',
+}
+
+
 def _coerce(name: str, value: object, source: str) -> object:
     kind = _FIELDS[name].type
     try:
@@ -99,13 +116,33 @@ def _coerce(name: str, value: object, source: str) -> object:
             if isinstance(value, bool):
                 raise ValueError
             out = float(value)  # type: ignore[arg-type]
+        elif kind == "tuple[str, ...]":
+            out = _networks(value)
         else:
             if not isinstance(value, str):
                 raise ValueError
             out = value
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {name} must be {kind}") from None
+        what = _KIND_NAMES.get(str(kind), str(kind))
+        raise ConfigError(f"{source}: {name} must be {what}") from None
     return out
+
+
+def _networks(value: object) -> tuple[str, ...]:
+    """A list of CIDR blocks (TOML array, or comma-separated in the environment)."""
+    if isinstance(value, str):
+        items: list[object] = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError
+        # strict=False: "10.0.0.1/8" means the block 10.0.0.0/8, as in nginx's set_real_ip_from.
+        out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+    return tuple(out)
 
 
 def _validate(cfg: RelayConfig) -> RelayConfig:
@@ -122,12 +159,19 @@ def _validate(cfg: RelayConfig) -> RelayConfig:
         "abandoned_upload_seconds",
         "invite_ttl_seconds",
         "gc_interval_seconds",
+        "header_timeout_seconds",
+        "body_timeout_seconds",
+        "min_body_bytes_per_second",
     ]
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"configuration: {name} must be positive")
     if cfg.rate_per_second <= 0:
         raise ConfigError("configuration: rate_per_second must be positive")
+    for name in ("header_timeout_seconds", "body_timeout_seconds"):
+        # nan slips past "<= 0", and inf would mean no timeout at all.
+        if not math.isfinite(getattr(cfg, name)):
+            raise ConfigError(f"configuration: {name} must be a finite number of seconds")
     if cfg.default_expiry_seconds > cfg.max_expiry_seconds:
         raise ConfigError("configuration: default_expiry_seconds exceeds max_expiry_seconds")
     if not 0 <= cfg.port <= 65535:
@@ -193,4 +237,12 @@ abandoned_upload_seconds = 86400
 invite_ttl_seconds = 1209600       # 14 days
 gc_interval_seconds = 3600
 log_level = "info"
+
+# Behind a reverse proxy: the proxies whose X-Forwarded-For is believed, so
+# that registrations are rate-limited per real client, not per proxy.
+# trusted_proxies = ["127.0.0.1/32", "::1/128"]
+trusted_proxies = []
+header_timeout_seconds = 60.0      # request line and headers, whole; idle keep-alive
+body_timeout_seconds = 60.0        # a JSON body, whole; the longest pause in an upload
+min_body_bytes_per_second = 16384  # an upload chunk's slowest average, after that grace
 """

@@ -24,7 +24,14 @@ from sealdrop.crypto.protocol import (
 
 from . import accounts, auth, blocking, transfers
 from .errors import InvalidInput, NotFound, NotPermitted
-from .http_parse import chunk_length, no_body, parse_range, read_json, size_header
+from .http_parse import (
+    chunk_length,
+    no_body,
+    parse_range,
+    read_json,
+    size_header,
+    timed_body,
+)
 from .inbox import encode_cursor, parse_query
 from .metadata import COMPLETE
 from .metrics import Labels
@@ -102,7 +109,13 @@ async def openapi(request: web.Request) -> web.Response:
 async def register(request: web.Request) -> web.Response:
     relay = _relay(request)
     body, body_sha = await read_json(request, relay.config.max_json_bytes)
-    handle, invite, bundle = accounts.parse_registration(body)
+    handle, invite, unchecked = accounts.parse_registration(body)
+    # Why the invite first: anyone may send registrations, and until one names
+    # an open invite the relay spends nothing on it: no key check, no nonce
+    # row, no rate-limit token (a flood of bad invites would otherwise drain
+    # the bucket real clinics behind the same address register from).
+    await accounts.check_invite(relay, invite)
+    bundle = accounts.verified_bundle(unchecked)
     signed = auth.parse_headers(request)
     if signed.handle != handle:
         raise InvalidInput(
@@ -111,8 +124,12 @@ async def register(request: web.Request) -> web.Response:
     # Why: the request must be signed by the bundle's own key, proving the
     # registrant holds it (a copied bundle cannot be registered elsewhere).
     auth.check_signature(relay, request, signed, accounts.signing_key_b64(bundle), body_sha)
-    await auth.consume(relay, signed, "register:" + (request.remote or "?"))
-    await accounts.register(relay, handle, invite, bundle)
+    auth.take_token(relay, "register:" + auth.client_of(request))
+    # One transaction claims the invite, remembers the nonce and adds the account.
+    await accounts.register(
+        relay, handle, invite, bundle,
+        nonce=signed.nonce, nonce_expires_at=auth.nonce_expiry(relay, signed),
+    )
     relay.logger.info("account_registered", extra={"fields": {}})
     return _json({"handle": handle, "bundle": bundle.to_json()}, status=201)
 
@@ -272,7 +289,10 @@ async def patch_data(request: web.Request) -> web.Response:
         offset=offset,
         length=length,
         sha256_hex=sha,
-        source=request.content.iter_any(),
+        source=timed_body(
+            request, length, idle=relay.config.body_timeout_seconds,
+            min_rate=relay.config.min_body_bytes_per_second,
+        ),
     )
     return web.Response(
         status=204,

@@ -3,14 +3,22 @@
 Handlers call these and pass the domain plain ints, tuples and dicts. The two
 errors defined here exist only in HTTP (a missing ``Content-Length``, a
 ``Range`` past the end); the middleware maps them to 411 and 416 like every
-other ``RelayError``.
+other ``RelayError``. ``BodyTimeout`` (a client sending its body too slowly)
+is the middleware's too: a 408 that closes the connection.
+
+Bodies are read against the clock: a JSON body must arrive whole within
+``body_timeout_seconds``; an upload chunk may pause at most that long and must
+average ``min_body_bytes_per_second`` after that grace. So a client that
+trickles a body (slowloris) holds a connection for a bounded time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -18,8 +26,11 @@ from aiohttp import web
 from sealdrop.crypto.protocol import EMPTY_SHA256, ErrorCode
 
 from .errors import InvalidInput, RelayError, TooLarge
+from .state import CONFIG_KEY
 
-_RANGE_RE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
+# [0-9], not \d: in a str pattern \d also matches other scripts' digits ("٣"),
+# which int() then happily converts.
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 _CHUNK_TYPES = ("application/octet-stream", "application/offset+octet-stream")
 
 
@@ -39,15 +50,45 @@ class RangeNotSatisfiable(RelayError):
         self.size = size
 
 
-async def read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], str]:
-    """A JSON object body of at most ``limit`` bytes and its SHA-256 (hex), for signing."""
+class BodyTimeout(Exception):
+    """The client sent its body too slowly; the answer is 408 and the connection closes."""
+
+
+async def _read_whole(request: web.Request, limit: int) -> bytes:
+    """The body up to EOF, at most ``limit + 1`` bytes (one more tells "too large").
+
+    One ``read`` returns what has arrived so far, which for a body sent in
+    several TCP segments is only its first part: so read until EOF."""
+    parts: list[bytes] = []
+    got = 0
+    while got <= limit:
+        piece = await request.content.read(limit + 1 - got)
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
+async def read_json(
+    request: web.Request, limit: int, *, timeout: float | None = None
+) -> tuple[dict[str, Any], str]:
+    """A JSON object body of at most ``limit`` bytes and its SHA-256 (hex), for
+    signing; the whole body must arrive within ``timeout`` seconds (default:
+    the configured ``body_timeout_seconds``)."""
+    if timeout is None:
+        timeout = request.app[CONFIG_KEY].body_timeout_seconds
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"request body larger than {limit} bytes", code=ErrorCode.BODY_TOO_LARGE)
     if request.content_type != "application/json":
         raise InvalidInput(
             "Content-Type must be application/json", code=ErrorCode.BAD_CONTENT_TYPE
         )
-    body = await request.content.read(limit + 1)
+    try:
+        async with asyncio.timeout(timeout):
+            body = await _read_whole(request, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
     if len(body) > limit:
         raise TooLarge(f"request body larger than {limit} bytes", code=ErrorCode.BODY_TOO_LARGE)
     try:
@@ -92,11 +133,33 @@ def chunk_length(request: web.Request, limit: int) -> int:
     return request.content_length
 
 
+async def timed_body(
+    request: web.Request, length: int, *, idle: float, min_rate: int
+) -> AsyncIterator[bytes]:
+    """The body's pieces as they arrive; ``BodyTimeout`` when none comes for
+    ``idle`` seconds, or when the whole ``length`` bytes take longer than
+    ``idle + length / min_rate`` (a client trickling a byte at a time)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + idle + length / min_rate
+    while True:
+        wait = min(idle, deadline - loop.time())
+        try:
+            if wait <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(wait):
+                piece = await request.content.readany()
+        except TimeoutError:
+            raise BodyTimeout("the upload chunk arrived too slowly") from None
+        if not piece:
+            return
+        yield piece
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``Range`` → [start, end) or None for the whole blob; one range only."""
     if header is None:
         return None
-    m = _RANGE_RE.fullmatch(header.strip())
+    m = _RANGE_RE.fullmatch(header.strip(" \t"))
     if m is None or (m.group(1) == "" and m.group(2) == ""):
         raise InvalidInput(
             "Range must be a single byte range: bytes=START-END, bytes=START- or bytes=-N",

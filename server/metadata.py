@@ -6,9 +6,11 @@ also makes the database half of a backup: ``backup`` writes a snapshot, which
 
 One implementation on SQLAlchemy 2 async Core serves SQLite (aiosqlite) and
 PostgreSQL (asyncpg). Every method is one transaction. Invariants that span
-rows (a used invite, the quota, the committed offset) are enforced inside that
-transaction with conditional updates, never by read-then-write in Python, so
-several relay processes sharing one PostgreSQL database stay correct.
+rows (a used invite, the committed offset) are enforced inside that
+transaction with conditional updates, never by read-then-write in Python; the
+quota, a sum over rows, is checked under a lock that serialises the sender's
+creates (``_lock_sender``). So several relay processes sharing one database
+stay correct, on SQLite as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sealdrop.crypto.protocol import ErrorCode
 
 from .db import accounts, blocks, chunks, invites, make_engine, nonces, recipients, transfers
-from .errors import ConfigError, Conflict, InvalidInput, NotPermitted, QuotaExceeded
+from .errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotPermitted,
+    QuotaExceeded,
+    Unauthenticated,
+)
 
 UPLOADING = "uploading"
 COMPLETE = "complete"
@@ -77,6 +86,23 @@ class Transfer:
             if r.handle == handle:
                 return r
         return None
+
+
+def _open_invite(invite_hash: str, now: int) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        invites.c.code_hash == invite_hash,
+        invites.c.used_by.is_(None),
+        invites.c.revoked == sa.false(),
+        invites.c.expires_at > now,
+    )
+
+
+def _invalid_invite() -> NotPermitted:
+    return NotPermitted(
+        "the invite code is unknown, used, revoked or expired; ask the relay operator "
+        "for a new one",
+        code=ErrorCode.INVALID_INVITE,
+    )
 
 
 def _account(row: sa.Row[tuple[object, ...]]) -> Account:
@@ -157,6 +183,18 @@ class SqlMetadataStore:
             )
         return res.rowcount == 1
 
+    async def check_invite(self, invite_hash: str, *, now: int) -> None:
+        """``NotPermitted`` unless the invite is open now. A read only: the
+        claim is ``register``'s conditional update."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(invites.c.code_hash).where(*_open_invite(invite_hash, now))
+                )
+            ).first()
+        if row is None:
+            raise _invalid_invite()
+
     async def register(
         self,
         *,
@@ -166,25 +204,21 @@ class SqlMetadataStore:
         bundle_created: int,
         invite_hash: str,
         now: int,
+        nonce: str,
+        nonce_expires_at: int,
     ) -> None:
+        """Claim the invite, remember the request's nonce, add the account: all
+        or nothing (any error leaves the transaction, which rolls back)."""
         async with self.engine.begin() as conn:
             # Why a conditional update: two registrations racing for one invite
             # code must not both succeed, on any database.
             res = await conn.execute(
                 sa.update(invites)
-                .where(
-                    invites.c.code_hash == invite_hash,
-                    invites.c.used_by.is_(None),
-                    invites.c.revoked == sa.false(),
-                    invites.c.expires_at > now,
-                )
+                .where(*_open_invite(invite_hash, now))
                 .values(used_by=handle, used_at=now)
             )
             if res.rowcount != 1:
-                raise NotPermitted(
-                    "the invite code is unknown, used, revoked or expired",
-                    code=ErrorCode.INVALID_INVITE,
-                )
+                raise _invalid_invite()
             taken = (
                 await conn.execute(
                     sa.select(accounts.c.handle).where(
@@ -197,6 +231,15 @@ class SqlMetadataStore:
                     "that handle or signing key is already registered",
                     code=ErrorCode.HANDLE_TAKEN,
                 )
+            try:
+                await conn.execute(
+                    sa.insert(nonces).values(nonce=nonce, expires_at=nonce_expires_at)
+                )
+            except sa.exc.IntegrityError:
+                raise Unauthenticated(
+                    "this signed request was already used (replay refused)",
+                    code=ErrorCode.REPLAYED_REQUEST,
+                ) from None
             await conn.execute(
                 sa.insert(accounts).values(
                     handle=handle,
@@ -286,13 +329,7 @@ class SqlMetadataStore:
         quota: int,
     ) -> None:
         async with self.engine.begin() as conn:
-            # Lock the sender's row (PostgreSQL) so concurrent creates cannot
-            # together overrun the quota; SQLite serialises writers anyway.
-            await conn.execute(
-                sa.select(accounts.c.handle)
-                .where(accounts.c.handle == sender)
-                .with_for_update()
-            )
+            await self._lock_sender(conn, sender)
             known = (
                 await conn.execute(
                     sa.select(accounts.c.handle).where(
@@ -306,10 +343,12 @@ class SqlMetadataStore:
                     f"unknown or disabled recipient: {missing[0]}",
                     code=ErrorCode.UNKNOWN_RECIPIENT,
                 )
+            # Every row of the sender, expired ones too: an expired transfer's
+            # blob is on disk until gc deletes the row and then the blob.
             used = (
                 await conn.execute(
                     sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).where(
-                        transfers.c.sender == sender, transfers.c.expires_at > now
+                        transfers.c.sender == sender
                     )
                 )
             ).scalar_one()
@@ -332,6 +371,24 @@ class SqlMetadataStore:
             )
             await conn.execute(
                 sa.insert(recipients), [{"transfer_id": transfer_id, "recipient": r} for r in to]
+            )
+
+    async def _lock_sender(self, conn: AsyncConnection, sender: str) -> None:
+        """Serialise this transaction with every other quota check of ``sender``.
+
+        The quota is checked by reading the sender's sum and then inserting, so
+        two creates must never both read before either inserts. PostgreSQL:
+        lock the sender's account row until commit. SQLite ignores FOR UPDATE,
+        and its default deferred transaction reads without any lock: so take
+        the database's write lock up front (BEGIN IMMEDIATE; other writers wait
+        on the busy timeout), which must be the transaction's first statement."""
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            await conn.execute(
+                sa.select(accounts.c.handle)
+                .where(accounts.c.handle == sender)
+                .with_for_update()
             )
 
     async def _load(self, conn: AsyncConnection, rows: list[sa.Row[tuple[object, ...]]]) -> list[

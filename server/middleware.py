@@ -39,7 +39,7 @@ from .errors import (
     TooLarge,
     Unauthenticated,
 )
-from .http_parse import LengthRequired, RangeNotSatisfiable
+from .http_parse import BodyTimeout, LengthRequired, RangeNotSatisfiable
 from .state import RELAY_KEY, Relay
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,6 +50,7 @@ class HttpCode(StrEnum):
     Not in ``ErrorCode``: no relay rule produces them, and no client branches on them."""
 
     INCOMPLETE_BODY = "incomplete_body"
+    REQUEST_TIMEOUT = "request_timeout"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_READY = "not_ready"
     INTERNAL_ERROR = "internal_error"
@@ -143,6 +144,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, HttpCode.HTTP_ERROR)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, code, exc.reason.lower(), headers)
+    except BodyTimeout as exc:
+        request.app[RELAY_KEY].metrics.inc("sealdrop_body_timeouts_total")
+        resp = error_response(408, HttpCode.REQUEST_TIMEOUT, f"{exc}; send it again")
+        # The rest of the body is still on its way: the connection cannot carry
+        # another request, and must not be held open waiting for it.
+        resp.force_close()
+        return resp
     except _CUT_OFF as exc:
         _disconnected(request.app[RELAY_KEY], exc)
         return error_response(400, HttpCode.INCOMPLETE_BODY, "the request body ended early")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from .blobs import BlobStore
+from .clientaddr import Network
 from .config import RelayConfig
 from .locks import TransferLocks
 from .metadata import SqlMetadataStore
@@ -27,6 +28,7 @@ class Relay:
     limiter: TokenBuckets
     locks: TransferLocks = field(default_factory=TransferLocks)
     clock: Callable[[], float] = time.time
+    trusted_proxies: tuple[Network, ...] = ()  # parsed config.trusted_proxies
 
     def now(self) -> int:
         return int(self.clock())

@@ -29,7 +29,7 @@ from sealdrop.crypto import protocol
 from sealdrop.crypto.age import X25519Identity
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.server.accounts import create_invite
-from sealdrop.server.app import create_app
+from sealdrop.server.app import create_app, make_runner
 from sealdrop.server.blobs import chunk_list_digest
 from sealdrop.server.config import RelayConfig, load_config
 from sealdrop.server.db import make_engine, metadata, migrate
@@ -225,7 +225,7 @@ def start_relay_thread(
 
     async def start() -> web.AppRunner:
         app = create_app(config, clock=clock, **app_kw)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = make_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
