@@ -43,9 +43,10 @@ def test_send_fits_its_chunks_to_a_relay_with_a_small_max_chunk(
     sent = practice.json("send", str(case), "--to", lab.handle)
     (size,) = relay.sql("select size from transfers")[0]
     assert size > 4 * SMALL
-    # Chunks of at most SMALL bytes: at least size / SMALL of them, none refused.
+    # Chunks of at most SMALL bytes: at least size / SMALL of them, none too large
+    # (413). A 409 is a lane that overtook the other (send.upload), then re-sent.
     uploads = _chunk_uploads(relay)
-    assert set(uploads) == {"204"}, uploads
+    assert set(uploads) <= {"204", "409"}, uploads
     assert uploads["204"] >= -(-size // SMALL)
     dest = tmp_path / "in"
     dest.mkdir()
@@ -63,5 +64,5 @@ def test_an_explicit_smaller_chunk_size_is_kept(
     practice.json("send", str(case), "--to", lab.handle, "--chunk-size", "64KiB")
     (size,) = relay.sql("select size from transfers")[0]
     uploads = _chunk_uploads(relay)
-    assert set(uploads) == {"204"}, uploads
+    assert set(uploads) <= {"204", "409"}, uploads
     assert uploads["204"] >= -(-size // SMALL)
