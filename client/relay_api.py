@@ -409,6 +409,20 @@ class RelayClient:
         except (ValueError, RecursionError) as exc:
             raise RelayProtocolError("the relay answered with malformed JSON") from exc
 
+    # -- the relay itself ----------------------------------------------------
+
+    def max_chunk_bytes(self) -> int | None:
+        """The largest chunk the relay accepts (``GET /v1/info``, unsigned), or None
+        from an older relay that does not say (it answers 404)."""
+        try:
+            obj, _ = self._call("GET", "/v1/info", signed=False)
+        except RelayNotFound:
+            return None
+        limit = obj.get("max_chunk_bytes") if isinstance(obj, dict) else None
+        if type(limit) is not int or limit <= 0:
+            raise RelayProtocolError("the relay did not say its largest chunk size")
+        return limit
+
     # -- accounts ------------------------------------------------------------
 
     def register(self, invite: str, bundle: KeyBundle) -> None:

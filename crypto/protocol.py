@@ -73,6 +73,10 @@ INVITE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # per-request signature, hash and fsync cost vanish, small enough to resume
 # cheaply. The relay accepts any chunk up to its configured maximum.
 DEFAULT_CHUNK_SIZE = 12 * 1024 * 1024
+# The smallest chunk a client uploads (below it the per-request cost dominates):
+# a relay's max_chunk_bytes may not be lower, and clients adapt down to it
+# (``GET /v1/info``).
+MIN_CHUNK_SIZE = 64 * 1024
 
 # The inbox is paged (docs/protocol.md, "Inbox"): a page holds at most
 # INBOX_MAX_PAGE transfers (INBOX_DEFAULT_PAGE without ``limit``), and one

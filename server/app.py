@@ -42,7 +42,7 @@ def _context(
             store=store,
             blobs=blobs if blobs is not None else local,
             logger=logging.getLogger(LOGGER_NAME),
-            metrics=Metrics(),
+            metrics=Metrics(routes=_route_table(app)),
             limiter=TokenBuckets(rate=config.rate_per_second, burst=config.rate_burst),
             clock=clock,
             trusted_proxies=networks(config.trusted_proxies),
@@ -68,6 +68,15 @@ def _context(
             await engine.dispose()
 
     return ctx
+
+
+def _route_table(app: web.Application) -> list[tuple[str, str]]:
+    """(method, route template) of every route: the label sets counted from zero."""
+    return [
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+    ]
 
 
 async def _reaper(relay: Relay) -> None:

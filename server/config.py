@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sealdrop.crypto.protocol import MIN_CHUNK_SIZE
+
 from .errors import ConfigError
 
 CONFIG_NAME = "relay.toml"
@@ -178,6 +180,12 @@ def _validate(cfg: RelayConfig) -> RelayConfig:
         raise ConfigError("configuration: port must be 0-65535")
     if cfg.max_chunk_bytes > 256 * MiB:
         raise ConfigError("configuration: max_chunk_bytes must be at most 256 MiB")
+    if cfg.max_chunk_bytes < MIN_CHUNK_SIZE:
+        # Clients adapt their chunks down to the relay's limit, but not below this.
+        raise ConfigError(
+            f"configuration: max_chunk_bytes must be at least {MIN_CHUNK_SIZE} (64 KiB), "
+            "the smallest chunk clients upload"
+        )
     if cfg.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("configuration: log_level must be debug, info, warning or error")
     cfg.db_url  # noqa: B018 - validates the URL scheme

@@ -7,6 +7,7 @@ Domain errors (``server.errors``) propagate to the error middleware in
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,6 @@ from .http_parse import (
 )
 from .inbox import encode_cursor, parse_query
 from .metadata import COMPLETE
-from .metrics import Labels
 from .middleware import HttpCode
 from .state import RELAY_KEY, Relay
 
@@ -76,27 +76,33 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"status": "ready"})
 
 
+# How long /metrics waits for the database: well within Prometheus' default
+# 10 s scrape timeout, so a database that hangs still gives an answer.
+METRICS_DB_TIMEOUT = 3.0
+
+
 async def metrics(request: web.Request) -> web.Response:
     relay = _relay(request)
-    stats = await relay.store.stats()
-    gauges: dict[str, tuple[str, dict[Labels, float]]] = {
-        "sealdrop_accounts": ("Registered accounts.", {(): float(stats["accounts"])}),
-        "sealdrop_transfers": (
-            "Live transfer rows, by state.",
-            {
-                (("state", s),): float(stats.get(f"transfers_{s}", 0))
-                for s in ("uploading", "complete")
-            },
-        ),
-        "sealdrop_stored_bytes": (
-            "Committed ciphertext bytes, by transfer state.",
-            {(("state", s),): float(stats.get(f"bytes_{s}", 0)) for s in ("uploading", "complete")},
-        ),
-    }
+    try:
+        stats: dict[str, int] | None = await asyncio.wait_for(
+            relay.store.stats(), METRICS_DB_TIMEOUT
+        )
+    except Exception as exc:  # noqa: BLE001 - the metrics must answer while the database is down
+        stats = None
+        relay.logger.warning(
+            "metrics_database_unreachable", extra={"fields": {"exception": type(exc).__name__}}
+        )
+    relay.metrics.set_store_stats(stats)
+    body, content_type = relay.metrics.expose(request.headers.get("Accept", ""))
     return web.Response(
-        text=relay.metrics.render(gauges), content_type="text/plain", charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
+        body=body,
+        headers={"Content-Type": content_type, "X-Content-Type-Options": "nosniff", **NO_STORE},
     )
+
+
+async def info(request: web.Request) -> web.Response:
+    """What a client needs to know before it sends: unauthenticated, the same for all."""
+    return _json({"max_chunk_bytes": _relay(request).config.max_chunk_bytes})
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/readyz", h.readyz, allow_head=False)
     r.add_get("/metrics", h.metrics, allow_head=False)
     r.add_get("/openapi.json", h.openapi, allow_head=False)
+    r.add_get("/v1/info", h.info, allow_head=False)
 
     r.add_post("/v1/accounts", h.register)
     r.add_get("/v1/accounts/{handle}/bundle", h.get_bundle, allow_head=False)

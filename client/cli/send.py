@@ -79,8 +79,8 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
               default=binary_size(DEFAULT_CHUNK_SIZE), show_default=True,
               envvar="SEALDROP_CHUNK_SIZE", metavar="SIZE",
               help=f"Upload in chunks of SIZE ({binary_size(MIN_CHUNK_SIZE)} to "
-              f"{binary_size(MAX_CHUNK_SIZE)}), e.g. for a relay that allows less; a resumed "
-              "send keeps its first size. Env SEALDROP_CHUNK_SIZE.")
+              f"{binary_size(MAX_CHUNK_SIZE)}); lowered to the relay's limit if that is "
+              "smaller; a resumed send keeps its first size. Env SEALDROP_CHUNK_SIZE.")
 # How long to ride out a relay outage before giving up (the send can then be
 # run again). Hidden: a knob for services and tests, not for clinicians.
 @click.option("--retry-for", type=click.FloatRange(0, 86400), default=300.0,

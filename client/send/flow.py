@@ -38,7 +38,7 @@ from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
 from .scan import ScannedFile, scan
 from .seal import seal
-from .upload import ChunkUploader, check_chunk_size
+from .upload import ChunkUploader, check_chunk_size, fit_chunk_size
 
 Random = Callable[[int], bytes]
 _CHANGED = ("the files changed since the send started; the interrupted send was cancelled, "
@@ -87,9 +87,10 @@ def send(
 ) -> SendResult:
     """Send ``paths`` to the handles ``to``, or resume the same send if it was interrupted.
 
-    ``chunk_size`` applies to a new send; a resumed one keeps the size it
-    started with. ``retry_for``: seconds to ride out relay outages before
-    stopping (the send can then be run again). ``pause_after_chunk``: see
+    ``chunk_size`` applies to a new send, lowered to the relay's largest chunk
+    if that is smaller; a resumed one keeps the size it started with.
+    ``retry_for``: seconds to ride out relay outages before stopping (the send
+    can then be run again). ``pause_after_chunk``: see
     ChunkUploader. ``on_start(size, resumed)`` and ``on_progress(bytes)`` feed
     a progress bar.
     """
@@ -109,6 +110,8 @@ def send(
         if resumed is not None:
             return resumed
     bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
+    # A relay configured for smaller chunks than ours says so: fit them to it.
+    chunk_size = fit_chunk_size(chunk_size, session.relay.max_chunk_bytes())
     plan, state = plan_new_transfer(files, session.identity.bundle, bundles, note=note,
                                     created=when, rand=rand)
     size = plan.ciphertext_size(state)

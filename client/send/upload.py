@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from sealdrop.crypto import protocol
 from sealdrop.crypto.protocol import ErrorCode
 
 from ..errors import ClientError, FilesChangedError
@@ -52,8 +53,9 @@ from ..relay_api import RelayClient, RelayConflict, RelayRateLimited, RelayUnava
 # stream and Python take ~100 MB by themselves). The bounds of --chunk-size:
 # at least 64 KiB (below that the per-request cost dominates), at most 16 MiB
 # (the relay's default maximum chunk, and the memory budget's). A relay
-# configured with a smaller maximum needs a smaller --chunk-size.
-MIN_CHUNK_SIZE = 64 * 1024
+# configured with a smaller maximum says so (``GET /v1/info``) and a new send
+# uses the smaller of the two (``fit_chunk_size``).
+MIN_CHUNK_SIZE = protocol.MIN_CHUNK_SIZE
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 DEFAULT_LANES = 2
 _STOP = object()
@@ -66,6 +68,21 @@ def check_chunk_size(chunk_size: int) -> int:
             f"not {chunk_size}"
         )
     return chunk_size
+
+
+def fit_chunk_size(chunk_size: int, relay_limit: int | None) -> int:
+    """The chunk size a new send uses: ``chunk_size``, or less if the relay accepts
+    less (``relay_limit``: its advertised ``max_chunk_bytes``; None from an older
+    relay that does not say)."""
+    if relay_limit is None or relay_limit >= chunk_size:
+        return chunk_size
+    if relay_limit < MIN_CHUNK_SIZE:
+        raise ClientError(
+            f"the relay accepts chunks of at most {relay_limit} bytes, less than the "
+            f"{MIN_CHUNK_SIZE} this client needs",
+            hint="ask the relay operator to raise max_chunk_bytes to at least 64 KiB",
+        )
+    return relay_limit
 
 
 class ChunkUploader:

@@ -507,8 +507,8 @@ def test_health_ready_metrics(relay: RunningRelay) -> None:
     st, h, data = relay.raw("GET", "/metrics")
     text = data.decode()
     assert st == 200 and h["Content-Type"].startswith("text/plain")
-    assert "sealdrop_upload_bytes_total 7000" in text
-    assert 'sealdrop_transfers{state="complete"} 1' in text
+    assert "sealdrop_upload_bytes_total 7000.0" in text
+    assert 'sealdrop_transfers{state="complete"} 1.0' in text
     assert "sealdrop_http_request_duration_seconds_bucket" in text
     for line in text.splitlines():
         if not line.startswith("#"):
