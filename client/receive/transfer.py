@@ -192,6 +192,11 @@ def _receive_one(
         raise ReceiveError(f"the destination {into} is not an existing folder",
                            hint="create it first, or give another --into")
     session.spool.path(relay_id)  # checks the id before it goes in a URL
+    if relay_id in session.receipts.load():
+        # Another process on this profile may have placed it while we waited
+        # for its lock: never download it again, nor record it as refused.
+        raise ReceiveError(f"transfer {relay_id} was already received here; nothing to do",
+                           hint="its files are where that receive placed them")
     refused = RefusedStore(session.home)
     info = session.relay.status(relay_id)
     sender = str(info.get("sender", ""))[:64]

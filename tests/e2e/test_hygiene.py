@@ -228,3 +228,25 @@ def test_two_receives_and_a_watch_on_one_profile_lose_nothing(
     assert "Traceback" not in watch_err and all("Traceback" not in e for _, e in outs)
     for name in os.listdir(lab.home):
         assert not name.endswith(".partial"), name
+
+
+def test_a_transfer_received_here_is_not_downloaded_again(
+    tmp_path: Path, pair: tuple[User, User],
+) -> None:
+    # Two processes on one profile can both list a transfer as new; the one
+    # that gets its lock second must not download it again, nor record it as
+    # refused (it was received, by the other).
+    practice, lab = pair
+    relay_id = practice.json("send", str(make_case(tmp_path / "s", marker="again")), "--to",
+                             lab.handle)["transfer_id"]
+    dest = tmp_path / "in"
+    dest.mkdir()
+    lab.run("receive", relay_id, "--into", str(dest))
+    downloaded = lab.relay.metric("sealdrop_download_bytes_total")
+    again = lab.run("receive", relay_id, "--into", str(dest), check=False)
+    assert again.returncode != 0
+    assert "already received here" in again.stderr
+    assert lab.relay.metric("sealdrop_download_bytes_total") == downloaded
+    refused = lab.home / "refused.json"
+    assert not refused.exists() or relay_id not in json.loads(refused.read_text())["refused"]
+    assert sorted(p.name for p in dest.iterdir()) == ["caseagain"]
