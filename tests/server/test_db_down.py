@@ -94,6 +94,15 @@ def test_sslmode_reaches_postgresql(tmp_path: Path) -> None:
         result = p.cli("db", "current", "--json", check=False)
         assert "Traceback" not in result.stderr
         assert "head" in json.loads(result.stdout), result.stderr
+    # The documented password file rides in the URL too (asyncpg's passfile=).
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("127.0.0.1:*:*:*:unused\n")
+    passfile.chmod(0o600)
+    p = RelayProcess(tmp_path / "pf", f"{PG_URL}?sslmode=prefer&passfile={passfile}",
+                     tmp_path / "r.log")
+    (tmp_path / "pf").mkdir()
+    result = p.cli("db", "current", "--json", check=False)
+    assert "head" in json.loads(result.stdout), result.stderr
     p = RelayProcess(tmp_path / "req", f"{PG_URL}?sslmode=require", tmp_path / "r.log")
     (tmp_path / "req").mkdir()
     line = _one_line_error(p.cli("db", "current", check=False))
