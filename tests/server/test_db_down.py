@@ -167,3 +167,39 @@ def test_api_answers_503_store_unavailable_while_postgresql_is_away(tmp_path: Pa
         stop()
         link.close()
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_guard_maps_only_an_unusable_database(tmp_path: Path) -> None:
+    """A bad query or a domain error passes unchanged: only a database that
+    cannot be used becomes `store_unavailable` (else every bug would be a 503)."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from sealdrop.server.db import make_engine
+    from sealdrop.server.dbfail import CLIENT_MESSAGE, guard
+    from sealdrop.server.errors import NotFound, StoreUnavailable
+
+    async def run() -> None:
+        engine = make_engine(async_url(f"sqlite:///{tmp_path / 'g.db'}"))
+        try:
+            async with guard(engine.begin()) as conn:
+                await conn.execute(sa.text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+                await conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+            with pytest.raises(sa.exc.IntegrityError):
+                async with guard(engine.begin()) as conn:
+                    await conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+            with pytest.raises(NotFound):
+                async with guard(engine.connect()):
+                    raise NotFound("no transfer")
+        finally:
+            await engine.dispose()
+        gone = make_engine(async_url(f"postgresql://u@127.0.0.1:{_closed_port()}/x"))
+        try:
+            with pytest.raises(StoreUnavailable, match=CLIENT_MESSAGE):
+                async with guard(gone.connect()) as conn:
+                    await conn.execute(sa.text("SELECT 1"))
+        finally:
+            await gone.dispose()
+
+    asyncio.run(run())
