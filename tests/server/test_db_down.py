@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 import uuid
@@ -17,6 +18,7 @@ import pytest
 
 from sealdrop.server.config import async_url, load_config
 from sealdrop.server.errors import ConfigError
+from sealdrop.server.logs import LOGGER_NAME
 from tests.e2e.kit import Link
 
 from .relaykit import PG_URL, RelayProcess, _pg_admin, make_config, start_relay_thread
@@ -132,7 +134,10 @@ def _pg_port() -> int:
 
 
 @needs_pg
-def test_api_answers_503_store_unavailable_while_postgresql_is_away(tmp_path: Path) -> None:
+def test_api_answers_503_store_unavailable_while_postgresql_is_away(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
     name = "sd_down_" + uuid.uuid4().hex[:12]
     _pg_admin(f'CREATE DATABASE "{name}"')
     link = _Outage(_pg_port())
@@ -158,6 +163,13 @@ def test_api_answers_503_store_unavailable_while_postgresql_is_away(tmp_path: Pa
         assert status == 503, body
         status, _, body = running.raw("GET", "/readyz")
         assert status == 503 and json.loads(body)["failing"] == ["database"]
+        # The operator's log names the route and the cause's type; the client
+        # saw only "unreachable".
+        logged = [r.fields for r in caplog.records  # type: ignore[attr-defined]
+                  if r.getMessage() == "store_unavailable"]
+        assert {f["route"] for f in logged} == {"/v1/inbox", "/v1/transfers"}
+        assert all(f["cause"] for f in logged)
+        assert not any(r.getMessage() == "internal_error" for r in caplog.records)
 
         link.restore()
         status, _, body = running.raw("GET", "/v1/inbox", sign=alice)
