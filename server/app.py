@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import ops
+from . import ops, schema
 from .blobs import BlobStore, LocalBlobStore
 from .clientaddr import networks
 from .config import RelayConfig
-from .db import make_engine, migrate
+from .db import make_engine
 from .logs import LOGGER_NAME
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
@@ -48,7 +48,8 @@ def _context(
             trusted_proxies=networks(config.trusted_proxies),
         )
         try:
-            await migrate(engine)
+            # Refuse a schema this code does not know; only `db upgrade` migrates.
+            await schema.require_current(engine)
             repaired = await ops.recover(store, relay.blobs)
             if repaired:
                 relay.logger.warning(

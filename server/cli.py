@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 import click
 
+from . import schema
 from .accounts import create_invite, invite_hash
 from .blobs import BlobStore, LocalBlobStore
 from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
-from .db import make_engine, migrate
+from .db import make_engine
 from .errors import RelayError
 from .logs import setup_logging
 from .metadata import SqlMetadataStore
@@ -50,7 +51,8 @@ def _with_store(
     async def run() -> T:
         engine = make_engine(cfg.db_url)
         try:
-            await migrate(engine)
+            # Never migrates: only `db upgrade` does (server.schema).
+            await schema.require_current(engine)
             blobs = LocalBlobStore(cfg.blob_dir)
             blobs.create_dirs()
             return await fn(SqlMetadataStore(engine), blobs)
@@ -90,10 +92,19 @@ def init(data_dir: Path) -> None:
         conf.chmod(0o600)
     cfg = load_config(data_dir)
 
-    async def noop(store: SqlMetadataStore, blobs: BlobStore) -> None:
-        await store.ping()
+    async def create() -> None:
+        engine = make_engine(cfg.db_url)
+        try:
+            # A new relay gets the schema; an existing one is only checked, so
+            # `init` never upgrades behind the operator's back.
+            if await schema.current(engine) is None:
+                await schema.upgrade(engine)
+            await schema.require_current(engine)
+        finally:
+            await engine.dispose()
 
-    _with_store(cfg, noop)
+    asyncio.run(create())
+    LocalBlobStore(cfg.blob_dir).create_dirs()
     click.echo(f"relay data folder ready: {data_dir}")
 
 
@@ -114,11 +125,8 @@ async def _serve(cfg: RelayConfig, logger: Any) -> None:
 
     from .app import create_app, make_runner
 
-    engine = make_engine(cfg.db_url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
+    # The application checks the schema as it starts (server.schema) and
+    # refuses one it does not know; nothing here migrates.
     runner = make_runner(create_app(cfg))
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)
@@ -328,6 +336,66 @@ def backup(data_dir: Path, dest: Path) -> None:
     report = _with_store(cfg, lambda store, blobs: ops.backup(store, blobs, cfg, dest))
     click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {dest}"
                + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
+
+
+@cli.group()
+def db() -> None:
+    """The database schema: only `db upgrade` ever changes it.
+
+    \b
+    Upgrade: stop the relay, back up, install the new version, `db upgrade`, start.
+    Roll back: stop, `db downgrade REV` with the NEW version, reinstall the old one.
+    """
+
+
+def _engine_run(cfg: RelayConfig, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = make_engine(cfg.db_url)
+        try:
+            return await fn(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@db.command("current")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"current": ..., "head": ...}.')
+def db_current(data_dir: Path, as_json: bool) -> None:
+    """Show the database's schema revision and this relay's; exit 1 if they differ."""
+    cfg = _config(data_dir)
+    current = _engine_run(cfg, schema.current)
+    head = schema.head()
+    state = "current" if current == head else "mismatch"
+    click.echo(json.dumps({"current": current, "head": head, "state": state}) if as_json
+               else f"database {current or 'empty'}, relay {head}: {state}")
+    if current != head:
+        sys.exit(1)
+
+
+@db.command("upgrade")
+@data_option
+def db_upgrade(data_dir: Path) -> None:
+    """Migrate the schema to this version's newest revision (stop the relay first)."""
+    cfg = _config(data_dir)
+    before, after = _engine_run(cfg, schema.upgrade)
+    click.echo(f"schema already at {after}" if before == after
+               else f"schema upgraded from {before or 'empty'} to {after}")
+
+
+@db.command("downgrade")
+@data_option
+@click.argument("revision")
+def db_downgrade(data_dir: Path, revision: str) -> None:
+    """Migrate the schema down to REVISION, before reinstalling an older version.
+
+    Run it with the version that upgraded the schema (it knows the way down).
+    Columns and tables newer than REVISION are dropped with their data."""
+    cfg = _config(data_dir)
+    before, after = _engine_run(cfg, lambda engine: schema.downgrade(engine, revision))
+    click.echo(f"schema already at {after}" if before == after
+               else f"schema downgraded from {before} to {after}")
 
 
 def main() -> None:

@@ -92,10 +92,51 @@ def async_url(url: str) -> str:
         ("sqlite://", "sqlite+aiosqlite://"),
     ):
         if url.startswith(plain):
-            return driver + url[len(plain) :]
-    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            url = driver + url[len(plain) :]
+            break
+    if url.startswith("postgresql+asyncpg://"):
+        return _asyncpg_tls(url)
+    if url.startswith("sqlite+aiosqlite://"):
         return url
     raise ConfigError("database_url must start with postgresql:// or sqlite:///")
+
+
+# libpq's TLS modes, which asyncpg takes as its ``ssl`` argument.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq URL parameters naming TLS files: asyncpg takes them only from the
+# environment (PGSSLROOTCERT, ...), and would fail on them with a traceback.
+_SSL_FILE_PARAMS = {
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "sslpassword": "PGSSLPASSWORD",
+}
+
+
+def _asyncpg_tls(url: str) -> str:
+    """A libpq-style ``?sslmode=`` becomes asyncpg's ``?ssl=``; TLS file
+    parameters are refused with the environment variable that does the same."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    params = []
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if key in _SSL_FILE_PARAMS:
+            raise ConfigError(
+                f"database_url: {key}= is not supported in the url; set "
+                f"{_SSL_FILE_PARAMS[key]} in the relay's environment instead"
+            )
+        if key in ("sslmode", "ssl"):
+            if value not in SSL_MODES:
+                raise ConfigError(
+                    f"database_url: {key}={value} is not a tls mode; use one of "
+                    + ", ".join(SSL_MODES)
+                )
+            item = f"ssl={value}"
+        params.append(item)
+    return base + "?" + "&".join(params)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RelayConfig)}

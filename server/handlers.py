@@ -23,7 +23,7 @@ from sealdrop.crypto.protocol import (
     ErrorCode,
 )
 
-from . import accounts, auth, blocking, transfers
+from . import accounts, auth, blocking, schema, transfers
 from .errors import InvalidInput, NotFound, NotPermitted
 from .http_parse import (
     chunk_length,
@@ -64,6 +64,13 @@ async def readyz(request: web.Request) -> web.Response:
         await relay.store.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         problems["database"] = type(exc).__name__
+    else:
+        # A schema changed under the running relay (a newer version's `db
+        # upgrade`, a restored backup) makes it unfit to serve: say so.
+        try:
+            schema.judge(await relay.store.schema_revision())
+        except Exception as exc:  # noqa: BLE001
+            problems["schema"] = type(exc).__name__
     try:
         await relay.blobs.ready()
     except Exception as exc:  # noqa: BLE001

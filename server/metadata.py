@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sealdrop.crypto.protocol import ErrorCode
 
 from .db import accounts, blocks, chunks, invites, make_engine, nonces, recipients, transfers
+from .dbfail import GuardedEngine
 from .errors import (
     ConfigError,
     Conflict,
@@ -132,7 +133,8 @@ def _sqlite_backup(src: str, dest: Path) -> None:
 
 class SqlMetadataStore:
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        # Guarded: a database that is down or goes away answers StoreUnavailable.
+        self.engine = GuardedEngine(engine)
 
     @classmethod
     def open(cls, url: str) -> SqlMetadataStore:
@@ -150,6 +152,14 @@ class SqlMetadataStore:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
+
+    async def schema_revision(self) -> str | None:
+        """The database's alembic revision, for ``/readyz`` (``server.schema``)."""
+        from .schema import read_revision
+
+        async with self.engine.connect() as conn:
+            rev: str | None = await conn.run_sync(read_revision)
+        return rev
 
     async def backup(self, dest: Path) -> None:
         """Write a consistent snapshot of the whole database to the new SQLite file

@@ -137,6 +137,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RelayError as exc:
+        if isinstance(exc, StoreUnavailable):
+            # The client sees only "unreachable"; the operator needs the cause.
+            request.app[RELAY_KEY].logger.warning("store_unavailable", extra={"fields": {
+                "route": route_name(request),
+                "cause": type(exc.__cause__ or exc).__name__,
+            }})
         return error_response(status_of(exc), exc.code, exc.message, _error_headers(exc))
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -219,6 +219,9 @@ def start_relay_thread(
     config: RelayConfig, **app_kw: Any
 ) -> tuple[RunningRelay, Callable[[], None]]:
     clock = app_kw.pop("clock", None) or FakeClock()
+    # The operator's `db upgrade`: the relay itself never migrates.
+    if app_kw.pop("migrate", True):
+        asyncio.run(migrate_url(config.db_url))
     started: dict[str, Any] = {}
     ready = threading.Event()
     loop = asyncio.new_event_loop()

@@ -1,0 +1,118 @@
+"""Database failures at the store boundary: an unreachable database is the
+domain's ``StoreUnavailable`` (HTTP 503 ``store_unavailable``), not a 500.
+
+``guard`` wraps a connection's context so that whatever the driver raises
+while connecting, or when the connection dies mid-transaction, surfaces as
+one error with a message safe to send to a client. ``describe`` gives the
+operator the one-line cause (never the URL, which may hold a password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .errors import RelayError, StoreUnavailable
+
+C = TypeVar("C")
+
+CLIENT_MESSAGE = "the relay's database is unreachable; try again in a few minutes"
+
+# What asyncpg raises when the server is not there, refuses us, or is starting
+# or shutting down (by class name: asyncpg is optional when SQLite is used).
+_ASYNCPG_UNREACHABLE = {
+    "PostgresConnectionError",
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "CannotConnectNowError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "InvalidCatalogNameError",  # the database does not exist
+    "InvalidAuthorizationSpecificationError",  # no such role, pg_hba refuses
+    "InvalidPasswordError",
+    "TooManyConnectionsError",
+    "ClientConfigurationError",  # e.g. a TLS root certificate it cannot read
+}
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen and len(seen) < 8:
+        seen.append(cur)
+        cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+    return seen
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be used now (not a bad query)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    for e in _chain(exc):
+        if isinstance(e, sa.exc.IntegrityError | sa.exc.ProgrammingError):
+            return False
+        if isinstance(e, OSError | TimeoutError | asyncio.TimeoutError):
+            return True
+        if isinstance(e, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+            return True
+        if type(e).__name__ in _ASYNCPG_UNREACHABLE:
+            return True
+        if isinstance(e, sa.exc.ResourceClosedError):
+            return True
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """The innermost cause on one line, for the operator."""
+    inner = _chain(exc)[-1]
+    text = " ".join(str(inner).split()) or type(inner).__name__
+    return text[:200]
+
+
+@asynccontextmanager
+async def guard(cm: AbstractAsyncContextManager[C]) -> AsyncIterator[C]:
+    """``async with guard(engine.begin()) as conn``: database failures become
+    ``StoreUnavailable``; every other error passes unchanged."""
+    try:
+        async with cm as conn:
+            yield conn
+    except RelayError:
+        raise
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise StoreUnavailable(CLIENT_MESSAGE) from exc
+        raise
+
+
+class GuardedEngine:
+    """The metadata store's engine: the same ``connect``/``begin`` as
+    ``AsyncEngine``, each through ``guard``, so every store method, present or
+    future, maps a dead database to ``StoreUnavailable`` in one place."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.raw = engine
+
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return guard(self.raw.connect())
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return guard(self.raw.begin())
+
+    async def dispose(self) -> None:
+        await self.raw.dispose()
+
+    @property
+    def url(self) -> sa.URL:
+        return self.raw.url
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        return self.raw.dialect
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
