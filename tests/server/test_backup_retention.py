@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from sealdrop.client.relay_api import RelayClient
-from sealdrop.server.errors import ConfigError
 from sealdrop.server import backup_rotation as rotation
+from sealdrop.server.errors import ConfigError
 
 from .relaykit import Identity, RelayProcess, make_identity, upload_blob
 
