@@ -10,14 +10,17 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .units import DEPLOY, RELAY_SERVICES, ROOT, TIMERS, parse, words
+from .units import DEPLOY, RELAY_SERVICES, TIMERS, parse, words
 
 SCRIPT = DEPLOY / "install.sh"
 RELAY = Path(sys.executable).parent / "sealdrop-relay"
+NOBODY = 65534
 
 
 def dry_run() -> list[list[str]]:
@@ -103,16 +106,36 @@ def test_install_refuses_without_root() -> None:
     assert r.stdout == ""  # it stopped before its first step
 
 
-def test_relay_commands_need_no_home(tmp_path: Path) -> None:
-    """The relay's user has no home folder: nothing may read or write one."""
+@pytest.fixture
+def nobody_folder() -> Iterator[Path]:
+    """A private folder the unprivileged user can use (pytest's tmp_path is under
+    root's 0700 folder when the tests run as root)."""
+    folder = Path(tempfile.mkdtemp(prefix="sealdrop-nohome-"))
+    if os.geteuid() == 0:
+        os.chown(folder, NOBODY, NOBODY)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_relay_commands_need_no_home(nobody_folder: Path) -> None:
+    """The relay's user is a system user with no home folder: nothing may need one.
+    Run as root, the commands run as `nobody` (whose home does not exist either)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SEALDROP_", "XDG_")) and k != "HOME"}
     env["HOME"] = "/nonexistent"
-    data = tmp_path / "data"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("runs as root and setpriv (util-linux) is missing")
+        prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    data = nobody_folder / "data"
 
     def relay(*args: str) -> str:
-        r = subprocess.run([str(RELAY), *args, "--data", str(data)], env=env, cwd="/",
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run([*prefix, str(RELAY), *args, "--data", str(data)], env=env,
+                           cwd="/", capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         return r.stdout
 
@@ -120,8 +143,10 @@ def test_relay_commands_need_no_home(tmp_path: Path) -> None:
     assert re.fullmatch(r"\S+\n", relay("invite", "create"))
     relay("gc")
     assert "ok" in relay("verify")
-    assert "backed up 0 transfer(s)" in relay("backup", "--into", str(tmp_path / "b"),
-                                              "--keep", "3")
+    out = relay("backup", "--into", str(nobody_folder / "backups"), "--keep", "3")
+    assert "backed up 0 transfer(s)" in out
     assert not Path("/nonexistent").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "data"]
-    assert ROOT.is_dir()
+    assert sorted(p.name for p in nobody_folder.iterdir()) == ["backups", "data"]
+    if prefix:  # everything it made belongs to the unprivileged user
+        made = [nobody_folder, *nobody_folder.rglob("*")]
+        assert {p.stat().st_uid for p in made} == {NOBODY}
