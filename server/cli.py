@@ -326,16 +326,45 @@ def verify(data_dir: Path, repair: bool, as_json: bool) -> None:
 
 @cli.command()
 @data_option
-@click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path),
               help="An empty folder; it becomes a data folder you can serve.")
-def backup(data_dir: Path, dest: Path) -> None:
+@click.option("--into", "target", type=click.Path(file_okay=False, path_type=Path),
+              help="A backup target: each run writes TARGET/<UTC time>; created if missing.")
+@click.option("--keep", type=click.IntRange(min=1), default=None,
+              help="With --into: keep the newest N backups there, delete older ones.")
+def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | None) -> None:
     """Copy the database (SQLite online backup) and blobs, consistently, while serving."""
+    from . import backup_rotation as rotation
     from . import ops
 
+    if dest is not None and target is not None:
+        raise click.UsageError("give either --to FOLDER or --into TARGET, not both")
+    if keep is not None and target is None:
+        raise click.UsageError("--keep needs --into TARGET (a folder of dated backups)")
     cfg = _config(data_dir)
-    report = _with_store(cfg, lambda store, blobs: ops.backup(store, blobs, cfg, dest))
-    click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {dest}"
+    slot = None
+    if target is not None:
+        rotation.prepare_target(target)
+        slot = rotation.new_slot(target)
+        out = slot.partial
+    elif dest is not None:
+        out = dest
+    else:
+        raise click.UsageError("give --to FOLDER or --into TARGET")
+    try:
+        report = _with_store(cfg, lambda store, blobs: ops.backup(store, blobs, cfg, out))
+    except BaseException:
+        if slot is not None:
+            rotation.abandon(slot)  # a half-written backup must never count as one
+        raise
+    if slot is not None:
+        rotation.finish(slot)
+        out = slot.final
+    click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {out}"
                + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
+    if target is not None and keep is not None:
+        for old in rotation.prune(target, keep):
+            click.echo(f"removed old backup {old}")
 
 
 @cli.group()
