@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import ops
+from . import binding, ops
 from .blobs import BlobStore, LocalBlobStore
 from .clientaddr import networks
 from .config import RelayConfig
@@ -49,6 +49,9 @@ def _context(
         )
         try:
             await migrate(engine)
+            # Before anything reads or repairs blobs: refuse a database that is
+            # not this blob store's (a brand-new relay is bound here).
+            await binding.bind(store, local, adopt=False)
             repaired = await ops.recover(store, relay.blobs)
             if repaired:
                 relay.logger.warning(
