@@ -52,8 +52,8 @@ class Sent:
         self.blobs: dict[str, bytes] = {}
         self.partial = ""
 
-    def clients(self) -> tuple[RelayClient, RelayClient]:
-        url = self.proc.base_url
+    def clients(self, proc: RelayProcess | None = None) -> tuple[RelayClient, RelayClient]:
+        url = (proc or self.proc).base_url
         return (RelayClient(url, handle="alice", signing_key=self.a.signing_key),
                 RelayClient(url, handle="bob-lab", signing_key=self.b.signing_key))
 
@@ -83,7 +83,7 @@ def populate(proc: RelayProcess) -> Sent:
 def assert_downloads(sent: Sent, proc: RelayProcess) -> None:
     proc.start()
     try:
-        alice, bob = sent.clients()
+        alice, bob = sent.clients(proc)
         assert sorted(t["id"] for t in bob.inbox()) == sorted(sent.blobs)
         for tid, blob in sent.blobs.items():
             got = io.BytesIO()
@@ -242,6 +242,7 @@ def test_an_existing_install_is_adopted_by_init_only(tmp_path: Path, right_db: s
 
 def test_a_new_relay_binds_itself_and_a_damaged_marker_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    data.mkdir()
     proc = RelayProcess(data, "", tmp_path / "relay.log")
     proc.start()  # no init: a brand-new relay has nothing to lose
     proc.stop()
