@@ -204,6 +204,12 @@ def read_env_file(path: Path) -> dict[str, str]:
         text = path.read_text("utf-8")
     except FileNotFoundError:
         return {}
+    except PermissionError:
+        # Refused, not skipped: skipping would lose the database URL it may hold.
+        raise ConfigError(
+            f"{path}: cannot read the environment file as this user; make it readable by "
+            f"the relay's user (chown root:sealdrop {path}; chmod 0640 {path})"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the environment file: {exc}") from exc
     known = {ENV_PREFIX + k.upper() for k in _FIELDS} | _ENV_FILE_EXTRA

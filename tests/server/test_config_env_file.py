@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +85,23 @@ def test_environment_file_syntax(tmp_path: Path) -> None:
     f.write_text("SEALDROP_RELAY_PORT=eighty\n")
     with pytest.raises(ConfigError, match="port must be int"):
         load_config(tmp_path, env={"SEALDROP_RELAY_ENV_FILE": str(f)})
+
+
+def test_an_unreadable_environment_file_is_refused_not_skipped(tmp_path: Path) -> None:
+    """The relay's user cannot read the file: a sentence, never a silent fallback."""
+    f = tmp_path / "env"
+    f.write_text("SEALDROP_RELAY_DATABASE_URL=postgresql://relay@db/relay\n")
+    f.chmod(0o600)
+    code = ("from sealdrop.server.config import load_config\n"
+            f"load_config({str(tmp_path)!r}, env={{'SEALDROP_RELAY_ENV_FILE': {str(f)!r}}})")
+    cmd = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        # root reads any file: run as nobody, as the relay runs as its own user.
+        tmp_path.chmod(0o755)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    else:
+        f.chmod(0)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1
+    assert "cannot read the environment file as this user" in r.stderr
+    assert "chmod 0640" in r.stderr
