@@ -21,7 +21,7 @@ import click
 from . import binding
 from .accounts import create_invite, invite_hash
 from .blobs import BlobStore, LocalBlobStore
-from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
+from .config import BLOB_DIR, CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
 from .db import make_engine, migrate
 from .errors import RelayError
 from .logs import setup_logging
@@ -392,7 +392,16 @@ def backup(data_dir: Path, dest: Path) -> None:
     from . import ops
 
     cfg = _config(data_dir)
-    report = _with_store(cfg, lambda store, blobs: ops.backup(store, blobs, cfg, dest))
+    async def run(store: SqlMetadataStore, blobs: BlobStore) -> ops.BackupReport:
+        report = await ops.backup(store, blobs, cfg, dest)
+        # The copy is the same relay: its blob store carries the id its database
+        # snapshot holds, so `serve --data DEST` accepts the pair after a restore.
+        relay_id = await store.relay_id()
+        if relay_id is not None:
+            LocalBlobStore(dest / BLOB_DIR).write_relay_id(relay_id)
+        return report
+
+    report = _with_store(cfg, run)
     click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {dest}"
                + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
 

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .blobs import BlobStore, LocalBlobStore, chunk_list_digest
+from .blobs import BlobStore, chunk_list_digest
 from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, RelayConfig
 from .errors import ConfigError
 from .locks import TransferLocks
@@ -298,11 +298,6 @@ async def backup(
                 report.dropped += 1
     finally:
         await snapshot.close()
-    # The copy is the same relay: its blob store carries the same id as its
-    # database snapshot, so `serve --data DEST` accepts the pair after a restore.
-    relay_id = LocalBlobStore(cfg.blob_dir).read_relay_id()
-    if relay_id is not None:
-        LocalBlobStore(dest / BLOB_DIR).write_relay_id(relay_id)
     conf = cfg.data_dir / CONFIG_NAME
     if conf.exists():
         shutil.copy2(conf, dest / CONFIG_NAME)
