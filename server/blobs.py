@@ -44,7 +44,7 @@ from typing import Protocol
 
 from sealdrop.crypto.protocol import ErrorCode
 
-from .errors import InvalidInput, StorageFull, StoreUnavailable
+from .errors import ConfigError, InvalidInput, StorageFull, StoreUnavailable
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,32}")
 # Why 1 MiB: each block is one hop to a worker thread, which hashes and writes
@@ -55,6 +55,9 @@ KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,32}")
 IO_BLOCK = 1024 * 1024
 _IOV_MAX = 512  # pieces per pwritev call, well under any platform's IOV_MAX
 Chunk = tuple[int, str]  # (end offset, SHA-256 hex) of one committed chunk
+# The marker file binding a blob store to its database (server.ops.check_binding).
+RELAY_ID_FILE = "relay-id"
+RELAY_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +264,44 @@ class LocalBlobStore:
     def create_dirs(self) -> None:
         for d in (self.root, self.partial_dir, self.complete_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @property
+    def marker_path(self) -> Path:
+        return self.root / RELAY_ID_FILE
+
+    def read_relay_id(self) -> str | None:
+        """The relay id in this store's marker file; None if there is none.
+
+        A marker that is not an id is refused rather than ignored: ignoring it
+        would let a damaged store look unbound and be adopted by any database."""
+        try:
+            text = self.marker_path.read_text("ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"cannot read the blob store's relay id {self.marker_path}: {exc}"
+            ) from exc
+        if not RELAY_ID_RE.fullmatch(text):
+            raise ConfigError(
+                f"{self.marker_path} does not hold a relay id; restore it from a backup"
+            )
+        return text
+
+    def write_relay_id(self, relay_id: str) -> None:
+        """Write the marker durably and atomically (never a half-written id)."""
+        if not RELAY_ID_RE.fullmatch(relay_id):
+            raise ValueError("relay id must be 32 lowercase hex digits")
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.root / (RELAY_ID_FILE + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (relay_id + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.marker_path)
+        _fsync_dir(self.root)
 
     def partial_path(self, key: str) -> Path:
         return self.partial_dir / check_key(key)

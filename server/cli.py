@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import click
 
-from . import schema
+from . import binding, schema
 from .accounts import create_invite, invite_hash
 from .blobs import BlobStore, LocalBlobStore
-from .config import CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
+from .config import BLOB_DIR, CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
 from .db import make_engine
 from .errors import RelayError
 from .logs import setup_logging
@@ -46,8 +46,15 @@ def _config(data_dir: Path, **overrides: object) -> RelayConfig:
 
 
 def _with_store(
-    cfg: RelayConfig, fn: Callable[[SqlMetadataStore, BlobStore], Awaitable[T]]
+    cfg: RelayConfig,
+    fn: Callable[[SqlMetadataStore, BlobStore], Awaitable[T]],
+    *,
+    adopt: bool = False,
 ) -> T:
+    """Run ``fn`` on the relay's stores, once the database and the blob store are
+    shown to be one relay's (``server.binding``): a mismatch refuses before ``fn``
+    runs, so no command acts on a wrong database. ``adopt``: ``init`` binds an
+    existing install."""
     async def run() -> T:
         engine = make_engine(cfg.db_url)
         try:
@@ -55,7 +62,9 @@ def _with_store(
             await schema.require_current(engine)
             blobs = LocalBlobStore(cfg.blob_dir)
             blobs.create_dirs()
-            return await fn(SqlMetadataStore(engine), blobs)
+            store = SqlMetadataStore(engine)
+            await binding.bind(store, blobs, adopt=adopt)
+            return await fn(store, blobs)
         finally:
             await engine.dispose()
 
@@ -92,20 +101,25 @@ def init(data_dir: Path) -> None:
         conf.chmod(0o600)
     cfg = load_config(data_dir)
 
-    async def create() -> None:
+    async def create_schema() -> None:
         engine = make_engine(cfg.db_url)
         try:
-            # A new relay gets the schema; an existing one is only checked, so
-            # `init` never upgrades behind the operator's back.
+            # A new relay gets the schema; an existing one is only checked (in
+            # _with_store), so `init` never upgrades behind the operator's back.
             if await schema.current(engine) is None:
                 await schema.upgrade(engine)
-            await schema.require_current(engine)
         finally:
             await engine.dispose()
 
-    asyncio.run(create())
-    LocalBlobStore(cfg.blob_dir).create_dirs()
-    click.echo(f"relay data folder ready: {data_dir}")
+    asyncio.run(create_schema())
+
+    async def relay_id(store: SqlMetadataStore, blobs: BlobStore) -> str | None:
+        return await store.relay_id()
+
+    # Binds the database and the blob store (a new relay, or an existing install
+    # whose database holds the rows of the blobs found); refuses a mismatch.
+    rid = _with_store(cfg, relay_id, adopt=True)
+    click.echo(f"relay data folder ready: {data_dir} (relay id {rid})")
 
 
 @cli.command()
@@ -241,6 +255,48 @@ def account_enable(data_dir: Path, handle: str) -> None:
     click.echo(f"enabled {handle}")
 
 
+@account.command("usage")
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def account_usage(data_dir: Path, as_json: bool) -> None:
+    """Per account: transfers it sent that the relay still stores, their bytes, and
+    its share of the quota (expired transfers count until gc removes them)."""
+    cfg = _config(data_dir)
+    rows = _with_store(cfg, lambda store, blobs: store.usage())
+    for handle, count, stored in rows:
+        if as_json:
+            click.echo(json.dumps({"handle": handle, "transfers": count, "bytes": stored,
+                                   "quota_bytes": cfg.quota_bytes}))
+        else:
+            pct = 100 * stored / cfg.quota_bytes
+            click.echo(f"{handle}  {count} transfer(s)  {stored} bytes  {pct:.1f}% of quota")
+
+
+@account.command("transfers")
+@data_option
+@click.argument("handle")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def account_transfers(data_dir: Path, handle: str, as_json: bool) -> None:
+    """Transfers HANDLE sent or receives, oldest first: id, sender, state, size, expiry.
+    Ids and sizes only: the relay never knows what a transfer holds."""
+    cfg = _config(data_dir)
+
+    async def run(store: SqlMetadataStore, blobs: BlobStore) -> list[Any]:
+        if await store.get_account(handle) is None:
+            raise RelayError(f"no account {handle!r}; `sealdrop-relay account list` shows them")
+        return await store.transfers_of(handle)
+
+    for t in _with_store(cfg, run):
+        role = "sent" if t.sender == handle else "received"
+        item = {"id": t.id, "role": role, "sender": t.sender, "state": t.state,
+                "size": t.size, "stored": t.committed, "created": _when(t.created_at),
+                "expires": _when(t.expires_at),
+                "recipients": [r.handle for r in t.recipients]}
+        click.echo(json.dumps(item) if as_json else
+                   f"{t.id}  {role:8} from {t.sender}  {t.state:9} {t.size} bytes  "
+                   f"expires {item['expires']}")
+
+
 for_option = click.option(
     "--for", "recipient", required=True, metavar="HANDLE",
     help="The account that refuses the other (the lab being flooded, say).")
@@ -291,12 +347,19 @@ def account_blocks(data_dir: Path, handle: str, as_json: bool) -> None:
 @cli.command()
 @data_option
 @click.option("--json", "as_json", is_flag=True)
-def gc(data_dir: Path, as_json: bool) -> None:
-    """Delete expired, abandoned and dismissed transfers, orphan blobs and old nonces."""
+@click.option("--force", is_flag=True,
+              help="Delete even more than half of the stored blobs in this run.")
+def gc(data_dir: Path, as_json: bool, force: bool) -> None:
+    """Delete expired, abandoned and dismissed transfers, orphan blobs and old nonces.
+
+    Refuses (deleting nothing) a run that would delete more than half of the
+    stored blobs, unless --force; each deletion is logged to stderr."""
     from . import ops
 
     cfg = _config(data_dir)
-    report = _with_store(cfg, lambda store, blobs: ops.gc(store, blobs, cfg, now=int(time.time())))
+    setup_logging(cfg.log_level)
+    report = _with_store(cfg, lambda store, blobs: ops.gc(
+        store, blobs, cfg, now=int(time.time()), force=force))
     counts = report.counts()
     click.echo(json.dumps(counts) if as_json else
                " ".join(f"{k}={v}" for k, v in counts.items()))
@@ -308,10 +371,13 @@ def gc(data_dir: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def verify(data_dir: Path, repair: bool, as_json: bool) -> None:
     """Re-hash every complete blob along its recorded chunks (exit 1 on problems)."""
-    from . import ops
+    from . import ops, verify_metrics
 
     cfg = _config(data_dir)
+    setup_logging(cfg.log_level)
     report = _with_store(cfg, lambda store, blobs: ops.verify(store, blobs, repair=repair))
+    if repair:
+        verify_metrics.write(cfg.data_dir, report, now=int(time.time()))
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:
@@ -319,6 +385,9 @@ def verify(data_dir: Path, repair: bool, as_json: bool) -> None:
         for kind in ("tampered", "missing", "orphans", "trailing"):
             for tid in getattr(report, kind):
                 click.echo(f"{kind}: {tid}")
+        for r in report.removed:
+            click.echo(f"removed: {r.transfer} sender={r.sender or '-'} "
+                       f"problem={r.problem} action={r.action}")
         click.echo("ok" if report.ok else ("repaired" if repair else "problems found"))
     if not report.ok and not repair:
         sys.exit(1)
@@ -351,8 +420,18 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
         out = dest
     else:
         raise click.UsageError("give --to FOLDER or --into TARGET")
+
+    async def run(store: SqlMetadataStore, blobs: BlobStore) -> ops.BackupReport:
+        report = await ops.backup(store, blobs, cfg, out)
+        # The copy is the same relay: its blob store carries the id its database
+        # snapshot holds, so `serve --data` on a restored copy accepts the pair.
+        relay_id = await store.relay_id()
+        if relay_id is not None:
+            LocalBlobStore(out / BLOB_DIR).write_relay_id(relay_id)
+        return report
+
     try:
-        report = _with_store(cfg, lambda store, blobs: ops.backup(store, blobs, cfg, out))
+        report = _with_store(cfg, run)
     except BaseException:
         if slot is not None:
             rotation.abandon(slot)  # a half-written backup must never count as one

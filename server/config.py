@@ -1,9 +1,17 @@
 """The relay's configuration: read once, validated, frozen.
 
 Sources, later ones winning: built-in defaults, ``relay.toml`` in the data
-directory, then environment variables ``SEALDROP_RELAY_<FIELD>`` (field name
-upper-cased, e.g. ``SEALDROP_RELAY_DATABASE_URL``). Unknown keys in the file are
-refused, so a typo never silently falls back to a default.
+directory, the environment file ``/etc/sealdrop-relay/env`` (or the one
+``SEALDROP_RELAY_ENV_FILE`` names), then environment variables
+``SEALDROP_RELAY_<FIELD>`` (field name upper-cased, e.g.
+``SEALDROP_RELAY_DATABASE_URL``). Unknown keys in either file are refused, so a
+typo never silently falls back to a default.
+
+Why the relay reads the environment file itself: systemd passes it only to
+the units that name it, and an operator's shell to none. A database URL kept
+there was invisible to the backup unit and to manual commands, which then fell
+back to an empty SQLite database. Read by every command, it is one
+configuration whoever runs it.
 """
 
 from __future__ import annotations
@@ -25,6 +33,11 @@ CONFIG_NAME = "relay.toml"
 DB_NAME = "relay.db"
 BLOB_DIR = "blobs"
 ENV_PREFIX = "SEALDROP_RELAY_"
+ENV_FILE = Path("/etc/sealdrop-relay/env")
+ENV_FILE_VAR = ENV_PREFIX + "ENV_FILE"
+# Names the environment file may hold that are not settings: the data folder
+# (chosen before the file is read) and the file's own name.
+_ENV_FILE_EXTRA = {ENV_PREFIX + "DATA", ENV_FILE_VAR}
 MiB = 1024 * 1024
 DAY = 86400
 
@@ -233,15 +246,59 @@ def _validate(cfg: RelayConfig) -> RelayConfig:
     return cfg
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines as systemd's EnvironmentFile reads them (``#`` comments,
+    optional quotes); only ``SEALDROP_RELAY_*`` keys, each one known."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    except PermissionError:
+        # Refused, not skipped: skipping would lose the database URL it may hold.
+        raise ConfigError(
+            f"{path}: cannot read the environment file as this user; make it readable by "
+            f"the relay's user (chown root:sealdrop {path}; chmod 0640 {path})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the environment file: {exc}") from exc
+    known = {ENV_PREFIX + k.upper() for k in _FIELDS} | _ENV_FILE_EXTRA
+    out: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if key.startswith("export "):
+            key = key[len("export "):].strip()
+        if not sep or not key:
+            raise ConfigError(f"{path}:{n}: expected NAME=value")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if not key.startswith(ENV_PREFIX):
+            continue  # other programs' settings may share the file
+        if key not in known:
+            raise ConfigError(f"{path}:{n}: unknown setting {key}")
+        out[key] = value
+    return out
+
+
 def load_config(
     data_dir: Path | str,
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
 ) -> RelayConfig:
-    """Defaults, then ``DATA/relay.toml``, then the environment, then ``overrides``."""
+    """Defaults, then ``DATA/relay.toml``, the environment file, the environment,
+    then ``overrides``. An explicit ``env`` (tests) reads an environment file only
+    if it names one in ``SEALDROP_RELAY_ENV_FILE``."""
     data = Path(data_dir).absolute()
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
+        env_file: Path | None = Path(env.get(ENV_FILE_VAR) or ENV_FILE)
+    else:
+        env_file = Path(env[ENV_FILE_VAR]) if env.get(ENV_FILE_VAR) else None
+    file_env = read_env_file(env_file) if env_file is not None else {}
     values: dict[str, object] = {}
     path = data / CONFIG_NAME
     if path.exists():
@@ -253,10 +310,12 @@ def load_config(
             if key not in _FIELDS:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
             values[key] = _coerce(key, value, str(path))
-    for key in _FIELDS:
-        env_key = ENV_PREFIX + key.upper()
-        if env_key in env:
-            values[key] = _coerce(key, env[env_key], env_key)
+    for source in (file_env, env):
+        for key in _FIELDS:
+            env_key = ENV_PREFIX + key.upper()
+            if env_key in source:
+                where = f"{env_file}: {env_key}" if source is file_env else env_key
+                values[key] = _coerce(key, source[env_key], where)
     for key, value in (overrides or {}).items():
         if key not in _FIELDS:
             raise ConfigError(f"unknown setting {key!r}")
@@ -266,9 +325,10 @@ def load_config(
 
 
 DEFAULT_CONFIG_TEXT = """\
-# sealdrop-relay configuration. Every setting can also be given in the
-# environment as SEALDROP_RELAY_<NAME> (e.g. SEALDROP_RELAY_DATABASE_URL),
-# which wins over this file. Sizes in bytes, durations in seconds.
+# sealdrop-relay configuration. Every setting can also be given as
+# SEALDROP_RELAY_<NAME> (e.g. SEALDROP_RELAY_DATABASE_URL) in the environment
+# file /etc/sealdrop-relay/env, which every command and unit reads, or in the
+# environment; both win over this file. Sizes in bytes, durations in seconds.
 
 # Empty: SQLite file relay.db next to this file. For PostgreSQL:
 # database_url = "postgresql://sealdrop@db.internal/sealdrop"

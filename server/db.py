@@ -112,6 +112,16 @@ nonces = sa.Table(
     sa.Index("ix_nonces_expires_at", "expires_at"),
 )
 
+# Facts about this relay as a whole (migration 0003). ``relay_id`` binds the
+# database to its blob store, which holds the same id in a marker file, so a
+# data folder pointed at the wrong database is refused instead of emptied.
+relay_meta = sa.Table(
+    "relay_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

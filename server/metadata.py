@@ -25,7 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealdrop.crypto.protocol import ErrorCode
 
-from .db import accounts, blocks, chunks, invites, make_engine, nonces, recipients, transfers
+from .db import (
+    accounts,
+    blocks,
+    chunks,
+    invites,
+    make_engine,
+    nonces,
+    recipients,
+    relay_meta,
+    transfers,
+)
 from .dbfail import GuardedEngine
 from .errors import (
     ConfigError,
@@ -759,3 +769,67 @@ class SqlMetadataStore:
             out[f"transfers_{state}"] = int(count)
             out[f"bytes_{state}"] = int(stored)
         return out
+
+    # -- relay identity ---------------------------------------------------
+
+    async def relay_id(self) -> str | None:
+        """The id binding this database to its blob store (None: not bound yet)."""
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(relay_meta.c.value).where(relay_meta.c.key == "relay_id")
+                )
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    async def set_relay_id(self, relay_id: str) -> str:
+        """Store ``relay_id`` unless the database already has one; return the one stored."""
+        async with self.engine.begin() as conn:
+            current = (
+                await conn.execute(
+                    sa.select(relay_meta.c.value).where(relay_meta.c.key == "relay_id")
+                )
+            ).scalar_one_or_none()
+            if current is not None:
+                return str(current)
+            await conn.execute(sa.insert(relay_meta).values(key="relay_id", value=relay_id))
+        return relay_id
+
+    async def count_transfers(self) -> int:
+        async with self.engine.connect() as conn:
+            n = (await conn.execute(sa.select(sa.func.count()).select_from(transfers))).scalar_one()
+        return int(n)
+
+    # -- per-account views for the operator -------------------------------
+
+    async def usage(self) -> list[tuple[str, int, int]]:
+        """(handle, live transfers sent, bytes stored) for every account, by handle."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        accounts.c.handle,
+                        sa.func.count(transfers.c.id),
+                        sa.func.coalesce(sa.func.sum(transfers.c.committed), 0),
+                    )
+                    .select_from(
+                        accounts.outerjoin(transfers, transfers.c.sender == accounts.c.handle)
+                    )
+                    .group_by(accounts.c.handle)
+                    .order_by(accounts.c.handle)
+                )
+            ).all()
+        return [(str(h), int(n), int(b)) for h, n, b in rows]
+
+    async def transfers_of(self, handle: str) -> list[Transfer]:
+        """Every transfer ``handle`` sent or receives, oldest first (expired ones too, until gc)."""
+        async with self.engine.connect() as conn:
+            received = sa.select(recipients.c.transfer_id).where(recipients.c.recipient == handle)
+            rows = (
+                await conn.execute(
+                    sa.select(transfers)
+                    .where(sa.or_(transfers.c.sender == handle, transfers.c.id.in_(received)))
+                    .order_by(transfers.c.created_at, transfers.c.id)
+                )
+            ).all()
+            return await self._load(conn, list(rows))

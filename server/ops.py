@@ -8,6 +8,7 @@ the blob did, and is gone), never a blob of an upload that just started.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from .blobs import BlobStore, chunk_list_digest
 from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, RelayConfig
 from .errors import ConfigError
 from .locks import TransferLocks
+from .logs import LOGGER_NAME
 from .metadata import COMPLETE, UPLOADING, SqlMetadataStore, Transfer
 
 
@@ -55,6 +57,20 @@ async def _recover_one(store: SqlMetadataStore, blobs: BlobStore, t: Transfer) -
     return moved
 
 
+_log = logging.getLogger(LOGGER_NAME)
+
+# gc never deletes more than this share of the stored blobs in one run unless
+# forced; a run that would is refused whole (nothing deleted), because a sudden
+# mass deletion is far likelier a wrong database than a mass expiry. Below
+# GC_FLOOR deletions the share is not checked, so a small relay still empties.
+GC_MAX_SHARE = 0.5
+GC_FLOOR = 20
+
+
+class GcRefused(ConfigError):
+    """gc would delete more than its bounded share of blobs."""
+
+
 async def _delete(store: SqlMetadataStore, blobs: BlobStore, tid: str) -> None:
     # Row first, then blob (the ordering rule above).
     await store.delete_transfer(tid)
@@ -82,6 +98,7 @@ async def gc(
     *,
     now: int,
     locks: TransferLocks | None = None,
+    force: bool = False,
 ) -> GcReport:
     """Delete expired transfers, abandoned uploads, those every recipient
     dismissed, orphan blobs and old nonces.
@@ -91,24 +108,57 @@ async def gc(
     table never keeps an upload that is gone. Not taken: a stalled upload may
     hold its lock for long, and must not stall gc. A chunk still being written
     then fails to commit (its row is gone) and leaves at most an orphan
-    partial blob, which the next gc removes."""
+    partial blob, which the next gc removes.
+
+    Bounded: without ``force``, a run that would delete more than
+    ``GC_MAX_SHARE`` of the stored blobs (and more than ``GC_FLOOR``) raises
+    ``GcRefused`` before deleting anything. Every deletion is logged
+    (``gc_delete``: transfer id and reason)."""
     report = GcReport()
     listed = await blobs.list()
     # Expired, abandoned, and dismissed by every recipient (nobody wants the blob).
-    doomed = await store.expired(now=now, abandoned_before=now - cfg.abandoned_upload_seconds)
-    doomed += [t for t in await store.dismissed_by_all() if t not in doomed]
+    expired = await store.expired(now=now, abandoned_before=now - cfg.abandoned_upload_seconds)
+    dismissed = [t for t in await store.dismissed_by_all() if t not in expired]
+    ids = await store.ids()
+    doomed = expired + dismissed
+    orphans = sorted({b.key for b in listed if b.key not in ids and b.key not in doomed})
+    stored = {b.key for b in listed}
+    share = len(orphans) + len([t for t in doomed if t in stored])
+    if not force and share > GC_FLOOR and share > GC_MAX_SHARE * len(stored):
+        raise GcRefused(
+            f"gc would delete {share} of the {len(stored)} stored blobs, more than "
+            f"{GC_MAX_SHARE:.0%} in one run; nothing was deleted. Check that database_url is "
+            "this relay's database, then run `sealdrop-relay gc --force` if the deletions are "
+            "right"
+        )
     for tid in doomed:
         await _delete(store, blobs, tid)
         if locks is not None:
             locks.drop(tid)
         report.deleted.append(tid)
-    ids = await store.ids()
-    for b in listed:
-        if b.key not in ids and b.key not in report.deleted:
-            await blobs.delete(b.key)
-            report.orphan_blobs += 1
+        # Ids only: the relay logs no patient data, and ids are already in the access log.
+        _log.info("gc_delete", extra={"fields": {
+            "transfer": tid, "reason": "expired" if tid in expired else "dismissed"}})
+    for key in orphans:
+        await blobs.delete(key)
+        report.orphan_blobs += 1
+        _log.info("gc_delete", extra={"fields": {"transfer": key, "reason": "orphan"}})
     report.nonces = await store.purge_nonces(now)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """One thing ``verify --repair`` removed or cut: what an operator tells the sender."""
+
+    transfer: str
+    sender: str  # "" for a blob without a row: nobody to tell
+    problem: str  # tampered | missing | orphan | trailing
+    action: str  # deleted (row and blob) | rolled_back | truncated | blob_deleted
+
+    def to_json(self) -> dict[str, str]:
+        return {"transfer": self.transfer, "sender": self.sender,
+                "problem": self.problem, "action": self.action}
 
 
 @dataclass(slots=True)
@@ -119,6 +169,7 @@ class VerifyReport:
     orphans: list[str] = field(default_factory=list)  # blob without a row
     trailing: list[str] = field(default_factory=list)  # partial blob longer than committed
     repaired: bool = False
+    removed: list[Removal] = field(default_factory=list)  # what --repair did, one per fix
 
     @property
     def ok(self) -> bool:
@@ -133,12 +184,22 @@ class VerifyReport:
             "trailing": self.trailing,
             "ok": self.ok,
             "repaired": self.repaired,
+            "removed": [r.to_json() for r in self.removed],
         }
+
+    def removed_counts(self) -> dict[tuple[str, str, str], int]:
+        """(sender, problem, action) → count: the labels of the repair metric."""
+        out: dict[tuple[str, str, str], int] = {}
+        for r in self.removed:
+            key = (r.sender, r.problem, r.action)
+            out[key] = out.get(key, 0) + 1
+        return out
 
 
 async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> VerifyReport:
     """Re-hash every complete blob along its recorded chunks; find rows without
-    blobs and blobs without rows."""
+    blobs and blobs without rows. ``repair`` fixes each and records (and logs,
+    ``verify_removed``) what it removed, with the transfer's sender."""
     report = VerifyReport()
     listed = await blobs.list()
     rows = await store.all_transfers()
@@ -168,20 +229,32 @@ async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> 
         elif row.state == COMPLETE and not b.complete:
             report.orphans.append(b.key)  # a stale partial beside a complete blob
     if repair:
-        for tid in report.tampered + report.missing:
-            if by_id[tid].state == UPLOADING:
-                # A partial blob shorter than its offset (a power loss): roll the
-                # upload back to its last intact chunk; the sender resumes.
-                await _recover_one(store, blobs, by_id[tid])
-                continue
-            await _delete(store, blobs, tid)
+        def removed(tid: str, problem: str, action: str) -> None:
+            row = by_id.get(tid)
+            item = Removal(tid, row.sender if row else "", problem, action)
+            report.removed.append(item)
+            _log.warning("verify_removed", extra={"fields": item.to_json()})
+
+        for problem, tids in (("tampered", report.tampered), ("missing", report.missing)):
+            for tid in tids:
+                if by_id[tid].state == UPLOADING:
+                    # A partial blob shorter than its offset (a power loss): roll the
+                    # upload back to its last intact chunk; the sender resumes.
+                    await _recover_one(store, blobs, by_id[tid])
+                    removed(tid, problem, "rolled_back")
+                    continue
+                await _delete(store, blobs, tid)
+                removed(tid, problem, "deleted")
         for tid in report.trailing:
             await blobs.truncate_partial(tid, by_id[tid].committed)
+            removed(tid, "trailing", "truncated")
         for tid in report.orphans:
             if tid in by_id:
                 await blobs.discard_partial(tid)
+                removed(tid, "orphan", "partial_deleted")
             else:
                 await blobs.delete(tid)
+                removed(tid, "orphan", "blob_deleted")
         report.repaired = True
     return report
 

@@ -90,7 +90,7 @@ def test_gc_command(relay: RunningRelay) -> None:
     orphan = relay.config.blob_dir / "complete" / "zz" / ("zz" + "Q" * 20)
     orphan.parent.mkdir()
     orphan.write_bytes(b"orphan")
-    counts = json.loads(run_cli(relay, "gc", "--json").output)
+    counts = json.loads(run_cli(relay, "gc", "--json").stdout)
     assert counts["transfers_deleted"] == 1 and counts["orphan_blobs_deleted"] == 1
     assert [t["id"] for t in relay.rows()["transfers"]] == [keep]
     assert [b.key for b in relay.run(relay.relay.blobs.list())] == [keep]
