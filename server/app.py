@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import binding, ops, schema
+from . import binding, ops
 from .blobs import BlobStore, LocalBlobStore
 from .clientaddr import networks
 from .config import RelayConfig
@@ -49,7 +49,7 @@ def _context(
         )
         try:
             # Refuse a schema this code does not know; only `db upgrade` migrates.
-            await schema.require_current(engine)
+            await binding.require_schema(engine, local)
             # Before anything reads or repairs blobs: refuse a database that is
             # not this blob store's (a brand-new relay is bound here).
             await binding.bind(store, local, adopt=False)

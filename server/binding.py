@@ -20,6 +20,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import schema
 from .blobs import LocalBlobStore
 from .errors import ConfigError
 from .metadata import SqlMetadataStore
@@ -46,6 +49,29 @@ def _db_name(store: SqlMetadataStore) -> str:
     return store.engine.url.render_as_string(hide_password=True)
 
 
+def refuse_empty_beside_bound(
+    engine: AsyncEngine, local: LocalBlobStore, current: str | None
+) -> None:
+    """A database with no schema at all beside a blob store that belongs to a
+    relay is the wrong database: say so, rather than "run init"."""
+    blob_id = local.read_relay_id()
+    if current is None and blob_id is not None:
+        db = engine.url.render_as_string(hide_password=True)
+        raise BindingError(
+            f"the blob store {local.root} belongs to relay {blob_id} but the database {db} "
+            f"holds no relay schema: it is a fresh or foreign database, not this relay's; "
+            f"{FIX_HINT}"
+        )
+
+
+async def require_schema(engine: AsyncEngine, local: LocalBlobStore) -> None:
+    """The schema check every command and ``serve`` run first (``schema.judge``),
+    with the wrong-database case named for what it is."""
+    current = await schema.current(engine)
+    refuse_empty_beside_bound(engine, local, current)
+    schema.judge(current)
+
+
 async def check(store: SqlMetadataStore, local: LocalBlobStore) -> str:
     """The relay id both sides share; ``BindingError`` (with why) otherwise."""
     db_id = await store.relay_id()
@@ -61,7 +87,9 @@ async def check(store: SqlMetadataStore, local: LocalBlobStore) -> str:
     if blob_id is not None:
         raise BindingError(
             f"the blob store {folder} belongs to relay {blob_id} but the database {db} has no "
-            f"relay id: it is a fresh or foreign database, not this relay's; {FIX_HINT}"
+            f"relay id: it is a fresh or foreign database, not this relay's; {FIX_HINT} "
+            f"(if it is this relay's, after a schema rollback, `sealdrop-relay init --data DIR` "
+            f"binds it again once its rows match the blobs)"
         )
     if db_id is not None:
         raise BindingError(

@@ -59,8 +59,8 @@ def _with_store(
         engine = make_engine(cfg.db_url)
         try:
             # Never migrates: only `db upgrade` does (server.schema).
-            await schema.require_current(engine)
             blobs = LocalBlobStore(cfg.blob_dir)
+            await binding.require_schema(engine, blobs)
             blobs.create_dirs()
             store = SqlMetadataStore(engine)
             await binding.bind(store, blobs, adopt=adopt)
@@ -106,7 +106,11 @@ def init(data_dir: Path) -> None:
         try:
             # A new relay gets the schema; an existing one is only checked (in
             # _with_store), so `init` never upgrades behind the operator's back.
-            if await schema.current(engine) is None:
+            current = await schema.current(engine)
+            if current is None:
+                # Never into the wrong database: a bound data folder beside an
+                # empty database is refused, not given a fresh schema.
+                binding.refuse_empty_beside_bound(engine, LocalBlobStore(cfg.blob_dir), current)
                 await schema.upgrade(engine)
         finally:
             await engine.dispose()

@@ -152,11 +152,14 @@ def test_a_data_folder_pointed_at_an_empty_database_is_refused_by_every_command(
         assert "fresh or foreign database" in refused_serve(proc)
         assert blob_files(data) == before
         assert not (tmp_path / "bk").exists() or not any((tmp_path / "bk").iterdir())
-    if right_db:
-        # The SQLite fallback file the wrong commands created holds no relay id.
+    if right_db and (data / "relay.db").exists():
+        # The SQLite fallback the wrong commands opened got no schema, let alone
+        # a relay id: they refused before writing anything.
         con = sqlite3.connect(data / "relay.db")
         try:
-            assert con.execute("SELECT count(*) FROM relay_meta").fetchone() == (0,)
+            assert con.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'relay_meta'"
+            ).fetchone() == (0,)
         finally:
             con.close()
 
@@ -244,7 +247,8 @@ def test_a_new_relay_binds_itself_and_a_damaged_marker_is_refused(tmp_path: Path
     data = tmp_path / "data"
     data.mkdir()
     proc = RelayProcess(data, "", tmp_path / "relay.log")
-    proc.start()  # no init: a brand-new relay has nothing to lose
+    proc.cli("init")  # a brand-new relay is bound by init (serve never creates a schema)
+    proc.start()
     proc.stop()
     marker = data / "blobs" / "relay-id"
     rid = marker.read_text().strip()
