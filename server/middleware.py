@@ -176,9 +176,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request count by method, route and status; duration by route."""
+Observer = Callable[[web.Request, int, float], None]
+
+
+async def _observed(
+    request: web.Request, handler: Handler, observe: Observer
+) -> web.StreamResponse:
+    """Run ``handler``; then tell ``observe`` the answer's status and the seconds
+    it took, whether it returned, raised an ``HTTPException`` (a redirect) or was
+    cancelled (500: the client went away)."""
     started = time.perf_counter()
     status = 500
     try:
@@ -189,37 +195,39 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        metrics = request.app[RELAY_KEY].metrics
-        route = route_name(request)
-        metrics.inc(
-            "sealdrop_http_requests_total", method=request.method, route=route, status=str(status)
-        )
-        metrics.observe(
-            "sealdrop_http_request_duration_seconds", time.perf_counter() - started, route=route
-        )
+        observe(request, status, time.perf_counter() - started)
+
+
+def _count(request: web.Request, status: int, seconds: float) -> None:
+    metrics = request.app[RELAY_KEY].metrics
+    route = route_name(request)
+    metrics.inc(
+        "sealdrop_http_requests_total", method=request.method, route=route, status=str(status)
+    )
+    metrics.observe("sealdrop_http_request_duration_seconds", seconds, route=route)
+
+
+def _log(request: web.Request, status: int, seconds: float) -> None:
+    request.app[RELAY_KEY].logger.info(
+        "request",
+        extra={
+            "fields": {
+                "method": request.method,
+                "route": route_name(request),
+                "status": status,
+                "duration_s": round(seconds, 4),
+            }
+        },
+    )
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request count by method, route and status; duration by route."""
+    return await _observed(request, handler, _count)
 
 
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One structured log line per request: method, route template, status, duration."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        resp = await handler(request)
-        status = resp.status
-        return resp
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        request.app[RELAY_KEY].logger.info(
-            "request",
-            extra={
-                "fields": {
-                    "method": request.method,
-                    "route": route_name(request),
-                    "status": status,
-                    "duration_s": round(time.perf_counter() - started, 4),
-                }
-            },
-        )
+    return await _observed(request, handler, _log)
