@@ -1,4 +1,4 @@
-"""Database schema (SQLAlchemy Core), engine creation and programmatic migrations.
+"""Database schema (SQLAlchemy Core) and engine creation (migrations: ``schema``).
 
 Times are integer unix seconds everywhere, so SQLite and PostgreSQL agree
 without any time-zone question. The schema itself is created only by the
@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = sa.MetaData()
 
@@ -145,43 +145,3 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
     return engine
-
-
-def _alembic_config(connection: sa.Connection) -> Any:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = connection
-    return cfg
-
-
-def _upgrade(connection: sa.Connection) -> None:
-    from alembic import command
-
-    command.upgrade(_alembic_config(connection), "head")
-
-
-def _current(connection: sa.Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
-
-
-def _head() -> str | None:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
-
-
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
-
-
-async def schema_is_current(conn: AsyncConnection) -> bool:
-    return await conn.run_sync(_current) == _head()

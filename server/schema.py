@@ -112,7 +112,8 @@ async def require_current(engine: AsyncEngine) -> None:
     judge(await current(engine))
 
 
-def _alembic(connection: sa.Connection, action: str, target: str) -> None:
+def run_alembic(connection: sa.Connection, action: str, target: str) -> None:
+    """One alembic command (``upgrade`` or ``downgrade`` to ``target``) on ``connection``."""
     from alembic import command
     from alembic.config import Config
 
@@ -130,7 +131,7 @@ async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
         judge(before)
     newest = head()
     if before != newest:
-        await _run(engine, lambda c: _alembic(c, "upgrade", newest), write=True)
+        await _run(engine, lambda c: run_alembic(c, "upgrade", newest), write=True)
     return before, newest
 
 
@@ -149,5 +150,5 @@ async def downgrade(engine: AsyncEngine, target: str) -> tuple[str | None, str]:
             f"the schema is at {before}, older than {target}; use `sealdrop-relay db upgrade`"
         )
     if before != target:
-        await _run(engine, lambda c: _alembic(c, "downgrade", target), write=True)
+        await _run(engine, lambda c: run_alembic(c, "downgrade", target), write=True)
     return before, target

@@ -1,5 +1,5 @@
 """Alembic environment: always run programmatically with a connection handed in
-by ``server.db.migrate`` (config.attributes["connection"]); no alembic.ini."""
+by ``server.schema.run_alembic`` (config.attributes["connection"]); no alembic.ini."""
 
 from __future__ import annotations
 

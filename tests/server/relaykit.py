@@ -28,11 +28,12 @@ from sealdrop.client.relay_api import RelayClient
 from sealdrop.crypto import protocol
 from sealdrop.crypto.age import X25519Identity
 from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.server import schema
 from sealdrop.server.accounts import create_invite
 from sealdrop.server.app import create_app, make_runner
 from sealdrop.server.blobs import chunk_list_digest
 from sealdrop.server.config import RelayConfig, load_config
-from sealdrop.server.db import make_engine, metadata, migrate
+from sealdrop.server.db import make_engine, metadata
 from sealdrop.server.state import RELAY_KEY, Relay
 
 PG_URL = os.environ.get("SEALDROP_TEST_PG_URL", "")
@@ -344,7 +345,7 @@ def b64(data: bytes) -> str:
 async def migrate_url(url: str) -> None:
     engine = make_engine(url)
     try:
-        await migrate(engine)
+        await schema.upgrade(engine)
     finally:
         await engine.dispose()
 

@@ -7,17 +7,19 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sealdrop.server.db import make_engine, metadata, migrate, schema_is_current
+from sealdrop.server import schema
+from sealdrop.server.db import make_engine, metadata
 
 
 def test_migrations_match_table_objects(tmp_path: Path) -> None:
     async def run() -> dict[str, set[str]]:
         engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
         try:
-            await migrate(engine)
-            await migrate(engine)  # idempotent
+            assert await schema.upgrade(engine) == (None, schema.head())
+            # Idempotent: a second upgrade finds the head and changes nothing.
+            assert await schema.upgrade(engine) == (schema.head(), schema.head())
+            assert await schema.current(engine) == schema.head()
             async with engine.connect() as conn:
-                assert await schema_is_current(conn)
                 return await conn.run_sync(
                     lambda c: {t: {col["name"] for col in sa.inspect(c).get_columns(t)}
                                for t in sa.inspect(c).get_table_names() if t != "alembic_version"}
