@@ -21,7 +21,6 @@ contacts at the same time lose neither pin.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -38,8 +37,8 @@ from ..errors import (
     UnknownContactError,
     UnverifiedContactError,
 )
-from ..outfile import atomic_output
 from .filelock import locked
+from .jsonstore import read_section, write_section
 from .layout import CONTACTS_FILE
 
 _MAX_STORE = 64 * 1024 * 1024
@@ -122,25 +121,10 @@ class ContactStore:
     # --- persistence ---------------------------------------------------------
 
     def _load(self) -> dict[str, Contact]:
-        try:
-            with open(self.path, "rb") as f:
-                raw = f.read(_MAX_STORE + 1)
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise ContactError(f"cannot read {self.path}: {exc.strerror}") from exc
-        if len(raw) > _MAX_STORE:
-            raise ContactError(f"{self.path} is too large")
-        try:
-            obj = json.loads(raw)
-        except ValueError as exc:
-            raise ContactError(f"the contacts file {self.path} is damaged (not JSON)") from exc
-        if not isinstance(obj, dict) or obj.get("v") != 1 or not isinstance(
-            obj.get("contacts"), dict
-        ):
-            raise ContactError(f"the contacts file {self.path} has an unknown format")
+        entries = read_section(self.path, "contacts", what="the contacts file",
+                               max_bytes=_MAX_STORE, error=ContactError)
         out: dict[str, Contact] = {}
-        for handle, entry in obj["contacts"].items():
+        for handle, entry in entries.items():
             contact = Contact.from_json(entry)
             if contact.handle != handle or contact.bundle.handle != handle:
                 raise ContactError(
@@ -150,14 +134,9 @@ class ContactStore:
         return out
 
     def _save(self, contacts: dict[str, Contact]) -> None:
-        obj = {"v": 1, "contacts": {h: c.to_json() for h, c in sorted(contacts.items())}}
-        data = json.dumps(obj, indent=1, sort_keys=True).encode("utf-8") + b"\n"
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with atomic_output(self.path, mode=0o600) as f:
-                f.write(data)
-        except OSError as exc:
-            raise ContactError(f"cannot write {self.path}: {exc.strerror}") from exc
+        write_section(self.path, "contacts",
+                      {h: c.to_json() for h, c in sorted(contacts.items())},
+                      what="the contacts file", error=ContactError, indent=1)
 
     # --- queries -------------------------------------------------------------
 

@@ -20,15 +20,13 @@ two processes on one profile lose no entry.
 
 from __future__ import annotations
 
-import json
 import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ..errors import ClientError
-from ..outfile import atomic_output
 from .filelock import locked
+from .jsonstore import read_section, write_section
 from .layout import REFUSED_FILE
 
 _MAX_STORE = 16 * 1024 * 1024
@@ -46,28 +44,13 @@ class RefusedStore:
 
     def load(self) -> dict[str, dict[str, Any]]:
         """relay id -> {"reason", "sender", "error", "at"}."""
-        try:
-            with open(self.path, "rb") as f:
-                raw = f.read(_MAX_STORE + 1)
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise ClientError(f"cannot read {self.path}: {exc.strerror}") from exc
-        try:
-            obj = json.loads(raw) if len(raw) <= _MAX_STORE else None
-        except ValueError:
-            obj = None
-        if not isinstance(obj, dict) or not isinstance(obj.get("refused"), dict):
-            raise ClientError(f"{self.path} is damaged",
-                              hint="delete it: refused transfers will then be tried once more")
-        return {str(k): v for k, v in obj["refused"].items() if isinstance(v, dict)}
+        body = read_section(self.path, "refused", what="the refused-transfers file",
+                            max_bytes=_MAX_STORE,
+                            hint="delete it: refused transfers will then be tried once more")
+        return {str(k): v for k, v in body.items() if isinstance(v, dict)}
 
     def _save(self, data: dict[str, dict[str, Any]]) -> None:
-        try:
-            with atomic_output(self.path, mode=0o600) as f:
-                f.write(json.dumps({"v": 1, "refused": data}, sort_keys=True).encode() + b"\n")
-        except OSError as exc:
-            raise ClientError(f"cannot write {self.path}: {exc.strerror}") from exc
+        write_section(self.path, "refused", data, what="the refused-transfers file")
 
     def mark(self, relay_id: str, *, reason: Reason, sender: str, error: str) -> None:
         with locked(self.path):

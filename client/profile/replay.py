@@ -14,13 +14,15 @@ receives of different transfers both keep theirs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import ClientError, ReplayError
-from ..outfile import atomic_output
 from .filelock import locked
+from .jsonstore import read_section, write_section
 from .layout import ACCEPTED_FILE
+
+# A lab receiving a hundred transfers a day for years stays far below this.
+_MAX_STORE = 64 * 1024 * 1024
 
 
 class ReplayStore:
@@ -28,19 +30,8 @@ class ReplayStore:
         self.path = Path(home) / ACCEPTED_FILE
 
     def _load(self) -> dict[str, int]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ClientError(f"cannot read the replay store {self.path}") from exc
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise ClientError(f"the replay store {self.path} is damaged") from exc
-        accepted = obj.get("accepted") if isinstance(obj, dict) else None
-        if not isinstance(accepted, dict):
-            raise ClientError(f"the replay store {self.path} has an unknown format")
+        accepted = read_section(self.path, "accepted", what="the replay store",
+                                max_bytes=_MAX_STORE)
         try:
             return {str(k): int(v) for k, v in accepted.items()}
         except (ValueError, TypeError) as exc:
@@ -66,10 +57,4 @@ class ReplayStore:
         if manifest_id.hex() in accepted:
             raise ReplayError(f"transfer {manifest_id.hex()} was already received once")
         accepted[manifest_id.hex()] = now
-        data = json.dumps({"v": 1, "accepted": accepted}, sort_keys=True).encode("utf-8")
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with atomic_output(self.path, mode=0o600) as f:
-                f.write(data + b"\n")
-        except OSError as exc:
-            raise ClientError(f"cannot write the replay store {self.path}: {exc.strerror}") from exc
+        write_section(self.path, "accepted", accepted, what="the replay store")
