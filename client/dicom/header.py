@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .integrity import Malformed, check_lengths, check_pixel_data
+from .integrity import Malformed, check_lengths, check_tail, require_pixel_data
 
 MAX_TEXT = 128  # every text field of the summary is cut to this many characters
 _DEFER = 16 * 1024  # values larger than this are seeked past, not read
@@ -65,6 +65,32 @@ def _raw_lengths(ds: Any, raw_type: type) -> list[tuple[int, int, int]]:
     return out
 
 
+def _header(ds: Any, meta: Any) -> DicomHeader:
+    return DicomHeader(
+        sop_instance_uid=_text(ds, "SOPInstanceUID", meta),
+        sop_class_uid=_text(ds, "SOPClassUID", meta),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        modality=_text(ds, "Modality"),
+        series_description=_text(ds, "SeriesDescription"),
+        study_description=_text(ds, "StudyDescription"),
+        study_date=_text(ds, "StudyDate"),
+        accession_number=_text(ds, "AccessionNumber"),
+        patient_name=_text(ds, "PatientName"),
+        patient_id=_text(ds, "PatientID"),
+        birth_date=_text(ds, "PatientBirthDate"),
+        sex=_text(ds, "PatientSex"),
+    )
+
+
+def _uid_name(uid: Any) -> str:
+    """pydicom's name for a UID ("CT Image Storage"), or "" if it has none."""
+    try:
+        return str(uid.name) if uid else ""
+    except Exception:  # noqa: BLE001 - a value pydicom cannot decode has no name
+        return ""
+
+
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:100]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -92,27 +118,23 @@ def read_header(f: BinaryIO, size: int) -> DicomHeader:
                 raise Malformed("its file meta information has no transfer syntax")
             if len(ds) == 0:
                 raise Malformed("it holds no data elements")
+            if getattr(meta.TransferSyntaxUID, "is_deflated", False):
+                # The dataset was inflated into memory: offsets are not the file's,
+                # and zlib itself refuses a cut stream.
+                return _header(ds, meta)
+            if f.tell() > size:  # pydicom seeked past a deferred value that is not there
+                raise Malformed("an element runs past the end of the file")
             check_lengths(_raw_lengths(ds, RawDataElement), size)
             implicit, little = ds.original_encoding
             if implicit is None or little is None:
                 raise Malformed("its encoding cannot be told")
-            check_pixel_data(f, size, implicit_vr=bool(implicit),
-                             little_endian=bool(little))
-            return DicomHeader(
-                sop_instance_uid=_text(ds, "SOPInstanceUID", meta),
-                sop_class_uid=_text(ds, "SOPClassUID", meta),
-                study_uid=_text(ds, "StudyInstanceUID"),
-                series_uid=_text(ds, "SeriesInstanceUID"),
-                modality=_text(ds, "Modality"),
-                series_description=_text(ds, "SeriesDescription"),
-                study_description=_text(ds, "StudyDescription"),
-                study_date=_text(ds, "StudyDate"),
-                accession_number=_text(ds, "AccessionNumber"),
-                patient_name=_text(ds, "PatientName"),
-                patient_id=_text(ds, "PatientID"),
-                birth_date=_text(ds, "PatientBirthDate"),
-                sex=_text(ds, "PatientSex"),
-            )
+            has_pixels = f.tell() < size  # pydicom stopped at pixel data, not at the end
+            check_tail(f, size, implicit_vr=bool(implicit), little_endian=bool(little))
+            # The file meta's class too: a file cut early lost the dataset's.
+            sop_class = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
+            require_pixel_data(sop_class_name=_uid_name(sop_class),
+                               has_rows="Rows" in ds, has_pixels=has_pixels)
+            return _header(ds, meta)
     except Malformed:
         raise
     except pydicom.errors.InvalidDicomError as exc:
