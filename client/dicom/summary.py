@@ -95,5 +95,6 @@ def summarise(files: Iterable[tuple[str, DicomHeader | None]]) -> dict[str, Any]
     for uid in sorted(studies, key=lambda u: (studies[u]["study_date"], u)):
         study = studies[uid]
         study["series"] = [study["series"][k] for k in sorted(study["series"])]
+        study["modalities"] = sorted(study["modalities"])
         out_studies.append(study)
     return {"v": VERSION, "studies": out_studies, "files": per_file, "truncated": truncated}
