@@ -98,9 +98,9 @@ def test_malformed_files_are_not_summarised(tmp_path: Path) -> None:
 def _header(i: int, *, study: str = "S", series: str | None = None, **kw: str) -> DicomHeader:
     base = DicomHeader(
         sop_instance_uid=f"1.{i}", sop_class_uid="1.2", study_uid=study,
-        series_uid=f"{study}.{i}" if series is None else series, modality="CT", series_description="",
-        study_description="", study_date="20260101", accession_number="", patient_name="P",
-        patient_id="", birth_date="", sex="")
+        series_uid=f"{study}.{i}" if series is None else series, modality="CT",
+        series_description="", study_description="", study_date="20260101",
+        accession_number="", patient_name="P", patient_id="", birth_date="", sex="")
     return dataclasses.replace(base, **kw)
 
 
