@@ -176,3 +176,19 @@ def test_receive_json_names_no_patient_unless_asked(tmp_path: Path) -> None:
     assert full["files"][0]["placed_at"].endswith("DUPONT_Marie/IM0001.dcm")
     assert full["dicom"]["studies"][0]["patient_name"] == NAME
     assert full["dicom"] == dict(r.manifest.dicom)
+
+
+def test_the_cli_line_passes_the_terminal_gate(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from sealdrop.client.cli.receive import _say_received
+
+    r = _result(tmp_path)
+    hostile = v2(study(patient_name="EVIL\x1b]0;owned\x07\x1b[2J", modalities=["CT\u202e"]))
+    manifest = Manifest(**{**{f: getattr(r.manifest, f)
+                              for f in r.manifest.__dataclass_fields__}, "dicom": hostile})
+    _say_received(ReceiveResult(**{**{f: getattr(r, f) for f in r.__dataclass_fields__},
+                                   "manifest": manifest}))
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "DICOM:" in x)
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert line.startswith("  DICOM: CT") and "EVIL" in line and "412 images" in line
