@@ -3,7 +3,7 @@
 pydicom reads leniently: an element whose declared length runs past the end of
 the file is returned short, without an error, and ``stop_before_pixels`` never
 looks at the pixel data, so a study cut off in the middle of its last file
-reads as a healthy header. Two checks close that gap without reading a pixel:
+reads as a healthy header. Three checks close that gap without reading a pixel:
 
 - ``check_lengths``: every top-level element read before the pixel data must
   end inside the file (its value offset plus its declared length, both of
