@@ -43,6 +43,13 @@ def json_flag(help: str) -> Callable[[F], F]:
 # The commands that can show a progress bar say that --json turns it off.
 json_option = json_flag("Machine-readable JSON on stdout (no progress bar).")
 json_output_option = json_flag("Machine-readable output.")
+# Without it, --json output names no patient (docs/dicom.md, "Patient data in JSON").
+json_phi_option = click.option(
+    "--json-phi", "json_phi", is_flag=True, envvar="SEALDROP_JSON_PHI",
+    help="With --json, also output patient-identifying data: the note, file paths (the "
+    "sender's names, which often name the patient) and the full DICOM summary (names, "
+    "ids, dates, UIDs). Without it, JSON holds only modalities, counts, sizes, digests, "
+    "ids and the sender. Env SEALDROP_JSON_PHI.")
 
 
 def emit_json(obj: Any) -> None:

@@ -13,6 +13,7 @@ from sealdrop.crypto.bundle import HANDLE_RE
 from sealdrop.crypto.protocol import is_transfer_id
 
 from .. import progress as prog
+from ..dicom.display import summary_lines
 from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import Session, open_session
@@ -34,6 +35,7 @@ from .options import (
     examples,
     home_option,
     json_option,
+    json_phi_option,
     passphrase_file_option,
 )
 from .terminal import for_terminal as safe
@@ -73,6 +75,8 @@ def _say_received(r: ReceiveResult) -> None:
     # Ids, handles, file names and the note come from the sender or the relay:
     # each passes the terminal gate (terminal.py) before it is printed.
     click.echo(f"Received {safe(r.relay_id)} from {safe(r.sender)} — safety number {who}")
+    for line in summary_lines(r.manifest.dicom):
+        click.echo(f"  DICOM: {safe(line)}")
     click.echo(f"  signed by {r.safety_number}; every file's SHA-256 and the signature "
                "verified")
     for f, p in zip(r.manifest.files, r.files, strict=True):
@@ -114,7 +118,7 @@ def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool) ->
 
 
 def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unverified: bool,
-                  as_json: bool, options: dict[str, object]) -> int:
+                  as_json: bool, json_phi: bool, options: dict[str, object]) -> int:
     results, failed = [], []
     show = prog.enabled(as_json)
     for rid in relay_ids:
@@ -143,7 +147,7 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
             if exc.hint:
                 click.echo(f"sealdrop: hint: {safe(exc.hint)}", err=True)
     if as_json:
-        emit_json({"received": [r.to_json() for r in results], "failed": failed})
+        emit_json({"received": [r.to_json(phi=json_phi) for r in results], "failed": failed})
     elif not relay_ids:
         click.echo("nothing new to receive")
     return 1 if failed else 0
@@ -152,6 +156,7 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
 @click.command("receive", epilog=examples(
     f"sealdrop receive {EXAMPLE_RELAY_ID} --into ~/Cases",
     "sealdrop receive --all --into /srv/lab/incoming --json",
+    "sealdrop receive --all --into /srv/lab/incoming --json --json-phi   (names, paths)",
     "",
     "Interrupted? Run it again: the download resumes where it stopped.",
 ))
@@ -163,9 +168,11 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
 @home_option
 @passphrase_file_option
 @json_option
+@json_phi_option
 def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unverified: bool,
                 keep_refused: bool, max_unverified_size: int, staging: Path | None,
-                home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+                home: Path | None, passphrase_file: Path | None, as_json: bool,
+                json_phi: bool) -> None:
     """Download, verify and place transfers into --into (all or nothing each)."""
     if bool(relay_ids) == all_:
         raise click.UsageError("give transfer ids or --all (not both)")
@@ -181,7 +188,7 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
         # staging folder goes, the spool stays), never a transfer being placed.
         flush_acks(session)
         todo = [t["id"] for t in pending(session)] if all_ else list(relay_ids)
-        code = _receive_many(session, todo, into, allow_unverified, as_json, options)
+        code = _receive_many(session, todo, into, allow_unverified, as_json, json_phi, options)
     if code:
         raise SystemExit(code)
 
@@ -203,9 +210,11 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
 @home_option
 @passphrase_file_option
 @json_option
+@json_phi_option
 def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified: bool,
               keep_refused: bool, max_unverified_size: int, staging: Path | None,
-              home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+              home: Path | None, passphrase_file: Path | None, as_json: bool,
+              json_phi: bool) -> None:
     """Keep receiving into --into as transfers arrive (one JSON line each with --json)."""
     if not into.is_dir():
         raise ClientError(f"the destination {into} is not an existing folder")
@@ -215,7 +224,7 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
 
     def on_received(r: ReceiveResult) -> None:
         if as_json:
-            emit_json({"event": "received", **r.to_json()})
+            emit_json({"event": "received", **r.to_json(phi=json_phi)})
         else:
             _say_received(r)
 

@@ -11,6 +11,7 @@ from sealdrop.crypto.manifest import MAX_NOTE_CHARS
 from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
 from .. import progress as prog
+from ..dicom.display import phi_free, summary_lines
 from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
@@ -26,6 +27,7 @@ from .options import (
     examples,
     home_option,
     json_option,
+    json_phi_option,
     passphrase_file_option,
 )
 from .terminal import for_terminal as safe
@@ -54,6 +56,7 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
     "sealdrop send CBCT/ scan.stl prescription.pdf --to lab-dupont --to radiologue-b",
     "sealdrop send case/ --to lab-dupont --expires 3d --json",
     "sealdrop send case/ --to lab-dupont --chunk-size 4MiB   (a relay with small chunks)",
+    "sealdrop send CBCT/ --to lab-dupont --strict   (refuse unreadable DICOM files)",
     "",
     "Interrupted? Run the very same command again: it resumes where it stopped.",
 ))
@@ -81,6 +84,11 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
               help=f"Upload in chunks of SIZE ({binary_size(MIN_CHUNK_SIZE)} to "
               f"{binary_size(MAX_CHUNK_SIZE)}); lowered to the relay's limit if that is "
               "smaller; a resumed send keeps its first size. Env SEALDROP_CHUNK_SIZE.")
+@click.option("--strict", is_flag=True, envvar="SEALDROP_STRICT",
+              help="Refuse the send, before anything is uploaded, if a file looks like "
+              "DICOM (DICM magic, .dcm/.dicom name) but cannot be read whole (truncated, bad "
+              "preamble, broken lengths). Without it such a file is sent as an opaque file, "
+              "with a warning. Env SEALDROP_STRICT.")
 # How long to ride out a relay outage before giving up (the send can then be
 # run again). Hidden: a knob for services and tests, not for clinicians.
 @click.option("--retry-for", type=click.FloatRange(0, 86400), default=300.0,
@@ -91,12 +99,13 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
 @click.pass_context
 def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], note: str | None,
              note_file: Path | None, expires: str, allow_unverified: bool, restart: bool,
-             chunk_size: int, retry_for: float, home: Path | None,
+             chunk_size: int, strict: bool, retry_for: float, home: Path | None,
              passphrase_file: Path | None, as_json: bool) -> None:
     """Encrypt files and folders for one or more contacts and upload them."""
     text = _read_note(ctx, note, note_file)
     expires_in = parse_duration(expires)
     show = prog.enabled(as_json)
+    malformed: list[dict[str, str]] = []
     with open_session(resolve_home(home), passphrase_file) as session, \
             contextlib.ExitStack() as stack:
         bar: dict[str, prog.Progress] = {}
@@ -110,10 +119,18 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
             if "p" in bar:
                 bar["p"].advance(n)
 
+        def on_malformed(name: str, why: str) -> None:
+            # The names are the sender's own files: fine in the sender's JSON.
+            malformed.append({"path": name, "problem": why})
+            if not as_json:
+                click.echo(f"sealdrop: warning: {safe(name)} looks like DICOM but cannot be "
+                           f"read ({safe(why)}); sent as an opaque file", err=True)
+
         result = send(session, list(paths), list(to), note=text, expires_in=expires_in,
                       allow_unverified=allow_unverified, restart=restart,
                       chunk_size=chunk_size, retry_for=retry_for,
-                      on_start=on_start, on_progress=on_progress)
+                      on_start=on_start, on_progress=on_progress,
+                      strict=strict, on_malformed=on_malformed)
     if as_json:
         emit_json({
             # "transfer_id" is the relay's id (what `status` and `receive` take).
@@ -122,6 +139,8 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
             "files": [{"path": p, "size": s} for p, s in result.files],
             "resumed": result.resumed, "skipped_bytes": result.skipped,
             "uploaded_bytes": result.uploaded,
+            # Files that looked like DICOM but were sent as opaque files.
+            "malformed": malformed,
         })
         return
     click.echo(f"Sent {len(result.files)} file(s), {human_size(result.size)} encrypted, "
@@ -135,12 +154,15 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
 @home_option
 @passphrase_file_option
 @json_option
+@json_phi_option
 def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | None,
-               as_json: bool) -> None:
+               as_json: bool, json_phi: bool) -> None:
     """Your sent transfers: uploaded, downloaded and verified, per recipient."""
     with open_session(resolve_home(home), passphrase_file) as session:
         rows = transfer_status(session, relay_id)
     if as_json:
+        if not json_phi:
+            rows = [{**row, "dicom": phi_free(row["dicom"])} for row in rows]
         emit_json({"transfers": rows})
         return
     if not rows:
@@ -149,6 +171,8 @@ def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | 
         # Ids, handles, sizes and times here are the relay's word: shown terminal-safe.
         click.echo(f"{safe(row['id'])}  {row['state']:<11} {claimed_size(row['size'])}  "
                    f"sent {claimed_time(row['created_at'])}")
+        for line in summary_lines(row["dicom"]):
+            click.echo(f"    DICOM: {safe(line)}")
         for r in row["recipients"]:
             # Verified wins: a lab may dismiss what it already received, to tidy up.
             state = ("opened and verified " + claimed_time(r["verified_at"]) if r["verified"] else

@@ -12,6 +12,8 @@ it is created with mode 0700 and holds::
     refused.json    relay ids refused here, and why (so watch and receive --all move on)
     outbox/<relay id>.age           an unfinished send's record (to resume it)
     outbox/<relay id>.chunks        its chunk log
+    sent/<relay id>.age             a sent transfer's DICOM summary, for status
+                                    (age-encrypted to the user's own key)
     inbox-spool/<relay id>.age.partial   ciphertext being downloaded (never plaintext)
     staging/<random>/files/…        files of one transfer being verified (0700), when
                                     the profile shares the destination's filesystem
@@ -41,6 +43,8 @@ STAGING_DIR = "staging"
 OUTBOX_DIR = "outbox"
 OUTBOX_RECORD = ".age"
 OUTBOX_CHUNK_LOG = ".chunks"
+SENT_DIR = "sent"
+SENT_FILE = ".age"
 SPOOL_DIR = "inbox-spool"
 SPOOL_FILE = ".age.partial"
 
@@ -76,3 +80,8 @@ def outbox_files(home: Path, relay_id: str) -> tuple[Path, Path]:
 def spool_file(home: Path, relay_id: str) -> Path:
     """Where the ciphertext of ``relay_id`` is spooled while it downloads."""
     return Path(home) / SPOOL_DIR / f"{_checked(relay_id)}{SPOOL_FILE}"
+
+
+def sent_file(home: Path, relay_id: str) -> Path:
+    """Where the DICOM summary of the sent transfer ``relay_id`` is kept (``sent``)."""
+    return Path(home) / SENT_DIR / f"{_checked(relay_id)}{SENT_FILE}"

@@ -35,6 +35,7 @@ from typing import Any
 from sealdrop.crypto.errors import SealdropCryptoError
 from sealdrop.crypto.manifest import Manifest
 
+from ..dicom.display import phi_free
 from ..errors import (
     ClientError,
     ContactError,
@@ -66,23 +67,35 @@ class ReceiveResult:
     files: tuple[Path, ...]
     into: Path
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, phi: bool = False) -> dict[str, Any]:
+        """The result for ``--json``: without ``phi``, nothing that identifies a patient.
+
+        Left out unless ``phi``: the note (free text, often a name), file paths
+        (the sender's names, often the patient's), and every DICOM field but
+        modalities and counts (``dicom.display.phi_free``). Kept: ids, sender,
+        verification, sizes, digests, media types, and ``into`` (our own folder).
+        """
+        out: dict[str, Any] = {
             "transfer_id": self.relay_id,
             "manifest_id": self.manifest.transfer_id.hex(),
             "sender": self.sender,
             "sender_verified": self.sender_verified,
             "safety_number": self.safety_number,
             "created": self.manifest.created,
-            "note": self.manifest.note,
             "into": str(self.into),
-            "files": [
-                {"path": f.path, "size": f.size, "sha256": f.sha256.hex(),
-                 "media_type": f.media_type, "placed_at": str(p)}
-                for f, p in zip(self.manifest.files, self.files, strict=True)
-            ],
-            "dicom": dict(self.manifest.dicom),
+            "file_count": len(self.manifest.files),
+            "total_size": sum(f.size for f in self.manifest.files),
+            "files": [{"size": f.size, "sha256": f.sha256.hex(), "media_type": f.media_type}
+                      for f in self.manifest.files],
+            "dicom": phi_free(self.manifest.dicom),
         }
+        if phi:
+            out["note"] = self.manifest.note
+            out["dicom"] = dict(self.manifest.dicom)
+            for entry, f, p in zip(out["files"], self.manifest.files, self.files, strict=True):
+                entry["path"] = f.path
+                entry["placed_at"] = str(p)
+        return out
 
 
 def flush_acks(session: Session) -> None:

@@ -32,11 +32,12 @@ from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
 from ..errors import ClientError, FilesChangedError, SealError
 from ..profile.outbox import FileStamp, SendRecord, job_key
+from ..profile.sent import SentSummaries
 from ..profile.session import Session
 from ..relay_api import RelayNotFound
 from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
-from .scan import ScannedFile, scan
+from .scan import ScannedFile, check_malformed, scan
 from .seal import seal
 from .upload import ChunkUploader, check_chunk_size, fit_chunk_size
 
@@ -82,6 +83,8 @@ def send(
     on_start: Callable[[int, bool], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     warn: Callable[[str], None] = lambda m: print(f"sealdrop: {m}", file=sys.stderr),
+    strict: bool = False,
+    on_malformed: Callable[[str, str], None] | None = None,
     rand: Random = os.urandom,
     now: int | None = None,
 ) -> SendResult:
@@ -92,13 +95,19 @@ def send(
     ``retry_for``: seconds to ride out relay outages before stopping (the send
     can then be run again). ``pause_after_chunk``: see
     ChunkUploader. ``on_start(size, resumed)`` and ``on_progress(bytes)`` feed
-    a progress bar.
+    a progress bar. A file that looks like DICOM but cannot be read is reported
+    to ``on_malformed(name, reason)`` (default: a warning) and sent as an
+    opaque file, or with ``strict`` the send is refused before anything is
+    uploaded (``scan.check_malformed``).
     """
     when = int(time.time()) if now is None else now
     if not to:
         raise SealError("give at least one recipient with --to")
     check_chunk_size(chunk_size)
     files = scan(paths)
+    check_malformed(files, strict=strict, warn=on_malformed or (
+        lambda name, why: warn(f"warning: {name} looks like DICOM but cannot be read ({why}); "
+                               "sent as an opaque file")))
     job = _Upload(session, retry_for, pause_after_chunk, on_start, on_progress)
     key = job_key(session.config.relay, list(paths), list(to), note)
     previous = session.outbox.find(key)
@@ -128,6 +137,10 @@ def send(
     except BaseException:
         _delete_quietly(session, record.relay_id)
         raise
+    try:  # for `sealdrop status`; the transfer does not need it
+        SentSummaries(session.home, session.identity).save(record.relay_id, plan.dicom)
+    except ClientError as exc:
+        warn(f"warning: {exc}; `sealdrop status` will not show what it carries")
     return _upload(job, record, plan, state, committed=0, resumed=False)
 
 

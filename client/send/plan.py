@@ -28,8 +28,8 @@ from sealdrop.crypto.container import predicted_size
 from sealdrop.crypto.errors import BundleError, ManifestError
 from sealdrop.crypto.manifest import FileEntry, Manifest, recipient_entries
 
+from ..dicom.summary import summarise
 from ..errors import SealError
-from .dicom import summarise
 from .scan import ScannedFile
 
 Random = Callable[[int], bytes]

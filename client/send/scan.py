@@ -10,7 +10,12 @@ and are not transferred.
 
 Then each file is opened once, never following a link: one fstat gives its
 size and modification time, its first bytes its media type, and for DICOM
-files the header gives the series it belongs to. Planning, the manifest's
+files the header (``sealdrop.client.dicom.header``) gives its study, series and
+instance. A file that looks like DICOM (the ``DICM`` magic or a .dcm/.dicom
+name) but cannot be read whole is *malformed*: it is sent as an opaque file
+(application/octet-stream, left out of the summary) with a warning, or the
+send is refused with ``--strict`` (``check_malformed``), before anything is
+uploaded. Planning, the manifest's
 DICOM summary, the resume stamps and sealing all use this one scan; sealing
 reads the contents later and refuses a file whose size changed meanwhile.
 """
@@ -21,17 +26,19 @@ import mimetypes
 import os
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sealdrop.crypto.container import NameSet, check_path
 from sealdrop.crypto.errors import ContainerError
 
+from ..dicom.header import DicomHeader, read_header
+from ..dicom.integrity import Malformed
 from ..errors import SealError
-from .dicom import DicomHeader, read_header
 
 DICOM = "application/dicom"
+OPAQUE = "application/octet-stream"
 _MEDIA_TYPES = {
     ".dcm": DICOM,
     ".dicom": DICOM,
@@ -58,7 +65,8 @@ class ScannedFile:
     size: int
     mtime_ns: int
     media_type: str
-    dicom: DicomHeader | None  # None: not DICOM, or a header pydicom cannot read
+    dicom: DicomHeader | None  # None: not DICOM, or malformed
+    malformed: str | None = None  # why a file that looks like DICOM cannot be read
 
 
 def media_type(name: str, head: bytes) -> str:
@@ -71,7 +79,7 @@ def media_type(name: str, head: bytes) -> str:
     guessed, encoding = mimetypes.guess_type(name, strict=False)
     if guessed and not encoding:
         return guessed
-    return "application/octet-stream"
+    return OPAQUE
 
 
 def scan(paths: Iterable[Path | str]) -> list[ScannedFile]:
@@ -96,9 +104,30 @@ def _scan_one(arcname: str, path: Path) -> ScannedFile:
         except OSError as exc:
             raise SealError(f"cannot read {path}: {exc.strerror}") from exc
         mtype = media_type(arcname, head)
-        header = read_header(f) if mtype == DICOM else None
+        header, malformed = None, None
+        if mtype == DICOM:
+            try:
+                header = read_header(f, st.st_size)
+            except Malformed as exc:
+                mtype, malformed = OPAQUE, str(exc)
     return ScannedFile(arcname=arcname, path=path, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                       media_type=mtype, dicom=header)
+                       media_type=mtype, dicom=header, malformed=malformed)
+
+
+def check_malformed(files: Iterable[ScannedFile], *, strict: bool,
+                    warn: Callable[[str, str], None]) -> None:
+    """Report each malformed file (``warn(name in the transfer, reason)``), or with
+    ``strict`` refuse the send naming them, before anything reaches the relay."""
+    bad = [f for f in files if f.malformed is not None]
+    if strict and bad:
+        first = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SealError(
+            f"{first.arcname} looks like DICOM but cannot be read ({first.malformed}){more}; "
+            "nothing was sent (--strict)",
+            hint="send without --strict to send such files as opaque files, or remove them")
+    for f in bad:
+        warn(f.arcname, f.malformed or "")
 
 
 def _walk(paths: Iterable[Path | str]) -> Iterator[tuple[str, Path]]:

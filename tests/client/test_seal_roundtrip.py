@@ -181,8 +181,12 @@ def test_each_file_is_scanned_once(source: Path, monkeypatch: pytest.MonkeyPatch
     assert by_name["IM0005"].dicom is not None and by_name["scan.stl"].dicom is None
     assert by_name["scan.stl"].size == 8000 and by_name["scan.stl"].mtime_ns > 0
     plan, _ = plan_new_transfer(files, ALICE.bundle, [BOB.bundle], note="", created=NOW)
-    (series,) = [s for s in plan.dicom["series"] if "IM0005" in str(s["files"])]
-    assert series["instances"] >= 2  # CT_small.dcm and its extension-less copy
+    dicom_files = plan.dicom["files"]
+    im5 = next(v for k, v in dicom_files.items() if k.endswith("IM0005"))
+    ct = next(v for k, v in dicom_files.items() if k.endswith("CT_small.dcm"))
+    assert im5 == ct  # CT_small.dcm and its extension-less copy: one SOP instance
+    (study,) = [s for s in plan.dicom["studies"] if "CT" in s["modalities"]]
+    assert study["instance_count"] >= 2
 
 
 def test_media_type_sniffs_dicom() -> None:

@@ -73,12 +73,12 @@ def test_send_to_several_recipients_each_receives_identical_files(
         assert item["sender_state"] == "verified" and item["state"] == "new"
         dest = tmp_path / f"in-{who.handle}"
         dest.mkdir()
-        got = who.json("receive", tid, "--into", str(dest))
+        got = who.json("receive", tid, "--into", str(dest), "--json-phi")
         assert got["failed"] == []
         (r,) = got["received"]
         assert r["sender"] == practice.handle and r["sender_verified"] is True
         assert r["note"] == "Couronne 36"
-        assert r["dicom"]["series"], "a DICOM summary travels in the manifest"
+        assert r["dicom"]["studies"], "a DICOM summary travels in the manifest"
         assert tree(dest / case.name) == tree(case)
         assert who.json("inbox")["transfers"][0]["state"] == "received"
         # nothing left to receive, no spool left behind

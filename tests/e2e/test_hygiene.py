@@ -85,7 +85,7 @@ def test_json_output_keeps_the_exact_note_and_is_terminal_safe(
     tid = json.loads(r.stdout)["transfer_id"]
     dest = tmp_path / "in"
     dest.mkdir()
-    r = lab.run("receive", tid, "--into", str(dest), "--json")
+    r = lab.run("receive", tid, "--into", str(dest), "--json", "--json-phi")
     _clean(r.stdout)
     (got,) = json.loads(r.stdout)["received"]
     assert got["note"] == HOSTILE_NOTE

@@ -39,7 +39,7 @@ def test_no_marker_on_the_relay(tmp_path: Path, pair: tuple[User, User]) -> None
         "transfer_id"]
     dest = tmp_path / "in"
     dest.mkdir()
-    got = lab.json("receive", tid, "--into", str(dest))
+    got = lab.json("receive", tid, "--into", str(dest), "--json-phi")
     assert MARKER in got["received"][0]["note"]
     assert MARKER in str(got["received"][0]["dicom"])  # PatientName did travel, encrypted
     assert tree(dest / case.name) == tree(case)
