@@ -44,7 +44,16 @@ CANNOT_UNDERSTAND = 0xC000
 # JPIP: pixel data referenced by URL, not carried. Everything else is stored as sent.
 _JPIP = {"1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95",
          "1.2.840.10008.1.2.4.204", "1.2.840.10008.1.2.4.205"}
-TRANSFER_SYNTAXES: tuple[str, ...] = tuple(t for t in ALL_TRANSFER_SYNTAXES if t not in _JPIP)
+# pynetdicom accepts, in each proposed context, the first of OUR syntaxes that
+# the peer proposed. A peer proposes its file's compressed syntax together with
+# the uncompressed ones it could convert to, so compressed syntaxes come first
+# (the data set arrives as the scanner holds it, nothing is decompressed), then
+# the uncompressed ones in the order that spares the sender a conversion most often.
+_UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
+                 "1.2.840.10008.1.2")
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    *(t for t in ALL_TRANSFER_SYNTAXES if t not in _JPIP and t not in _UNCOMPRESSED),
+    *_UNCOMPRESSED)
 
 MAX_ASSOCIATIONS = 8  # scanners send one or two at a time; more is a misconfigured peer
 MAX_PDU = 1024 * 1024  # what we accept per PDU (memory per association stays ~1 MiB)
