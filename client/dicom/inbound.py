@@ -222,12 +222,12 @@ class InboundSpool:
                     partial.unlink()
 
     def studies(self) -> list[Study]:
-        """Every study in the spool, oldest folder first."""
+        """Every study in the spool, the one whose first instance came first, first."""
         out = []
-        for path in sorted(self.studies_dir.iterdir()):
+        for path in self.studies_dir.iterdir():
             if path.is_dir() and not path.name.startswith("."):
                 out.append(Study(path, _read_state(path)))
-        return out
+        return sorted(out, key=lambda s: (s.state.first, s.name))
 
     def collecting(self, route: str, recipients: tuple[str, ...], study_uid: str, *,
                    claim: Callable[[str], None] = lambda name: None,
