@@ -47,8 +47,9 @@ def _log(message: str) -> None:
 @click.option("--aet", default="SEALDROP", show_default=True, envvar="SEALDROP_DICOM_AET",
               help="This node's AE title; studies sent to it go to --to. "
               "Env SEALDROP_DICOM_AET.")
-@click.option("--to", "to", multiple=True, metavar="HANDLE",
-              help="A recipient of studies sent to --aet (repeat for several).")
+@click.option("--to", "to", multiple=True, metavar="HANDLE", envvar="SEALDROP_DICOM_TO",
+              help="A recipient of studies sent to --aet (repeat for several). "
+              "Env SEALDROP_DICOM_TO (handles separated by spaces).")
 @click.option("--routes", "routes_file", envvar="SEALDROP_DICOM_ROUTES", metavar="FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file routing other called AE titles to recipients "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ContactError, UnknownContactError
+from ..profile.layout import DICOM_LISTEN_DIR
 from ..profile.session import Session
 from ..receive.interrupt import Signals
 from ..send.flow import send
@@ -29,9 +30,6 @@ from .dispatch import Activity, Dispatcher, SendOptions
 from .inbound import InboundSpool, Study
 from .routes import RouteTable
 from .scp import StorageScp
-
-SPOOL_DIR = "dicom-listen"  # under the profile folder unless --spool says otherwise
-
 
 @dataclass(frozen=True, slots=True)
 class ListenConfig:
@@ -49,7 +47,8 @@ class ListenConfig:
 
 
 def default_spool(home: Path) -> Path:
-    return Path(home) / SPOOL_DIR
+    """The spool unless --spool says otherwise: in the profile folder."""
+    return Path(home) / DICOM_LISTEN_DIR
 
 
 def check_recipients(session: Session, table: RouteTable, *, allow_unverified: bool) -> None:
