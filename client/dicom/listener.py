@@ -31,6 +31,7 @@ from .inbound import InboundSpool, Study
 from .routes import RouteTable
 from .scp import StorageScp
 
+
 @dataclass(frozen=True, slots=True)
 class ListenConfig:
     host: str
