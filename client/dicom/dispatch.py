@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import ClientError
-from .inbound import SEALED, InboundSpool, Study
+from .inbound import SEALED, InboundSpool, SpoolError, Study
 
 MIN_BACKOFF = 5.0
 MAX_BACKOFF = 600.0
@@ -126,12 +126,23 @@ class Dispatcher:
         self.send_study = send_study
         self.log = log
         self._retries: dict[str, _Retry] = {}
+        self._damaged: set[str] = set()
+
+    def _studies(self) -> list[Study]:
+        return self.spool.studies(on_damaged=self._report_damaged)
+
+    def _report_damaged(self, exc: SpoolError) -> None:
+        # Once per study and process: one bad folder must not stop the others.
+        if str(exc) not in self._damaged:
+            self._damaged.add(str(exc))
+            self.log(f"{exc}; {exc.hint}")
 
     def start(self) -> None:
         """Count every study already in the spool as idle from now (a restart)."""
-        for study in self.spool.studies():
+        studies = self._studies()
+        for study in studies:
             self.activity.seen(study.name)
-        pending = len(self.spool.studies())
+        pending = len(studies)
         if pending:
             self.log(f"{pending} stud{'y' if pending == 1 else 'ies'} pending in the spool")
 
@@ -139,7 +150,7 @@ class Dispatcher:
         """One pass: seal what is ready, send what is due. Returns studies sent."""
         sent = 0
         now = self.activity.clock()
-        for study in self.spool.studies():
+        for study in self._studies():
             if stopping():
                 break
             if study.state.status != SEALED:

@@ -221,12 +221,21 @@ class InboundSpool:
                 with contextlib.suppress(FileNotFoundError):
                     partial.unlink()
 
-    def studies(self) -> list[Study]:
-        """Every study in the spool, the one whose first instance came first, first."""
+    def studies(self, on_damaged: Callable[[SpoolError], None] | None = None) -> list[Study]:
+        """Every study in the spool, the one whose first instance came first, first.
+
+        A study whose state file is damaged raises SpoolError, or, given
+        ``on_damaged``, is reported there and left alone (the others still go).
+        """
         out = []
         for path in self.studies_dir.iterdir():
             if path.is_dir() and not path.name.startswith("."):
-                out.append(Study(path, _read_state(path)))
+                try:
+                    out.append(Study(path, _read_state(path)))
+                except SpoolError as exc:
+                    if on_damaged is None:
+                        raise
+                    on_damaged(exc)
         return sorted(out, key=lambda s: (s.state.first, s.name))
 
     def collecting(self, route: str, recipients: tuple[str, ...], study_uid: str, *,

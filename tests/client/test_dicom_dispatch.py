@@ -193,3 +193,21 @@ def test_after_a_restart_pending_studies_wait_one_idle_time(
     clock.now += 30
     assert restarted.tick() == 1
     assert sender.calls[0][1] == "DICOM study from SEALDROP (1 series, 2 instances)"
+
+
+def test_a_damaged_study_is_reported_once_and_the_others_still_go(
+        world: tuple, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    spool, activity, clock, sender, logs, dispatcher = world
+    _, a = make_study(tmp_path / "a", count=1, series=1)
+    _, b = make_study(tmp_path / "b", count=1, series=1)
+    _receive(spool, activity, 1, [a[0].path, b[0].path])
+    activity.closed(1)
+    broken = spool.studies()[0]
+    (broken.path / "state.json").write_bytes(b"{damaged")
+    clock.now += 30
+    assert dispatcher.tick() == 1
+    assert dispatcher.tick() == 0
+    damaged = [line for line in logs if "damaged state file" in line]
+    assert len(damaged) == 1 and str(broken.path) in damaged[0]
+    assert "sealdrop send" in damaged[0]  # the way out
+    assert broken.path.exists()  # left for a person, never deleted
