@@ -57,6 +57,7 @@ def make_study(folder: Path, *, count: int = 30, series: int = 3,
         ds.SOPInstanceUID = sop
         ds.file_meta.MediaStorageSOPInstanceUID = sop
         ds.PatientName = "Doe^Jane"
+        ds.PatientID = "SD-TEST-0001"  # one patient: PACS such as Orthanc key studies by it
         path = folder / f"IM{i:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         back = pydicom.dcmread(path)

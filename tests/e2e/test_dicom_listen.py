@@ -11,6 +11,7 @@ kept; C-ECHO and routing by called AE title, with dcmtk's own tools.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -250,3 +251,68 @@ def test_bad_configuration_fails_before_listening(pair: tuple[User, User], tmp_p
         assert message in r.stderr, (args, r.stderr)
     # Refused before the spool was even created.
     assert not (practice.home / "dicom-listen").exists()
+
+
+ORTHANC = shutil.which("Orthanc") or next(
+    (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if Path(p).is_file()), None)
+
+
+@pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed (Debian package orthanc)")
+def test_orthanc_sends_a_study_with_send_to_modality(
+        pair: tuple[User, User], tmp_path: Path, listeners: list[Listener]) -> None:
+    """The set-up docs/dicom.md gives: a DicomModalities entry and "Send to modality"."""
+    import json
+    import urllib.request
+
+    practice, lab = pair
+    listener = Listener(practice, tmp_path, "--to", lab.handle, "--idle", "5")
+    listeners.append(listener.start())
+    http = free_port()
+    folder = tmp_path / "orthanc"
+    folder.mkdir()
+    config = folder / "orthanc.json"
+    config.write_text(json.dumps({
+        "Name": "practice-pacs", "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"), "HttpPort": http, "DicomPort": free_port(),
+        "DicomAet": "PRACTICE_PACS", "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "Plugins": [],
+        "DicomModalities": {"sealdrop": ["SEALDROP", "127.0.0.1", listener.port]},
+    }))
+    assert ORTHANC is not None
+    with (folder / "orthanc.log").open("wb") as log:
+        orthanc = subprocess.Popen([ORTHANC, str(config)], stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{http}"
+
+    def call(path: str, body: bytes | None = None) -> object:
+        req = urllib.request.Request(base + path, data=body,
+                                     method="POST" if body is not None else "GET")
+        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 - loopback
+            return json.loads(r.read() or b"null")
+
+    def up() -> bool:
+        try:
+            call("/system")
+            return True
+        except OSError:
+            assert orthanc.poll() is None, (folder / "orthanc.log").read_text()
+            return False
+
+    try:
+        wait_for(up, 60, "Orthanc")
+        _, instances = make_study(tmp_path / "scanner", count=12, series=2)
+        studies = {str(call("/instances", i.path.read_bytes())["ParentStudy"])  # type: ignore[index]
+                   for i in instances}
+        assert len(studies) == 1
+        call("/modalities/sealdrop/echo", b"{}")
+        call("/modalities/sealdrop/store", studies.pop().encode())
+        wait_for(lambda: listener.sent() == 1, 120, "the study from Orthanc to be sent")
+    finally:
+        orthanc.terminate()
+        orthanc.wait(60)
+    receive_all(lab, tmp_path / "lab")
+    assert received(tmp_path / "lab") == pixels_of(instances)
+    # Orthanc opens a new association whenever the transfer syntax changes: the
+    # study is still one transfer, since they follow each other within --idle.
+    closed = re.findall(r"association from 'PRACTICE_PACS' .* closed: (\d+) stored, 0 refused",
+                        listener.text())
+    assert sum(map(int, closed)) == 12
