@@ -8,7 +8,9 @@ certificates (certificates made here with ``cryptography``).
 from __future__ import annotations
 
 import datetime
+import shutil
 import ssl
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,3 +283,18 @@ def test_unreadable_tls_files_are_named(tmp_path: Path, pki: dict[str, Path]) ->
     bad.write_text("not a certificate")
     with pytest.raises(ScpError, match="cannot load the TLS"):
         server_tls(TlsFiles(bad, pki["server-key"]))
+
+
+@pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk's echoscu is not installed")
+def test_dcmtk_echoes_over_mutual_tls(node_factory: object, pki: dict[str, Path]) -> None:
+    """dcmtk (Debian's build has TLS) with its default BCP 195 profile, as a scanner would."""
+    tls = server_tls(TlsFiles(pki["server"], pki["server-key"], pki["ca"]))
+    node = node_factory(tls=tls)  # type: ignore[operator]
+    base = ["echoscu", "-aec", "SEALDROP", "+tls", str(pki["scanner-key"]), str(pki["scanner"]),
+            "+cf", str(pki["ca"])]
+    ok = subprocess.run([*base, "127.0.0.1", str(node.scp.port)],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    plain = subprocess.run(["echoscu", "-aec", "SEALDROP", "127.0.0.1", str(node.scp.port)],
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode != 0
