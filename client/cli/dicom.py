@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
+
 from ..dicom.dispatch import SendOptions
 from ..dicom.listener import ListenConfig, check_recipients, default_spool, run
 from ..dicom.routes import RouteTable, build_table, load_routes
@@ -14,8 +16,9 @@ from ..dicom.scp import TlsFiles, server_tls
 from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
+from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from .format import parse_duration
-from .options import byte_size, examples, home_option, passphrase_file_option
+from .options import binary_size, byte_size, examples, home_option, passphrase_file_option
 from .terminal import for_terminal as safe
 
 _GIB = 1024 * 1024 * 1024
@@ -75,6 +78,10 @@ def _log(message: str) -> None:
               help="Delete each transfer from the relay after this long.")
 @click.option("--allow-unverified", is_flag=True,
               help="Also send to contacts whose safety number was never compared.")
+@click.option("--chunk-size", callback=byte_size(MIN_CHUNK_SIZE, MAX_CHUNK_SIZE),
+              default=binary_size(DEFAULT_CHUNK_SIZE), show_default=True,
+              envvar="SEALDROP_CHUNK_SIZE", metavar="SIZE",
+              help="Upload in chunks of SIZE, as for send. Env SEALDROP_CHUNK_SIZE.")
 # How long one send attempt rides out a relay outage before the study is
 # retried later with backoff. Hidden: a knob for services and tests.
 @click.option("--retry-for", type=click.FloatRange(0, 86400), default=60.0,
@@ -84,8 +91,8 @@ def _log(message: str) -> None:
 def dicom_listen_cmd(port: int, host: str, aet: str, to: tuple[str, ...],
                      routes_file: Path | None, idle: str, spool: Path | None, min_free: int,
                      tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
-                     expires: str, allow_unverified: bool, retry_for: float,
-                     home: Path | None, passphrase_file: Path | None) -> None:
+                     expires: str, allow_unverified: bool, chunk_size: int,
+                     retry_for: float, home: Path | None, passphrase_file: Path | None) -> None:
     """Receive studies from a scanner (DICOM C-STORE) and send each as one transfer."""
     file_table: RouteTable | None = load_routes(routes_file) if routes_file else None
     table = build_table(aet, to, file_table)
@@ -95,7 +102,7 @@ def dicom_listen_cmd(port: int, host: str, aet: str, to: tuple[str, ...],
         raise ClientError("--tls-ca needs --tls-cert and --tls-key")
     tls = server_tls(TlsFiles(tls_cert, tls_key, tls_ca)) if tls_cert and tls_key else None
     options = SendOptions(expires_in=parse_duration(expires), allow_unverified=allow_unverified,
-                          retry_for=retry_for)
+                          retry_for=retry_for, chunk_size=chunk_size)
     profile = resolve_home(home)
     config = ListenConfig(host=host, port=port, aet=aet.strip(), table=table,
                           spool=spool if spool is not None else default_spool(profile),

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
+
 from ..errors import ClientError
 from .inbound import SEALED, InboundSpool, SpoolError, Study
 
@@ -40,6 +42,7 @@ class SendOptions:
     expires_in: int | None = None
     allow_unverified: bool = False
     retry_for: float = 60.0  # inside one attempt; then the dispatcher's backoff takes over
+    chunk_size: int = DEFAULT_CHUNK_SIZE
 
 
 def is_ready(*, last_activity: float, now: float, idle: float, open_associations: int) -> bool:

@@ -207,6 +207,39 @@ def test_sigterm_keeps_pending_studies_and_a_later_instance_is_a_new_transfer(
     assert again.stop() == 0
 
 
+def test_sigterm_mid_upload_resumes_the_same_transfer(
+        pair: tuple[User, User], tmp_path: Path, listeners: list[Listener]) -> None:
+    """The send flow's record resumes a study's send: same paths, recipients and note."""
+    practice, lab = pair
+    args = ("--to", lab.handle, "--idle", "1", "--chunk-size", "64KiB")
+    listener = Listener(practice, tmp_path, *args)
+    listeners.append(listener.start())
+    _, instances = make_study(tmp_path / "scanner", count=30, series=3)
+
+    def chunks_logged() -> int:
+        logs = (practice.home / "outbox").glob("*.chunks")
+        return sum(len(p.read_text().splitlines()) for p in logs)
+
+    with practice.relay.throttled(up=256 * 1024):
+        dcmsend(listener.port, [i.path for i in instances])
+        wait_for(lambda: chunks_logged() >= 3, 120, "the upload to start")
+        assert listener.stop() == 0
+        practice.relay.link.drop_connections()
+    assert listener.sent() == 0 and listener.spooled() == 30
+    [(tid, state)] = practice.relay.sql("select id, state from transfers")
+    assert state == "uploading"
+
+    again = Listener(practice, tmp_path, *args)
+    listeners.append(again.start())
+    wait_for(lambda: again.sent() == 1, 120, "the resumed send")
+    assert f"resumed the interrupted send of a study from SEALDROP (transfer {tid}" in again.text()
+    assert f"transfer {tid}" in again.text().splitlines()[-1]
+    assert practice.relay.sql("select id, state from transfers") == [(tid, "complete")]
+    got = receive_all(lab, tmp_path / "lab")
+    assert len(got["received"]) == 1  # type: ignore[arg-type]
+    assert received(tmp_path / "lab") == pixels_of(instances)
+
+
 def test_echo_and_called_ae_titles_with_dcmtk(
         pair: tuple[User, User], tmp_path: Path, listeners: list[Listener]) -> None:
     practice, lab = pair
