@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ContactError, UnknownContactError
+from ..errors import ClientError, ContactError, UnknownContactError
 from ..profile.layout import DICOM_LISTEN_DIR
 from ..profile.session import Session
 from ..receive.interrupt import Signals
@@ -30,6 +30,8 @@ from .dispatch import Activity, Dispatcher, SendOptions
 from .inbound import InboundSpool, Study
 from .routes import RouteTable
 from .scp import StorageScp
+
+_TROUBLE_PAUSE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +104,17 @@ def run(session: Session, config: ListenConfig, *, log: Callable[[str], None],
         try:
             on_listening(scp.port)
             while not signals.stop.is_set():
+                pause = config.tick
                 try:
                     dispatcher.tick(stopping=signals.stop.is_set)
                 except KeyboardInterrupt:
                     break  # a signal during a send: its record resumes it next time
-                signals.stop.wait(config.tick)
+                except (ClientError, OSError) as exc:
+                    # The spool folder itself failing (permissions, disk): the
+                    # SCP answers A700 meanwhile; report and try again, slowly.
+                    log(f"cannot look after the spool: {exc}")
+                    pause = max(pause, _TROUBLE_PAUSE)
+                signals.stop.wait(pause)
         finally:
             scp.stop_accepting()
             deadline = time.monotonic() + config.grace
@@ -116,7 +124,7 @@ def run(session: Session, config: ListenConfig, *, log: Callable[[str], None],
                 log(f"{scp.open_associations()} association(s) still open after "
                     f"{config.grace:.0f}s: aborted (the sender resends what was not confirmed)")
                 scp.abort_all()
-        pending = len(spool.studies())
+        pending = len(spool.studies(on_damaged=lambda exc: None))
         log(f"stopped; {pending} stud{'y' if pending == 1 else 'ies'} left in the spool")
 
 
