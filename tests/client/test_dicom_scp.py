@@ -298,3 +298,36 @@ def test_dcmtk_echoes_over_mutual_tls(node_factory: object, pki: dict[str, Path]
     plain = subprocess.run(["echoscu", "-aec", "SEALDROP", "127.0.0.1", str(node.scp.port)],
                            capture_output=True, text=True, timeout=60)
     assert plain.returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("dcmsend") is None, reason="dcmtk's dcmsend is not installed")
+def test_a_large_instance_is_never_whole_in_memory(node_factory: object, tmp_path: Path) -> None:
+    """48 MiB of pixel data cross the SCP while Python's allocations stay far below that:
+    pynetdicom writes the data set to the spool as it arrives (STORE_RECV_CHUNKED_DATASET).
+    The sender is dcmtk, another process, so only the listener's memory is measured."""
+    import tracemalloc
+
+    from .listenkit import source
+
+    node = node_factory()  # type: ignore[operator]
+    ds = pydicom.dcmread(source("CT_small.dcm"))
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 512, 512, 96  # 16-bit: 48 MiB
+    ds.PixelData = bytes(range(256)) * (512 * 512 * 2 * 96 // 256)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    big = tmp_path / "big.dcm"
+    ds.save_as(big, enforce_file_format=True)
+    del ds
+    size = big.stat().st_size
+    tracemalloc.start()
+    try:
+        r = subprocess.run(["dcmsend", "-aec", "SEALDROP", "127.0.0.1", str(node.scp.port),
+                            str(big)], capture_output=True, text=True, timeout=300)
+        wait_closed(node)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    [study] = node.spool.studies()
+    [stored] = list(study.files.rglob("*.dcm"))
+    assert stored.stat().st_size >= size - 1024  # all of it arrived (file meta may differ)
+    assert peak < size // 4, f"peak {peak} bytes for a {size}-byte instance"
