@@ -54,6 +54,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "status": CommandSpec(
         "send", "status_cmd",
         "Your sent transfers: uploaded, downloaded and verified, per recipient."),
+    "dicom-listen": CommandSpec(
+        "dicom", "dicom_listen_cmd",
+        "Receive studies from a scanner (DICOM C-STORE) and send each as one transfer."),
     "identity": CommandSpec(
         "identity", "identity",
         "Your keys: a signing key and the age keys it vouches for."),

@@ -17,6 +17,8 @@ it is created with mode 0700 and holds::
     inbox-spool/<relay id>.age.partial   ciphertext being downloaded (never plaintext)
     staging/<random>/files/…        files of one transfer being verified (0700), when
                                     the profile shares the destination's filesystem
+    dicom-listen/…                  DICOM instances received by ``dicom-listen``,
+                                    by study, until sent (0700; client/dicom/inbound.py)
 
 No other module spells these names: they import them from here.
 """
@@ -47,6 +49,7 @@ SENT_DIR = "sent"
 SENT_FILE = ".age"
 SPOOL_DIR = "inbox-spool"
 SPOOL_FILE = ".age.partial"
+DICOM_LISTEN_DIR = "dicom-listen"
 
 # A relay id as it may become part of a file name: never a separator or a dot.
 # Looser than the relay's format (crypto.protocol) on purpose: an id the relay

@@ -63,7 +63,8 @@ def verify(units: list[Path], tmp: Path) -> str:
 def test_deploy_ships_the_units() -> None:
     assert {p.name for p in SERVICES} == {
         "sealdrop-relay.service", "sealdrop-relay-gc.service",
-        "sealdrop-relay-backup.service", "sealdrop-watch.service"}
+        "sealdrop-relay-backup.service", "sealdrop-watch.service",
+        "sealdrop-dicom-listen.service"}
     assert {p.name for p in TIMERS} == {"sealdrop-relay-gc.timer", "sealdrop-relay-backup.timer"}
 
 
