@@ -15,6 +15,8 @@ it is created with mode 0700 and holds::
     inbox-spool/<relay id>.age.partial   ciphertext being downloaded (never plaintext)
     staging/<random>/files/…        files of one transfer being verified (0700), when
                                     the profile shares the destination's filesystem
+    deid/<job key>/…                de-identified copies of an unfinished
+                                    `send --deidentify` (0700), removed with its send record
 
 No other module spells these names: they import them from here.
 """
@@ -43,6 +45,7 @@ OUTBOX_RECORD = ".age"
 OUTBOX_CHUNK_LOG = ".chunks"
 SPOOL_DIR = "inbox-spool"
 SPOOL_FILE = ".age.partial"
+DEID_DIR = "deid"
 
 # A relay id as it may become part of a file name: never a separator or a dot.
 # Looser than the relay's format (crypto.protocol) on purpose: an id the relay
@@ -71,6 +74,13 @@ def outbox_files(home: Path, relay_id: str) -> tuple[Path, Path]:
     folder = Path(home) / OUTBOX_DIR
     name = _checked(relay_id)
     return folder / f"{name}{OUTBOX_RECORD}", folder / f"{name}{OUTBOX_CHUNK_LOG}"
+
+
+def deid_folder(home: Path, job_key: str) -> Path:
+    """Where the de-identified copies of the send ``job_key`` (a SHA-256 hex) are made."""
+    if not re.fullmatch(r"[0-9a-f]{64}", job_key):
+        raise ClientError(f"{job_key!r} is not a send's key")
+    return Path(home) / DEID_DIR / job_key
 
 
 def spool_file(home: Path, relay_id: str) -> Path:
