@@ -77,7 +77,7 @@ class DeidOptions:
 
     def describe(self) -> str:
         """One line for DeidentificationMethod and for people."""
-        chosen = [_OPTION_CODES[o][1] for o in self.selected()]
+        chosen = [meaning for _, _, meaning in method_codes(self)[1:]]
         return PROFILE_NAME + (" with " + ", ".join(chosen) if chosen else "")
 
 
@@ -144,6 +144,7 @@ def deidentify(ds: Dataset, options: DeidOptions, secret: bytes) -> Dataset:
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise DeidError(f"cannot de-identify this DICOM object: {exc}") from exc
 
+    _media_uid(ds, out, options, Pseudonymizer(secret, prefix=PSEUDONYM_PREFIX))
     # The record, as PS3.15 E.1.1 asks, in our words and with pydicom's codes.
     out.PatientIdentityRemoved = "YES"
     out.DeidentificationMethod = _lo_values(options.describe())
@@ -161,6 +162,22 @@ def deidentify(ds: Dataset, options: DeidOptions, secret: bytes) -> Dataset:
     return out
 
 
+def _media_uid(before: Dataset, after: Dataset, options: DeidOptions, pseudo: Any) -> None:
+    """Media Storage SOP Instance UID per table E.1-1 (U, or K with Retain UIDs).
+
+    DentDeID rewrites the file meta from the dataset's SOPInstanceUID: an
+    object without one would get an empty value, and one whose two UIDs differ
+    (pydicom's badVR.dcm) a value the table does not say. Map the original.
+    """
+    meta = getattr(before, "file_meta", None)
+    original = str(meta.get("MediaStorageSOPInstanceUID", "") or "") if meta else ""
+    out_meta = getattr(after, "file_meta", None)
+    if not original or out_meta is None:
+        return
+    out_meta.MediaStorageSOPInstanceUID = original if options.retain_uids else \
+        str(pseudo.uid(original))
+
+
 def _lo_values(text: str) -> str | list[str]:
     """DeidentificationMethod is LO (64 characters a value) and multi-valued:
     the profile, then one value per option."""
@@ -176,13 +193,13 @@ def identifying_words(ds: Dataset) -> tuple[str, ...]:
     the patient away. Components shorter than 2 characters identify nobody.
     """
     words: list[str] = []
-    name = ds.get("PatientName")
-    if name is not None and name.value:
-        for part in str(name.value).replace("=", "^").split("^"):
-            words.extend(part.split())
-    pid = ds.get("PatientID")
-    if pid is not None and pid.value:
-        words.append(str(pid.value))
+    # Dataset.get with a keyword gives the value, not the element.
+    name = str(ds.get("PatientName", "") or "")
+    for part in name.replace("=", "^").split("^"):
+        words.extend(part.split())
+    pid = str(ds.get("PatientID", "") or "")
+    if pid:
+        words.append(pid)
     folded = {_fold(w) for w in words}
     return tuple(sorted(w for w in folded if len(w) >= 2))
 

@@ -190,7 +190,9 @@ def _check_opens(data: bytes) -> None:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        # A full decode (not verify(), which only checks checksums): what
+        # leaves must be a photo the lab can open.
         with Image.open(io.BytesIO(data)) as im:
-            im.verify()
+            im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PhotoError(f"the image cannot be read once its metadata is removed: {exc}") from exc

@@ -172,27 +172,33 @@ def _dicom(f: ScannedFile, data: bytes, options: DeidOptions,
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    refuse = (f"cannot de-identify {f.path}: pydicom cannot read it as DICOM; it was not "
-              "sent")
     hint = "leave this file out, or send without --deidentify if it may be sent as it is"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(io.BytesIO(data))
-            meta = getattr(ds, "file_meta", None)
-            sop_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
-            if sop_class == _DICOMDIR_CLASS:
-                return b"", (), "", True
+    except (InvalidDicomError, ValueError, TypeError, KeyError, AttributeError, OSError,
+            EOFError, NotImplementedError, OverflowError) as exc:
+        raise SealError(f"cannot de-identify {f.path}: pydicom cannot read it as DICOM; "
+                        "nothing was sent", hint=hint) from exc
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
+    if sop_class == _DICOMDIR_CLASS:
+        return b"", (), "", True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             found = identifying_words(ds)
             clean = deidentify(ds, options, secret)
             buf = io.BytesIO()
             clean.save_as(buf, enforce_file_format=True)
     except DeidError as exc:
-        raise SealError(f"cannot de-identify {f.path}: {exc}; it was not sent",
+        raise SealError(f"cannot de-identify {f.path}: {exc}; nothing was sent",
                         hint=hint) from exc
-    except (InvalidDicomError, ValueError, TypeError, KeyError, AttributeError, OSError,
-            EOFError, NotImplementedError, OverflowError) as exc:
-        raise SealError(refuse, hint=hint) from exc
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, EOFError,
+            NotImplementedError, OverflowError) as exc:
+        raise SealError(f"cannot de-identify {f.path}: its de-identified copy is not a valid "
+                        f"DICOM file ({exc}); nothing was sent", hint=hint) from exc
     return buf.getvalue(), found, str(clean.get("SOPInstanceUID", "") or ""), False
 
 
