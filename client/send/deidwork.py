@@ -30,9 +30,11 @@ import io
 import os
 import shutil
 import stat
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from ..dicom.deidentify import (
     DeidError,
@@ -46,7 +48,14 @@ from ..errors import SealError
 from ..profile.layout import deid_folder
 from .scan import DICOM, OPEN_FLAGS, ScannedFile
 
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+# A DICOM data set without the Part 10 preamble (older exports, no file
+# extension) starts with a little-endian group 0008 (or 0002) element.
+_RAW_DICOM_STARTS = (b"\x08\x00", b"\x02\x00")
+_HINT = "leave this file out, or send without --deidentify if it may be sent as it is"
 _MAX_LISTED = 3  # names shown in a one-line notice before "and N more"
 
 
@@ -99,6 +108,7 @@ def _write(root: Path, originals: Sequence[ScannedFile], options: DeidOptions,
     as_is: list[str] = []
     dropped: list[str] = []
     words: set[str] = set()
+    handled: list[str] = []  # read as DICOM (named so, or a data set without preamble)
     for f in originals:
         top = f.arcname.split("/", 1)[0]
         if top not in tops:
@@ -106,8 +116,10 @@ def _write(root: Path, originals: Sequence[ScannedFile], options: DeidOptions,
         head, data = _read(f)
         kind = photo_kind(head)
         arcname = f.arcname
-        if f.media_type == DICOM:
-            out, found, sop_uid, is_dicomdir = _dicom(f, data, options, secret)
+        ds = _parse(f, data) if f.media_type == DICOM else _parse_raw(head, data)
+        if ds is not None:
+            handled.append(f.arcname)
+            out, found, sop_uid, is_dicomdir = _dicom(f, ds, options, secret)
             if is_dicomdir:
                 dropped.append(f.arcname)
                 continue
@@ -139,7 +151,7 @@ def _write(root: Path, originals: Sequence[ScannedFile], options: DeidOptions,
     if dropped:
         notices.append(f"left out: {_listed(dropped)} (a DICOMDIR indexes the original "
                        "patient names and files)")
-    told = _identifying_names(originals, tuple(sorted(words)), [*dropped, *moved])
+    told = _identifying_names(originals, tuple(sorted(words)), [*dropped, *moved, *handled])
     if told:
         notices.append(f"these names in the transfer contain the patient's name or id and are "
                        f"sent as they are: {_listed(told)}")
@@ -158,29 +170,61 @@ def _read(f: ScannedFile) -> tuple[bytes, bytes]:
         if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
             raise SealError(f"{f.path} changed while the transfer was being prepared; send again")
         head = src.read(8)
-        if f.media_type != DICOM and photo_kind(head) is None:
+        if f.media_type != DICOM and photo_kind(head) is None \
+                and not head.startswith(_RAW_DICOM_STARTS):
             return head, b""
         src.seek(0)
         return head, src.read()
 
 
-def _dicom(f: ScannedFile, data: bytes, options: DeidOptions,
-           secret: bytes) -> tuple[bytes, tuple[str, ...], str, bool]:
-    """(de-identified bytes, the patient's identifying words, new SOP UID, is a DICOMDIR)."""
-    import warnings
-
+def _parse(f: ScannedFile, data: bytes) -> Dataset:
+    """A file scanned as DICOM: read, without or (no preamble) with force; else refused."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    hint = "leave this file out, or send without --deidentify if it may be sent as it is"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data))
+            try:
+                return pydicom.dcmread(io.BytesIO(data))
+            except InvalidDicomError:
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+                if not _is_instance(ds):
+                    raise
+                return ds
     except (InvalidDicomError, ValueError, TypeError, KeyError, AttributeError, OSError,
-            EOFError, NotImplementedError, OverflowError) as exc:
+            EOFError, NotImplementedError, OverflowError, IndexError) as exc:
         raise SealError(f"cannot de-identify {f.path}: pydicom cannot read it as DICOM; "
-                        "nothing was sent", hint=hint) from exc
+                        "nothing was sent", hint=_HINT) from exc
+
+
+def _parse_raw(head: bytes, data: bytes) -> Dataset | None:
+    """A file not named as DICOM that holds a data set without preamble, or None."""
+    if not data or not head.startswith(_RAW_DICOM_STARTS):
+        return None
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            return ds if _is_instance(ds) else None
+    except Exception:  # noqa: BLE001 - not DICOM after all: sent as it is, with the notice
+        return None
+
+
+def _is_instance(ds: Dataset) -> bool:
+    """Forced reading accepts garbage: a DICOM instance has at least its identifiers."""
+    try:
+        return any(str(ds.get(k, "") or "") for k in (
+            "SOPInstanceUID", "StudyInstanceUID", "PatientName", "PatientID"))
+    except Exception:  # noqa: BLE001 - a garbage element raised while decoded
+        return False
+
+
+def _dicom(f: ScannedFile, ds: Dataset, options: DeidOptions,
+           secret: bytes) -> tuple[bytes, tuple[str, ...], str, bool]:
+    """(de-identified bytes, the patient's identifying words, new SOP UID, is a DICOMDIR)."""
     meta = getattr(ds, "file_meta", None)
     sop_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta else ""
     if sop_class == _DICOMDIR_CLASS:
@@ -194,11 +238,11 @@ def _dicom(f: ScannedFile, data: bytes, options: DeidOptions,
             clean.save_as(buf, enforce_file_format=True)
     except DeidError as exc:
         raise SealError(f"cannot de-identify {f.path}: {exc}; nothing was sent",
-                        hint=hint) from exc
+                        hint=_HINT) from exc
     except (ValueError, TypeError, KeyError, AttributeError, OSError, EOFError,
             NotImplementedError, OverflowError) as exc:
         raise SealError(f"cannot de-identify {f.path}: its de-identified copy is not a valid "
-                        f"DICOM file ({exc}); nothing was sent", hint=hint) from exc
+                        f"DICOM file ({exc}); nothing was sent", hint=_HINT) from exc
     return buf.getvalue(), found, str(clean.get("SOPInstanceUID", "") or ""), False
 
 
@@ -250,15 +294,13 @@ def _identifying_names(originals: Sequence[ScannedFile], words: tuple[str, ...],
         return []
     seen: list[str] = []
     for f in originals:
-        if f.arcname in skip:
-            continue
         parts = PurePosixPath(f.arcname).parts
         for i, part in enumerate(parts[:-1]):
             path = "/".join(parts[: i + 1]) + "/"
             if path not in seen and name_identifies(part, words):
                 seen.append(path)
-        if f.media_type != DICOM and name_identifies(parts[-1], words) \
-                and f.arcname not in seen:
+        if f.arcname not in skip and f.media_type != DICOM \
+                and name_identifies(parts[-1], words):
             seen.append(f.arcname)
     return seen
 

