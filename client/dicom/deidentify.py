@@ -123,6 +123,7 @@ def deidentify(ds: Dataset, options: DeidOptions, secret: bytes) -> Dataset:
     # Bytes values (pixel data) are immutable: the deep copy shares them, so
     # this costs the header only.
     out = copy.deepcopy(ds)
+    pseudo = Pseudonymizer(secret, prefix=PSEUDONYM_PREFIX)
     config = MetaConfig(
         options=frozenset(_OPTION_CODES[o][0] for o in options.selected()),
         pseudonymize_patient=True,
@@ -140,11 +141,11 @@ def deidentify(ds: Dataset, options: DeidOptions, secret: bytes) -> Dataset:
             # pydicom's complaints about a vendor's odd value are not the
             # clinician's business; a value it cannot handle raises below.
             warnings.simplefilter("ignore")
-            deidentify_dataset(out, config, Pseudonymizer(secret, prefix=PSEUDONYM_PREFIX))
+            deidentify_dataset(out, config, pseudo)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise DeidError(f"cannot de-identify this DICOM object: {exc}") from exc
 
-    _media_uid(ds, out, options, Pseudonymizer(secret, prefix=PSEUDONYM_PREFIX))
+    _media_uid(ds, out, options, pseudo)
     # The record, as PS3.15 E.1.1 asks, in our words and with pydicom's codes.
     out.PatientIdentityRemoved = "YES"
     out.DeidentificationMethod = _lo_values(options.describe())
