@@ -129,6 +129,11 @@ def send(
         resumed = _resume(job, previous, sent, allow_unverified, when, warn)
         if resumed is not None:
             return resumed
+    bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
+    # A relay configured for smaller chunks than ours says so: fit them to it.
+    chunk_size = fit_chunk_size(chunk_size, session.relay.max_chunk_bytes())
+    # The copies are made once the recipients are known good: a refused
+    # contact leaves no folder behind.
     deid_record = None
     if deidentify is not None:
         deidwork.sweep(session.home, {r.job_key for r in session.outbox.records()}, time.time())
@@ -138,9 +143,6 @@ def send(
             warn(notice)
         deid_record = deidwork.record_field(deidentify, secret, files)
         files = scan(copies.tops)
-    bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
-    # A relay configured for smaller chunks than ours says so: fit them to it.
-    chunk_size = fit_chunk_size(chunk_size, session.relay.max_chunk_bytes())
     plan, state = plan_new_transfer(files, session.identity.bundle, bundles, note=note,
                                     created=when, rand=rand)
     size = plan.ciphertext_size(state)

@@ -216,3 +216,12 @@ def test_changed_original_cancels_the_interrupted_deidentified_send(
     assert r.returncode == 1 and "the files changed since the send started" in r.stderr
     assert practice.relay.sql("select count(*) from transfers") == [(0,)]
     assert not any((practice.home / "deid").iterdir())
+
+
+def test_refused_recipient_leaves_no_copies(tmp_path: Path, pair: tuple[User, User]) -> None:
+    practice, _ = pair
+    case, _ = _case(tmp_path / "src")
+    r = practice.run("send", str(case), "--to", "labo-inconnu", "--deidentify", check=False)
+    assert r.returncode != 0
+    deid = practice.home / "deid"
+    assert not deid.exists() or not any(deid.iterdir())
