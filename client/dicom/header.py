@@ -24,6 +24,10 @@ from .integrity import Malformed, check_lengths, check_tail, require_pixel_data
 MAX_TEXT = 128  # every text field of the summary is cut to this many characters
 _DEFER = 16 * 1024  # values larger than this are seeked past, not read
 
+# Why a file named as DICOM is malformed when it is a bare data set: the one
+# malformation de-identification can repair (it writes a proper Part 10 file).
+NO_PREAMBLE = "no DICOM preamble and 'DICM' prefix"
+
 
 @dataclass(frozen=True, slots=True)
 class DicomHeader:
@@ -138,6 +142,6 @@ def read_header(f: BinaryIO, size: int) -> DicomHeader:
     except Malformed:
         raise
     except pydicom.errors.InvalidDicomError as exc:
-        raise Malformed("no DICOM preamble and 'DICM' prefix") from exc
+        raise Malformed(NO_PREAMBLE) from exc
     except Exception as exc:  # noqa: BLE001 - pydicom meets hostile bytes: any error
         raise Malformed(_reason(exc)) from exc

@@ -19,6 +19,8 @@ it is created with mode 0700 and holds::
                                     the profile shares the destination's filesystem
     dicom-listen/…                  DICOM instances received by ``dicom-listen``,
                                     by study, until sent (0700; client/dicom/inbound.py)
+    deid/<job key>/…                de-identified copies of an unfinished
+                                    `send --deidentify` (0700), removed with its send record
 
 No other module spells these names: they import them from here.
 """
@@ -50,6 +52,7 @@ SENT_FILE = ".age"
 SPOOL_DIR = "inbox-spool"
 SPOOL_FILE = ".age.partial"
 DICOM_LISTEN_DIR = "dicom-listen"
+DEID_DIR = "deid"
 
 # A relay id as it may become part of a file name: never a separator or a dot.
 # Looser than the relay's format (crypto.protocol) on purpose: an id the relay
@@ -78,6 +81,13 @@ def outbox_files(home: Path, relay_id: str) -> tuple[Path, Path]:
     folder = Path(home) / OUTBOX_DIR
     name = _checked(relay_id)
     return folder / f"{name}{OUTBOX_RECORD}", folder / f"{name}{OUTBOX_CHUNK_LOG}"
+
+
+def deid_folder(home: Path, job_key: str) -> Path:
+    """Where the de-identified copies of the send ``job_key`` (a SHA-256 hex) are made."""
+    if not re.fullmatch(r"[0-9a-f]{64}", job_key):
+        raise ClientError(f"{job_key!r} is not a send's key")
+    return Path(home) / DEID_DIR / job_key
 
 
 def spool_file(home: Path, relay_id: str) -> Path:

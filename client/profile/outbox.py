@@ -78,6 +78,11 @@ class SendRecord:
     files: tuple[FileStamp, ...]
     chunk_size: int
     size: int
+    # `send --deidentify`: {"secret": base64 (SECRET: the pseudonym key),
+    # "options": DeidOptions JSON, "sources": [[arcname, path, size, mtime_ns], ...]
+    # of the originals}. None for a plain send. The copies sealed are in
+    # layout.deid_folder(home, job_key), kept as long as this record.
+    deid: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"SendRecord(relay_id={self.relay_id!r}, <secret>)"
@@ -107,6 +112,8 @@ class SendRecord:
             "chunk_size": self.chunk_size,
             "size": self.size,
         }
+        if self.deid is not None:
+            obj["deid"] = self.deid
         return json.dumps(obj, sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -127,17 +134,22 @@ class SendRecord:
             files=tuple(FileStamp(**f) for f in obj["files"]),
             chunk_size=int(obj["chunk_size"]),
             size=int(obj["size"]),
+            deid=dict(obj["deid"]) if obj.get("deid") is not None else None,
         )
 
 
-def job_key(relay: str, paths: list[Path], recipients: list[str], note: str) -> str:
-    """What makes two `sealdrop send` runs "the same send": paths, recipients, note, relay."""
-    obj = {
+def job_key(relay: str, paths: list[Path], recipients: list[str], note: str,
+            deid: dict[str, bool] | None = None) -> str:
+    """What makes two `sealdrop send` runs "the same send": paths, recipients, note, relay,
+    and the de-identification options if any (a plain send's key is unchanged)."""
+    obj: dict[str, Any] = {
         "relay": relay,
         "paths": sorted(str(Path(p).absolute()) for p in paths),
         "to": sorted(recipients),
         "note": note,
     }
+    if deid is not None:
+        obj["deid"] = deid
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 

@@ -15,6 +15,12 @@ regenerates the very same ciphertext, proves the chunks the relay holds match
 the chunk log, skips them and uploads the rest. If the files changed in
 between, the interrupted send is cancelled (relay transfer deleted) and the
 user is told to send again.
+
+With ``deidentify`` (PS3.15 options), the files are first copied,
+de-identified, into a private work folder of the profile (``deidwork``) and
+those copies are what is scanned, planned and sealed: the manifest's DICOM
+summary is computed from them, so it is de-identified too. The send record
+keeps the pseudonym secret; the copies live as long as the record.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from sealdrop.crypto import age
 from sealdrop.crypto.errors import SealdropCryptoError
 from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
+from ..dicom.deidentify import SECRET_BYTES, DeidOptions
 from ..errors import ClientError, FilesChangedError, SealError
 from ..profile.outbox import FileStamp, SendRecord, job_key
 from ..profile.sent import SentSummaries
 from ..profile.session import Session
 from ..relay_api import RelayNotFound
+from . import deidwork
 from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
 from .scan import ScannedFile, check_malformed, scan
@@ -55,6 +63,7 @@ class SendResult:
     resumed: bool
     skipped: int  # bytes the relay already held
     uploaded: int
+    deidentified: bool = False  # sent with --deidentify (the copies, not the originals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,7 @@ def send(
     on_malformed: Callable[[str, str], None] | None = None,
     rand: Random = os.urandom,
     now: int | None = None,
+    deidentify: DeidOptions | None = None,
 ) -> SendResult:
     """Send ``paths`` to the handles ``to``, or resume the same send if it was interrupted.
 
@@ -98,29 +108,53 @@ def send(
     a progress bar. A file that looks like DICOM but cannot be read is reported
     to ``on_malformed(name, reason)`` (default: a warning) and sent as an
     opaque file, or with ``strict`` the send is refused before anything is
-    uploaded (``scan.check_malformed``).
+    uploaded (``scan.check_malformed``). ``deidentify``: send de-identified
+    copies (see above); ``warn`` is told what was not de-identified.
     """
     when = int(time.time()) if now is None else now
     if not to:
         raise SealError("give at least one recipient with --to")
     check_chunk_size(chunk_size)
     files = scan(paths)
-    check_malformed(files, strict=strict, warn=on_malformed or (
-        lambda name, why: warn(f"warning: {name} looks like DICOM but cannot be read ({why}); "
-                               "sent as an opaque file")))
+    if deidentify is None:
+        # With --deidentify a malformed file refuses the send instead (deidwork):
+        # it is never sent as it is.
+        check_malformed(files, strict=strict, warn=on_malformed or (
+            lambda name, why: warn(f"warning: {name} looks like DICOM but cannot be read "
+                                   f"({why}); sent as an opaque file")))
     job = _Upload(session, retry_for, pause_after_chunk, on_start, on_progress)
-    key = job_key(session.config.relay, list(paths), list(to), note)
+    key = job_key(session.config.relay, list(paths), list(to), note,
+                  deid=None if deidentify is None else deidentify.to_json())
     previous = session.outbox.find(key)
     if previous is not None and restart:
         _cancel(session, previous)
         previous = None
     if previous is not None:
-        resumed = _resume(job, previous, files, allow_unverified, when, warn)
+        sent = files
+        if deidentify is not None:
+            tops = deidwork.resumed_tops(session.home, key, previous.deid, files,
+                                         [(f.arcname, f.mtime_ns) for f in previous.files])
+            if tops is None:
+                _cancel(session, previous)
+                raise FilesChangedError(_CHANGED)
+            sent = scan(tops)
+        resumed = _resume(job, previous, sent, allow_unverified, when, warn)
         if resumed is not None:
             return resumed
     bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
     # A relay configured for smaller chunks than ours says so: fit them to it.
     chunk_size = fit_chunk_size(chunk_size, session.relay.max_chunk_bytes())
+    # The copies are made once the recipients are known good: a refused
+    # contact leaves no folder behind.
+    deid_record = None
+    if deidentify is not None:
+        deidwork.sweep(session.home, {r.job_key for r in session.outbox.records()}, time.time())
+        secret = rand(SECRET_BYTES)
+        copies = deidwork.make_copies(session.home, key, files, deidentify, secret)
+        for notice in copies.notices:
+            warn(notice)
+        deid_record = deidwork.record_field(deidentify, secret, files)
+        files = scan(copies.tops)
     plan, state = plan_new_transfer(files, session.identity.bundle, bundles, note=note,
                                     created=when, rand=rand)
     size = plan.ciphertext_size(state)
@@ -130,7 +164,7 @@ def send(
         relay_id=str(created["id"]), relay=session.config.relay, job_key=key,
         resume_state=state.to_bytes(), manifest_id=plan.manifest_id, created=when,
         recipients=tuple(b.to_json() for b in bundles), note=note, dicom=dict(plan.dicom),
-        files=_stamps(files), chunk_size=chunk_size, size=size,
+        files=_stamps(files), chunk_size=chunk_size, size=size, deid=deid_record,
     )
     try:
         session.outbox.save(record)
@@ -159,7 +193,7 @@ def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
         warn("the interrupted send had expired or was deleted on the relay; sending anew")
         return None
     if info.get("state") == "complete":
-        session.outbox.remove(record.relay_id)
+        _forget(session, record)
         return _result(record, resumed=True, skipped=record.size, uploaded=0)
     bundles = record.bundles()
     for b in bundles:  # the pinned keys must still be the ones encrypted to
@@ -220,7 +254,7 @@ def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeS
     finally:
         journal.close()
     session.relay.complete(record.relay_id)
-    outbox.remove(record.relay_id)
+    _forget(session, record)
     return _result(record, resumed=resumed, skipped=min(committed, record.size),
                    uploaded=uploader.sent)
 
@@ -231,6 +265,7 @@ def _result(record: SendRecord, *, resumed: bool, skipped: int, uploaded: int) -
         recipients=tuple(str(b["handle"]) for b in record.recipients),
         files=tuple((f.arcname, f.size) for f in record.files),
         resumed=resumed, skipped=skipped, uploaded=uploaded,
+        deidentified=record.deid is not None,
     )
 
 
@@ -246,4 +281,11 @@ def _cancel(session: Session, record: SendRecord) -> None:
         session.relay.delete(record.relay_id)
     except RelayNotFound:
         pass
+    _forget(session, record)
+
+
+def _forget(session: Session, record: SendRecord) -> None:
+    """The send is over (complete or cancelled): its record and de-identified copies go."""
     session.outbox.remove(record.relay_id)
+    if record.deid is not None:
+        deidwork.remove(session.home, record.job_key)
