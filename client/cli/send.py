@@ -11,8 +11,8 @@ from sealdrop.crypto.manifest import MAX_NOTE_CHARS
 from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
 from .. import progress as prog
-from ..dicom.display import phi_free, summary_lines
 from ..dicom.deidentify import DeidOptions
+from ..dicom.display import phi_free, summary_lines
 from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
