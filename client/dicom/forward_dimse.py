@@ -99,18 +99,15 @@ def _status_text(code: int) -> str:
 
 def _refused(target: PacsTarget, assoc: Any) -> Attempt:
     prim = getattr(assoc.acceptor, "primitive", None)
-    if assoc.is_rejected and prim is not None:
-        why = str(prim.reason_str).lower()
-        transient = prim.result == 0x02
-        return Attempt((), f"the PACS {target} refused the association: {why} "
-                           f"({str(prim.result_str).lower()})", transient)
+    if prim is None:  # no A-ASSOCIATE answer at all: no connection, or silence
+        return Attempt((), f"the PACS {target} cannot be reached (nothing answers on "
+                           f"{target.host}:{target.port}, or the connection timed out)")
     if assoc.is_rejected:
-        return Attempt((), f"the PACS {target} refused the association")
-    if assoc.is_aborted:
-        return Attempt((), f"the PACS {target} aborted the association (it accepted none of "
-                           "the SOP classes and transfer syntaxes offered, or closed it)")
-    return Attempt((), f"the PACS {target} cannot be reached (nothing answers on "
-                       f"{target.host}:{target.port}, or the connection timed out)")
+        why = str(prim.reason_str).lower()
+        return Attempt((), f"the PACS {target} refused the association: {why} "
+                           f"({str(prim.result_str).lower()})", prim.result == 0x02)
+    return Attempt((), f"the PACS {target} accepted the association but none of the SOP "
+                       "classes and transfer syntaxes offered, or aborted it")
 
 
 def _send(assoc: Any, i: Instance) -> tuple[Any, str]:
