@@ -141,8 +141,10 @@ def storescp(root: Path, *extra: str) -> Iterator[Storescp]:
 class Orthanc:
     """Orthanc on free loopback ports with a temporary storage, with or without DICOMweb."""
 
-    def __init__(self, root: Path, *, dicomweb: bool) -> None:
+    def __init__(self, root: Path, *, dicomweb: bool, users: dict[str, str] | None = None
+                 ) -> None:
         self.root = root
+        self.users = users or {}
         self.http = free_port()
         self.dicom = free_port()
         storage = root / "storage"
@@ -151,8 +153,10 @@ class Orthanc:
         self.config.write_text(json.dumps({
             "Name": "sealdrop-test", "HttpPort": self.http, "DicomPort": self.dicom,
             "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "HttpBindAddress": "127.0.0.1" if False else None,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": bool(users),
+            "RegisteredUsers": users or {},
+            # Rejects an association whose called AE title is not ORTHANC.
+            "DicomAet": "ORTHANC", "DicomCheckCalledAet": True,
             "Plugins": [DICOMWEB_PLUGIN] if dicomweb else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }))
@@ -179,7 +183,14 @@ class Orthanc:
         wait_for(up, 60, "Orthanc to answer")
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as r:  # noqa: S310
+        req = urllib.request.Request(self.url + path)
+        if self.users:
+            import base64
+
+            user, password = next(iter(self.users.items()))
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
             body = r.read()
         return json.loads(body) if body[:1] in (b"{", b"[") else body
 
@@ -200,3 +211,14 @@ class Orthanc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
+
+
+@contextlib.contextmanager
+def orthanc(root: Path, *, dicomweb: bool, users: dict[str, str] | None = None
+            ) -> Iterator[Orthanc]:
+    o = Orthanc(root, dicomweb=dicomweb, users=users)
+    o.start()
+    try:
+        yield o
+    finally:
+        o.stop()
