@@ -113,9 +113,9 @@ def _refused(target: PacsTarget, assoc: Any) -> Attempt:
 def _send(assoc: Any, i: Instance) -> tuple[Any, str]:
     """Send ``i`` on ``assoc``: (status data set, "") or (None, why it was not sent)."""
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
-    if (i.sop_class, i.transfer_syntax) in accepted:
+    if (i.sop_class, i.transfer_syntax) in accepted and i.meta_matches:
         return assoc.send_c_store(i.placed), ""  # streamed from the file as encoded
-    fallback = [ts for ts in syntaxes_for(i.transfer_syntax)[1:] if (i.sop_class, ts) in accepted]
+    fallback = [ts for ts in syntaxes_for(i.transfer_syntax) if (i.sop_class, ts) in accepted]
     if not fallback:
         from pydicom.uid import UID
 
@@ -125,6 +125,8 @@ def _send(assoc: Any, i: Instance) -> tuple[Any, str]:
 
     # A native syntax the PACS does not take: pynetdicom re-encodes the data
     # set's elements into the accepted Little Endian one (pixels are not decoded).
+    # Or a file whose meta disagrees with its data set: sent from the data set,
+    # in its own syntax (in memory: the one case that is).
     return assoc.send_c_store(pydicom.dcmread(i.placed)), ""
 
 

@@ -9,8 +9,8 @@ placed it and must:
   lab's; a file changed there since it was verified is not what the sender
   sent, and is not forwarded in the sender's name);
 - be a DICOM Part 10 file whose meta information names its SOP class, SOP
-  instance and transfer syntax (what association negotiation needs), agreeing
-  with the data set itself;
+  instance and transfer syntax (what association negotiation needs), and
+  whose data set has a SOP class and instance UID;
 - be framed whole: no element declares more bytes than the file holds.
   pydicom reads a truncated file without complaint (it stops at the end), so
   the elements are walked with their values skipped, not read (``defer_size``):
@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,10 @@ class Instance:
     transfer_syntax: str
     study: str
     size: int
+    # The file meta names the same SOP class and instance as the data set. Not
+    # always so in the wild (pydicom's own rtplan.dcm); the data set is what
+    # the PACS keeps, so such a file is sent from its data set, not its meta.
+    meta_matches: bool = True
 
 
 def _sha256(path: Path) -> str:
@@ -86,6 +91,22 @@ def _check_framing(path: Path, size: int, offset: int, implicit: bool, little: b
             if isinstance(el, RawDataElement) and el.length != _UNDEFINED \
                     and el.value_tell + el.length > size:
                 raise ValueError(f"element {el.tag} runs past the end of the file")
+        if fp.tell() > size:  # pydicom seeks past the end of a cut delimiter
+            raise ValueError("the last element runs past the end of the file")
+
+
+def _check_deflated(path: Path, offset: int) -> None:
+    # pydicom inflates a cut stream without complaint: the stream must reach
+    # its end marker. Inflated a megabyte at a time and dropped (no zip bomb).
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    with open(path, "rb") as fp:
+        fp.seek(offset)
+        while (block := fp.read(1 << 20)) and not d.eof:
+            while block and not d.eof:
+                d.decompress(block, 1 << 20)
+                block = d.unconsumed_tail
+    if not d.eof:
+        raise ValueError("the deflated data set is cut short")
 
 
 def read_instance(index: int, f: PlacedFile) -> Instance:
@@ -114,7 +135,9 @@ def read_instance(index: int, f: PlacedFile) -> Instance:
             ts = UID(str(meta.TransferSyntaxUID))
             if not ts.is_transfer_syntax:
                 raise bad(f"unknown transfer syntax {str(ts)[:64]}")
-            if not ts.is_deflated:
+            if ts.is_deflated:
+                _check_deflated(f.placed, offset)
+            else:
                 _check_framing(f.placed, size, offset, ts.is_implicit_VR, ts.is_little_endian)
             # The data set itself, values deferred (not loaded): a deflated one
             # is inflated by pydicom, which fails on a cut stream.
@@ -128,14 +151,18 @@ def read_instance(index: int, f: PlacedFile) -> Instance:
         raise bad(f"it cannot be read ({exc.strerror or exc})") from exc
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on bad input
         raise bad(f"it is not readable DICOM ({type(exc).__name__}: {str(exc)[:120]})") from exc
-    if str(sop_class or "") != str(meta.MediaStorageSOPClassUID) \
-            or str(sop_instance or "") != str(meta.MediaStorageSOPInstanceUID):
-        raise bad("its SOP class or instance UID disagrees with its file meta")
-    if "Rows" in ds and not any(k in ds for k in _PIXEL_KEYWORDS):
+    if not sop_class or not sop_instance:
+        raise bad("its data set has no SOP class or SOP instance UID")
+    # A file cut exactly between two elements frames whole; an image without
+    # its pixels is how that shows (the pixels come last).
+    image = "Rows" in ds or "Image Storage" in UID(str(sop_class)).name
+    if image and not any(k in ds for k in _PIXEL_KEYWORDS):
         raise bad("it describes an image but holds no pixel data (cut short?)")
     return Instance(index=index, path=f.path, placed=f.placed, sop_class=str(sop_class),
                     sop_instance=str(sop_instance), transfer_syntax=str(ts),
-                    study=str(ds.get("StudyInstanceUID", "")), size=size)
+                    study=str(ds.get("StudyInstanceUID", "")), size=size,
+                    meta_matches=(str(sop_class) == str(meta.MediaStorageSOPClassUID) and
+                                  str(sop_instance) == str(meta.MediaStorageSOPInstanceUID)))
 
 
 def read_instances(files: Sequence[PlacedFile]) -> list[Instance]:
