@@ -4,7 +4,7 @@ The forwards file of the profile folder (``layout.FORWARDS_FILE``) maps each
 relay id received with a forward target to where its files were placed
 (path in the transfer, path on disk, the SHA-256 the sender signed) and, per
 target (``dimse:AET@HOST:PORT`` or ``dicomweb:URL``), one flag per DICOM file:
-stored or not, the PACS's last word on it, the attempts so far and when the
+stored or not, the PACS's last word on it, the rounds tried so far and when the
 next is due. A flag only ever goes from not stored to stored, and only on the
 PACS's positive answer for that instance (``dicom.outcome``): nothing is
 marked forwarded that was not stored. A forward is done when every flag is
@@ -78,7 +78,7 @@ class ForwardStore:
             for t in targets:
                 rec["targets"].setdefault(t["key"], {
                     **t, "stored": [False] * n, "status": [""] * n, "reason": [""] * n,
-                    "attempts": 0, "next_at": 0.0, "error": None, "done": n == 0,
+                    "rounds": 0, "next_at": 0.0, "error": None, "done": n == 0,
                     "at": int(time.time())})
             self._save(data)
 
@@ -93,7 +93,7 @@ class ForwardStore:
                     t["stored"][i] = bool(t["stored"][i]) or ok  # never back to "not stored"
                     if not t["stored"][i] or ok:
                         t["status"][i], t["reason"][i] = status, reason[:_MAX_TEXT]
-            t["attempts"] = int(t.get("attempts", 0)) + 1
+            t["rounds"] = int(t.get("rounds", 0)) + 1
             t["error"] = error[:_MAX_TEXT] if error else None
             t["done"] = all(t["stored"])
             t["next_at"] = 0.0 if t["done"] else next_at

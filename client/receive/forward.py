@@ -203,7 +203,7 @@ class Forwarder:
         if error is None and instances and not all(stored):
             error = f"{target.describe()} did not store {stored.count(False)} of " \
                     f"{len(stored)} instances"
-        rounds = int(state.get("attempts", 0))
+        rounds = int(state.get("rounds", 0))
         delay = min(self.interval * 2 ** min(rounds, 20), self.max_backoff)
         new = self.store.update(relay_id, target.key, stored=answers, error=error,
                                 next_at=self.clock() + delay)

@@ -206,7 +206,7 @@ def test_watch_forwards_and_retries_a_pacs_that_was_down(
 
         def failed_once() -> bool:
             path = lab.home / "forwards.json"
-            return path.exists() and _forwards(lab)[tid]["targets"][key]["attempts"] >= 1
+            return path.exists() and _forwards(lab)[tid]["targets"][key]["rounds"] >= 1
 
         wait_for(failed_once, 120, "a failed forward round")
         pacs.start()
