@@ -117,7 +117,7 @@ def read_instance(index: int, f: PlacedFile) -> Instance:
 
     def bad(why: str) -> InstancesError:
         return InstancesError(
-            f"{f.path} cannot be forwarded: {why}; nothing of this transfer was forwarded",
+            f"{f.path} cannot be forwarded: {why}; none of the transfer's files was sent",
             hint=f"the received files stay in {f.placed.parent}; fix or remove the cause, "
             "then run the forward again (`sealdrop forward`)")
 

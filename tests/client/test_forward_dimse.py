@@ -34,6 +34,7 @@ class Scp:
     def __init__(self, syntaxes: list[str]) -> None:
         self.statuses: list[int] = []
         self.received: list[str] = []
+        self.callers: list[str] = []
         self.lock = threading.Lock()
         ae = AE(ae_title="TEST_PACS")
         for sop in (CTImageStorage, MRImageStorage):
@@ -46,6 +47,7 @@ class Scp:
     def _on_store(self, event: Any) -> int:
         with self.lock:
             self.received.append(str(event.request.AffectedSOPInstanceUID))
+            self.callers.append(str(event.assoc.requestor.ae_title).strip())
             return self.statuses.pop(0) if self.statuses else 0x0000
 
 
@@ -117,6 +119,7 @@ def test_store_every_status_is_read_per_instance(tmp_path: Path, scp: Scp) -> No
     assert a.outcomes[1].status.startswith("0xB000") and "warning" in a.outcomes[1].status
     assert a.outcomes[4].status.startswith("0xA700") and a.outcomes[4].reason
     assert scp.received == [i.sop_instance for i in inst]
+    assert set(scp.callers) == {"ME"}  # --calling-aet is what the PACS sees
 
 
 def test_a_syntax_the_pacs_refuses_is_named_and_native_ones_fall_back(tmp_path: Path) -> None:

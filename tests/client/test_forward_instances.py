@@ -66,7 +66,7 @@ def test_cut_files_are_refused(tmp_path: Path, name: str, keep: float) -> None:
     p.write_bytes(data[:n])
     with pytest.raises(InstancesError, match="cannot be forwarded") as e:
         read_instance(0, _placed(p))
-    assert "nothing of this transfer was forwarded" in str(e.value)
+    assert "none of the transfer's files was sent" in str(e.value)
     assert e.value.hint and "sealdrop forward" in e.value.hint
 
 
