@@ -191,8 +191,10 @@ class Forwarder:
             todo = [i for i in instances if not stored[i.index]]
             if not todo:
                 break
-            if n:
-                wait(self.base_delay * 2 ** (n - 1))
+            # ``wait`` is watch's stop event's wait in a service: True once
+            # SIGTERM came, and then the next round (or run) retries instead.
+            if n and wait(self.base_delay * 2 ** (n - 1)) is True:
+                break
             attempt = self._send(target, todo)
             for o in attempt.outcomes:
                 answers[o.index] = (o.stored, o.status, o.reason)
