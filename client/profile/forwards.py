@@ -13,7 +13,8 @@ forward``, send what is missing.
 
 The file holds paths (which may carry a patient's name, as the files do) but
 no DICOM UID or tag; mode 0600, changed under its file lock like the other
-stores.
+stores. A transfer whose forwards were all done over ``KEEP_DONE`` (30 days)
+ago is dropped from it when another is recorded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from .layout import FORWARDS_FILE
 
 _MAX_STORE = 64 * 1024 * 1024
 _MAX_TEXT = 300
+# A forward done this long ago is dropped when a new one is recorded: the file
+# is rewritten whole on every change and must not grow with a year of studies.
+KEEP_DONE = 30 * 86400
 
 
 class ForwardStore:
@@ -72,6 +76,11 @@ class ForwardStore:
         """
         with locked(self.path):
             data = self.load()
+            old = time.time() - KEEP_DONE
+            for rid in [rid for rid, r in data.items() if rid != relay_id and all(
+                    t.get("done") and t.get("at", 0) < old
+                    for t in r.get("targets", {}).values())]:
+                del data[rid]
             rec = data.setdefault(relay_id, {"into": str(into), "files": list(files),
                                              "targets": {}})
             n = len(rec["files"])
@@ -96,6 +105,7 @@ class ForwardStore:
             t["rounds"] = int(t.get("rounds", 0)) + 1
             t["error"] = error[:_MAX_TEXT] if error else None
             t["done"] = all(t["stored"])
+            t["at"] = int(time.time())
             t["next_at"] = 0.0 if t["done"] else next_at
             self._save(data)
             return dict(t)

@@ -11,6 +11,7 @@ it is created with mode 0700 and holds::
     received.json   relay ids received here, and whether the relay was told
     refused.json    relay ids refused here, and why (so watch and receive --all move on)
     forwards.json   forwards into a PACS: per relay id and target, each instance stored or not
+    forwarding-<hash>.lock          held while one forward runs (removed after)
     outbox/<relay id>.age           an unfinished send's record (to resume it)
     outbox/<relay id>.chunks        its chunk log
     inbox-spool/<relay id>.age.partial   ciphertext being downloaded (never plaintext)
@@ -39,6 +40,7 @@ ACCEPTED_FILE = "accepted.json"
 RECEIPTS_FILE = "received.json"
 REFUSED_FILE = "refused.json"
 FORWARDS_FILE = "forwards.json"
+FORWARD_LOCK_PREFIX = "forwarding-"
 STAGING_DIR = "staging"
 OUTBOX_DIR = "outbox"
 OUTBOX_RECORD = ".age"

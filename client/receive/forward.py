@@ -21,6 +21,7 @@ UID and keeps one copy.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from ..dicom import forward_dimse, forward_web
 from ..dicom.instances import DICOM_MEDIA_TYPE, InstancesError, PlacedFile, read_instances
 from ..dicom.outcome import Attempt, Outcome
 from ..errors import ClientError
+from ..profile.filelock import StoreLockedError, lock_path, locked
 from ..profile.forwards import ForwardStore
+from ..profile.layout import FORWARD_LOCK_PREFIX
 from .transfer import ReceiveResult
 
 
@@ -174,7 +177,36 @@ class Forwarder:
 
     def run(self, relay_id: str, target: Target, *,
             wait: Callable[[float], object] = time.sleep) -> ForwardReport:
-        """Send what ``target`` lacks of ``relay_id``; never raises for the PACS's faults."""
+        """Send what ``target`` lacks of ``relay_id``; never raises for the PACS's faults.
+
+        One process at a time per transfer (a ``watch`` service and a
+        ``forward`` by hand): the other skips it, rather than send it twice.
+        """
+        lock = self.lock_for(relay_id, target)
+        try:
+            with locked(lock, wait=False):
+                try:
+                    return self._run(relay_id, target, wait=wait)
+                finally:
+                    lock_path(lock).unlink(missing_ok=True)
+        except StoreLockedError:
+            rec = self.store.load()[relay_id]
+            t = rec["targets"][target.key]
+            return ForwardReport(
+                relay_id=relay_id, target=target,
+                files=tuple(str(f["path"]) for f in rec["files"]),
+                stored=tuple(bool(x) for x in t["stored"]), status=tuple(t["status"]),
+                reason=tuple(t["reason"]),
+                error="being forwarded by another sealdrop process on this profile; "
+                "skipped here")
+
+    def lock_for(self, relay_id: str, target: Target) -> Path:
+        """The per-forward lock (hashed: ids and URLs never become file names)."""
+        name = hashlib.sha256(f"{relay_id}\0{target.key}".encode()).hexdigest()[:32]
+        return self.store.path.with_name(f"{FORWARD_LOCK_PREFIX}{name}")
+
+    def _run(self, relay_id: str, target: Target, *,
+             wait: Callable[[float], object]) -> ForwardReport:
         rec = self.store.load()[relay_id]
         files = [PlacedFile(str(f["path"]), Path(f["placed"]), str(f["sha256"]))
                  for f in rec["files"]]

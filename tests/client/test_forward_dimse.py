@@ -211,3 +211,35 @@ def test_store_never_unmarks_a_stored_instance(tmp_path: Path) -> None:
     (tmp_path / "forwards.json").write_text("{broken")
     with pytest.raises(ClientError, match="damaged"):
         s.load()
+
+
+def test_done_forwards_are_dropped_after_a_while_pending_ones_never(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as time_mod
+
+    from sealdrop.client.profile import forwards
+
+    s = ForwardStore(tmp_path)
+    target = {"key": "dimse:X@h:1", "kind": "dimse", "address": "X@h:1", "calling_aet": "S"}
+    files = [{"path": "a", "placed": "/a", "sha256": "0"}]
+    for rid in ("done", "pending"):
+        s.begin(rid, into=tmp_path, files=files, targets=[target])
+    s.update("done", "dimse:X@h:1", stored={0: (True, "0x0000", "")}, error=None, next_at=0)
+    s.begin("new", into=tmp_path, files=files, targets=[target])
+    assert set(s.load()) == {"done", "pending", "new"}  # done just now: kept
+    later = time_mod.time() + forwards.KEEP_DONE + 10
+    monkeypatch.setattr(forwards.time, "time", lambda: later)
+    s.begin("newer", into=tmp_path, files=files, targets=[target])
+    assert set(s.load()) == {"pending", "new", "newer"}
+
+
+def test_one_process_forwards_a_transfer_at_a_time(tmp_path: Path, scp: Scp) -> None:
+    from sealdrop.client.profile.filelock import locked
+
+    fwd, rid = _forwarder(tmp_path, scp, [])
+    with locked(fwd.lock_for(rid, fwd.targets[0]), wait=False):  # "another process"
+        rep = fwd.run(rid, fwd.targets[0], wait=lambda s: None)
+    assert not rep.done and "another sealdrop process" in (rep.error or "")
+    assert scp.received == []
+    assert fwd.run(rid, fwd.targets[0], wait=lambda s: None).done
+    assert not list((tmp_path / "home").glob("forwarding-*"))  # lock removed after

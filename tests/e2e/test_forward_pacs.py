@@ -231,3 +231,30 @@ def test_watch_forwards_and_retries_a_pacs_that_was_down(
     for uid in expected:
         assert uid not in out
     assert tree(dest / case.name) == tree(case)
+
+
+def test_a_study_with_one_unreadable_instance_is_not_forwarded_at_all(
+        tmp_path: Path, pair: tuple[User, User]) -> None:
+    """The sender's case holds a truncated DICOM file (pydicom's MR_truncated.dcm:
+    its header reads, its pixel data is cut): the transfer is received and
+    placed, and not one instance of it reaches the PACS."""
+    from pydicom.data import get_testdata_file
+
+    practice, lab = pair
+    case, expected = dicom_case(tmp_path / "src")
+    shutil.copy(get_testdata_file("MR_truncated.dcm"), case / "studyA" / "series2" / "IM9999")
+    tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    dest = tmp_path / "in"
+    dest.mkdir()
+    with storescp(tmp_path / "pacs") as pacs:
+        r = lab.run("receive", "--into", str(dest), "--to-pacs", pacs.target, "--json",
+                    "--", tid, check=False)
+        assert pacs.files() == []  # whole or not at all
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert [x["transfer_id"] for x in out["received"]] == [tid]
+    (fwd,) = out["forwards"]
+    assert fwd["state"] == "pending" and fwd["stored"] == 0 and fwd["total"] == 11
+    assert f"{case.name}/studyA/series2/IM9999 cannot be forwarded" in fwd["error"]
+    assert tree(dest / case.name) == tree(case)
+    assert len(expected) == 10
