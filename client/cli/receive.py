@@ -17,6 +17,7 @@ from ..dicom.display import summary_lines
 from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import Session, open_session
+from ..receive.forward import Forwarder, ForwardReport
 from ..receive.inbox import list_inbox, pending
 from ..receive.interrupt import Signals, stop_requested
 from ..receive.transfer import (
@@ -27,6 +28,7 @@ from ..receive.transfer import (
 )
 from ..receive.watch import watch
 from .format import claimed_size, claimed_time, human_size
+from .forward import forward_options, make_forwarder, say_forward
 from .options import (
     EXAMPLE_RELAY_ID,
     binary_size,
@@ -118,8 +120,17 @@ def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool) ->
 
 
 def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unverified: bool,
-                  as_json: bool, json_phi: bool, options: dict[str, object]) -> int:
+                  as_json: bool, json_phi: bool, options: dict[str, object],
+                  forwarder: Forwarder | None = None, forward_all: bool = False) -> int:
     results, failed = [], []
+    # Pending forwards first (of these ids, or all with --all): an id already
+    # received is forwarded, not received again.
+    forwards = forwarder.run_pending(None if forward_all else relay_ids) if forwarder else []
+    for rep in forwards if not as_json else []:
+        click.echo(f"Pending forward of {safe(rep.relay_id)}:")
+        say_forward(rep)
+    done = {rep.relay_id for rep in forwards}  # already received: forwarded, not received
+    relay_ids = [rid for rid in relay_ids if rid not in done]
     show = prog.enabled(as_json)
     for rid in relay_ids:
         if stop_requested():
@@ -141,16 +152,22 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
             results.append(r)
             if not as_json:
                 _say_received(r)
+            for rep in forwarder.after_receive(r) if forwarder else []:
+                forwards.append(rep)
+                if not as_json:
+                    say_forward(rep)
         except ClientError as exc:
             failed.append({"transfer_id": rid, "error": str(exc)})
             click.echo(f"sealdrop: error: {safe(str(exc))}", err=True)
             if exc.hint:
                 click.echo(f"sealdrop: hint: {safe(exc.hint)}", err=True)
     if as_json:
-        emit_json({"received": [r.to_json(phi=json_phi) for r in results], "failed": failed})
+        emit_json({"received": [r.to_json(phi=json_phi) for r in results], "failed": failed,
+                   **({"forwards": [f.to_json(phi=json_phi) for f in forwards]}
+                      if forwarder else {})})
     elif not relay_ids:
         click.echo("nothing new to receive")
-    return 1 if failed else 0
+    return 1 if failed or any(not f.done for f in forwards) else 0
 
 
 @click.command("receive", epilog=examples(
@@ -165,12 +182,14 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
 @into_option
 @allow_option
 @_receive_options
+@forward_options
 @home_option
 @passphrase_file_option
 @json_option
 @json_phi_option
 def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unverified: bool,
                 keep_refused: bool, max_unverified_size: int, staging: Path | None,
+                to_pacs: str | None, calling_aet: str, to_dicomweb: str | None,
                 home: Path | None, passphrase_file: Path | None, as_json: bool,
                 json_phi: bool) -> None:
     """Download, verify and place transfers into --into (all or nothing each)."""
@@ -182,13 +201,15 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
     options: dict[str, object] = {"keep_refused": keep_refused,
                                   "max_unverified_size": max_unverified_size,
                                   "staging": staging}
+    forwarder = make_forwarder(resolve_home(home), to_pacs, calling_aet, to_dicomweb)
     with open_session(resolve_home(home), passphrase_file) as session, \
             Signals().installed():
         # From here SIGTERM, like Ctrl-C, interrupts a download or staging (the
         # staging folder goes, the spool stays), never a transfer being placed.
         flush_acks(session)
         todo = [t["id"] for t in pending(session)] if all_ else list(relay_ids)
-        code = _receive_many(session, todo, into, allow_unverified, as_json, json_phi, options)
+        code = _receive_many(session, todo, into, allow_unverified, as_json, json_phi, options,
+                             forwarder if forwarder.targets else None, forward_all=all_)
     if code:
         raise SystemExit(code)
 
@@ -207,12 +228,14 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
               help="Longest wait between retries while the relay is unreachable.")
 @allow_option
 @_receive_options
+@forward_options
 @home_option
 @passphrase_file_option
 @json_option
 @json_phi_option
 def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified: bool,
               keep_refused: bool, max_unverified_size: int, staging: Path | None,
+              to_pacs: str | None, calling_aet: str, to_dicomweb: str | None,
               home: Path | None, passphrase_file: Path | None, as_json: bool,
               json_phi: bool) -> None:
     """Keep receiving into --into as transfers arrive (one JSON line each with --json)."""
@@ -234,6 +257,23 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
         else:
             click.echo(f"{stamp()} sealdrop: error: {safe(str(exc))}", err=True)
 
+    def on_forward(rep: ForwardReport) -> None:
+        if as_json:
+            emit_json({"event": "forwarded" if rep.done else "forward_pending",
+                       **rep.to_json(phi=json_phi)})
+        else:
+            click.echo(f"{stamp()} transfer {safe(rep.relay_id)}:")
+            say_forward(rep)
+
+    def on_forward_error(exc: ClientError) -> None:
+        if as_json:
+            emit_json({"event": "forward_error", "error": str(exc)})
+        else:
+            click.echo(f"{stamp()} sealdrop: error: {safe(str(exc))}", err=True)
+
+    forwarder = make_forwarder(resolve_home(home), to_pacs, calling_aet, to_dicomweb,
+                               interval=interval, max_backoff=max_backoff)
+
     def on_offline(msg: str, delay: float) -> None:
         click.echo(f"{stamp()} sealdrop: relay unreachable ({safe(msg)}); retrying in "
                    f"{delay:.0f} s", err=True)
@@ -245,7 +285,9 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
         watch(session, into, interval=interval, max_backoff=max_backoff,
               allow_unverified=allow_unverified, on_received=on_received,
               on_refused=on_refused, on_offline=on_offline, keep_refused=keep_refused,
-              max_unverified_size=max_unverified_size, staging=staging)
+              max_unverified_size=max_unverified_size, staging=staging,
+              forwarder=forwarder if forwarder.targets else None, on_forward=on_forward,
+              on_forward_error=on_forward_error)
 
 
 @click.command("dismiss", epilog=examples(

@@ -42,6 +42,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "watch": CommandSpec(
         "receive", "watch_cmd",
         "Keep receiving into --into as transfers arrive (one JSON line each with --json)."),
+    "forward": CommandSpec(
+        "forward", "forward_cmd",
+        "Send received DICOM into a PACS again: pending forwards, or IDS to a new target."),
     "dismiss": CommandSpec(
         "receive", "dismiss_cmd",
         "Refuse or dismiss transfers: they leave your inbox on the relay for good."),

@@ -10,6 +10,8 @@ it is created with mode 0700 and holds::
     accepted.json   manifest ids of transfers accepted here (replay protection)
     received.json   relay ids received here, and whether the relay was told
     refused.json    relay ids refused here, and why (so watch and receive --all move on)
+    forwards.json   forwards into a PACS: per relay id and target, each instance stored or not
+    forwarding-<hash>.lock          held while one forward runs (removed after)
     outbox/<relay id>.age           an unfinished send's record (to resume it)
     outbox/<relay id>.chunks        its chunk log
     sent/<relay id>.age             a sent transfer's DICOM summary, for status
@@ -43,6 +45,8 @@ CONTACTS_FILE = "contacts.json"
 ACCEPTED_FILE = "accepted.json"
 RECEIPTS_FILE = "received.json"
 REFUSED_FILE = "refused.json"
+FORWARDS_FILE = "forwards.json"
+FORWARD_LOCK_PREFIX = "forwarding-"
 STAGING_DIR = "staging"
 OUTBOX_DIR = "outbox"
 OUTBOX_RECORD = ".age"

@@ -14,6 +14,12 @@ backs off; only the relay refusing our key (RelayAuthError) ends it.
 SIGTERM and Ctrl-C stop the loop: between two transfers at once; while one
 downloads or stages, at once after removing its staging folder; while one is
 being placed, once it is placed (``interrupt``). Either way it exits 0.
+
+With a ``forwarder`` (``--to-pacs``, ``--to-dicomweb``) each transfer is
+forwarded into the PACS once placed, and every round first retries the
+pending forwards whose wait is over (``receive.forward``: the wait doubles per
+failed round up to ``max_backoff``). A forward that fails is reported
+(``on_forward``) and never stops the loop; the received files stay placed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 from ..errors import ClientError
 from ..profile.session import Session
 from ..relay_api import RelayAuthError, RelayUnavailable
+from .forward import Forwarder, ForwardReport
 from .inbox import pending
 from .interrupt import Signals
 from .transfer import ReceiveResult, flush_acks, receive_one
@@ -42,6 +49,9 @@ def watch(
     on_refused: Callable[[str, ClientError], None],
     on_offline: Callable[[str, float], None],
     stop: threading.Event | None = None,
+    forwarder: Forwarder | None = None,
+    on_forward: Callable[[ForwardReport], None] | None = None,
+    on_forward_error: Callable[[ClientError], None] | None = None,
     **receive_options: Any,
 ) -> None:
     """Receive into ``into`` until ``stop`` is set, or SIGTERM or SIGINT arrives.
@@ -55,11 +65,28 @@ def watch(
     signals = Signals(stop)
     skip: set[str] = set()
     delay = interval
+
+    def forward(run: Callable[[], list[ForwardReport]]) -> None:
+        try:
+            reports = run()
+        except Exception as exc:  # noqa: BLE001 - a forward never ends watch
+            err = exc if isinstance(exc, ClientError) else ClientError(
+                f"forwarding failed unexpectedly ({type(exc).__name__}); retried next round")
+            if on_forward_error is not None:
+                on_forward_error(err)
+            return
+        if on_forward is not None:
+            for rep in reports:
+                on_forward(rep)
+
     with signals.installed():
         try:
             while not signals.stop.is_set():
                 try:
                     flush_acks(session)
+                    if forwarder is not None:
+                        forward(lambda: forwarder.run_pending(due=True,
+                                                              wait=signals.stop.wait))
                     for t in pending(session):
                         rid = str(t["id"])
                         if signals.stop.is_set():
@@ -67,9 +94,13 @@ def watch(
                         if rid in skip:
                             continue
                         try:
-                            on_received(receive_one(
-                                session, rid, into, allow_unverified=allow_unverified,
-                                **receive_options))
+                            r = receive_one(session, rid, into,
+                                            allow_unverified=allow_unverified,
+                                            **receive_options)
+                            on_received(r)
+                            if forwarder is not None:
+                                forward(lambda r=r: forwarder.after_receive(  # type: ignore[misc]
+                                    r, wait=signals.stop.wait))
                         except (RelayUnavailable, RelayAuthError):
                             raise  # the relay's trouble, not this transfer's
                         except ClientError as exc:
