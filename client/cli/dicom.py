@@ -9,6 +9,7 @@ import click
 
 from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
+from ..dicom.deidentify import DeidOptions
 from ..dicom.dispatch import SendOptions
 from ..dicom.listener import ListenConfig, check_recipients, default_spool, run
 from ..dicom.routes import RouteTable, build_table, load_routes
@@ -17,6 +18,7 @@ from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
 from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from .deid import DEID_LIMITS, deid_options
 from .format import parse_duration
 from .options import binary_size, byte_size, examples, home_option, passphrase_file_option
 from .terminal import for_terminal as safe
@@ -86,13 +88,15 @@ def _log(message: str) -> None:
 # retried later with backoff. Hidden: a knob for services and tests.
 @click.option("--retry-for", type=click.FloatRange(0, 86400), default=60.0,
               envvar="SEALDROP_RETRY_FOR", hidden=True)
+@deid_options
 @home_option
 @passphrase_file_option
 def dicom_listen_cmd(port: int, host: str, aet: str, to: tuple[str, ...],
                      routes_file: Path | None, idle: str, spool: Path | None, min_free: int,
                      tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
                      expires: str, allow_unverified: bool, chunk_size: int,
-                     retry_for: float, home: Path | None, passphrase_file: Path | None) -> None:
+                     deidentify: DeidOptions | None, retry_for: float, home: Path | None,
+                     passphrase_file: Path | None) -> None:
     """Receive studies from a scanner (DICOM C-STORE) and send each as one transfer."""
     file_table: RouteTable | None = load_routes(routes_file) if routes_file else None
     table = build_table(aet, to, file_table)
@@ -102,7 +106,7 @@ def dicom_listen_cmd(port: int, host: str, aet: str, to: tuple[str, ...],
         raise ClientError("--tls-ca needs --tls-cert and --tls-key")
     tls = server_tls(TlsFiles(tls_cert, tls_key, tls_ca)) if tls_cert and tls_key else None
     options = SendOptions(expires_in=parse_duration(expires), allow_unverified=allow_unverified,
-                          retry_for=retry_for, chunk_size=chunk_size)
+                          retry_for=retry_for, chunk_size=chunk_size, deidentify=deidentify)
     profile = resolve_home(home)
     config = ListenConfig(host=host, port=port, aet=aet.strip(), table=table,
                           spool=spool if spool is not None else default_spool(profile),
@@ -117,5 +121,8 @@ def dicom_listen_cmd(port: int, host: str, aet: str, to: tuple[str, ...],
                 routes += f"; any other -> {', '.join(table.default.to)}"
             _log(f"listening for DICOM on {host}:{bound}{' (TLS)' if tls else ''} as "
                  f"{config.aet}; routes: {routes}; spool {config.spool}")
+            if deidentify is not None:
+                _log(f"every study is sent de-identified: {deidentify.describe()}. "
+                     f"{DEID_LIMITS}")
 
         run(session, config, log=_log, on_listening=listening)

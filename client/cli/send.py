@@ -19,6 +19,7 @@ from ..profile.session import open_session
 from ..send.flow import send
 from ..send.status import transfer_status
 from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from .deid import DEID_LIMITS, deid_options
 from .format import claimed_size, claimed_time, human_size, parse_duration
 from .options import (
     EXAMPLE_RELAY_ID,
@@ -37,25 +38,6 @@ from .textin import pick, read_text_file
 NOTE_ENV = "SEALDROP_NOTE"
 NOTE_FILE_ENV = "SEALDROP_NOTE_FILE"
 # What the PS3.15 profile leaves: printed after every de-identified send.
-DEID_LIMITS = ("Not removed: pixel data is sent untouched, so burned-in annotations and a "
-               "CBCT's facial surface can still identify the patient; check the images.")
-
-
-def _deid_options(deidentify: bool, retain_uids: bool, retain_dates: bool,
-                  retain_patient_characteristics: bool,
-                  clean_descriptors: bool) -> DeidOptions | None:
-    options = DeidOptions(retain_uids=retain_uids, retain_dates=retain_dates,
-                          retain_patient_characteristics=retain_patient_characteristics,
-                          clean_descriptors=clean_descriptors)
-    if not deidentify:
-        if options.selected():
-            flag = "--" + options.selected()[0].replace("_", "-")
-            raise ClientError(f"{flag} is an option of --deidentify",
-                              hint="add --deidentify to send de-identified copies")
-        return None
-    return options
-
-
 def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> str:
     """The note from --note-file (``-``: stdin), $SEALDROP_NOTE or --note (textin.py)."""
     note, note_file = pick(ctx, "note", "note_file", note, note_file)
@@ -109,22 +91,7 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
               "DICOM (DICM magic, .dcm/.dicom name) but cannot be read whole (truncated, bad "
               "preamble, broken lengths). Without it such a file is sent as an opaque file, "
               "with a warning. Env SEALDROP_STRICT.")
-@click.option("--deidentify", is_flag=True, envvar="SEALDROP_DEIDENTIFY",
-              help="Send de-identified copies: DICOM through the PS3.15 Basic Application "
-              "Level Confidentiality Profile (consistent pseudonyms within the transfer), "
-              "photos (JPEG, PNG) without EXIF, GPS and other metadata. Other files are sent "
-              "as they are. Pixel data is untouched. Env SEALDROP_DEIDENTIFY.")
-@click.option("--retain-uids", is_flag=True,
-              help="With --deidentify: keep the original UIDs (Retain UIDs Option).")
-@click.option("--retain-dates", is_flag=True,
-              help="With --deidentify: keep dates and times (Retain Longitudinal Temporal "
-              "Information, Full Dates Option).")
-@click.option("--retain-patient-characteristics", is_flag=True,
-              help="With --deidentify: keep sex, age, size, weight and the like (Retain "
-              "Patient Characteristics Option).")
-@click.option("--clean-descriptors", is_flag=True,
-              help="With --deidentify: keep descriptions and comments, cleaned of the "
-              "patient's identifiers, instead of removing them (Clean Descriptors Option).")
+@deid_options
 # How long to ride out a relay outage before giving up (the send can then be
 # run again). Hidden: a knob for services and tests, not for clinicians.
 @click.option("--retry-for", type=click.FloatRange(0, 86400), default=300.0,
@@ -135,13 +102,10 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
 @click.pass_context
 def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], note: str | None,
              note_file: Path | None, expires: str, allow_unverified: bool, restart: bool,
-             chunk_size: int, strict: bool, deidentify: bool, retain_uids: bool,
-             retain_dates: bool, retain_patient_characteristics: bool, clean_descriptors: bool,
+             chunk_size: int, strict: bool, deidentify: DeidOptions | None,
              retry_for: float, home: Path | None, passphrase_file: Path | None,
              as_json: bool) -> None:
     """Encrypt files and folders for one or more contacts and upload them."""
-    deid = _deid_options(deidentify, retain_uids, retain_dates,
-                         retain_patient_characteristics, clean_descriptors)
     text = _read_note(ctx, note, note_file)
     expires_in = parse_duration(expires)
     show = prog.enabled(as_json)
@@ -170,7 +134,7 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
                       allow_unverified=allow_unverified, restart=restart,
                       chunk_size=chunk_size, retry_for=retry_for,
                       on_start=on_start, on_progress=on_progress,
-                      strict=strict, on_malformed=on_malformed, deidentify=deid)
+                      strict=strict, on_malformed=on_malformed, deidentify=deidentify)
     if as_json:
         emit_json({
             # "transfer_id" is the relay's id (what `status` and `receive` take).
@@ -181,15 +145,16 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
             "uploaded_bytes": result.uploaded,
             # Files that looked like DICOM but were sent as opaque files.
             "malformed": malformed,
-            "deidentified": None if deid is None else {
-                "profile": deid.describe(), "options": list(deid.selected())},
+            "deidentified": None if deidentify is None else {
+                "profile": deidentify.describe(),
+                "options": list(deidentify.selected())},
         })
         return
     click.echo(f"Sent {len(result.files)} file(s), {human_size(result.size)} encrypted, "
                f"to {', '.join(result.recipients)}")
     click.echo(f"Transfer id: {result.relay_id}")
-    if deid is not None:
-        click.echo(f"De-identified: {deid.describe()}.")
+    if deidentify is not None:
+        click.echo(f"De-identified: {deidentify.describe()}.")
         click.echo(DEID_LIMITS)
 
 

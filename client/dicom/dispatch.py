@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
 from ..errors import ClientError
+from .deidentify import DeidOptions
 from .inbound import SEALED, InboundSpool, SpoolError, Study
 
 MIN_BACKOFF = 5.0
@@ -33,16 +34,14 @@ MAX_BACKOFF = 600.0
 
 @dataclass(frozen=True, slots=True)
 class SendOptions:
-    """How the listener's transfers are sent: the one place send options pass through.
-
-    (A sender-side option such as de-identification is added here and read by
-    ``listener.send_study``.)
-    """
+    """How the listener's transfers are sent: the one place send options pass through
+    (read by ``listener.send_study``)."""
 
     expires_in: int | None = None
     allow_unverified: bool = False
     retry_for: float = 60.0  # inside one attempt; then the dispatcher's backoff takes over
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    deidentify: DeidOptions | None = None  # --deidentify: each study as de-identified copies
 
 
 def is_ready(*, last_activity: float, now: float, idle: float, open_associations: int) -> bool:

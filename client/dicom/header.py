@@ -24,9 +24,12 @@ from .integrity import Malformed, check_lengths, check_tail, require_pixel_data
 MAX_TEXT = 128  # every text field of the summary is cut to this many characters
 _DEFER = 16 * 1024  # values larger than this are seeked past, not read
 
-# Why a file named as DICOM is malformed when it is a bare data set: the one
-# malformation de-identification can repair (it writes a proper Part 10 file).
+# Why a file is malformed when it is a bare data set (no preamble, or no file
+# meta to say its encoding): the malformations de-identification repairs, as
+# it reads the data set and writes a proper Part 10 file (send/deidwork.py).
 NO_PREAMBLE = "no DICOM preamble and 'DICM' prefix"
+NO_TRANSFER_SYNTAX = "its file meta information has no transfer syntax"
+BARE_DATA_SET = frozenset({NO_PREAMBLE, NO_TRANSFER_SYNTAX})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ def read_header(f: BinaryIO, size: int) -> DicomHeader:
             ds = pydicom.dcmread(f, stop_before_pixels=True, defer_size=_DEFER)
             meta = ds.file_meta
             if not meta.get("TransferSyntaxUID"):
-                raise Malformed("its file meta information has no transfer syntax")
+                raise Malformed(NO_TRANSFER_SYNTAX)
             if len(ds) == 0:
                 raise Malformed("it holds no data elements")
             if getattr(meta.TransferSyntaxUID, "is_deflated", False):

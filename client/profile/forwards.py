@@ -19,15 +19,13 @@ ago is dropped from it when another is recorded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ClientError
-from ..outfile import atomic_output
 from .filelock import locked
+from .jsonstore import read_section, write_section
 from .layout import FORWARDS_FILE
 
 _MAX_STORE = 64 * 1024 * 1024
@@ -43,30 +41,14 @@ class ForwardStore:
 
     def load(self) -> dict[str, dict[str, Any]]:
         """relay id -> {"into", "files": [{"path", "placed", "sha256"}], "targets": {key: …}}."""
-        try:
-            with open(self.path, "rb") as f:
-                raw = f.read(_MAX_STORE + 1)
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise ClientError(f"cannot read {self.path}: {exc.strerror}") from exc
-        try:
-            obj = json.loads(raw) if len(raw) <= _MAX_STORE else None
-        except (ValueError, UnicodeDecodeError):
-            obj = None
-        if not isinstance(obj, dict) or not isinstance(obj.get("forwards"), dict):
-            raise ClientError(f"{self.path} is damaged",
-                              hint="move it aside: pending forwards are then forgotten (the "
-                              "received files stay where they are)")
-        return {str(k): v for k, v in obj["forwards"].items() if isinstance(v, dict)}
+        body = read_section(self.path, "forwards", what="the forwards file",
+                            max_bytes=_MAX_STORE,
+                            hint="move it aside: pending forwards are then forgotten (the "
+                            "received files stay where they are)")
+        return {str(k): v for k, v in body.items() if isinstance(v, dict)}
 
     def _save(self, data: dict[str, dict[str, Any]]) -> None:
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with atomic_output(self.path, mode=0o600) as f:
-                f.write(json.dumps({"v": 1, "forwards": data}, sort_keys=True).encode() + b"\n")
-        except OSError as exc:
-            raise ClientError(f"cannot write {self.path}: {exc.strerror}") from exc
+        write_section(self.path, "forwards", data, what="the forwards file")
 
     def begin(self, relay_id: str, *, into: Path, files: Sequence[dict[str, str]],
               targets: Sequence[dict[str, str]]) -> None:

@@ -43,7 +43,7 @@ from ..dicom.deidentify import (
     identifying_words,
     name_identifies,
 )
-from ..dicom.header import NO_PREAMBLE
+from ..dicom.header import BARE_DATA_SET
 from ..dicom.photos import PhotoError, photo_kind, strip_metadata
 from ..errors import SealError
 from ..profile.layout import deid_folder
@@ -114,7 +114,7 @@ def _write(root: Path, originals: Sequence[ScannedFile], options: DeidOptions,
         top = f.arcname.split("/", 1)[0]
         if top not in tops:
             tops.append(top)
-        if f.malformed is not None and f.malformed != NO_PREAMBLE:
+        if f.malformed is not None and f.malformed not in BARE_DATA_SET:
             # The scan sends such a file as an opaque one; de-identification
             # cannot vouch for a file it cannot read whole, so it refuses.
             raise SealError(f"cannot de-identify {f.path}: it looks like DICOM but cannot be "
@@ -184,7 +184,7 @@ def _read(f: ScannedFile) -> tuple[bytes, bytes]:
 
 
 def _looks_dicom(f: ScannedFile) -> bool:
-    """Scanned as DICOM, or named so without the preamble (``header.NO_PREAMBLE``)."""
+    """Scanned as DICOM, or a bare data set (``header.BARE_DATA_SET``)."""
     return f.media_type == DICOM or f.malformed is not None
 
 

@@ -121,3 +121,23 @@ def test_folder_named_after_the_patient_is_reported(tmp_path: Path) -> None:
     ds.save_as(case / "IM0001.dcm", enforce_file_format=True)
     copies = deidwork.make_copies(tmp_path / "home", KEY, scan([case]), DeidOptions(), SECRET)
     assert any("Martin Paul/" in n and "patient's name" in n for n in copies.notices)
+
+
+def test_a_cut_dicom_file_refuses_the_copies_instead_of_travelling_as_it_is(
+        tmp_path: Path) -> None:
+    """The scan sends a DICOM file it cannot read whole as an opaque file; with
+    --deidentify that would carry its header, patient name included, as it is."""
+    case = tmp_path / "src" / "Cas"
+    case.mkdir(parents=True)
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = "MARTIN^Paul"
+    ds.save_as(case / "IM0001.dcm", enforce_file_format=True)
+    whole = (case / "IM0001.dcm").read_bytes()
+    (case / "IM0001.dcm").write_bytes(whole[: len(whole) - 1000])  # cut in the pixel data
+    scanned = scan([case])
+    assert scanned[0].malformed is not None  # what the scan alone would send opaque
+    home = tmp_path / "home"
+    with pytest.raises(SealError, match="IM0001.dcm: it looks like DICOM but cannot be read"):
+        deidwork.make_copies(home, KEY, scanned, DeidOptions(), SECRET)
+    folder = deidwork.folder(home, KEY)
+    assert not folder.exists() or not any(folder.rglob("*.dcm"))
