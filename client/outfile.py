@@ -37,3 +37,13 @@ def atomic_output(path: Path, *, mode: int = 0o644, overwrite: bool = True) -> I
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's data, or a folder's entries, durable (by path: a folder
+    cannot be opened for writing)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -46,6 +46,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from ..errors import ClientError
+from ..outfile import fsync_path
 from ..profile.filelock import locked
 
 INCOMING = "incoming"
@@ -140,29 +141,13 @@ def _digest(*parts: str, size: int = 24) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:size]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mkdir_durable(path: Path) -> None:
     """Create ``path`` (0700) and make its entry in the parent durable."""
     try:
         path.mkdir(mode=0o700)
     except FileExistsError:
         return
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _write_state(study_path: Path, state: StudyState) -> None:
@@ -172,7 +157,7 @@ def _write_state(study_path: Path, state: StudyState) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, study_path / STATE)
-    _fsync_dir(study_path)
+    fsync_path(study_path)
 
 
 def _read_state(study_path: Path) -> StudyState:
@@ -277,18 +262,18 @@ class InboundSpool:
     def store(self, study: Study, received: Path, ids: InstanceIds,
               now: float | None = None) -> Path:
         """Move the received Part 10 file into ``study``, durably; return where it is."""
-        _fsync_file(received)
+        fsync_path(received)
         series = study.files / f"S{_digest(ids.series, size=12)}"
         _mkdir_durable(series)
         name = f"{_digest(ids.sop, size=32)}.dcm"
         target = series / name
         _move(received, target)
-        _fsync_dir(series)
+        fsync_path(series)
         # A resent instance with a different series UID: keep only the newest copy.
         for other in study.files.glob(f"*/{name}"):
             if other != target:
                 other.unlink()
-                _fsync_dir(other.parent)
+                fsync_path(other.parent)
         self.touch(study, time.time() if now is None else now)
         return target
 
@@ -322,7 +307,7 @@ class InboundSpool:
         """
         done = self.studies_dir / f".{study.name}.done"
         os.replace(study.path, done)
-        _fsync_dir(self.studies_dir)
+        fsync_path(self.studies_dir)
         shutil.rmtree(done)
 
     def free_bytes(self) -> int:
@@ -339,5 +324,5 @@ def _move(src: Path, dst: Path) -> None:
         # pynetdicom's temporary folder on another filesystem: copy durably.
         tmp = dst.with_name(f".{dst.name}.partial")
         shutil.copyfile(src, tmp)
-        _fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, dst)

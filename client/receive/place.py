@@ -19,6 +19,7 @@ from pathlib import Path
 from sealdrop.crypto.container import FILES_PREFIX
 
 from ..errors import ReceiveError
+from ..outfile import fsync_path
 
 
 def check_free(dest: Path, path: str) -> None:
@@ -47,11 +48,7 @@ def check_free(dest: Path, path: str) -> None:
 
 def fsync_dirs(dirs: set[Path]) -> None:
     for d in sorted(dirs):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(d)
 
 
 class Placer:

@@ -19,6 +19,7 @@ from sealdrop.client.dicom.inbound import (
     StudyState,
     read_ids,
 )
+from sealdrop.client.outfile import fsync_path
 from sealdrop.client.profile.filelock import StoreLockedError
 
 from .listenkit import make_study, source
@@ -118,6 +119,13 @@ def test_read_ids_refuses_what_cannot_be_grouped(tmp_path: Path) -> None:
     assert ids is not None and ids.series == ""
 
 
+def _full_for_files(path: Path) -> None:
+    """A file's fsync fails as on a full disk; folders' still work."""
+    if path.is_file():
+        raise OSError(errno.ENOSPC, "No space left on device")
+    fsync_path(path)
+
+
 def test_a_failing_disk_leaves_nothing_behind_that_looks_stored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk cannot be made here without root: fsync is made to fail as it would."""
@@ -129,10 +137,7 @@ def test_a_failing_disk_leaves_nothing_behind_that_looks_stored(
         assert ids is not None
         study = spool.collecting("SEALDROP", ("labo-dupont",), ids.study)
 
-        def full(path: Path) -> None:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        monkeypatch.setattr(inbound, "_fsync_file", full)
+        monkeypatch.setattr(inbound, "fsync_path", _full_for_files)
         with pytest.raises(OSError):
             spool.store(study, rx, ids)
         assert study.counts() == (0, 0)
@@ -153,10 +158,7 @@ def test_the_scp_answers_out_of_resources_on_a_failing_disk(
         with node.spool.owned():
             node.scp.start("127.0.0.1", 0)
 
-            def full(path: Path) -> None:
-                raise OSError(errno.ENOSPC, "No space left on device")
-
-            monkeypatch.setattr(inbound, "_fsync_file", full)
+            monkeypatch.setattr(inbound, "fsync_path", _full_for_files)
             _, instances = make_study(tmp_path / "scan", count=1, series=1)
             assert store(node.scp.port, [instances[0].path]) == [0xA700]
             node.scp.stop_accepting()
