@@ -108,9 +108,23 @@ class ForwardReport:
 
 
 def dicom_files(result: ReceiveResult) -> list[PlacedFile]:
+    """The transfer's DICOM instances: what the manifest calls DICOM, and what
+    carries DICOM's magic all the same. The sender's scan sends a DICOM file it
+    cannot read whole as an opaque file (docs/dicom.md, "Malformed DICOM");
+    counting it here makes the instance check refuse the whole forward, so the
+    PACS never sees a study with an instance missing."""
     return [PlacedFile(f.path, Path(p).absolute(), f.sha256.hex())
             for f, p in zip(result.manifest.files, result.files, strict=True)
-            if f.media_type == DICOM_MEDIA_TYPE]
+            if f.media_type == DICOM_MEDIA_TYPE or _has_dicom_magic(Path(p))]
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False  # the instance check reads every file again and names it
 
 
 class Forwarder:

@@ -10,7 +10,6 @@ element length past the end of the file, broken compressed pixel data.
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -25,6 +24,7 @@ from sealdrop.client.dicom.integrity import Malformed
 from sealdrop.client.errors import SealError
 from sealdrop.client.send.scan import DICOM, OPAQUE, check_malformed, scan
 from tests.client.dicomkit import TEST_FILES, pydicom_file
+from tests.dcmtk import dcmtk
 
 CT = pydicom_file("CT_small.dcm").read_bytes()
 PIXEL_TAG = b"\xe0\x7f\x10\x00"
@@ -208,7 +208,7 @@ STRICTER_THAN_DCMDUMP = {"UN_sequence.dcm", "no_meta_group_length.dcm", "priv_SQ
                          "meta_missing_tsyntax.dcm"}
 
 
-@pytest.mark.skipif(shutil.which("dcmdump") is None, reason="dcmtk's dcmdump is not installed")
+@pytest.mark.skipif(dcmtk("dcmdump") is None, reason="dcmtk's dcmdump is not installed")
 def test_verdicts_agree_with_dcmtk_on_every_pydicom_file() -> None:
     """A real peer's parser as the referee: dcmdump reads the whole file, pixels included."""
     checked = 0

@@ -8,7 +8,6 @@ certificates (certificates made here with ``cryptography``).
 from __future__ import annotations
 
 import datetime
-import shutil
 import ssl
 import subprocess
 import tempfile
@@ -37,8 +36,12 @@ from sealdrop.client.dicom.scp import (
     TlsFiles,
     server_tls,
 )
+from tests.dcmtk import dcmtk
 
 from .listenkit import expected, make_study, received
+
+ECHOSCU = dcmtk("echoscu")
+DCMSEND = dcmtk("dcmsend")
 
 
 class Node:
@@ -285,22 +288,22 @@ def test_unreadable_tls_files_are_named(tmp_path: Path, pki: dict[str, Path]) ->
         server_tls(TlsFiles(bad, pki["server-key"]))
 
 
-@pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk's echoscu is not installed")
+@pytest.mark.skipif(ECHOSCU is None, reason="dcmtk's echoscu is not installed")
 def test_dcmtk_echoes_over_mutual_tls(node_factory: object, pki: dict[str, Path]) -> None:
     """dcmtk (Debian's build has TLS) with its default BCP 195 profile, as a scanner would."""
     tls = server_tls(TlsFiles(pki["server"], pki["server-key"], pki["ca"]))
     node = node_factory(tls=tls)  # type: ignore[operator]
-    base = ["echoscu", "-aec", "SEALDROP", "+tls", str(pki["scanner-key"]), str(pki["scanner"]),
+    base = [str(ECHOSCU), "-aec", "SEALDROP", "+tls", str(pki["scanner-key"]), str(pki["scanner"]),
             "+cf", str(pki["ca"])]
     ok = subprocess.run([*base, "127.0.0.1", str(node.scp.port)],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    plain = subprocess.run(["echoscu", "-aec", "SEALDROP", "127.0.0.1", str(node.scp.port)],
+    plain = subprocess.run([str(ECHOSCU), "-aec", "SEALDROP", "127.0.0.1", str(node.scp.port)],
                            capture_output=True, text=True, timeout=60)
     assert plain.returncode != 0
 
 
-@pytest.mark.skipif(shutil.which("dcmsend") is None, reason="dcmtk's dcmsend is not installed")
+@pytest.mark.skipif(DCMSEND is None, reason="dcmtk's dcmsend is not installed")
 def test_a_large_instance_is_never_whole_in_memory(node_factory: object, tmp_path: Path) -> None:
     """48 MiB of pixel data cross the SCP while Python's allocations stay far below that:
     pynetdicom writes the data set to the spool as it arrives (STORE_RECV_CHUNKED_DATASET).
@@ -320,7 +323,7 @@ def test_a_large_instance_is_never_whole_in_memory(node_factory: object, tmp_pat
     size = big.stat().st_size
     tracemalloc.start()
     try:
-        r = subprocess.run(["dcmsend", "-aec", "SEALDROP", "127.0.0.1", str(node.scp.port),
+        r = subprocess.run([str(DCMSEND), "-aec", "SEALDROP", "127.0.0.1", str(node.scp.port),
                             str(big)], capture_output=True, text=True, timeout=300)
         wait_closed(node)
         _, peak = tracemalloc.get_traced_memory()

@@ -23,10 +23,11 @@ import pytest
 from pynetdicom import AE
 
 from tests.client.listenkit import Instance, expected, make_study, received
+from tests.dcmtk import dcmtk
 from tests.e2e.kit import SEALDROP, User, free_port, wait_for
 
-DCMSEND = shutil.which("dcmsend")
-ECHOSCU = shutil.which("echoscu")
+DCMSEND = dcmtk("dcmsend")
+ECHOSCU = dcmtk("echoscu")
 pytestmark = pytest.mark.skipif(
     DCMSEND is None or ECHOSCU is None, reason="dcmtk (dcmsend, echoscu) is not installed")
 

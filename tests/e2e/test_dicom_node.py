@@ -12,7 +12,6 @@ scanner sent it; the watch's JSON events name no patient and no UID.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 from collections import Counter
 from pathlib import Path
@@ -21,12 +20,13 @@ import pydicom
 import pytest
 
 from tests.client.listenkit import make_study
+from tests.dcmtk import dcmtk
 from tests.e2e.kit import User, wait_for
 from tests.e2e.pacs import STORESCP, Storescp
 from tests.e2e.test_dicom_listen import Listener, dcmsend
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("dcmsend") is None or not Path(STORESCP).exists(),
+    dcmtk("dcmsend") is None or not Path(STORESCP).exists(),
     reason="dcmtk (dcmsend, storescp) is not installed")
 
 
