@@ -15,7 +15,7 @@ import click
 
 from sealdrop.crypto.errors import SealdropCryptoError
 
-from ..errors import ClientError
+from ..errors import ClientError, Interrupted
 from .registry import COMMANDS
 from .terminal import for_terminal
 
@@ -64,6 +64,9 @@ def main() -> None:
         if getattr(exc, "hint", None):
             click.echo(f"sealdrop: hint: {for_terminal(exc.hint)}", err=True)
         sys.exit(1)
+    except Interrupted as exc:  # says how to resume
+        click.echo(f"sealdrop: interrupted: {for_terminal(exc.message)}", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         click.echo("sealdrop: interrupted", err=True)
         sys.exit(130)

@@ -40,6 +40,7 @@ from .options import (
     json_phi_option,
     passphrase_file_option,
 )
+from .resume import TransferWatch
 from .terminal import for_terminal as safe
 from .terminal import lines_for_terminal
 
@@ -138,17 +139,21 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
         try:
             with contextlib.ExitStack() as stack:
                 bar: dict[str, prog.Progress] = {}
+                watch = TransferWatch(upload=False)  # for Ctrl-C: what is kept
 
                 def on_progress(done: int, total: int, _rid: str = rid,
                                 _bar: dict[str, prog.Progress] = bar,
-                                _stack: contextlib.ExitStack = stack) -> None:
+                                _stack: contextlib.ExitStack = stack,
+                                _watch: TransferWatch = watch) -> None:
                     if "p" not in _bar:
                         _bar["p"] = _stack.enter_context(
                             prog.progress_bar(f"receiving {_rid[:8]}", total, show=show))
+                    _watch.set(done, total)
                     _bar["p"].set(done)
 
-                r = receive_one(session, rid, into, allow_unverified=allow_unverified,
-                                on_progress=on_progress, **options)  # type: ignore[arg-type]
+                with watch.resumable():
+                    r = receive_one(session, rid, into, allow_unverified=allow_unverified,
+                                    on_progress=on_progress, **options)  # type: ignore[arg-type]
             results.append(r)
             if not as_json:
                 _say_received(r)
