@@ -138,7 +138,7 @@ def tls_context(ca_file: str | None, env: Mapping[str, str] | None = None) -> ss
         try:
             ctx.load_verify_locations(cafile=path)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
+            why = _cause(exc) if isinstance(exc, OSError) and exc.strerror else (
                 "it holds no PEM certificate")
             raise ClientError(f"cannot use the certificate authority file {path} "
                               f"(set with {where}): {why}",
@@ -264,7 +264,7 @@ def explain(exc: BaseException, *, url: str, scheme: str, host: str, port: int |
                        "Is the relay running? If it is, check the port in the relay URL.")
     if isinstance(exc, TimeoutError):
         return Failure(
-            f"{reach}: no answer within {round(timeout)} s",
+            f"{reach}: no answer within {timeout:g} s",
             "check this computer's network connection; if it works, the relay may be "
             "down or overloaded: try again in a few minutes")
     if isinstance(exc, OSError) and str(exc).startswith("Tunnel connection failed"):
