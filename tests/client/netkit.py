@@ -102,6 +102,10 @@ class _Server:
         raise NotImplementedError
 
     def close(self) -> None:
+        # shutdown first: a close alone leaves the socket listening while the
+        # accepting thread still holds it
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         for s in self._socks:
             with contextlib.suppress(OSError):
