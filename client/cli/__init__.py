@@ -52,8 +52,13 @@ def cli() -> None:
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("sealdrop: aborted", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into Abort; a transfer's own says how to resume
+        if isinstance(exc.__cause__, Interrupted):
+            click.echo(f"sealdrop: interrupted: {for_terminal(exc.__cause__.message)}",
+                       err=True)
+        else:
+            click.echo("sealdrop: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
