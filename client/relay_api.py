@@ -706,7 +706,8 @@ class RelayClient:
         return RelayUnavailable(
             f"the download from the relay at {self.url} was cut after {got}; "
             "run it again to resume",
-            hint="the relay restarted or the network dropped; what arrived is kept")
+            hint="the relay restarted or the network dropped; what arrived is kept: run the "
+                 "same command again to resume")
 
     def ack(self, relay_id: str, status: str) -> dict[str, Any]:
         """Tell the sender: ``downloaded`` or ``verified`` (decrypted and checked)."""
