@@ -71,3 +71,11 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def join_hints(first: str | None, then: str) -> str:
+    """Two hint sentences as one: "Is the relay running? Your upload is safe: …"."""
+    if not first:
+        return then
+    first = first.rstrip()
+    return f"{first} {then}" if first.endswith((".", "?", "!")) else f"{first}. {then}"

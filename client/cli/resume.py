@@ -19,7 +19,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from ..errors import Interrupted
+from ..errors import Interrupted, join_hints
 from ..progress import Progress
 from ..relay_api import RelayError, RelayRateLimited, RelayUnavailable
 from .format import human_size
@@ -87,6 +87,5 @@ class TransferWatch:
             if self.started and _RESUME not in (exc.hint or ""):
                 safe = ("Your upload is safe" if self._upload
                         else "What arrived is kept")
-                exc.hint = (f"{exc.hint.rstrip('.')}. " if exc.hint else "") + \
-                    f"{safe}: {_RESUME}."
+                exc.hint = join_hints(exc.hint, f"{safe}: {_RESUME}.")
             raise

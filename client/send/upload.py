@@ -46,7 +46,7 @@ from sealdrop.crypto import protocol
 from sealdrop.crypto.protocol import ErrorCode
 
 from ..cli.format import human_size
-from ..errors import ClientError, FilesChangedError
+from ..errors import ClientError, FilesChangedError, join_hints
 from ..profile.outbox import ChunkJournal
 from ..relay_api import (
     RelayClient,
@@ -367,8 +367,7 @@ class ChunkUploader:
                     raise RelayUnavailable(
                         f"{exc}; {human_size(held)} of {human_size(self.size)} already on "
                         "the relay",
-                        hint=(f"{exc.hint.rstrip('.')}. {RESUME_HINT}" if exc.hint
-                              else RESUME_HINT),
+                        hint=join_hints(exc.hint, RESUME_HINT),
                     ) from exc
                 wait = min(getattr(exc, "retry_after", 0) or delay, 30.0)
                 if self._on_retry is not None:
