@@ -11,20 +11,32 @@ progress bar) and turns its interruptions into sentences:
 - each retry wait: the progress bar's retry line (``progress.retry_line``).
 
 Only once the transfer started: before that nothing is safe to speak of.
+
+``with_retries`` gives ``receive`` what the upload lanes give ``send``: a
+download cut midway (the relay restarted, the network dropped) is tried again,
+resuming from what the spool holds, for up to ``SEALDROP_RETRY_FOR`` seconds
+(300 by default). Only once bytes arrived, and only when the relay could not
+be reached (no HTTP answer): a relay down from the start, or one that answers
+an error, is told at once, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
-from ..errors import Interrupted, join_hints
+from ..errors import ClientError, Interrupted, join_hints
 from ..progress import Progress
 from ..relay_api import RelayError, RelayRateLimited, RelayUnavailable
 from .format import human_size
 
 _RESUME = "run the same command again to resume"
+DEFAULT_RETRY_FOR = 300.0
+T = TypeVar("T")
 
 
 def retry_reason(exc: RelayError) -> str:
@@ -89,3 +101,43 @@ class TransferWatch:
                         else "What arrived is kept")
                 exc.hint = join_hints(exc.hint, f"{safe}: {_RESUME}.")
             raise
+
+
+def retry_for_from_env() -> float:
+    """Seconds to ride out an outage (``SEALDROP_RETRY_FOR``, as ``send --retry-for``)."""
+    text = os.environ.get("SEALDROP_RETRY_FOR", "").strip()
+    if not text:
+        return DEFAULT_RETRY_FOR
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise ClientError(f"SEALDROP_RETRY_FOR must be seconds between 0 and 86400, "
+                          f"not {text[:20]!r}")
+    return value
+
+
+def with_retries(call: Callable[[], T], watch: TransferWatch, *, retry_for: float,
+                 stop: Callable[[], bool]) -> T:
+    """``call()``, again after a wait while a started download cannot reach the relay.
+
+    ``stop()``: a signal came (Ctrl-C outside an interruptible phase only sets a
+    flag): the wait ends with KeyboardInterrupt, which ``resumable`` words.
+    """
+    deadline = time.monotonic() + retry_for
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except RelayUnavailable as exc:
+            wait = min(delay, 30.0)
+            if not watch.started or exc.status != 0 or time.monotonic() + wait > deadline:
+                raise
+            watch.retry(wait, exc)
+            end = time.monotonic() + wait
+            while time.monotonic() < end:
+                if stop():
+                    raise KeyboardInterrupt("stopping") from exc
+                time.sleep(0.1)
+            delay *= 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import re
@@ -26,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.e2e.kit import SEALDROP, User, make_case, wait_for
+from tests.e2e.kit import SEALDROP, User, make_case, tree, wait_for
 
 CHUNK = 64 * 1024
 SMALL_CHUNKS = ("--chunk-size", str(CHUNK))
@@ -170,3 +171,40 @@ def test_the_terminal_shows_the_retry_line_and_ctrl_c_says_how_to_resume(
     relay.link.drop_connections()
     done = practice.json("send", str(other), "--to", lab.handle, *SMALL_CHUNKS)
     assert done["resumed"] is True and done["skipped_bytes"] > 0
+
+
+def test_a_download_cut_by_an_outage_is_tried_again_and_finishes(
+        tmp_path: Path, pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    relay = practice.relay
+    case = make_case(tmp_path / "src", big=3 * 1024 * 1024)
+    tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    dest = tmp_path / "in"
+    dest.mkdir()
+    spool = lab.home / "inbox-spool" / f"{tid}.age.partial"
+    with relay.throttled(down=1024 * 1024):
+        proc = lab.popen("receive", "--into", str(dest), "--json", "--", tid)
+        wait_for(lambda: spool.exists() and spool.stat().st_size > 256 * 1024, 60,
+                 "part of the download")
+        relay.kill()
+        relay.link.drop_connections()
+        time.sleep(1.0)  # the client sees the cut and waits to retry
+        relay.start()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    got = json.loads(out)
+    assert got["failed"] == [] and [r["transfer_id"] for r in got["received"]] == [tid]
+    assert tree(dest / case.name) == tree(case)
+
+
+def test_a_relay_down_before_a_receive_starts_is_told_at_once(
+        tmp_path: Path, pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    case = make_case(tmp_path / "src")
+    tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    practice.relay.stop()
+    r = lab.run("receive", "--into", str(tmp_path), "--", tid, check=False,
+                env={"SEALDROP_RETRY_FOR": "300"}, timeout=60)
+    assert r.returncode == 1
+    assert f"the relay at {practice.relay.url}" in r.stderr
+    assert "sealdrop: hint: " in r.stderr and "Errno" not in r.stderr
