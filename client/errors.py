@@ -59,3 +59,23 @@ class SealError(ClientError):
 
 class FilesChangedError(ClientError):
     """The files changed since an interrupted send started: it cannot be resumed."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a transfer that the same command resumes.
+
+    A KeyboardInterrupt, so everything that cleans up on one still does; the
+    CLI prints ``sealdrop: interrupted: <message>`` and exits 130.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def join_hints(first: str | None, then: str) -> str:
+    """Two hint sentences as one: "Is the relay running? Your upload is safe: …"."""
+    if not first:
+        return then
+    first = first.rstrip()
+    return f"{first} {then}" if first.endswith((".", "?", "!")) else f"{first}. {then}"

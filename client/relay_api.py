@@ -51,6 +51,7 @@ from sealdrop.crypto import protocol
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.errors import BundleError
 
+from . import transport
 from .errors import ClientError
 
 EMPTY_SHA256 = protocol.EMPTY_SHA256
@@ -122,6 +123,11 @@ class RelayProtocolError(RelayError):
     """The relay answered something this client cannot accept (malformed, bad bundle)."""
 
 
+class RelayTLSError(RelayError):
+    """The relay's certificate is not trusted or not valid: never retried, since
+    waiting does not change it (the message says what to set)."""
+
+
 # -- signing -----------------------------------------------------------------
 
 
@@ -141,8 +147,9 @@ def sign_headers(
     )
 
 
-def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
-    code, message = "", f"the relay answered HTTP {status}"
+def _error_from(status: int, headers: Any, body: bytes, url: str = "") -> RelayError:
+    where = f"the relay at {url}" if url else "the relay"
+    code, message = "", f"{where} answered HTTP {status}"
     try:
         obj = json.loads(body)
         if isinstance(obj, dict):
@@ -151,6 +158,8 @@ def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
             if len(text) > MAX_ERROR_TEXT:
                 text = text[:MAX_ERROR_TEXT] + "…"
             message = f"relay refused the request: {text}"
+            if status >= 500:
+                message = f"{where} answered HTTP {status}: {text}"
     except (ValueError, RecursionError):
         pass
     kw: dict[str, Any] = {"status": status, "code": code}
@@ -168,7 +177,9 @@ def _error_from(status: int, headers: Any, body: bytes) -> RelayError:
     if status == 404:
         return RelayNotFound(message, **kw)
     if status >= 500 or status == 408:  # 408: the body came too slowly; may be sent again
-        return RelayUnavailable(message, **kw)
+        return RelayUnavailable(message, hint=(
+            "the relay is having trouble: try again in a few minutes; if it lasts, tell "
+            "the relay's operator"), **kw)
     return RelayError(message, **kw)
 
 
@@ -179,9 +190,10 @@ def _seconds(x: float) -> str:
     return f"{round(x)} s" if x >= 10 else f"{x:.1f} s"
 
 
-def _too_slow(deadline: _Deadline) -> RelayUnavailable:
+def _too_slow(deadline: _Deadline, url: str = "") -> RelayUnavailable:
+    where = f"the relay at {url}" if url else "the relay"
     return RelayUnavailable(
-        f"the relay did not answer within {_seconds(deadline.seconds)}",
+        f"{where} did not answer within {_seconds(deadline.seconds)}",
         hint="try again later; if it keeps happening, tell the relay's operator",
     )
 
@@ -250,11 +262,14 @@ class RelayClient:
         call_deadline: float = CALL_DEADLINE,
         download_grace: float = DOWNLOAD_GRACE,
         download_min_rate: float = DOWNLOAD_MIN_RATE,
+        ca_file: str | None = None,
     ) -> None:
         """``timeout``: seconds for each connect or read; ``max_json``: the
         largest answer read as JSON; ``call_deadline``: seconds for a whole
         control request; a download may take ``download_grace`` seconds plus
-        one second per ``download_min_rate`` bytes."""
+        one second per ``download_min_rate`` bytes. ``ca_file``: a certificate
+        authority trusted besides the system's and SSL_CERT_FILE (the profile's
+        setting). Proxies come from the environment (``transport``)."""
         url = urllib.parse.urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise RelayError(f"relay URL must be http(s)://host[:port], not {base_url!r}")
@@ -262,6 +277,11 @@ class RelayClient:
         self._host = url.hostname
         self._port = url.port
         self._prefix = url.path.rstrip("/")
+        # What messages name: the URL as pinned, never with credentials (none are allowed).
+        self.url = urllib.parse.urlunsplit((url.scheme, url.netloc, self._prefix, "", ""))
+        self._proxy = transport.proxy_for(url.scheme, url.hostname,
+                                          url.port or (443 if url.scheme == "https" else 80))
+        self._tls = transport.tls_context(ca_file) if url.scheme == "https" else None
         self.handle = handle
         self._key = signing_key
         self._timeout = timeout
@@ -275,6 +295,11 @@ class RelayClient:
     def __repr__(self) -> str:
         return f"RelayClient({self._scheme}://{self._host}, handle={self.handle!r})"
 
+    @property
+    def proxy(self) -> transport.Proxy | None:
+        """The proxy requests go through (from the environment), or None."""
+        return self._proxy
+
     def clone(self) -> RelayClient:
         """Another client for the same relay and account, with its own connection
         (one per thread: a connection carries one request at a time)."""
@@ -284,6 +309,7 @@ class RelayClient:
                         download_grace=self._download_grace,
                         download_min_rate=self._download_min_rate)
         c._scheme, c._host, c._port, c._prefix = self._scheme, self._host, self._port, self._prefix
+        c.url, c._proxy, c._tls = self.url, self._proxy, self._tls
         return c
 
     def close(self) -> None:
@@ -301,12 +327,18 @@ class RelayClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = (
-                http.client.HTTPSConnection if self._scheme == "https"
-                else http.client.HTTPConnection
-            )
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
+            self._conn = transport.open_connection(
+                self._scheme, self._host, self._port, timeout=self._timeout,
+                context=self._tls, proxy=self._proxy)
         return self._conn
+
+    def _unreachable(self, exc: BaseException, *, sending: bool) -> RelayError:
+        """The error for a request that got no answer: a sentence naming the relay."""
+        why = transport.explain(exc, url=self.url, scheme=self._scheme, host=self._host,
+                                port=self._port, proxy=self._proxy, timeout=self._timeout,
+                                sending=sending)
+        cls = RelayTLSError if why.tls else RelayUnavailable
+        return cls(why.message, hint=why.hint)
 
     def _send(
         self,
@@ -340,17 +372,17 @@ class RelayClient:
             except (ConnectionError, http.client.HTTPException, TimeoutError, OSError) as exc:
                 self.close()
                 if deadline is not None and deadline.fired.is_set():
-                    raise _too_slow(deadline) from exc
+                    raise _too_slow(deadline, self.url) from exc
                 # A kept-alive connection the server already closed fails on first
                 # use; retrying once on a fresh one is safe because it is re-signed.
                 if attempt == 2 or not isinstance(
                     exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
                 ):
-                    raise RelayUnavailable(f"cannot reach the relay: {exc}") from exc
+                    raise self._unreachable(exc, sending=body is not None) from exc
                 if signed:
                     handle, key = sign_as or (self.handle, self._key)
                     hdrs.update(sign_headers(key, handle, method, full, sha, now=self._clock()))
-        raise RelayUnavailable("cannot reach the relay")  # pragma: no cover
+        raise RelayUnavailable(f"cannot reach the relay at {self.url}")  # pragma: no cover
 
     def _read_body(self, resp: http.client.HTTPResponse, limit: int,
                    deadline: _Deadline | None = None) -> bytes | None:
@@ -365,11 +397,13 @@ class RelayClient:
         except (http.client.HTTPException, OSError) as exc:
             self.close()
             if deadline is not None and deadline.fired.is_set():
-                raise _too_slow(deadline) from exc
-            raise RelayUnavailable(f"the relay's answer was cut off: {exc}") from exc
+                raise _too_slow(deadline, self.url) from exc
+            raise RelayUnavailable(
+                f"the answer of the relay at {self.url} was cut off",
+                hint="the relay restarted or the network dropped; try again") from exc
         if deadline is not None and deadline.fired.is_set():
             self.close()
-            raise _too_slow(deadline)  # the cut may read as a short, whole body
+            raise _too_slow(deadline, self.url)  # the cut may read as a short, whole body
         if len(data) > limit:
             self.close()
             return None
@@ -378,7 +412,7 @@ class RelayClient:
     def _error(self, resp: http.client.HTTPResponse,
                deadline: _Deadline | None = None) -> RelayError:
         body = self._read_body(resp, MAX_ERROR_BODY, deadline)
-        return _error_from(resp.status, resp.headers, body or b"")
+        return _error_from(resp.status, resp.headers, body or b"", self.url)
 
     def _call(self, method: str, path: str, obj: Any = None, **kw: Any) -> tuple[Any, Any]:
         body = None
@@ -464,7 +498,7 @@ class RelayClient:
         resp = self._send("HEAD", f"/v1/transfers/{relay_id}/data")
         resp.read()  # a HEAD answer has no body: nothing is read
         if resp.status >= 400:
-            raise _error_from(resp.status, resp.headers, b"")
+            raise _error_from(resp.status, resp.headers, b"", self.url)
         value = resp.headers.get(protocol.H_UPLOAD_OFFSET, "")
         if not value.isdigit():
             raise RelayProtocolError("the relay did not say the upload offset")
@@ -582,7 +616,7 @@ class RelayClient:
         resp = self._send("PUT", f"/v1/blocks/{urllib.parse.quote(handle, safe='')}")
         data = resp.read()
         if resp.status >= 400:
-            raise _error_from(resp.status, resp.headers, data)
+            raise _error_from(resp.status, resp.headers, data, self.url)
         return resp.status == 201
 
     def unblock(self, handle: str) -> None:
@@ -660,8 +694,8 @@ class RelayClient:
                 raise self._interrupted(done, total, watchdog)
         return total
 
-    @staticmethod
-    def _interrupted(done: int, total: int | None, watchdog: _Deadline) -> RelayUnavailable:
+    def _interrupted(self, done: int, total: int | None, watchdog: _Deadline
+                     ) -> RelayUnavailable:
         got = f"{done} of {total} bytes" if total is not None else f"{done} bytes"
         if watchdog.fired.is_set():
             return RelayUnavailable(
@@ -669,7 +703,11 @@ class RelayClient:
                 "run it again to resume",
                 hint="the relay or the network is too slow; what arrived is kept",
             )
-        return RelayUnavailable(f"download interrupted after {got}; run it again to resume")
+        return RelayUnavailable(
+            f"the download from the relay at {self.url} was cut after {got}; "
+            "run it again to resume",
+            hint="the relay restarted or the network dropped; what arrived is kept: run the "
+                 "same command again to resume")
 
     def ack(self, relay_id: str, status: str) -> dict[str, Any]:
         """Tell the sender: ``downloaded`` or ``verified`` (decrypted and checked)."""

@@ -15,7 +15,7 @@ import click
 
 from sealdrop.crypto.errors import SealdropCryptoError
 
-from ..errors import ClientError
+from ..errors import ClientError, Interrupted
 from .registry import COMMANDS
 from .terminal import for_terminal
 
@@ -52,8 +52,13 @@ def cli() -> None:
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("sealdrop: aborted", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into Abort; a transfer's own says how to resume
+        if isinstance(exc.__cause__, Interrupted):
+            click.echo(f"sealdrop: interrupted: {for_terminal(exc.__cause__.message)}",
+                       err=True)
+        else:
+            click.echo("sealdrop: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -64,6 +69,9 @@ def main() -> None:
         if getattr(exc, "hint", None):
             click.echo(f"sealdrop: hint: {for_terminal(exc.hint)}", err=True)
         sys.exit(1)
+    except Interrupted as exc:  # says how to resume
+        click.echo(f"sealdrop: interrupted: {for_terminal(exc.message)}", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         click.echo("sealdrop: interrupted", err=True)
         sys.exit(130)

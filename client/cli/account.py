@@ -46,6 +46,10 @@ _MAX_INVITE_BYTES = 4096
               type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help=f"Read the invite code from this file; - reads standard input. "
               f"Env {INVITE_FILE_ENV}.")
+@click.option("--ca-file", metavar="PEM",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Trust this certificate authority for the relay (a clinic's own CA); "
+              "kept in the profile. SSL_CERT_FILE works too.")
 @home_option
 @passphrase_file_option
 @click.option("--work-factor", type=click.IntRange(10, MAX_WORK_FACTOR),
@@ -53,7 +57,7 @@ _MAX_INVITE_BYTES = 4096
 @json_option
 @click.pass_context
 def init_cmd(ctx: click.Context, relay: str, handle: str, invite: str | None,
-             invite_file: Path | None, home: Path | None,
+             invite_file: Path | None, ca_file: Path | None, home: Path | None,
              passphrase_file: Path | None, work_factor: int, as_json: bool) -> None:
     """Create your keys, register them on the relay, and pin the relay."""
     invite = _read_invite(ctx, invite, invite_file)
@@ -61,7 +65,7 @@ def init_cmd(ctx: click.Context, relay: str, handle: str, invite: str | None,
     passphrase = read_passphrase(confirm=True, passphrase_file=passphrase_file,
                                  prompt="New passphrase for your keys")
     me = init_profile(folder, relay=relay, handle=handle, invite=invite,
-                      passphrase=passphrase, work_factor=work_factor)
+                      passphrase=passphrase, work_factor=work_factor, ca_file=ca_file)
     if as_json:
         emit_json(me.to_json())
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 from pathlib import Path
 
 import click
@@ -40,6 +41,7 @@ from .options import (
     json_phi_option,
     passphrase_file_option,
 )
+from .resume import TransferWatch, retry_for_from_env, with_retries
 from .terminal import for_terminal as safe
 from .terminal import lines_for_terminal
 
@@ -132,23 +134,30 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
     done = {rep.relay_id for rep in forwards}  # already received: forwarded, not received
     relay_ids = [rid for rid in relay_ids if rid not in done]
     show = prog.enabled(as_json)
+    retry_for = retry_for_from_env()
     for rid in relay_ids:
         if stop_requested():
             raise KeyboardInterrupt("stopping")  # a signal came while one was placed
         try:
             with contextlib.ExitStack() as stack:
                 bar: dict[str, prog.Progress] = {}
+                watch = TransferWatch(upload=False)  # for Ctrl-C: what is kept
 
                 def on_progress(done: int, total: int, _rid: str = rid,
                                 _bar: dict[str, prog.Progress] = bar,
-                                _stack: contextlib.ExitStack = stack) -> None:
+                                _stack: contextlib.ExitStack = stack,
+                                _watch: TransferWatch = watch) -> None:
                     if "p" not in _bar:
-                        _bar["p"] = _stack.enter_context(
+                        _bar["p"] = _watch.bar = _stack.enter_context(
                             prog.progress_bar(f"receiving {_rid[:8]}", total, show=show))
+                    _watch.set(done, total)
                     _bar["p"].set(done)
 
-                r = receive_one(session, rid, into, allow_unverified=allow_unverified,
-                                on_progress=on_progress, **options)  # type: ignore[arg-type]
+                with watch.resumable():  # a download cut midway is tried again
+                    r = with_retries(functools.partial(
+                        receive_one, session, rid, into, allow_unverified=allow_unverified,
+                        on_progress=on_progress, **options),  # type: ignore[arg-type]
+                        watch, retry_for=retry_for, stop=stop_requested)
             results.append(r)
             if not as_json:
                 _say_received(r)

@@ -60,6 +60,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "dicom-listen": CommandSpec(
         "dicom", "dicom_listen_cmd",
         "Receive studies from a scanner (DICOM C-STORE) and send each as one transfer."),
+    "config": CommandSpec(
+        "config", "config_group",
+        "Profile settings: the certificate authority the relay's certificate comes from."),
     "identity": CommandSpec(
         "identity", "identity",
         "Your keys: a signing key and the age keys it vouches for."),

@@ -32,6 +32,7 @@ from .options import (
     json_phi_option,
     passphrase_file_option,
 )
+from .resume import TransferWatch
 from .terminal import for_terminal as safe
 from .textin import pick, read_text_file
 
@@ -113,13 +114,17 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
     with open_session(resolve_home(home), passphrase_file) as session, \
             contextlib.ExitStack() as stack:
         bar: dict[str, prog.Progress] = {}
+        watch = TransferWatch(upload=True)  # for Ctrl-C and outages: what is safe
 
         def on_start(size: int, resumed: bool) -> None:
             if resumed and not as_json:
                 click.echo("sealdrop: resuming the interrupted send", err=True)
-            bar["p"] = stack.enter_context(prog.progress_bar("sending", size, show=show))
+            bar["p"] = watch.bar = stack.enter_context(
+                prog.progress_bar("sending", size, show=show))
+            watch.start(size)
 
         def on_progress(n: int) -> None:
+            watch.add(n)
             if "p" in bar:
                 bar["p"].advance(n)
 
@@ -130,11 +135,12 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
                 click.echo(f"sealdrop: warning: {safe(name)} looks like DICOM but cannot be "
                            f"read ({safe(why)}); sent as an opaque file", err=True)
 
-        result = send(session, list(paths), list(to), note=text, expires_in=expires_in,
-                      allow_unverified=allow_unverified, restart=restart,
-                      chunk_size=chunk_size, retry_for=retry_for,
-                      on_start=on_start, on_progress=on_progress,
-                      strict=strict, on_malformed=on_malformed, deidentify=deidentify)
+        with watch.resumable():
+            result = send(session, list(paths), list(to), note=text, expires_in=expires_in,
+                          allow_unverified=allow_unverified, restart=restart,
+                          chunk_size=chunk_size, retry_for=retry_for,
+                          on_start=on_start, on_progress=on_progress, on_retry=watch.retry,
+                          strict=strict, on_malformed=on_malformed, deidentify=deidentify)
     if as_json:
         emit_json({
             # "transfer_id" is the relay's id (what `status` and `receive` take).

@@ -19,7 +19,14 @@ from sealdrop.crypto.age.scrypt import DEFAULT_WORK_FACTOR
 
 from ..errors import ClientError
 from ..relay_api import RelayClient, RelayConflict, RelayError
-from .config import ProfileConfig, check_relay_url, is_set_up, load_config, save_config
+from .config import (
+    ProfileConfig,
+    check_ca_file,
+    check_relay_url,
+    is_set_up,
+    load_config,
+    save_config,
+)
 from .identity import create_identity, load_identity, load_public_bundle
 from .layout import BUNDLE_FILE, IDENTITY_FILE
 
@@ -37,8 +44,11 @@ class WhoAmI:
 
 
 def init_profile(home: Path, *, relay: str, handle: str, invite: str, passphrase: bytes,
-                 work_factor: int = DEFAULT_WORK_FACTOR) -> WhoAmI:
+                 work_factor: int = DEFAULT_WORK_FACTOR, ca_file: Path | None = None) -> WhoAmI:
+    """``ca_file``: a private certificate authority for the relay's TLS certificate,
+    checked before anything is created and kept in the profile (``config.py``)."""
     url = check_relay_url(relay)
+    ca = check_ca_file(ca_file) if ca_file is not None else None
     if is_set_up(home):
         cfg = load_config(home)
         raise ClientError(
@@ -55,7 +65,11 @@ def init_profile(home: Path, *, relay: str, handle: str, invite: str, passphrase
                 f"the identity in {home} is {identity.handle!r}, not {handle!r}",
                 hint="use another --home for a new identity",
             )
-    client = RelayClient(url, handle=handle, signing_key=identity.signing_key)
+    try:  # a bad SSL_CERT_FILE or proxy setting is refused here
+        client = RelayClient(url, handle=handle, signing_key=identity.signing_key, ca_file=ca)
+    except ClientError:
+        _undo(home, created)
+        raise
     try:
         client.register(invite.strip(), identity.bundle)
     except RelayConflict as exc:
@@ -68,7 +82,7 @@ def init_profile(home: Path, *, relay: str, handle: str, invite: str, passphrase
                           "check the relay URL and the invite code (each works once)") from exc
     finally:
         client.close()
-    save_config(home, ProfileConfig(relay=url, handle=handle))
+    save_config(home, ProfileConfig(relay=url, handle=handle, ca_file=ca))
     return WhoAmI(handle=handle, relay=url, safety_number=identity.safety_number, home=home)
 
 

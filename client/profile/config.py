@@ -3,10 +3,16 @@
 The config file of the profile folder (``layout.CONFIG_FILE``), written by
 ``sealdrop init``::
 
-    {"v": 1, "relay": "https://relay.example", "handle": "dr-martin"}
+    {"v": 1, "relay": "https://relay.example", "handle": "dr-martin",
+     "ca_file": "/etc/clinic/ca.pem"}
 
 The relay URL is pinned on purpose: a transfer must never be sent to whatever
 relay an environment variable points at today.
+
+``ca_file`` (optional): a clinic's own certificate authority, trusted for the
+relay's TLS certificate besides the system's (``sealdrop init --ca-file`` or
+``sealdrop config ca-file``). An absolute path: the file is read at each
+connection, so a renewed CA certificate needs no new setting.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ _NOT_SET_UP_HINT = "run: sealdrop init --relay URL --handle YOUR-HANDLE --invite
 class ProfileConfig:
     relay: str
     handle: str
+    ca_file: str | None = None
 
 
 def is_set_up(home: Path) -> bool:
@@ -57,18 +64,32 @@ def load_config(home: Path) -> ProfileConfig:
     try:
         if obj.get("v") != 1:
             raise ValueError("unknown version")
+        ca_file = obj.get("ca_file")
+        if ca_file is not None and not (isinstance(ca_file, str) and Path(ca_file).is_absolute()):
+            raise ValueError("ca_file must be an absolute path")
         return ProfileConfig(relay=check_relay_url(str(obj["relay"])),
-                             handle=check_handle(str(obj["handle"])))
+                             handle=check_handle(str(obj["handle"])), ca_file=ca_file)
     except (AttributeError, KeyError, ValueError, BundleError) as exc:
         raise ClientError(f"{path} is damaged: {exc}") from exc
 
 
 def save_config(home: Path, config: ProfileConfig) -> None:
     path = Path(home) / CONFIG_FILE
-    data = json.dumps({"v": 1, "relay": config.relay, "handle": config.handle},
-                      indent=1, sort_keys=True) + "\n"
+    obj = {"v": 1, "relay": config.relay, "handle": config.handle}
+    if config.ca_file is not None:
+        obj["ca_file"] = config.ca_file
+    data = json.dumps(obj, indent=1, sort_keys=True) + "\n"
     try:
         with atomic_output(path, mode=0o600) as f:
             f.write(data.encode("utf-8"))
     except OSError as exc:
         raise ClientError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def check_ca_file(path: Path) -> str:
+    """The absolute path of a readable PEM file of CA certificates, or a ClientError."""
+    from ..transport import tls_context
+
+    full = Path(path).expanduser().absolute()
+    tls_context(str(full), env={})  # loads it: a wrong file is refused now, not at send time
+    return str(full)

@@ -55,7 +55,8 @@ def open_session(home: Path, passphrase_file: Path | None) -> Session:
             f"the identity in {home} is {identity.handle!r} but the profile is set up "
             f"for {config.handle!r}"
         )
-    relay = RelayClient(config.relay, handle=identity.handle, signing_key=identity.signing_key)
+    relay = RelayClient(config.relay, handle=identity.handle, signing_key=identity.signing_key,
+                        ca_file=config.ca_file)
     return Session(home=home, config=config, identity=identity, relay=relay,
                    contacts=ContactStore(home), replay=ReplayStore(home),
                    receipts=ReceiptStore(home), spool=Spool(home),

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import ClientError
 from ..profile.session import Session
-from ..relay_api import RelayAuthError, RelayUnavailable
+from ..relay_api import RelayAuthError, RelayTLSError, RelayUnavailable
 from .forward import Forwarder, ForwardReport
 from .inbox import pending
 from .interrupt import Signals
@@ -101,7 +101,7 @@ def watch(
                             if forwarder is not None:
                                 forward(lambda r=r: forwarder.after_receive(  # type: ignore[misc]
                                     r, wait=signals.stop.wait))
-                        except (RelayUnavailable, RelayAuthError):
+                        except (RelayUnavailable, RelayAuthError, RelayTLSError):
                             raise  # the relay's trouble, not this transfer's
                         except ClientError as exc:
                             skip.add(rid)

@@ -47,7 +47,7 @@ from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
 from .scan import ScannedFile, check_malformed, scan
 from .seal import seal
-from .upload import ChunkUploader, check_chunk_size, fit_chunk_size
+from .upload import ChunkUploader, OnRetry, check_chunk_size, fit_chunk_size
 
 Random = Callable[[int], bytes]
 _CHANGED = ("the files changed since the send started; the interrupted send was cancelled, "
@@ -75,6 +75,7 @@ class _Upload:
     pause_after_chunk: float
     on_start: Callable[[int, bool], None] | None
     on_progress: Callable[[int], None] | None
+    on_retry: OnRetry | None = None
 
 
 def send(
@@ -97,6 +98,7 @@ def send(
     rand: Random = os.urandom,
     now: int | None = None,
     deidentify: DeidOptions | None = None,
+    on_retry: OnRetry | None = None,
 ) -> SendResult:
     """Send ``paths`` to the handles ``to``, or resume the same send if it was interrupted.
 
@@ -105,7 +107,8 @@ def send(
     ``retry_for``: seconds to ride out relay outages before stopping (the send
     can then be run again). ``pause_after_chunk``: see
     ChunkUploader. ``on_start(size, resumed)`` and ``on_progress(bytes)`` feed
-    a progress bar. A file that looks like DICOM but cannot be read is reported
+    a progress bar, and ``on_retry(seconds, error)`` hears each wait for an
+    unreachable relay. A file that looks like DICOM but cannot be read is reported
     to ``on_malformed(name, reason)`` (default: a warning) and sent as an
     opaque file, or with ``strict`` the send is refused before anything is
     uploaded (``scan.check_malformed``). ``deidentify``: send de-identified
@@ -122,7 +125,7 @@ def send(
         check_malformed(files, strict=strict, warn=on_malformed or (
             lambda name, why: warn(f"warning: {name} looks like DICOM but cannot be read "
                                    f"({why}); sent as an opaque file")))
-    job = _Upload(session, retry_for, pause_after_chunk, on_start, on_progress)
+    job = _Upload(session, retry_for, pause_after_chunk, on_start, on_progress, on_retry)
     key = job_key(session.config.relay, list(paths), list(to), note,
                   deid=None if deidentify is None else deidentify.to_json())
     previous = session.outbox.find(key)
@@ -236,6 +239,7 @@ def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeS
         session.relay, record.relay_id, size=record.size, chunk_size=record.chunk_size,
         committed=committed, known_hashes=known, journal=journal, on_progress=job.on_progress,
         retry_for=job.retry_for, pause_after_chunk=job.pause_after_chunk,
+        on_retry=job.on_retry,
     )
     try:
         try:

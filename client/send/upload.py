@@ -27,7 +27,10 @@ not fsync every chunk; docs/protocol.md): a running send then stops with a
 hint to run it again, which resumes from the relay's offset.
 
 Network loss and relay restarts are retried with exponential backoff for up
-to ``retry_for`` seconds; then the send stops and can be run again to resume.
+to ``retry_for`` seconds, each wait told to ``on_retry(seconds, error)`` (the
+progress bar's "relay unreachable, retrying in 8 s (upload safe)"); then the
+send stops with the relay's URL, what went wrong and how much the relay holds,
+and can be run again to resume.
 """
 
 from __future__ import annotations
@@ -42,9 +45,16 @@ from typing import cast
 from sealdrop.crypto import protocol
 from sealdrop.crypto.protocol import ErrorCode
 
-from ..errors import ClientError, FilesChangedError
+from ..cli.format import human_size
+from ..errors import ClientError, FilesChangedError, join_hints
 from ..profile.outbox import ChunkJournal
-from ..relay_api import RelayClient, RelayConflict, RelayRateLimited, RelayUnavailable
+from ..relay_api import (
+    RelayClient,
+    RelayConflict,
+    RelayError,
+    RelayRateLimited,
+    RelayUnavailable,
+)
 
 # Why 12 MiB by default (crypto.protocol.DEFAULT_CHUNK_SIZE): every chunk
 # costs a request (signature, nonce, database commit), so larger chunks go
@@ -59,6 +69,8 @@ MIN_CHUNK_SIZE = protocol.MIN_CHUNK_SIZE
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 DEFAULT_LANES = 2
 _STOP = object()
+RESUME_HINT = "Your upload is safe: run the same command again to resume."
+OnRetry = Callable[[float, RelayError], None]
 
 
 def check_chunk_size(chunk_size: int) -> int:
@@ -89,7 +101,9 @@ class ChunkUploader:
     """A writer of ciphertext that uploads it in ``chunk_size`` chunks (see above).
 
     ``pause_after_chunk``: seconds each lane sleeps after a chunk, a crude rate
-    limit for callers that need one (0: none).
+    limit for callers that need one (0: none). ``on_retry(seconds, error)``: a
+    lane is about to wait that long before sending again (called on the lane's
+    thread).
     """
 
     def __init__(
@@ -107,6 +121,7 @@ class ChunkUploader:
         pause_after_chunk: float = 0.0,
         depth: int = 1,
         lanes: int = DEFAULT_LANES,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._relay = relay
         self._id = relay_id
@@ -118,6 +133,7 @@ class ChunkUploader:
         self._progress = on_progress
         self._retry_for = retry_for
         self._pause = pause_after_chunk
+        self._on_retry = on_retry
         # One chunk in flight per lane, ``depth`` filling or waiting for a lane: the
         # pool of buffers, not the queue, bounds memory.
         self._free: queue.Queue[bytearray] = queue.Queue()
@@ -346,11 +362,19 @@ class ChunkUploader:
                 raise
             except (RelayUnavailable, RelayRateLimited) as exc:
                 if time.monotonic() + delay > deadline:
+                    with self._order:
+                        held = self._confirmed
                     raise RelayUnavailable(
-                        f"the relay stayed unreachable; {offset} of {self.size} bytes are "
-                        "safely uploaded",
-                        hint="run the same `sealdrop send` again to resume where it stopped",
+                        f"{exc}; {human_size(held)} of {human_size(self.size)} already on "
+                        "the relay",
+                        hint=join_hints(exc.hint, RESUME_HINT),
                     ) from exc
-                wait = getattr(exc, "retry_after", 0) or delay
-                time.sleep(min(wait, 30.0))
+                wait = min(getattr(exc, "retry_after", 0) or delay, 30.0)
+                if self._on_retry is not None:
+                    self._on_retry(wait, exc)
+                self._sleep(wait)
                 delay = min(delay * 2, 30.0)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait, but not past an abort (Ctrl-C should not wait out a backoff)."""
+        self._stopping.wait(seconds)

@@ -120,7 +120,7 @@ def test_a_flooded_error_body_is_not_read() -> None:
     with hostile_relay(behave) as relay:
         exc, peak = peak_while(client(relay.url).sent)
     assert isinstance(exc, RelayUnavailable)
-    assert one_line(exc) == "the relay answered HTTP 500"
+    assert one_line(exc) == f"the relay at {relay.url} answered HTTP 500"
     assert peak < 4 * MAX_JSON_ANSWER
 
 
@@ -249,7 +249,7 @@ def test_a_control_request_that_gets_no_answer_hits_its_deadline() -> None:
                 client(relay.url, call_deadline=0.3).sent()
         finally:
             hang.set()
-    assert one_line(info.value) == "the relay did not answer within 0.3 s"
+    assert one_line(info.value) == f"the relay at {relay.url} did not answer within 0.3 s"
     assert len(relay.heads) == 1  # not retried behind the user's back
 
 
