@@ -26,6 +26,7 @@ from sealdrop.crypto.protocol import INBOX_MAX_PAGE, INBOX_MAX_SENDERS
 from ..profile.contacts import ContactState
 from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
+from .cards import CardView, read_card
 
 
 def _retry(session: Session, entry: dict[str, Any]) -> bool:
@@ -48,6 +49,7 @@ class Inbox:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
+    cards: dict[str, CardView] = field(default_factory=dict)  # by id (``list_inbox``)
 
 
 def _states(session: Session) -> dict[str, str]:
@@ -97,7 +99,10 @@ def list_inbox(session: Session) -> Inbox:
     states = _states(session)
     walked = walk(session, states=states)
     rows = []
+    cards = {}
     for t in walked.items:
+        # Judged against the pinned key of the sender the relay names (cards.py).
+        cards[t["id"]] = read_card(session, t)
         delivery = t.get("delivery") or {}
         if _received(t, done):
             state = "received"
@@ -116,7 +121,7 @@ def list_inbox(session: Session) -> Inbox:
             "expires_at": t.get("expires_at"),
             "state": state,
         })
-    return Inbox(rows, walked.truncated)
+    return Inbox(rows, walked.truncated, cards)
 
 
 def pending(session: Session) -> list[dict[str, Any]]:
