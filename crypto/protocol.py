@@ -89,7 +89,7 @@ INBOX_MAX_SENDERS = 32
 # A transfer's case card (crypto/card.py, docs/card.md) is at most this many
 # bytes of ciphertext: a 16 KiB padded card plus an age header for many hybrid
 # recipients. The relay refuses a larger one (``card_too_large``).
-MAX_CARD_BYTES = 48 * 1024
+MAX_CARD_BYTES = 40 * 1024
 
 Random = Callable[[int], bytes]
 

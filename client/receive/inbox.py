@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealdrop.crypto.protocol import INBOX_MAX_PAGE, INBOX_MAX_SENDERS
+from sealdrop.crypto.protocol import INBOX_MAX_SENDERS
 
 from ..profile.contacts import ContactState
 from ..profile.refused import Reason, RefusedStore
@@ -36,6 +36,10 @@ def _retry(session: Session, entry: dict[str, Any]) -> bool:
     contact = session.contacts.get(str(entry.get("sender", "")))
     return contact is not None and contact.verified
 
+# Transfers per inbox request. Each carries its case card inline (6-10 KB of
+# base64 with one or two recipients): 50 keep a page near 500 KB, inside the
+# relay client's 1 MiB answer bound; thirty cases are still one request.
+PAGE = 50
 # How many transfers one listing reads at most. Beyond it is a flood: the
 # listing says so, and dismissing or blocking is the way out.
 MAX_ITEMS = 100_000
@@ -72,11 +76,11 @@ def walk(session: Session, *, max_items: int = MAX_ITEMS,
     for i in range(0, len(verified), INBOX_MAX_SENDERS):
         group = tuple(verified[i:i + INBOX_MAX_SENDERS])
         for t in session.relay.inbox(senders=group, max_items=max_items,
-                                     limit=INBOX_MAX_PAGE):
+                                     limit=PAGE):
             if t.get("sender") in group and t["id"] not in seen:
                 seen.add(t["id"])
                 out.items.append(t)
-    everything = session.relay.inbox(max_items=max_items, limit=INBOX_MAX_PAGE)
+    everything = session.relay.inbox(max_items=max_items, limit=PAGE)
     out.truncated = len(everything) >= max_items
     rest = [t for t in everything if t["id"] not in seen]
     for t in rest:

@@ -3,10 +3,9 @@
 Made from what the plan already fixed (note, files, DICOM summary) and the
 sender's label, sealed to the same age recipients as the transfer (hybrid
 keys), signed for the relay's transfer id, and stored before the first chunk,
-so a recipient who lists the inbox while the upload runs... sees nothing yet
-(the relay shows only complete transfers), and one who lists it after sees
-the card. A resumed send stores it again: the relay keeps the last one until
-``complete``.
+so the card is there when the transfer becomes visible (the relay lists
+only complete transfers) and cannot change after (``complete`` fixes it).
+A resumed send stores it again: the relay keeps the last one until ``complete``.
 
 An older relay without the card endpoint: the send goes on without a card,
 and the recipients' inbox falls back to what the relay says.
@@ -17,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sealdrop.crypto.card import Card, CardError, CardStudy, make_card, seal_card
+from sealdrop.crypto.protocol import MAX_CARD_BYTES
 
 from ..dicom.display import read_studies
 from ..profile.session import Session
@@ -43,6 +43,10 @@ def attach_card(session: Session, relay_id: str, plan: SealPlan, label: str,
                          sender=session.identity.handle,
                          signing_key=session.identity.signing_key,
                          recipients=age_recipients(plan.recipient_bundles))
+        if len(blob) > MAX_CARD_BYTES:
+            # Each hybrid recipient adds about 1.6 KB of age header: past ~20
+            # recipients the card outgrows the relay's bound.
+            raise CardError(f"sealed for so many recipients it exceeds {MAX_CARD_BYTES} bytes")
     except CardError as exc:
         warn(f"warning: no case card for this transfer ({exc}); it is sent without one")
         return False
