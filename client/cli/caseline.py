@@ -1,4 +1,5 @@
-"""One line per case, as a person tells cases apart: ``inbox`` (and its card).
+"""One line per case, as a person tells cases apart: ``inbox`` (and its card);
+and times as people say them (``10:42`` today, ``2 h ago``).
 
     cabinet-martin ✓ · CT 412 img · DUPONT^Marie · Couronne 36 · 1.2 GB · 2 h ago
 
@@ -15,6 +16,16 @@ from .format import human_size
 from .terminal import for_terminal as safe
 
 _MARK = {"verified": " ✓", "unverified": " (unverified)"}
+
+
+def local_time(ts: object, now: float | None = None) -> str:
+    """``10:42`` today, ``2026-11-30 10:42`` another day (local time); the relay's
+    word, so anything not a plausible time is shown terminal-safe as it came."""
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts < 1 << 40:
+        return safe(ts)
+    today = time.localtime(time.time() if now is None else now)[:3]
+    at = time.localtime(ts)
+    return time.strftime("%H:%M" if at[:3] == today else "%Y-%m-%d %H:%M", at)
 
 
 def ago(ts: object, now: float | None = None) -> str:

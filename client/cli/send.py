@@ -21,6 +21,7 @@ from ..send.flow import send
 from ..send.retract import retract
 from ..send.status import transfer_status
 from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from .caseline import local_time
 from .deid import DEID_LIMITS, deid_options
 from .format import claimed_size, claimed_time, human_size, parse_duration
 from .options import (
@@ -197,7 +198,7 @@ def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | 
     for row in rows:
         # Ids, handles, sizes and times here are the relay's word: shown terminal-safe.
         label = f"  {safe(row['label'])}" if row.get("label") else ""
-        state = ("retracted " + claimed_time(row["retracted_at"]) if row["state"] == "retracted"
+        state = ("retracted " + local_time(row["retracted_at"]) if row["state"] == "retracted"
                  else "expired on the relay" if row["state"] == "gone" else row["state"])
         size = claimed_size(row["size"]) if row["size"] is not None else ""
         click.echo(f"{safe(row['id'])}  {state:<11} {size}  "
@@ -205,13 +206,14 @@ def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | 
         for line in summary_lines(row["dicom"]):
             click.echo(f"    DICOM: {safe(line)}")
         for r in row["recipients"]:
-            # Verified wins: a lab may dismiss what it already received, to tidy up.
-            state = ("opened and verified " + claimed_time(r["verified_at"]) if r["verified"] else
-                     "dismissed " + claimed_time(r["dismissed_at"]) if r["dismissed"] else
-                     "downloaded " + claimed_time(r["downloaded_at"]) if r["downloaded"] else
-                     "waiting" if r["uploaded"] else "not yet uploaded")
             if row["state"] in ("retracted", "gone"):
-                state = "had it" if r["verified"] else "-"
+                click.echo(f"    {safe(r['handle'])}")
+                continue
+            # Verified wins: a lab may dismiss what it already received, to tidy up.
+            state = ("opened and verified " + local_time(r["verified_at"]) if r["verified"] else
+                     "dismissed " + local_time(r["dismissed_at"]) if r["dismissed"] else
+                     "downloaded " + local_time(r["downloaded_at"]) if r["downloaded"] else
+                     "waiting" if r["uploaded"] else "not yet uploaded")
             click.echo(f"    {safe(r['handle']):<24} {state}")
 
 
@@ -229,7 +231,7 @@ def retract_cmd(relay_id: str, home: Path | None, passphrase_file: Path | None,
         emit_json({"transfer_id": done.relay_id, "retracted_at": done.at,
                    "already_received_by": list(done.already_received_by)})
         return
-    click.echo(f"Retracted {safe(done.relay_id)} at {claimed_time(done.at)}: recipients who "
+    click.echo(f"Retracted {safe(done.relay_id)} at {local_time(done.at)}: recipients who "
                "had not downloaded it will not see it.")
     if done.already_received_by:
         click.echo("Already received (they keep their copy): "

@@ -133,10 +133,17 @@ class SentSummaries:
             return None
         return SentCase.from_json(relay_id, obj) if isinstance(obj, dict) else None
 
-    def cases(self) -> list[SentCase]:
-        """Every readable record, newest first."""
+    def cases(self, *, since: float = 0.0) -> list[SentCase]:
+        """Every readable record written or changed since ``since`` (unix seconds),
+        newest first. Why the file time first: each record is decrypted to be read,
+        and a busy practice keeps thousands; most questions are about the last days."""
         out = []
         for p in self.dir.glob(f"*{SENT_FILE}"):
+            try:
+                if p.stat().st_mtime < since:
+                    continue
+            except OSError:
+                continue
             case = self.case(p.name[:-len(SENT_FILE)])
             if case is not None:
                 out.append(case)
@@ -144,7 +151,8 @@ class SentSummaries:
 
     def _prune(self, now: float) -> None:
         cutoff = now - MAX_AGE_DAYS * 86400
-        for p in self.dir.glob(f"*{SENT_FILE}"):
+        # The records, and the lock files ``update`` left beside them.
+        for p in [*self.dir.glob(f"*{SENT_FILE}"), *self.dir.glob(f"*{SENT_FILE}.lock")]:
             with contextlib.suppress(OSError):
                 if p.stat().st_mtime < cutoff:
                     p.unlink()

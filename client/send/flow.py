@@ -43,7 +43,7 @@ from ..profile.sent import SentCase, SentSummaries
 from ..profile.session import Session
 from ..relay_api import RelayNotFound
 from . import deidwork
-from .again import content_key, find_repeat
+from .again import WINDOW, content_key, find_repeat
 from .card import attach_card
 from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
@@ -197,7 +197,8 @@ def send(
 
 def _refuse_repeat(cases: SentSummaries, content: str, to: Sequence[str], now: int,
                    confirm: Callable[[str], bool] | None) -> None:
-    repeat = find_repeat(cases.cases(), content, to, now=now)
+    # A record changes when its send completes: older files cannot be a repeat.
+    repeat = find_repeat(cases.cases(since=now - WINDOW), content, to, now=now)
     if repeat is None:
         return
     sent_at = repeat.case.completed_at or repeat.case.created
@@ -256,7 +257,10 @@ def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
         _cancel(session, record)
         raise FilesChangedError(_CHANGED)
     committed = session.relay.upload_offset(record.relay_id)
-    attach_card(session, record.relay_id, plan, job.label, warn)
+    # Run again without --label: the card keeps the label the send started with.
+    kept = SentSummaries(session.home, session.identity).case(record.relay_id)
+    label = job.label or (kept.label if kept is not None else "")
+    attach_card(session, record.relay_id, plan, label, warn)
     return _upload(job, record, plan, state, committed=committed, resumed=True)
 
 

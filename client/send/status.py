@@ -11,18 +11,24 @@ Each row also carries what the sender's own record (``profile.sent``) says:
 ``label``, ``file_count`` and ``dicom``, the DICOM summary this profile signed
 into the transfer (else the unfinished send's record), ``{}`` if none is known
 here. Transfers the relay no longer lists but the record remembers are rows
-too, with state ``retracted`` or ``gone`` (expired or deleted on the relay).
+too, with state ``retracted`` or ``gone`` (expired or deleted on the relay),
+for ``RECENT_DAYS`` (any age when asked by id).
 The label and summary name patients: the CLI shows them, and puts them in
 JSON only with ``--json-phi``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..profile.sent import SentCase, SentSummaries
 from ..profile.session import Session
 from ..relay_api import RelayNotFound
+
+# Transfers only the sender's records remember are listed if their record
+# changed in this many days (sent, completed or retracted); older ones by id.
+RECENT_DAYS = 31
 
 
 def _row(t: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +87,9 @@ def transfer_status(session: Session, relay_id: str | None) -> list[dict[str, An
     else:
         rows = [_row(t) for t in session.relay.sent()]
         listed = {str(r["id"]) for r in rows}
-        rows += [_local_row(c) for c in summaries.cases() if c.relay_id not in listed]
+        since = time.time() - RECENT_DAYS * 86400
+        rows += [_local_row(c) for c in summaries.cases(since=since)
+                 if c.relay_id not in listed]
     for row in rows:
         record = unfinished.get(row["id"])
         if record is not None and row["state"] not in ("sent", "retracted", "gone"):

@@ -212,3 +212,86 @@ def test_sending_the_same_files_again_within_a_day_needs_again(
     # other files, or another recipient, are not a repeat
     (case / "extra.txt").write_text("more")
     practice.json("send", str(case), "--to", lab.handle)
+
+
+def _on_a_terminal(user: User, *args: str, answer: str) -> tuple[int, str]:
+    """Run sealdrop with a pty as stdin and stderr (a person at a terminal), typing
+    ``answer``; returns the exit code and what the terminal showed."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    from tests.e2e.kit import SEALDROP
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([SEALDROP, *args], stdin=slave, stdout=subprocess.PIPE,
+                                stderr=slave, env=user.env)
+        os.write(master, answer.encode() + b"\n")  # held by the tty until read
+        shown = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    shown += os.read(master, 4096)
+                except OSError:
+                    break
+            elif proc.poll() is not None:
+                break
+        proc.wait(60)
+        assert proc.stdout is not None
+        proc.stdout.close()
+        return proc.returncode, shown.decode(errors="replace")
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_on_a_terminal_the_repeat_is_asked(tmp_path: Path, pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    case = make_case(tmp_path)
+    first = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    code, shown = _on_a_terminal(practice, "send", str(case), "--to", lab.handle, answer="n")
+    assert code == 1 and "Send again? [y/N]" in shown and first in shown
+    assert len(lab.json("inbox")["transfers"]) == 1
+    code, shown = _on_a_terminal(practice, "send", str(case), "--to", lab.handle, answer="y")
+    assert code == 0, shown
+    assert len(lab.json("inbox")["transfers"]) == 2
+
+
+def test_status_stays_readable_after_the_relay_forgot_a_transfer(
+        tmp_path: Path, relay: Relay, pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    tid = practice.json("send", str(make_case(tmp_path)), "--to", lab.handle,
+                        "--label", "Couronne 36 DUPONT")["transfer_id"]
+    with relay.db() as db:  # what expiry and gc leave: no row at all
+        for table, col in (("transfer_cards", "transfer_id"), ("transfer_chunks", "transfer_id"),
+                           ("transfer_recipients", "transfer_id"), ("transfers", "id")):
+            db.execute(f"DELETE FROM {table} WHERE {col}=?", (tid,))
+    (row,) = practice.json("status", "--json-phi")["transfers"]
+    assert (row["id"], row["state"], row["label"]) == (tid, "gone", "Couronne 36 DUPONT")
+    assert [r["handle"] for r in row["recipients"]] == [lab.handle]
+    assert row["dicom"]["studies"]  # the summary is the sender's own record
+    text = practice.run("status").stdout
+    assert "expired on the relay" in text and "Couronne 36 DUPONT" in text
+    assert lab.handle in text and "DICOM: CT" in text
+    (one,) = practice.json("status", tid)["transfers"]  # asked by id: the same answer
+    assert one["state"] == "gone" and one["label"] is None  # no PHI without --json-phi
+
+
+def test_a_resumed_send_stores_its_card_again(tmp_path: Path, pair: tuple[User, User]) -> None:
+    from tests.e2e.test_resume import SMALL_CHUNKS, _start_and_kill_send
+
+    practice, lab = pair
+    relay = practice.relay
+    case = make_case(tmp_path / "src", big=3 * 1024 * 1024)
+    _start_and_kill_send(practice, case, lab.handle)
+    ((tid,),) = relay.sql("select id from transfers where state='uploading'")
+    with relay.db() as db:  # the card is lost (say, the relay was restored from a backup)
+        db.execute("DELETE FROM transfer_cards WHERE transfer_id=?", (tid,))
+    done = practice.json("send", str(case), "--to", lab.handle, *SMALL_CHUNKS,
+                         "--label", "Couronne 36")
+    assert done["transfer_id"] == tid and done["resumed"] is True
+    (item,) = lab.json("inbox", "--json-phi")["transfers"]
+    assert item["card"]["state"] == "verified" and item["card"]["label"] == "Couronne 36"
