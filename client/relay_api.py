@@ -32,6 +32,7 @@ alone cannot do against a trickle.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.client
@@ -549,6 +550,19 @@ class RelayClient:
 
     def delete(self, relay_id: str) -> None:
         self._call("DELETE", f"/v1/transfers/{relay_id}")
+
+    def put_card(self, relay_id: str, card: bytes) -> bool:
+        """Store the transfer's sealed case card (docs/card.md); False from a relay
+        that has no card endpoint (an older one answers 404 without our code, or 405)."""
+        try:
+            self._call("PUT", f"/v1/transfers/{relay_id}/card",
+                       {"card": base64.b64encode(card).decode("ascii")})
+        except RelayError as exc:
+            if exc.status == 405 or (
+                    exc.status == 404 and exc.code != protocol.ErrorCode.TRANSFER_NOT_FOUND):
+                return False
+            raise
+        return True
 
     # -- receiving -----------------------------------------------------------
 

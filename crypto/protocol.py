@@ -86,6 +86,11 @@ INBOX_DEFAULT_PAGE = 100
 INBOX_MAX_PAGE = 500
 INBOX_MAX_SENDERS = 32
 
+# A transfer's case card (crypto/card.py, docs/card.md) is at most this many
+# bytes of ciphertext: a 16 KiB padded card plus an age header for many hybrid
+# recipients. The relay refuses a larger one (``card_too_large``).
+MAX_CARD_BYTES = 40 * 1024
+
 Random = Callable[[int], bytes]
 
 
@@ -169,6 +174,9 @@ class ErrorCode(StrEnum):
     ALREADY_COMPLETE = "already_complete"
     INCOMPLETE_UPLOAD = "incomplete_upload"
     BAD_RANGE = "bad_range"
+    # case cards
+    BAD_CARD = "bad_card"
+    CARD_TOO_LARGE = "card_too_large"
 
 
 # -- signed requests -----------------------------------------------------------

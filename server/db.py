@@ -122,6 +122,21 @@ relay_meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# A transfer's case card (migration 0004): ciphertext the sender sealed for the
+# recipients, bound to the transfer id inside; the relay only stores and serves it.
+cards = sa.Table(
+    "transfer_cards",
+    metadata,
+    sa.Column(
+        "transfer_id",
+        sa.String(32),
+        sa.ForeignKey("transfers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("card", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

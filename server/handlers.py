@@ -8,6 +8,8 @@ Domain errors (``server.errors``) propagate to the error middleware in
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ from sealdrop.crypto.protocol import (
     H_CHUNK_SHA256,
     H_TRANSFER_STATE,
     H_UPLOAD_OFFSET,
+    MAX_CARD_BYTES,
     SHA256_HEX_RE,
     ErrorCode,
 )
 
 from . import accounts, auth, blocking, schema, transfers
-from .errors import InvalidInput, NotFound, NotPermitted
+from .errors import Conflict, InvalidInput, NotFound, NotPermitted, TooLarge
 from .http_parse import (
     chunk_length,
     no_body,
@@ -206,8 +209,42 @@ async def inbox(request: web.Request) -> web.Response:
     cursor = (
         encode_cursor(last.completed_at or 0, last.id) if more and last is not None else None
     )
-    return _json({"transfers": [transfers.to_json(t, me.handle) for t in got],
-                  "next_cursor": cursor})
+    # Cards inline, one query for the page: a lab's `inbox` of thirty cases is
+    # one request, not thirty-one (docs/protocol.md, "Case cards").
+    cards = await relay.store.cards_of([t.id for t in got])
+    items = []
+    for t in got:
+        item = transfers.to_json(t, me.handle)
+        card = cards.get(t.id)
+        item["card"] = None if card is None else base64.b64encode(card).decode("ascii")
+        items.append(item)
+    return _json({"transfers": items, "next_cursor": cursor})
+
+
+async def put_card(request: web.Request) -> web.Response:
+    """The sender stores the transfer's sealed case card, or replaces it before
+    ``complete``. Opaque bytes: the relay checks only who sends it and its size."""
+    relay = _relay(request)
+    body, body_sha = await read_json(request, relay.config.max_json_bytes)
+    me = await auth.authenticate(request, body_sha)
+    t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
+    if set(body) != {"card"} or not isinstance(body["card"], str):
+        raise InvalidInput('the body must be {"card": "<base64>"}', code=ErrorCode.BAD_CARD)
+    try:
+        card = base64.b64decode(body["card"], validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("the card is not valid base64", code=ErrorCode.BAD_CARD) from None
+    if not card:
+        raise InvalidInput("the card is empty", code=ErrorCode.BAD_CARD)
+    if len(card) > MAX_CARD_BYTES:
+        raise TooLarge(f"a case card may be at most {MAX_CARD_BYTES} bytes",
+                       code=ErrorCode.CARD_TOO_LARGE)
+    if t.state == COMPLETE:
+        raise Conflict("the transfer is complete; its card can no longer change",
+                       code=ErrorCode.ALREADY_COMPLETE)
+    await relay.store.put_card(t.id, card, now=relay.now())
+    relay.logger.info("card_stored", extra={"fields": {"transfer": t.id, "size": len(card)}})
+    return web.Response(status=204, headers=NO_STORE)
 
 
 async def dismiss(request: web.Request) -> web.Response:

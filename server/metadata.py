@@ -28,6 +28,7 @@ from sealdrop.crypto.protocol import ErrorCode
 from .db import (
     accounts,
     blocks,
+    cards,
     chunks,
     invites,
     make_engine,
@@ -440,6 +441,43 @@ class SqlMetadataStore:
             loaded = await self._load(conn, list(rows))
         return loaded[0] if loaded else None
 
+    # -- case cards (opaque ciphertext, docs/card.md) --------------------------
+
+    async def put_card(self, transfer_id: str, card: bytes, *, now: int) -> None:
+        """Store or replace the card of an uploading transfer, in one transaction.
+
+        Why the state is checked in the same statement: a card must not change
+        once recipients can see the transfer, even if a ``complete`` races it.
+        """
+        uploading = sa.exists().where(transfers.c.id == transfer_id,
+                                      transfers.c.state == UPLOADING)
+        async with self.engine.begin() as conn:
+            # Writes first, each conditional: the check and the change happen
+            # under the database's write lock (no read-then-write).
+            await conn.execute(
+                sa.delete(cards).where(cards.c.transfer_id == transfer_id, uploading)
+            )
+            res = await conn.execute(sa.insert(cards).from_select(
+                ["transfer_id", "card", "updated_at"],
+                sa.select(transfers.c.id, sa.literal(card, sa.LargeBinary),
+                          sa.literal(now, sa.BigInteger))
+                .where(transfers.c.id == transfer_id, transfers.c.state == UPLOADING),
+            ))
+        if res.rowcount != 1:
+            raise Conflict("the transfer is complete or gone; its card can no longer change",
+                           code=ErrorCode.ALREADY_COMPLETE)
+
+    async def cards_of(self, transfer_ids: list[str]) -> dict[str, bytes]:
+        """The cards of these transfers (those that have one): one query per inbox page."""
+        if not transfer_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                sa.select(cards.c.transfer_id, cards.c.card)
+                .where(cards.c.transfer_id.in_(transfer_ids))
+            )).all()
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
     async def progress(self, transfer_id: str) -> tuple[str, int] | None:
         """(state, committed offset) of a transfer: one small query, for each chunk."""
         async with self.engine.connect() as conn:
@@ -725,6 +763,7 @@ class SqlMetadataStore:
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(recipients).where(recipients.c.transfer_id == transfer_id))
             await conn.execute(sa.delete(chunks).where(chunks.c.transfer_id == transfer_id))
+            await conn.execute(sa.delete(cards).where(cards.c.transfer_id == transfer_id))
             res = await conn.execute(sa.delete(transfers).where(transfers.c.id == transfer_id))
         return res.rowcount == 1
 

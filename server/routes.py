@@ -29,6 +29,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_head("/v1/transfers/{id}/data", h.head_data)
     r.add_patch("/v1/transfers/{id}/data", h.patch_data)
     r.add_get("/v1/transfers/{id}/data", h.get_data, allow_head=False)
+    r.add_put("/v1/transfers/{id}/card", h.put_card)
     r.add_post("/v1/transfers/{id}/complete", h.complete_transfer)
     r.add_post("/v1/transfers/{id}/ack", h.ack)
     r.add_post("/v1/transfers/{id}/dismiss", h.dismiss)

@@ -18,6 +18,7 @@ from ..dicom.display import summary_lines
 from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import Session, open_session
+from ..receive.cards import card_json
 from ..receive.forward import Forwarder, ForwardReport
 from ..receive.inbox import list_inbox, pending
 from ..receive.interrupt import Signals, stop_requested
@@ -28,7 +29,8 @@ from ..receive.transfer import (
     receive_one,
 )
 from ..receive.watch import watch
-from .format import claimed_size, claimed_time, human_size
+from .caseline import case_line
+from .format import claimed_time, human_size
 from .forward import forward_options, make_forwarder, say_forward
 from .options import (
     EXAMPLE_RELAY_ID,
@@ -92,14 +94,19 @@ def _say_received(r: ReceiveResult) -> None:
             click.echo(f"      | {line}")
 
 
-@click.command("inbox", epilog=examples("sealdrop inbox", "sealdrop inbox --json"))
+@click.command("inbox", epilog=examples("sealdrop inbox", "sealdrop inbox --json",
+                                        "sealdrop inbox --json --json-phi"))
 @home_option
 @passphrase_file_option
 @json_option
-def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool) -> None:
+@json_phi_option
+def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool,
+              json_phi: bool) -> None:
     """What is waiting for you on the relay (sender as the relay claims it).
 
-    Transfers from your verified contacts come first, however many others wait.
+    One line per case, from the sender's sealed case card when it verifies
+    (label, patient, modality, images, size); a card that does not verify is
+    marked. Transfers from your verified contacts come first, however many others wait.
     """
     with open_session(resolve_home(home), passphrase_file) as session:
         flush_acks(session)
@@ -111,14 +118,14 @@ def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool) ->
         click.echo("sealdrop: hint: a flood? `sealdrop block HANDLE` refuses an account, "
                    "`sealdrop dismiss ID` removes a transfer", err=True)
     if as_json:
-        emit_json({"transfers": items, "truncated": listed.truncated})
+        emit_json({"transfers": [{**t, "card": card_json(listed.cards[t["id"]], phi=json_phi)}
+                                 for t in items],
+                   "truncated": listed.truncated})
         return
     if not items:
         click.echo("inbox empty")
     for t in items:
-        click.echo(f"{safe(t['id'])}  {t['state']:<10} from {safe(t['sender'])} "
-                   f"({t['sender_state']})  {claimed_size(t['size'])}  "
-                   f"{claimed_time(t['sent_at'])}")
+        click.echo(f"{safe(t['id'])}  {t['state']:<10} {case_line(t, listed.cards[t['id']])}")
 
 
 def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unverified: bool,

@@ -57,6 +57,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "status": CommandSpec(
         "send", "status_cmd",
         "Your sent transfers: uploaded, downloaded and verified, per recipient."),
+    "retract": CommandSpec(
+        "send", "retract_cmd",
+        "Take a sent transfer back: the relay deletes it before recipients download it."),
     "dicom-listen": CommandSpec(
         "dicom", "dicom_listen_cmd",
         "Receive studies from a scanner (DICOM C-STORE) and send each as one transfer."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import click
@@ -17,8 +18,10 @@ from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
 from ..send.flow import send
+from ..send.retract import retract
 from ..send.status import transfer_status
 from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from .caseline import local_time
 from .deid import DEID_LIMITS, deid_options
 from .format import claimed_size, claimed_time, human_size, parse_duration
 from .options import (
@@ -38,6 +41,7 @@ from .textin import pick, read_text_file
 
 NOTE_ENV = "SEALDROP_NOTE"
 NOTE_FILE_ENV = "SEALDROP_NOTE_FILE"
+LABEL_ENV = "SEALDROP_LABEL"
 # What the PS3.15 profile leaves: printed after every de-identified send.
 def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> str:
     """The note from --note-file (``-``: stdin), $SEALDROP_NOTE or --note (textin.py)."""
@@ -60,6 +64,7 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
     "sealdrop send case/ --to lab-dupont --chunk-size 4MiB   (a relay with small chunks)",
     "sealdrop send CBCT/ --to lab-dupont --strict   (refuse unreadable DICOM files)",
     "sealdrop send CBCT/ photos/ --to lab-dupont --deidentify --retain-patient-characteristics",
+    "sealdrop send CBCT/ --to lab-dupont --label 'Couronne 36 DUPONT'",
     "",
     "Interrupted? Run the very same command again: it resumes where it stopped.",
 ))
@@ -75,6 +80,12 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
               type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help=f"Read the note from this UTF-8 file; - reads standard input. "
               f"Env {NOTE_FILE_ENV}.")
+@click.option("--label", envvar=LABEL_ENV, default="", metavar="TEXT",
+              help="Your name for the case, shown on the lab's inbox line (sealed: the relay "
+              f"never reads it). Default: the note's first line. Env {LABEL_ENV}.")
+@click.option("--again", is_flag=True,
+              help="Send even if you sent these very files to the same recipients within the "
+              "last 24 hours (otherwise a terminal asks; --json and scripts are refused).")
 @click.option("--expires", default="30d", show_default=True, metavar="DURATION",
               help="Delete from the relay after this long (e.g. 7d, 12h).")
 @click.option("--allow-unverified", is_flag=True,
@@ -102,7 +113,8 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
 @json_option
 @click.pass_context
 def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], note: str | None,
-             note_file: Path | None, expires: str, allow_unverified: bool, restart: bool,
+             note_file: Path | None, label: str, again: bool, expires: str,
+             allow_unverified: bool, restart: bool,
              chunk_size: int, strict: bool, deidentify: DeidOptions | None,
              retry_for: float, home: Path | None, passphrase_file: Path | None,
              as_json: bool) -> None:
@@ -140,7 +152,9 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
                           allow_unverified=allow_unverified, restart=restart,
                           chunk_size=chunk_size, retry_for=retry_for,
                           on_start=on_start, on_progress=on_progress, on_retry=watch.retry,
-                          strict=strict, on_malformed=on_malformed, deidentify=deidentify)
+                          strict=strict, on_malformed=on_malformed, deidentify=deidentify,
+                          label=label, again=again,
+                          confirm_again=None if as_json or not sys.stdin.isatty() else _ask)
     if as_json:
         emit_json({
             # "transfer_id" is the relay's id (what `status` and `receive` take).
@@ -164,6 +178,10 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
         click.echo(DEID_LIMITS)
 
 
+def _ask(question: str) -> bool:
+    return click.confirm(f"sealdrop: {question}", default=False, err=True)
+
+
 @click.command("status", epilog=examples(
     "sealdrop status", f"sealdrop status {EXAMPLE_RELAY_ID}", "sealdrop status --json"))
 @click.argument("relay_id", metavar="[TRANSFER_ID]", required=False)
@@ -177,22 +195,50 @@ def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | 
     with open_session(resolve_home(home), passphrase_file) as session:
         rows = transfer_status(session, relay_id)
     if as_json:
-        if not json_phi:
-            rows = [{**row, "dicom": phi_free(row["dicom"])} for row in rows]
+        if not json_phi:  # the label names patients too ("Couronne 36 DUPONT")
+            rows = [{**row, "dicom": phi_free(row["dicom"]), "label": None} for row in rows]
         emit_json({"transfers": rows})
         return
     if not rows:
         click.echo("nothing sent")
     for row in rows:
         # Ids, handles, sizes and times here are the relay's word: shown terminal-safe.
-        click.echo(f"{safe(row['id'])}  {row['state']:<11} {claimed_size(row['size'])}  "
-                   f"sent {claimed_time(row['created_at'])}")
+        label = f"  {safe(row['label'])}" if row.get("label") else ""
+        state = ("retracted " + local_time(row["retracted_at"]) if row["state"] == "retracted"
+                 else "expired on the relay" if row["state"] == "gone" else row["state"])
+        size = claimed_size(row["size"]) if row["size"] is not None else ""
+        click.echo(f"{safe(row['id'])}  {state:<11} {size}  "
+                   f"sent {claimed_time(row['created_at'])}{label}")
         for line in summary_lines(row["dicom"]):
             click.echo(f"    DICOM: {safe(line)}")
         for r in row["recipients"]:
+            if row["state"] in ("retracted", "gone"):
+                click.echo(f"    {safe(r['handle'])}")
+                continue
             # Verified wins: a lab may dismiss what it already received, to tidy up.
-            state = ("opened and verified " + claimed_time(r["verified_at"]) if r["verified"] else
-                     "dismissed " + claimed_time(r["dismissed_at"]) if r["dismissed"] else
-                     "downloaded " + claimed_time(r["downloaded_at"]) if r["downloaded"] else
+            state = ("opened and verified " + local_time(r["verified_at"]) if r["verified"] else
+                     "dismissed " + local_time(r["dismissed_at"]) if r["dismissed"] else
+                     "downloaded " + local_time(r["downloaded_at"]) if r["downloaded"] else
                      "waiting" if r["uploaded"] else "not yet uploaded")
             click.echo(f"    {safe(r['handle']):<24} {state}")
+
+
+@click.command("retract", epilog=examples(f"sealdrop retract {EXAMPLE_RELAY_ID}"))
+@click.argument("relay_id", metavar="TRANSFER_ID")
+@home_option
+@passphrase_file_option
+@json_option
+def retract_cmd(relay_id: str, home: Path | None, passphrase_file: Path | None,
+                as_json: bool) -> None:
+    """Take a sent transfer back: the relay deletes it before recipients download it."""
+    with open_session(resolve_home(home), passphrase_file) as session:
+        done = retract(session, relay_id)
+    if as_json:
+        emit_json({"transfer_id": done.relay_id, "retracted_at": done.at,
+                   "already_received_by": list(done.already_received_by)})
+        return
+    click.echo(f"Retracted {safe(done.relay_id)} at {local_time(done.at)}: recipients who "
+               "had not downloaded it will not see it.")
+    if done.already_received_by:
+        click.echo("Already received (they keep their copy): "
+                   + ", ".join(safe(h) for h in done.already_received_by))

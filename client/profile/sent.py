@@ -1,21 +1,27 @@
-"""The DICOM summaries of transfers sent from this profile, for ``sealdrop status``.
+"""The sender's record of each case sent from this profile, for ``status`` and "again?".
 
-The relay knows a sent transfer only as ciphertext, and the send record
-(``outbox``) goes once the upload is complete: so what a transfer carried
-("CT, 1 series, 412 images, DUPONT^Marie, 2026-11-30") is kept here, one file
-per transfer (``layout.sent_file``), age-encrypted to the user's own key like
-the send record, since it names patients. Written when the send starts;
-``status`` reads it. Summaries older than ``MAX_AGE_DAYS`` are removed on the
-next save: no relay keeps a transfer that long.
+The relay knows a sent transfer only as ciphertext, may expire or delete it,
+and the send record (``outbox``) goes once the upload is complete: so what
+the sender needs to recognise a case later is kept here, one file per
+transfer (``layout.sent_file``): the label, the recipients, the file count
+and size, when it was created, completed or retracted, a fingerprint of the
+files for "you sent these already" (``send.again``), and the DICOM summary
+("CT, 1 series, 412 images, DUPONT^Marie, 2026-11-30"). Age-encrypted to the
+user's own key like the send record, since labels and summaries name
+patients. Written when the send starts; ``status`` reads it. Records older
+than ``MAX_AGE_DAYS`` are removed on the next save: no relay keeps a transfer
+that long.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +30,51 @@ from sealdrop.crypto.identity import SecretIdentity
 
 from ..errors import ClientError
 from ..outfile import atomic_output
+from .filelock import locked
 from .layout import SENT_DIR, SENT_FILE, sent_file
 
 MAX_AGE_DAYS = 400
 _MAX = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SentCase:
+    """One sent transfer as its sender knows it (never the relay's word)."""
+
+    relay_id: str
+    label: str = ""
+    recipients: tuple[str, ...] = ()
+    file_count: int = 0
+    size: int = 0  # the files' total, in clear
+    created: int = 0
+    content: str = ""  # send.again.content_key of the files sent
+    completed_at: int | None = None
+    retracted_at: int | None = None
+    dicom: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["recipients"] = list(self.recipients)
+        return out
+
+    @classmethod
+    def from_json(cls, relay_id: str, obj: Mapping[str, Any]) -> SentCase:
+        """Read leniently: a version-1 file holds only ``dicom``."""
+        def num(key: str) -> int | None:
+            v = obj.get(key)
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+        recipients = obj.get("recipients")
+        dicom = obj.get("dicom")
+        return cls(
+            relay_id=relay_id,
+            label=str(obj.get("label") or ""),
+            recipients=tuple(str(r) for r in recipients) if isinstance(recipients, list) else (),
+            file_count=num("file_count") or 0, size=num("size") or 0,
+            created=num("created") or 0, content=str(obj.get("content") or ""),
+            completed_at=num("completed_at"), retracted_at=num("retracted_at"),
+            dicom=dict(dicom) if isinstance(dicom, dict) else {},
+        )
 
 
 class SentSummaries:
@@ -41,33 +88,71 @@ class SentSummaries:
         """Keep ``dicom`` (the transfer's summary) for ``relay_id``; nothing if it is empty."""
         if not dicom:
             return
-        path = sent_file(self._home, relay_id)
+        self.save_case(SentCase(relay_id=relay_id, dicom=dict(dicom)), now=now)
+
+    def save_case(self, case: SentCase, *, now: float | None = None) -> None:
+        """Write (or overwrite) the record of ``case``."""
+        path = sent_file(self._home, case.relay_id)
         buf = io.BytesIO()
         with age.Encryptor(buf, [age.parse_recipient(self._identity.bundle.pq)]) as enc:
-            enc.write(json.dumps({"v": 1, "dicom": dict(dicom)}, sort_keys=True).encode())
+            enc.write(json.dumps({"v": 2, **case.to_json()}, sort_keys=True).encode())
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             with atomic_output(path, mode=0o600) as f:
                 f.write(buf.getvalue())
         except OSError as exc:
-            raise ClientError(f"cannot save the transfer's summary in {self.dir}: "
+            raise ClientError(f"cannot save the record of the sent case in {self.dir}: "
                               f"{exc.strerror}") from exc
         self._prune(time.time() if now is None else now)
 
+    def update(self, relay_id: str, **changes: Any) -> SentCase | None:
+        """Change fields of a kept record (e.g. ``completed_at``, ``retracted_at``),
+        under the profile's lock for this folder; None if there is no record."""
+        if not sent_file(self._home, relay_id).exists():
+            return None
+        with locked(sent_file(self._home, relay_id)):
+            case = self.case(relay_id)
+            if case is None:
+                return None
+            case = dataclasses.replace(case, **changes)
+            self.save_case(case)
+            return case
+
     def load(self, relay_id: str) -> dict[str, Any] | None:
         """The summary kept for ``relay_id``; None if none is (or it is damaged)."""
+        case = self.case(relay_id)
+        return None if case is None or not case.dicom else case.dicom
+
+    def case(self, relay_id: str) -> SentCase | None:
+        """The record kept for ``relay_id``; None if none is (or it is damaged)."""
         try:
             data = sent_file(self._home, relay_id).read_bytes()[:_MAX]
             with age.Decryptor(io.BytesIO(data), self._identity.age_identities()) as dec:
                 obj = json.loads(dec.read(_MAX))
         except (OSError, age.AgeError, ValueError, ClientError):
             return None
-        dicom = obj.get("dicom") if isinstance(obj, dict) else None
-        return dicom if isinstance(dicom, dict) else None
+        return SentCase.from_json(relay_id, obj) if isinstance(obj, dict) else None
+
+    def cases(self, *, since: float = 0.0) -> list[SentCase]:
+        """Every readable record written or changed since ``since`` (unix seconds),
+        newest first. Why the file time first: each record is decrypted to be read,
+        and a busy practice keeps thousands; most questions are about the last days."""
+        out = []
+        for p in self.dir.glob(f"*{SENT_FILE}"):
+            try:
+                if p.stat().st_mtime < since:
+                    continue
+            except OSError:
+                continue
+            case = self.case(p.name[:-len(SENT_FILE)])
+            if case is not None:
+                out.append(case)
+        return sorted(out, key=lambda c: (-c.created, c.relay_id))
 
     def _prune(self, now: float) -> None:
         cutoff = now - MAX_AGE_DAYS * 86400
-        for p in self.dir.glob(f"*{SENT_FILE}"):
+        # The records, and the lock files ``update`` left beside them.
+        for p in [*self.dir.glob(f"*{SENT_FILE}"), *self.dir.glob(f"*{SENT_FILE}.lock")]:
             with contextlib.suppress(OSError):
                 if p.stat().st_mtime < cutoff:
                     p.unlink()

@@ -21,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealdrop.crypto.protocol import INBOX_MAX_PAGE, INBOX_MAX_SENDERS
+from sealdrop.crypto.protocol import INBOX_MAX_SENDERS
 
 from ..profile.contacts import ContactState
 from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
+from .cards import CardView, read_card
 
 
 def _retry(session: Session, entry: dict[str, Any]) -> bool:
@@ -35,6 +36,10 @@ def _retry(session: Session, entry: dict[str, Any]) -> bool:
     contact = session.contacts.get(str(entry.get("sender", "")))
     return contact is not None and contact.verified
 
+# Transfers per inbox request. Each carries its case card inline (6-10 KB of
+# base64 with one or two recipients): 50 keep a page near 500 KB, inside the
+# relay client's 1 MiB answer bound; thirty cases are still one request.
+PAGE = 50
 # How many transfers one listing reads at most. Beyond it is a flood: the
 # listing says so, and dismissing or blocking is the way out.
 MAX_ITEMS = 100_000
@@ -48,6 +53,7 @@ class Inbox:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
+    cards: dict[str, CardView] = field(default_factory=dict)  # by id (``list_inbox``)
 
 
 def _states(session: Session) -> dict[str, str]:
@@ -70,11 +76,11 @@ def walk(session: Session, *, max_items: int = MAX_ITEMS,
     for i in range(0, len(verified), INBOX_MAX_SENDERS):
         group = tuple(verified[i:i + INBOX_MAX_SENDERS])
         for t in session.relay.inbox(senders=group, max_items=max_items,
-                                     limit=INBOX_MAX_PAGE):
+                                     limit=PAGE):
             if t.get("sender") in group and t["id"] not in seen:
                 seen.add(t["id"])
                 out.items.append(t)
-    everything = session.relay.inbox(max_items=max_items, limit=INBOX_MAX_PAGE)
+    everything = session.relay.inbox(max_items=max_items, limit=PAGE)
     out.truncated = len(everything) >= max_items
     rest = [t for t in everything if t["id"] not in seen]
     for t in rest:
@@ -97,7 +103,10 @@ def list_inbox(session: Session) -> Inbox:
     states = _states(session)
     walked = walk(session, states=states)
     rows = []
+    cards = {}
     for t in walked.items:
+        # Judged against the pinned key of the sender the relay names (cards.py).
+        cards[t["id"]] = read_card(session, t)
         delivery = t.get("delivery") or {}
         if _received(t, done):
             state = "received"
@@ -116,7 +125,7 @@ def list_inbox(session: Session) -> Inbox:
             "expires_at": t.get("expires_at"),
             "state": state,
         })
-    return Inbox(rows, walked.truncated)
+    return Inbox(rows, walked.truncated, cards)
 
 
 def pending(session: Session) -> list[dict[str, Any]]:

@@ -39,10 +39,12 @@ from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 from ..dicom.deidentify import SECRET_BYTES, DeidOptions
 from ..errors import ClientError, FilesChangedError, SealError
 from ..profile.outbox import FileStamp, SendRecord, job_key
-from ..profile.sent import SentSummaries
+from ..profile.sent import SentCase, SentSummaries
 from ..profile.session import Session
 from ..relay_api import RelayNotFound
 from . import deidwork
+from .again import WINDOW, content_key, find_repeat
+from .card import attach_card
 from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
 from .scan import ScannedFile, check_malformed, scan
@@ -76,6 +78,7 @@ class _Upload:
     on_start: Callable[[int, bool], None] | None
     on_progress: Callable[[int], None] | None
     on_retry: OnRetry | None = None
+    label: str = ""
 
 
 def send(
@@ -99,6 +102,9 @@ def send(
     now: int | None = None,
     deidentify: DeidOptions | None = None,
     on_retry: OnRetry | None = None,
+    label: str = "",
+    again: bool = False,
+    confirm_again: Callable[[str], bool] | None = None,
 ) -> SendResult:
     """Send ``paths`` to the handles ``to``, or resume the same send if it was interrupted.
 
@@ -113,6 +119,9 @@ def send(
     opaque file, or with ``strict`` the send is refused before anything is
     uploaded (``scan.check_malformed``). ``deidentify``: send de-identified
     copies (see above); ``warn`` is told what was not de-identified.
+    ``label``: the sender's name for the case, on its card (``send.card``).
+    The same files sent to the same recipients within a day (``send.again``)
+    are refused unless ``again`` or ``confirm_again(question)`` says yes.
     """
     when = int(time.time()) if now is None else now
     if not to:
@@ -125,7 +134,8 @@ def send(
         check_malformed(files, strict=strict, warn=on_malformed or (
             lambda name, why: warn(f"warning: {name} looks like DICOM but cannot be read "
                                    f"({why}); sent as an opaque file")))
-    job = _Upload(session, retry_for, pause_after_chunk, on_start, on_progress, on_retry)
+    job = _Upload(session, retry_for, pause_after_chunk, on_start, on_progress, on_retry,
+                  label)
     key = job_key(session.config.relay, list(paths), list(to), note,
                   deid=None if deidentify is None else deidentify.to_json())
     previous = session.outbox.find(key)
@@ -144,6 +154,10 @@ def send(
         resumed = _resume(job, previous, sent, allow_unverified, when, warn)
         if resumed is not None:
             return resumed
+    sent_cases = SentSummaries(session.home, session.identity)
+    content = content_key(files)
+    if not again:
+        _refuse_repeat(sent_cases, content, to, when, confirm_again)
     bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
     # A relay configured for smaller chunks than ours says so: fit them to it.
     chunk_size = fit_chunk_size(chunk_size, session.relay.max_chunk_bytes())
@@ -174,11 +188,38 @@ def send(
     except BaseException:
         _delete_quietly(session, record.relay_id)
         raise
-    try:  # for `sealdrop status`; the transfer does not need it
-        SentSummaries(session.home, session.identity).save(record.relay_id, plan.dicom)
+    try:  # for `sealdrop status` and "again?"; the transfer does not need it
+        sent_cases.save_case(SentCase(
+            relay_id=record.relay_id, label=label, recipients=tuple(b.handle for b in bundles),
+            file_count=len(files), size=sum(f.size for f in files), created=when,
+            content=content, dicom=dict(plan.dicom)))
     except ClientError as exc:
         warn(f"warning: {exc}; `sealdrop status` will not show what it carries")
+    attach_card(session, record.relay_id, plan, label, warn)
     return _upload(job, record, plan, state, committed=0, resumed=False)
+
+
+def _refuse_repeat(cases: SentSummaries, content: str, to: Sequence[str], now: int,
+                   confirm: Callable[[str], bool] | None) -> None:
+    # A record changes when its send completes: older files cannot be a repeat.
+    repeat = find_repeat(cases.cases(since=now - WINDOW), content, to, now=now)
+    if repeat is None:
+        return
+    sent_at = repeat.case.completed_at or repeat.case.created
+    what = repeat.message(time.strftime("%H:%M", time.localtime(sent_at)))
+    if confirm is not None and confirm(what[0].upper() + what[1:] + ". Send again?"):
+        return
+    raise ClientError(f"{what}; not sent again",
+                      hint="to send the same files again, add --again")
+
+
+def _completed(session: Session, relay_id: str) -> None:
+    """The upload is complete: the sender's record says when (for "again?")."""
+    try:
+        SentSummaries(session.home, session.identity).update(
+            relay_id, completed_at=int(time.time()))
+    except ClientError:
+        pass  # only the "again?" question misses it
 
 
 def _stamps(files: Sequence[ScannedFile]) -> tuple[FileStamp, ...]:
@@ -196,6 +237,7 @@ def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
         warn("the interrupted send had expired or was deleted on the relay; sending anew")
         return None
     if info.get("state") == "complete":
+        _completed(session, record.relay_id)
         _forget(session, record)
         return _result(record, resumed=True, skipped=record.size, uploaded=0)
     bundles = record.bundles()
@@ -219,6 +261,10 @@ def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
         _cancel(session, record)
         raise FilesChangedError(_CHANGED)
     committed = session.relay.upload_offset(record.relay_id)
+    # Run again without --label: the card keeps the label the send started with.
+    kept = SentSummaries(session.home, session.identity).case(record.relay_id)
+    label = job.label or (kept.label if kept is not None else "")
+    attach_card(session, record.relay_id, plan, label, warn)
     return _upload(job, record, plan, state, committed=committed, resumed=True)
 
 
@@ -258,6 +304,7 @@ def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeS
     finally:
         journal.close()
     session.relay.complete(record.relay_id)
+    _completed(session, record.relay_id)
     _forget(session, record)
     return _result(record, resumed=resumed, skipped=min(committed, record.size),
                    uploaded=uploader.sent)

@@ -7,18 +7,28 @@ removed it from their inbox). These are the relay's records, reported by
 the recipient's client: a relay could lie about them, never about contents.
 Unfinished (interrupted) sends kept in the local outbox are listed too.
 
-Each row also carries ``dicom``: the DICOM summary this profile signed into
-the transfer (``profile.sent``, else the unfinished send's record), ``{}`` if
-none is known here. It names patients: the CLI shows it, and puts it in JSON
-only in its patient-free form unless asked (``--json-phi``).
+Each row also carries what the sender's own record (``profile.sent``) says:
+``label``, ``file_count`` and ``dicom``, the DICOM summary this profile signed
+into the transfer (else the unfinished send's record), ``{}`` if none is known
+here. Transfers the relay no longer lists but the record remembers are rows
+too, with state ``retracted`` or ``gone`` (expired or deleted on the relay),
+for ``RECENT_DAYS`` (any age when asked by id).
+The label and summary name patients: the CLI shows them, and puts them in
+JSON only with ``--json-phi``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from ..profile.sent import SentSummaries
+from ..profile.sent import SentCase, SentSummaries
 from ..profile.session import Session
+from ..relay_api import RelayNotFound
+
+# Transfers only the sender's records remember are listed if their record
+# changed in this many days (sent, completed or retracted); older ones by id.
+RECENT_DAYS = 31
 
 
 def _row(t: dict[str, Any]) -> dict[str, Any]:
@@ -47,18 +57,48 @@ def _row(t: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _local_row(case: SentCase) -> dict[str, Any]:
+    """A transfer the relay no longer lists: what the sender's record says."""
+    return {
+        "id": case.relay_id,
+        "state": "retracted" if case.retracted_at is not None else "gone",
+        "size": None, "committed": None, "created_at": case.created or None,
+        "expires_at": None, "retracted_at": case.retracted_at,
+        "recipients": [{"handle": h, "uploaded": case.completed_at is not None,
+                        "downloaded": False, "verified": False, "downloaded_at": None,
+                        "verified_at": None, "dismissed": False, "dismissed_at": None}
+                       for h in case.recipients],
+    }
+
+
 def transfer_status(session: Session, relay_id: str | None) -> list[dict[str, Any]]:
-    """One row per sent transfer (or just ``relay_id``), newest state from the relay."""
+    """One row per sent transfer (or just ``relay_id``), newest state from the relay,
+    then those only the sender's records remember (retracted, expired)."""
     unfinished = {r.relay_id: r for r in session.outbox.records()}
+    summaries = SentSummaries(session.home, session.identity)
     if relay_id is not None:
-        rows = [_row(session.relay.status(relay_id))]
+        try:
+            rows = [_row(session.relay.status(relay_id))]
+        except RelayNotFound:
+            case = summaries.case(relay_id)
+            if case is None:
+                raise
+            rows = [_local_row(case)]
     else:
         rows = [_row(t) for t in session.relay.sent()]
-    summaries = SentSummaries(session.home, session.identity)
+        listed = {str(r["id"]) for r in rows}
+        since = time.time() - RECENT_DAYS * 86400
+        rows += [_local_row(c) for c in summaries.cases(since=since)
+                 if c.relay_id not in listed]
     for row in rows:
         record = unfinished.get(row["id"])
-        if record is not None and row["state"] != "sent":
+        if record is not None and row["state"] not in ("sent", "retracted", "gone"):
             row["state"] = "interrupted"
-        kept = summaries.load(str(row["id"]))
+        case = summaries.case(str(row["id"]))
+        row.setdefault("retracted_at", None if case is None else case.retracted_at)
+        row["label"] = case.label if case is not None else ""
+        row["file_count"] = case.file_count if case is not None and case.file_count else (
+            len(record.files) if record else None)
+        kept = case.dicom if case is not None and case.dicom else None
         row["dicom"] = kept if kept is not None else dict(record.dicom) if record else {}
     return rows

@@ -103,7 +103,7 @@ def test_a_flood_does_not_hide_a_verified_senders_transfer(
     assert {t["id"] for t in listed["transfers"][1:]} == set(junk)
     assert all(t["sender_state"] == "unknown" for t in listed["transfers"][1:])
     text = lab.run("inbox").stdout.splitlines()
-    assert text[0].startswith(real) and "(verified)" in text[0] and len(text) == FLOOD + 1
+    assert text[0].startswith(real) and "cabinet-martin ✓ ·" in text[0] and len(text) == FLOOD + 1
 
     # The lab blocks the flooder: the junk leaves its inbox, and new junk is refused.
     lab.run("block", SPAM)
