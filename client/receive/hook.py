@@ -255,7 +255,7 @@ class _Tail:
         with self._lock:
             raw = bytes(self.data[-self._keep:]).decode("utf-8", "replace")
         one = " | ".join(line.strip() for line in raw.strip().splitlines() if line.strip())
-        return _field(one)[-STDERR_TAIL:]
+        return _field(one[-STDERR_TAIL:])
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
