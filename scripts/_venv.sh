@@ -19,11 +19,11 @@ _sealdrop_pip_progress() {
     case "$line" in
       Collecting\ *|Obtaining\ *|Downloading\ *|Building\ wheel\ for\ *|Building\ editable\ for\ *|\
 Installing\ collected*|Successfully\ installed*)
-        step=$((step + 1))
         line="${line%% (*}"            # "(from …)", "(12 kB)": detail for the log
         line="${line:0:$width}"
         [ "$line" = "$last" ] && continue  # "started", then "finished": one step
         last="$line"
+        step=$((step + 1))
         if [ -n "$tty" ]; then
           printf '\r\033[K  [%d] %s' "$step" "$line" >&2
         else
