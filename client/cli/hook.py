@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from ..durations import DAY
-from ..receive.hook import DEFAULT_TIMEOUT, Hook, parse_command, run_hook
+from ..receive.hook import DEFAULT_TIMEOUT, Hook, HookOutcome, parse_command, run_hook
 from ..receive.transfer import ReceiveResult
 from .format import Seconds
 from .options import emit_json
@@ -71,7 +71,11 @@ def run_on_receive(hook: Hook | None, r: ReceiveResult, *, as_json: bool) -> Non
     event; nothing of the case but its relay id."""
     if hook is None:
         return
-    outcome = run_hook(hook, r)
+    try:
+        outcome = run_hook(hook, r)
+    except Exception as exc:  # noqa: BLE001 - the case is placed: never report it refused
+        outcome = HookOutcome(relay_id=r.relay_id, status=None, seconds=0.0,
+                              not_started=f"unexpected {type(exc).__name__}")
     if as_json:
         emit_json({"event": "on_receive", **outcome.to_json()})
         return

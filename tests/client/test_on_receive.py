@@ -243,3 +243,39 @@ def test_case_folder_is_the_placed_files_common_folder_inside_into(tmp_path: Pat
 def test_hook_env_drops_inherited_fields_even_without_phi(tmp_path: Path) -> None:
     env = hook_env(_result(tmp_path), phi=False, base=BASE)
     assert "SEALDROP_PATIENT_NAME" not in env and env["LANG"] == "C.UTF-8"
+
+
+def test_the_cli_reports_and_never_raises(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """watch treats an exception from on_received as a refused transfer: the hook's
+    reporter must swallow everything (here run_hook is made to blow up)."""
+    import json
+
+    from sealdrop.client.cli import hook as cli_hook
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("DUPONT")
+
+    monkeypatch.setattr(cli_hook, "run_hook", boom)
+    r = _result(tmp_path)
+    cli_hook.run_on_receive(Hook(argv=("true",)), r, as_json=True)
+    event = json.loads(capsys.readouterr().out)
+    assert event["event"] == "on_receive" and event["ok"] is False
+    assert event["not_started"] == "unexpected RuntimeError" and "DUPONT" not in str(event)
+    cli_hook.run_on_receive(None, r, as_json=False)  # no hook: nothing at all
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_options_make_one_hook(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sealdrop.client.cli.receive import watch_cmd
+
+    r = CliRunner().invoke(watch_cmd, ["--into", str(tmp_path), "--on-receive-phi"])
+    assert r.exit_code == 2 and "--on-receive-phi needs --on-receive CMD" in r.output
+    r = CliRunner().invoke(watch_cmd, ["--into", str(tmp_path), "--on-receive",
+                                       "no-such-program-h12"])
+    assert r.exit_code == 1 and "no program named 'no-such-program-h12'" in str(r.exception)
+    r = CliRunner().invoke(watch_cmd, ["--into", str(tmp_path), "--on-receive", "true",
+                                       "--on-receive-timeout", "0"])
+    assert r.exit_code == 2 and "must be between 1 second and 1 day" in r.output
