@@ -53,6 +53,7 @@ from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.errors import BundleError
 
 from . import transport
+from .durations import expiry_refused
 from .errors import ClientError
 
 EMPTY_SHA256 = protocol.EMPTY_SHA256
@@ -492,7 +493,14 @@ class RelayClient:
         body: dict[str, Any] = {"recipients": recipients, "size": size}
         if expires_in is not None:
             body["expires_in"] = expires_in
-        obj, _ = self._call("POST", "/v1/transfers", body)
+        try:
+            obj, _ = self._call("POST", "/v1/transfers", body)
+        except RelayError as exc:
+            if exc.code != protocol.ErrorCode.BAD_EXPIRY or expires_in is None:
+                raise
+            # The relay's bounds in days and hours, not "expires_in ... seconds".
+            message, hint = expiry_refused(str(exc), expires_in)
+            raise RelayError(message, status=exc.status, code=exc.code, hint=hint) from exc
         return dict(obj["transfer"])
 
     def upload_offset(self, relay_id: str) -> int:

@@ -78,7 +78,8 @@ def _when(ts: int | None) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="sealdrop")
+@click.version_option(None, "-V", "--version", package_name="sealdrop",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """sealdrop-relay: the blind relay for sealdrop (stores ciphertext only).
 

@@ -44,7 +44,10 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="sealdrop")
+# The installed distribution's version (importlib.metadata), read when asked:
+# no command module is imported for it (tests/client/test_cli_version.py).
+@click.version_option(None, "-V", "--version", package_name="sealdrop",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """sealdrop: end-to-end encrypted clinical file exchange."""
 

@@ -15,6 +15,7 @@ from ..profile.contacts import ContactStore
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
 from ..relay_api import RelayNotFound
+from .complete import complete_handles
 from .options import (
     emit_json,
     examples,
@@ -91,7 +92,7 @@ def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home
 @contacts.command("verify", epilog=examples(
     "sealdrop contacts verify lab-dupont 12345 67890 12345 67890 12345 67890")
 )
-@click.argument("handle")
+@click.argument("handle", shell_complete=complete_handles)
 @click.argument("safety_number", nargs=-1, required=True)
 @home_option
 def verify_cmd(handle: str, safety_number: tuple[str, ...], home: Path | None) -> None:
@@ -128,7 +129,7 @@ def list_cmd(as_json: bool, home: Path | None) -> None:
 
 
 @contacts.command("remove", epilog=examples("sealdrop contacts remove old-lab"))
-@click.argument("handle")
+@click.argument("handle", shell_complete=complete_handles)
 @home_option
 def remove_cmd(handle: str, home: Path | None) -> None:
     """Forget HANDLE and its pinned key."""

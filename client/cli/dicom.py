@@ -14,12 +14,14 @@ from ..dicom.dispatch import SendOptions
 from ..dicom.listener import ListenConfig, check_recipients, default_spool, run
 from ..dicom.routes import RouteTable, build_table, load_routes
 from ..dicom.scp import TlsFiles, server_tls
+from ..durations import DAY
 from ..errors import ClientError
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
 from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from .complete import complete_handles
 from .deid import DEID_LIMITS, deid_options
-from .format import parse_duration
+from .format import parse_duration, parse_expiry
 from .options import binary_size, byte_size, examples, home_option, passphrase_file_option
 from .terminal import for_terminal as safe
 
@@ -53,6 +55,7 @@ def _log(message: str) -> None:
               help="This node's AE title; studies sent to it go to --to. "
               "Env SEALDROP_DICOM_AET.")
 @click.option("--to", "to", multiple=True, metavar="HANDLE", envvar="SEALDROP_DICOM_TO",
+              shell_complete=complete_handles,
               help="A recipient of studies sent to --aet (repeat for several). "
               "Env SEALDROP_DICOM_TO (handles separated by spaces).")
 @click.option("--routes", "routes_file", envvar="SEALDROP_DICOM_ROUTES", metavar="FILE",
@@ -61,7 +64,8 @@ def _log(message: str) -> None:
               "([routes.AET] to = [...], optional [default]). Env SEALDROP_DICOM_ROUTES.")
 @click.option("--idle", default="30s", show_default=True, envvar="SEALDROP_DICOM_IDLE",
               metavar="DURATION",
-              help="Send a study once nothing arrived for it for this long (e.g. 30s, 5m).")
+              help="Send a study once nothing arrived for it for this long (e.g. 30s, 5m; 1 "
+              "second to 1 day).")
 @click.option("--spool", type=click.Path(file_okay=False, path_type=Path),
               envvar="SEALDROP_DICOM_SPOOL", metavar="DIR",
               help="Where received instances wait (default: dicom-listen/ in the profile "
@@ -105,12 +109,13 @@ def dicom_listen_cmd(port: int, host: str, aet: str, to: tuple[str, ...],
     if tls_ca is not None and tls_cert is None:
         raise ClientError("--tls-ca needs --tls-cert and --tls-key")
     tls = server_tls(TlsFiles(tls_cert, tls_key, tls_ca)) if tls_cert and tls_key else None
-    options = SendOptions(expires_in=parse_duration(expires), allow_unverified=allow_unverified,
+    options = SendOptions(expires_in=parse_expiry(expires), allow_unverified=allow_unverified,
                           retry_for=retry_for, chunk_size=chunk_size, deidentify=deidentify)
     profile = resolve_home(home)
     config = ListenConfig(host=host, port=port, aet=aet.strip(), table=table,
                           spool=spool if spool is not None else default_spool(profile),
-                          idle=float(parse_duration(idle)), min_free=min_free, options=options,
+                          idle=float(parse_duration(idle, name="--idle", high=DAY)),
+                          min_free=min_free, options=options,
                           tls=tls)
     with open_session(profile, passphrase_file) as session:
         check_recipients(session, table, allow_unverified=allow_unverified)

@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
-import re
 import time
 
+import click
+
+from ..durations import human_duration, parse_duration, parse_expiry, parse_seconds
 from ..errors import ClientError
 from .terminal import for_terminal
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+__all__ = ["Seconds", "claimed_size", "claimed_time", "human_duration", "human_size",
+           "parse_duration", "parse_expiry", "when"]
 
 
-def parse_duration(text: str) -> int:
-    """``7d``, ``12h``, ``30m``, ``2w`` or plain seconds."""
-    m = _DURATION.match(text.lower())
-    if not m:
-        raise ClientError(f"cannot read the duration {text!r}; write e.g. 7d, 12h or 30m")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+class Seconds(click.ParamType[float]):
+    """An option in seconds that also takes ``30s``, ``5m``, ``1h``; bounds said in words.
+
+    For the float options (``watch --interval``, ``--max-backoff``) that took a
+    bare number of seconds: a bare number still means seconds, and an error
+    reads "--interval must be between 0.1 seconds and 1 day", not
+    ``0.1<=x<=86400``.
+    """
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            try:
+                seconds = parse_seconds(str(value))
+            except ClientError as exc:
+                self.fail(str(exc), param, ctx)
+        if not self.low <= seconds <= self.high:
+            # click prefixes "Invalid value for '--interval':".
+            self.fail(f"must be between {human_duration(self.low)} and "
+                      f"{human_duration(self.high)} (you gave {human_duration(seconds)})",
+                      param, ctx)
+        return seconds
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "SECONDS"
 
 
 def when(ts: int | None) -> str:

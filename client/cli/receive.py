@@ -20,6 +20,7 @@ from ..profile.layout import resolve_home
 from ..profile.session import Session, open_session
 from ..receive.cards import card_json
 from ..receive.forward import Forwarder, ForwardReport
+from ..receive.hook import Hook
 from ..receive.inbox import list_inbox, pending
 from ..receive.interrupt import Signals, stop_requested
 from ..receive.transfer import (
@@ -30,8 +31,10 @@ from ..receive.transfer import (
 )
 from ..receive.watch import watch
 from .caseline import case_line
-from .format import claimed_time, human_size
+from .complete import complete_inbox_ids
+from .format import Seconds, claimed_time, human_size
 from .forward import forward_options, make_forwarder, say_forward
+from .hook import on_receive_options, run_on_receive
 from .options import (
     EXAMPLE_RELAY_ID,
     binary_size,
@@ -193,7 +196,7 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
     "",
     "Interrupted? Run it again: the download resumes where it stopped.",
 ))
-@click.argument("relay_ids", metavar="[IDS]...", nargs=-1)
+@click.argument("relay_ids", metavar="[IDS]...", nargs=-1, shell_complete=complete_inbox_ids)
 @click.option("--all", "all_", is_flag=True, help="Everything not yet received.")
 @into_option
 @allow_option
@@ -237,11 +240,14 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
     "As a service: deploy/sealdrop-watch.service (systemd).",
 ))
 @into_option
-@click.option("--interval", type=click.FloatRange(0.1, 86400), default=30.0, show_default=True,
-              envvar="SEALDROP_WATCH_INTERVAL", help="Seconds between inbox checks.")
-@click.option("--max-backoff", type=click.FloatRange(0.1, 86400), default=300.0,
-              show_default=True, envvar="SEALDROP_WATCH_MAX_BACKOFF",
-              help="Longest wait between retries while the relay is unreachable.")
+@click.option("--interval", type=Seconds(0.1, 86400), default="30s", show_default=True,
+              envvar="SEALDROP_WATCH_INTERVAL",
+              help="Time between inbox checks, in seconds or e.g. 30s, 5m (0.1 seconds to "
+              "1 day). Env SEALDROP_WATCH_INTERVAL.")
+@click.option("--max-backoff", type=Seconds(0.1, 86400), default="5m", show_default=True,
+              envvar="SEALDROP_WATCH_MAX_BACKOFF",
+              help="Longest wait between retries while the relay is unreachable, in seconds "
+              "or e.g. 5m (0.1 seconds to 1 day). Env SEALDROP_WATCH_MAX_BACKOFF.")
 @allow_option
 @_receive_options
 @forward_options
@@ -249,11 +255,12 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
 @passphrase_file_option
 @json_option
 @json_phi_option
+@on_receive_options
 def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified: bool,
               keep_refused: bool, max_unverified_size: int, staging: Path | None,
               to_pacs: str | None, calling_aet: str, to_dicomweb: str | None,
               home: Path | None, passphrase_file: Path | None, as_json: bool,
-              json_phi: bool) -> None:
+              json_phi: bool, on_receive: Hook | None) -> None:
     """Keep receiving into --into as transfers arrive (one JSON line each with --json)."""
     if not into.is_dir():
         raise ClientError(f"the destination {into} is not an existing folder")
@@ -266,6 +273,7 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
             emit_json({"event": "received", **r.to_json(phi=json_phi)})
         else:
             _say_received(r)
+        run_on_receive(on_receive, r, as_json=as_json)  # never raises; logs one line
 
     def on_refused(relay_id: str, exc: ClientError) -> None:
         if as_json:
@@ -312,7 +320,8 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
     "The sender sees that you dismissed it. To refuse everything from someone: "
     "sealdrop block HANDLE",
 ))
-@click.argument("relay_ids", metavar="IDS...", nargs=-1, required=True)
+@click.argument("relay_ids", metavar="IDS...", nargs=-1, required=True,
+                shell_complete=complete_inbox_ids)
 @home_option
 @passphrase_file_option
 @json_option

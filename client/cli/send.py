@@ -22,8 +22,9 @@ from ..send.retract import retract
 from ..send.status import transfer_status
 from ..send.upload import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from .caseline import local_time
+from .complete import complete_handles, complete_sent_ids
 from .deid import DEID_LIMITS, deid_options
-from .format import claimed_size, claimed_time, human_size, parse_duration
+from .format import claimed_size, claimed_time, human_size, parse_expiry
 from .options import (
     EXAMPLE_RELAY_ID,
     binary_size,
@@ -71,6 +72,7 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
 @click.argument("paths", nargs=-1, required=True,
                 type=click.Path(exists=False, path_type=Path))
 @click.option("--to", "to", multiple=True, required=True, metavar="HANDLE",
+              shell_complete=complete_handles,
               help="A recipient (repeat for several: one transfer, one upload).")
 @click.option("--note", envvar=NOTE_ENV,
               help=f"A short note for the recipients (encrypted). Env {NOTE_ENV}. On the "
@@ -87,7 +89,8 @@ def _read_note(ctx: click.Context, note: str | None, note_file: Path | None) -> 
               help="Send even if you sent these very files to the same recipients within the "
               "last 24 hours (otherwise a terminal asks; --json and scripts are refused).")
 @click.option("--expires", default="30d", show_default=True, metavar="DURATION",
-              help="Delete from the relay after this long (e.g. 7d, 12h).")
+              help="Delete from the relay after this long (e.g. 7d, 12h; at least 1 minute, "
+              "at most what the relay allows, 30 days unless its operator changed it).")
 @click.option("--allow-unverified", is_flag=True,
               help="Also send to contacts whose safety number was never compared.")
 @click.option("--restart", is_flag=True,
@@ -120,7 +123,7 @@ def send_cmd(ctx: click.Context, paths: tuple[Path, ...], to: tuple[str, ...], n
              as_json: bool) -> None:
     """Encrypt files and folders for one or more contacts and upload them."""
     text = _read_note(ctx, note, note_file)
-    expires_in = parse_duration(expires)
+    expires_in = parse_expiry(expires)
     show = prog.enabled(as_json)
     malformed: list[dict[str, str]] = []
     with open_session(resolve_home(home), passphrase_file) as session, \
@@ -184,7 +187,8 @@ def _ask(question: str) -> bool:
 
 @click.command("status", epilog=examples(
     "sealdrop status", f"sealdrop status {EXAMPLE_RELAY_ID}", "sealdrop status --json"))
-@click.argument("relay_id", metavar="[TRANSFER_ID]", required=False)
+@click.argument("relay_id", metavar="[TRANSFER_ID]", required=False,
+                shell_complete=complete_sent_ids)
 @home_option
 @passphrase_file_option
 @json_option

@@ -21,6 +21,7 @@ contacts at the same time lose neither pin.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -112,6 +113,34 @@ def _unverified(handle: str) -> UnverifiedContactError:
     )
 
 
+def _day(ts: int) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(ts))
+
+
+def _mismatch(handle: str, pinned: Contact | None) -> SafetyNumberMismatchError:
+    """A safety number typed in that does not match: what it changed (nothing) and what to do.
+
+    Said plainly for a contact verified before: a typo while re-checking must
+    not read as if the earlier comparison were undone, nor as a key change.
+    """
+    typed = f"the number you typed does not match {handle}'s key"
+    again = "Check the digits with them again."
+    hint = (f"ask {handle} to read theirs from `sealdrop whoami` (by phone or in person, "
+            "not by e-mail)")
+    if pinned is not None and pinned.verified:
+        since = f" (with the number compared on {_day(pinned.verified_at)})" \
+            if pinned.verified_at else ""
+        return SafetyNumberMismatchError(
+            f"{typed}; {handle} stays verified{since}. {again}", hint=hint)
+    if pinned is not None:
+        return SafetyNumberMismatchError(
+            f"{typed}; {handle} stays unverified. {again}",
+            hint=f"{hint}; do not send to {handle} until the numbers match")
+    return SafetyNumberMismatchError(
+        f"{typed}; nothing was saved. {again}",
+        hint=f"{hint}; do not send to {handle} until the numbers match")
+
+
 class ContactStore:
     """The pinned contacts of one profile folder."""
 
@@ -165,12 +194,7 @@ class ContactStore:
         if fingerprint is not None:
             fingerprint_ok = self._matches(bundle, fingerprint)
             if not fingerprint_ok:
-                raise SafetyNumberMismatchError(
-                    f"the safety number given does not match the key of {bundle.handle!r}; "
-                    "nothing was saved",
-                    hint="do not send to this contact until the numbers match; "
-                    "ask them to read theirs from `sealdrop identity show`",
-                )
+                raise _mismatch(bundle.handle, self.get(bundle.handle))
         with locked(self.path):
             return self._add_locked(bundle, now=now, fingerprint_ok=fingerprint_ok)
 
@@ -220,11 +244,7 @@ class ContactStore:
                 hint=f"add it first: sealdrop contacts add {handle}",
             )
         if not self._matches(contact.bundle, fingerprint):
-            raise SafetyNumberMismatchError(
-                f"the safety number given does not match the pinned key of {handle!r}; "
-                "the contact stays unverified",
-                hint="do not send to this contact until the numbers match",
-            )
+            raise _mismatch(handle, contact)
         contact = replace(contact, state=ContactState.VERIFIED, verified_at=now)
         contacts[handle] = contact
         self._save(contacts)
