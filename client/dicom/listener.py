@@ -79,7 +79,9 @@ def send_study(session: Session, study: Study, options: SendOptions,
     result = send(session, [study.files], list(study.state.recipients),
                   note=study.state.note, expires_in=options.expires_in,
                   allow_unverified=options.allow_unverified, retry_for=options.retry_for,
-                  chunk_size=options.chunk_size, warn=warn, deidentify=options.deidentify)
+                  chunk_size=options.chunk_size, warn=warn, deidentify=options.deidentify,
+                  # A scanner that sends a study again means it: no person to ask.
+                  again=True)
     if result.resumed:
         warn(f"resumed the interrupted send of a study from {study.state.route} "
              f"(transfer {result.relay_id}, {result.skipped} bytes already on the relay)")
