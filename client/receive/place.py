@@ -37,7 +37,8 @@ def check_free(dest: Path, path: str) -> None:
         if i == len(parts) - 1:
             raise ReceiveError(
                 f"{path!r} already exists in {dest}; nothing was written",
-                hint="receive into an empty folder, or move the existing file away",
+                hint="receive with a --layout that gives each case its own folder (the "
+                     "default does), or move the existing file away",
             )
         if not stat.S_ISDIR(st.st_mode):
             raise ReceiveError(

@@ -276,7 +276,7 @@ class Relay:
         return total
 
 
-_VALUED = {"--into", "--home", "--passphrase-file", "--interval", "--max-backoff"}
+_VALUED = {"--into", "--home", "--passphrase-file", "--interval", "--max-backoff", "--layout"}
 
 
 def _ids_after_dashdash(args: tuple[str, ...]) -> tuple[str, ...]:
