@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -156,21 +157,25 @@ def _check_case_folder(into: Path, rel: str, relay_id: str) -> None:
     """Refuse, before any download, a case folder that exists and is not empty."""
     if not rel:
         return  # flat: the file names are known only after the download (check_free)
-    folder = into / rel
+    folder, current, busy = into / rel, into, False
     try:
-        if not os.path.lexists(folder):
-            return
-        if folder.is_symlink() or not folder.is_dir():
-            busy = True
+        for part in rel.split("/"):
+            current = current / part
+            st = os.lstat(current)  # FileNotFoundError: the rest is free
+            if not stat.S_ISDIR(st.st_mode):  # a file, or a link placing would refuse
+                busy = True
+                break
         else:
             with os.scandir(folder) as it:
                 busy = next(it, None) is not None
+    except FileNotFoundError:
+        return
     except OSError as exc:
         raise ReceiveError(f"cannot check the case folder {folder}: {exc.strerror}") from exc
     if busy:
         raise ReceiveError(
-            f"transfer {relay_id} not received: its case folder {folder} already exists "
-            "and is not empty; nothing was downloaded",
+            f"transfer {relay_id} not received: its case folder {current} already exists "
+            "and is not empty (or is not a folder); nothing was downloaded",
             hint="put {id} in --layout (the default '{date} {sender} {id}' never collides), "
                  "or move that folder away, then run the same command again")
 
