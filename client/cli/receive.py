@@ -48,7 +48,8 @@ from .terminal import lines_for_terminal
 into_option = click.option(
     "--into", required=True, envvar="SEALDROP_INTO",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Existing folder to place received files in. Env SEALDROP_INTO.")
+    help="Existing folder to receive into: each case gets a folder of its own inside "
+    "(see --layout). Env SEALDROP_INTO.")
 allow_option = click.option(
     "--allow-unverified", is_flag=True,
     help="Accept senders whose safety number was never compared (says so loudly).")
