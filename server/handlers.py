@@ -293,7 +293,13 @@ async def get_transfer(request: web.Request) -> web.Response:
     relay = _relay(request)
     me = await auth.authenticate(request, no_body(request))
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
-    return _json({"transfer": transfers.to_json(t, me.handle)})
+    out = transfers.to_json(t, me.handle)
+    if t.recipient(me.handle) is not None:
+        # The recipient names the case folder from the card's label before it
+        # downloads anything (docs/card.md): the same opaque bytes as its inbox.
+        card = (await relay.store.cards_of([t.id])).get(t.id)
+        out["card"] = None if card is None else base64.b64encode(card).decode("ascii")
+    return _json({"transfer": out})
 
 
 async def delete_transfer(request: web.Request) -> web.Response:

@@ -23,8 +23,10 @@ from ..receive.forward import Forwarder, ForwardReport
 from ..receive.hook import Hook
 from ..receive.inbox import list_inbox, pending
 from ..receive.interrupt import Signals, stop_requested
+from ..receive.layout import DEFAULT_LAYOUT, Layout, LayoutError
 from ..receive.transfer import (
     DEFAULT_MAX_UNVERIFIED_SIZE,
+    AlreadyReceivedError,
     ReceiveResult,
     flush_acks,
     receive_one,
@@ -53,7 +55,8 @@ from .terminal import lines_for_terminal
 into_option = click.option(
     "--into", required=True, envvar="SEALDROP_INTO",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Existing folder to place received files in. Env SEALDROP_INTO.")
+    help="Existing folder to receive into: each case gets a folder of its own inside "
+    "(see --layout). Env SEALDROP_INTO.")
 allow_option = click.option(
     "--allow-unverified", is_flag=True,
     help="Accept senders whose safety number was never compared (says so loudly).")
@@ -75,8 +78,25 @@ staging_option = click.option(
     "--into). Env SEALDROP_STAGING.")
 
 
+
+
+def _layout(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Layout:
+    try:
+        return Layout.parse(value)
+    except LayoutError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+layout_option = click.option(
+    "--layout", metavar="TEMPLATE", envvar="SEALDROP_LAYOUT", callback=_layout,
+    help=f"Folder each case lands in under --into (default '{DEFAULT_LAYOUT}', e.g. "
+    "'2026-11-30 cabinet-martin 3f9a2c1e'). Placeholders {date} {time} {sender} {id} "
+    "{label}; '/' nests folders; '{flat}' puts files straight into --into. Without {id} "
+    "two cases can collide: that is refused before the download. Env SEALDROP_LAYOUT.")
+
+
 def _receive_options(f: click.decorators.FC) -> click.decorators.FC:
-    return keep_refused_option(max_unverified_option(staging_option(f)))
+    return keep_refused_option(max_unverified_option(staging_option(layout_option(f))))
 
 
 def _say_received(r: ReceiveResult) -> None:
@@ -88,6 +108,8 @@ def _say_received(r: ReceiveResult) -> None:
         click.echo(f"  DICOM: {safe(line)}")
     click.echo(f"  signed by {r.safety_number}; every file's SHA-256 and the signature "
                "verified")
+    if r.folder != r.into:
+        click.echo(f"  into {safe(r.folder)}")
     for f, p in zip(r.manifest.files, r.files, strict=True):
         click.echo(f"  {human_size(f.size):>9}  {safe(p)}")
     if r.manifest.note:
@@ -134,7 +156,7 @@ def inbox_cmd(home: Path | None, passphrase_file: Path | None, as_json: bool,
 def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unverified: bool,
                   as_json: bool, json_phi: bool, options: dict[str, object],
                   forwarder: Forwarder | None = None, forward_all: bool = False) -> int:
-    results, failed = [], []
+    results, failed, already = [], [], []
     # Pending forwards first (of these ids, or all with --all): an id already
     # received is forwarded, not received again.
     forwards = forwarder.run_pending(None if forward_all else relay_ids) if forwarder else []
@@ -175,6 +197,12 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
                 forwards.append(rep)
                 if not as_json:
                     say_forward(rep)
+        except AlreadyReceivedError as exc:
+            # Not a failure: what the caller asked for is here (a script that
+            # asks again, after a crash or by habit, must not stop on it).
+            already.append(exc)
+            if not as_json:
+                click.echo(safe(str(exc)))
         except ClientError as exc:
             failed.append({"transfer_id": rid, "error": str(exc)})
             click.echo(f"sealdrop: error: {safe(str(exc))}", err=True)
@@ -182,6 +210,7 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
                 click.echo(f"sealdrop: hint: {safe(exc.hint)}", err=True)
     if as_json:
         emit_json({"received": [r.to_json(phi=json_phi) for r in results], "failed": failed,
+                   "already_received": [a.to_json(phi=json_phi) for a in already],
                    **({"forwards": [f.to_json(phi=json_phi) for f in forwards]}
                       if forwarder else {})})
     elif not relay_ids:
@@ -191,6 +220,7 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
 
 @click.command("receive", epilog=examples(
     f"sealdrop receive {EXAMPLE_RELAY_ID} --into ~/Cases",
+    "sealdrop receive --all --into /srv/lab/incoming --layout '{sender}/{date} {id}'",
     "sealdrop receive --all --into /srv/lab/incoming --json",
     "sealdrop receive --all --into /srv/lab/incoming --json --json-phi   (names, paths)",
     "",
@@ -208,7 +238,7 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
 @json_phi_option
 def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unverified: bool,
                 keep_refused: bool, max_unverified_size: int, staging: Path | None,
-                to_pacs: str | None, calling_aet: str, to_dicomweb: str | None,
+                layout: Layout, to_pacs: str | None, calling_aet: str, to_dicomweb: str | None,
                 home: Path | None, passphrase_file: Path | None, as_json: bool,
                 json_phi: bool) -> None:
     """Download, verify and place transfers into --into (all or nothing each)."""
@@ -219,7 +249,7 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
                           hint="create it first, or give another --into")
     options: dict[str, object] = {"keep_refused": keep_refused,
                                   "max_unverified_size": max_unverified_size,
-                                  "staging": staging}
+                                  "staging": staging, "layout": layout}
     forwarder = make_forwarder(resolve_home(home), to_pacs, calling_aet, to_dicomweb)
     with open_session(resolve_home(home), passphrase_file) as session, \
             Signals().installed():
@@ -258,9 +288,9 @@ def receive_cmd(relay_ids: tuple[str, ...], all_: bool, into: Path, allow_unveri
 @on_receive_options
 def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified: bool,
               keep_refused: bool, max_unverified_size: int, staging: Path | None,
-              to_pacs: str | None, calling_aet: str, to_dicomweb: str | None,
-              home: Path | None, passphrase_file: Path | None, as_json: bool,
-              json_phi: bool, on_receive: Hook | None) -> None:
+              layout: Layout, to_pacs: str | None, calling_aet: str,
+              to_dicomweb: str | None, home: Path | None, passphrase_file: Path | None,
+              as_json: bool, json_phi: bool, on_receive: Hook | None) -> None:
     """Keep receiving into --into as transfers arrive (one JSON line each with --json)."""
     if not into.is_dir():
         raise ClientError(f"the destination {into} is not an existing folder")
@@ -309,7 +339,7 @@ def watch_cmd(into: Path, interval: float, max_backoff: float, allow_unverified:
         watch(session, into, interval=interval, max_backoff=max_backoff,
               allow_unverified=allow_unverified, on_received=on_received,
               on_refused=on_refused, on_offline=on_offline, keep_refused=keep_refused,
-              max_unverified_size=max_unverified_size, staging=staging,
+              max_unverified_size=max_unverified_size, staging=staging, layout=layout,
               forwarder=forwarder if forwarder.targets else None, on_forward=on_forward,
               on_forward_error=on_forward_error)
 
@@ -335,6 +365,7 @@ def dismiss_cmd(relay_ids: tuple[str, ...], home: Path | None, passphrase_file: 
     with open_session(resolve_home(home), passphrase_file) as session:
         for rid in relay_ids:
             session.relay.dismiss(rid)
+            session.spool.drop(rid)  # a download kept for a retry is not wanted any more
             if not as_json:
                 click.echo(f"dismissed {rid}")
     if as_json:

@@ -1,10 +1,12 @@
 """Receipts: the relay ids this profile received, and whether the relay was told.
 
 The receipts file of the profile folder (``layout.RECEIPTS_FILE``) maps each
-relay id received here to the manifest id it carried, the unix time, and
-``acked``: whether the relay heard "verified" for it. A receive whose final
-acknowledgement could not reach the relay is recorded with ``acked: false``
-and told on the next receive, watch or inbox (``receive.transfer.flush_acks``).
+relay id received here to the manifest id it carried, the unix time, the
+case folder its files were placed in (``folder``: absolute; kept so that
+receiving it again can say where it went), and ``acked``: whether the relay
+heard "verified" for it. A receive whose final acknowledgement could not
+reach the relay is recorded with ``acked: false`` and told on the next
+receive, watch or inbox (``receive.transfer.flush_acks``).
 ``inbox`` and ``receive --all`` also read it to skip what is already here.
 
 Not the replay store (``replay``): that one is keyed by manifest id and is the
@@ -33,7 +35,7 @@ class ReceiptStore:
         self.path = Path(home) / RECEIPTS_FILE
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """relay id -> {"manifest_id", "acked", "at"}."""
+        """relay id -> {"manifest_id", "acked", "at", "folder"} ("folder" only if recorded)."""
         body = read_section(self.path, "received", what="the receipts file",
                             max_bytes=_MAX_STORE)
         return {str(k): v for k, v in body.items() if isinstance(v, dict)}
@@ -41,10 +43,17 @@ class ReceiptStore:
     def _save(self, data: dict[str, dict[str, Any]]) -> None:
         write_section(self.path, "received", data, what="the receipts file")
 
-    def mark(self, relay_id: str, *, manifest_id: str, acked: bool) -> None:
+    def mark(self, relay_id: str, *, manifest_id: str, acked: bool,
+             folder: str | None = None) -> None:
+        """Record (or update) ``relay_id``; an update keeps the first time and folder."""
         with locked(self.path):
             data = self.load()
-            data[relay_id] = {"manifest_id": manifest_id, "acked": acked, "at": int(time.time())}
+            old = data.get(relay_id, {})
+            entry: dict[str, Any] = {"manifest_id": manifest_id, "acked": acked,
+                                     "at": old.get("at", int(time.time()))}
+            if folder is not None or "folder" in old:
+                entry["folder"] = folder if folder is not None else old["folder"]
+            data[relay_id] = entry
             self._save(data)
 
     def unacked(self) -> list[str]:

@@ -95,31 +95,13 @@ def parse_command(command: str) -> tuple[str, ...]:
 
 
 def case_folder(r: ReceiveResult) -> Path:
-    """The folder the case was placed in.
-
-    Rewire point: ``ReceiveResult.case_folder`` once receive places each case in
-    its own folder (issue 12, per-case layout); until then, the placed files'
-    deepest common folder inside ``into`` (``into`` itself if they sit there).
-    """
-    given = getattr(r, "case_folder", None)
-    if isinstance(given, Path):
-        return given
-    into = Path(r.into)
-    parents = [str(Path(p).parent) for p in r.files]
-    if not parents:
-        return into
-    try:
-        common = Path(os.path.commonpath(parents))
-    except ValueError:  # mixed absolute and relative: cannot say
-        return into
-    return common if common == into or into in common.parents else into
+    """The folder the case was placed in (``into`` itself under the flat layout)."""
+    return r.folder
 
 
 def case_label(r: ReceiveResult) -> str:
-    """The sender's label for the case. Rewire point: the case card's label once
-    cards land (issue 12); until then there is none."""
-    label = getattr(r, "label", None)
-    return label if isinstance(label, str) else ""
+    """The sender's label for the case, from its verified case card ("" if none)."""
+    return r.label
 
 
 def _field(text: str) -> str:

@@ -37,7 +37,8 @@ def check_free(dest: Path, path: str) -> None:
         if i == len(parts) - 1:
             raise ReceiveError(
                 f"{path!r} already exists in {dest}; nothing was written",
-                hint="receive into an empty folder, or move the existing file away",
+                hint="receive with a --layout that gives each case its own folder (the "
+                     "default does), or move the existing file away",
             )
         if not stat.S_ISDIR(st.st_mode):
             raise ReceiveError(
@@ -52,11 +53,13 @@ def fsync_dirs(dirs: set[Path]) -> None:
 
 
 class Placer:
-    """Moves staged files into DEST without overwriting; can undo what it did."""
+    """Moves staged files into DEST (its case folder ``prefix``, made here if
+    missing) without overwriting; can undo what it did, folders made included."""
 
-    def __init__(self, staging: Path, dest: Path) -> None:
+    def __init__(self, staging: Path, dest: Path, prefix: str = "") -> None:
         self.staging = staging
         self.dest = dest
+        self.prefix = prefix
         self.moved: list[tuple[Path, Path]] = []
         self.made_dirs: list[Path] = []
 
@@ -72,7 +75,7 @@ class Placer:
 
     def place(self, path: str) -> Path:
         src = self.staging / FILES_PREFIX / path
-        dst = self.dest / path
+        dst = self.dest / self.prefix / path if self.prefix else self.dest / path
         self._mkdirs(dst.parent)
         try:
             os.link(src, dst)  # unlike rename, fails if dst appeared meanwhile

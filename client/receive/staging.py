@@ -9,7 +9,8 @@ State machine (docs/container.md, "Receive"):
              transfer id never accepted, every name free in DEST -> any error: refuse
     STAGE    second reading into a private staging folder outside DEST
              (``stagearea``), everything verified again    -> any error: DISCARD
-    PLACE    every target name free? then link/rename one by one -> error: UNDO, DISCARD
+    PLACE    every target name free? then link/rename one by one, into the
+             case folder (``case``, made here)              -> error: UNDO, DISCARD
     PIN      the sender pinned/refreshed in the contacts    -> error: UNDO, DISCARD
     RECORD   transfer id into the replay store                -> error: UNDO, DISCARD
     DONE     staging removed
@@ -65,6 +66,7 @@ class PlacedTransfer:
     manifest: Manifest
     sender: Contact
     files: tuple[Path, ...]
+    folder: Path  # the case folder the files went into (DEST itself when flat)
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
@@ -167,8 +169,12 @@ def _stage(src: Source, identity: SecretIdentity, staging: Path) -> Manifest:
 
 
 def _acceptable(manifest: Manifest, *, identity: SecretIdentity, contacts: ContactStore,
-                replay: ReplayStore, dest: Path, allow_unverified: bool, now: int) -> Contact:
-    """Every check of a verified manifest against this profile and DEST; changes nothing."""
+                replay: ReplayStore, dest: Path, allow_unverified: bool, now: int,
+                case: Callable[[str], str] | None) -> tuple[Contact, str]:
+    """Every check of a verified manifest against this profile and DEST; changes nothing.
+
+    Returns the sender and the case folder (relative to DEST, '' when flat).
+    """
     if identity.signing_public_key not in manifest.recipient_keys():
         raise NotAddressedError(
             "this transfer was not addressed to you: your key is not among the "
@@ -177,9 +183,10 @@ def _acceptable(manifest: Manifest, *, identity: SecretIdentity, contacts: Conta
     sender = sender_verdict(contacts, manifest.sender, allow_unverified=allow_unverified,
                             now=now)
     replay.check(manifest.transfer_id)
+    prefix = case(sender.handle) if case is not None else ""
     for entry in manifest.files:
-        check_free(dest, entry.path)
-    return sender
+        check_free(dest, f"{prefix}/{entry.path}" if prefix else entry.path)
+    return sender, prefix
 
 
 def receive_transfer(
@@ -193,12 +200,15 @@ def receive_transfer(
     now: int | None = None,
     staging: Path | None = None,
     home: Path | None = None,
+    case: Callable[[str], str] | None = None,
 ) -> PlacedTransfer:
     """Decrypt, verify and place a transfer into ``dest``; all or nothing.
 
     ``staging`` is the folder to stage in (else chosen by ``stagearea``, with
-    ``home`` the profile folder). Raises a crypto error (ContainerError,
-    ManifestError, SignatureError, age.PayloadError…) or a ClientError
+    ``home`` the profile folder). ``case`` names the case folder, relative to
+    ``dest``, from the signed sender's handle (None: straight into ``dest``);
+    it is made while placing and removed again if placing fails. Raises a
+    crypto error (ContainerError, ManifestError, SignatureError, age.PayloadError…) or a ClientError
     (ReceiveError, its NotAddressedError, ContactKeyChangedError,
     UnverifiedContactError, UnknownContactError, ReplayError); in every case
     ``dest`` and the pinned contacts are as they were and no staging folder remains.
@@ -210,9 +220,9 @@ def receive_transfer(
     area = staging_area(dest, home=home, configured=staging)
     sweep(area, dest)  # what a receive killed with SIGKILL left behind
 
-    def acceptable(m: Manifest) -> None:
-        _acceptable(m, identity=identity, contacts=contacts, replay=replay, dest=dest,
-                    allow_unverified=allow_unverified, now=when)
+    def acceptable(m: Manifest) -> str:
+        return _acceptable(m, identity=identity, contacts=contacts, replay=replay, dest=dest,
+                           allow_unverified=allow_unverified, now=when, case=case)[1]
 
     with interruptible():
         manifest = _verify_only(src, identity)
@@ -226,8 +236,8 @@ def receive_transfer(
                 "the transfer changed between two readings; refusing it"
             )
         # Checked again: the contacts, replay store or DEST may have changed meanwhile.
-        acceptable(staged)
-        placer = Placer(folder, dest)
+        prefix = acceptable(staged)
+        placer = Placer(folder, dest, prefix)
         try:
             placed = tuple(placer.place(entry.path) for entry in staged.files)
             placer.sync()
@@ -247,4 +257,5 @@ def receive_transfer(
         except BaseException:
             placer.undo()
             raise
-        return PlacedTransfer(manifest=staged, sender=sender, files=placed)
+        return PlacedTransfer(manifest=staged, sender=sender, files=placed,
+                              folder=dest / prefix if prefix else dest)

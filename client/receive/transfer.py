@@ -18,7 +18,18 @@ the transfer no larger than ``max_unverified_size``: a stranger cannot make a
 lab download, and keep, whatever it likes. (The relay could lie about the
 sender; the signed manifest is what decides, after the download.) A transfer
 that fails for a local reason (a name taken in DEST, a full disk) keeps its
-spool, so the retry does not download again.
+spool, so the retry does not download again: the message says so, and
+``sealdrop dismiss`` (or a refusal for good) deletes it.
+
+Each case lands in its own folder under ``into``, named by the ``layout``
+(``receive.layout``: by default ``{date} {sender} {id}``). That folder must be
+absent or empty BEFORE anything is downloaded: a layout that can collide (one
+without ``{id}``) is refused at once, for a local reason (not recorded as
+refused: the same command succeeds once the layout or the folder changes).
+The name check at placing (``place.check_free``) stays the last line of
+defence. A relay id already received here is not an error: ``receive_one``
+raises ``AlreadyReceivedError``, which says when and into which folder
+(recorded in ``receipts``), and the CLI exits 0 on it.
 
 Two ids: the relay's (``relay_id``: what the inbox lists, what the user types,
 "transfer_id" in the JSON output) and the manifest's (``manifest_id``: signed
@@ -28,7 +39,10 @@ by the sender, the replay check's key, "manifest_id" in the JSON output).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import datetime
+import os
+import stat
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +63,10 @@ from ..profile.filelock import StoreLockedError, lock_path, locked
 from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
+from .cards import read_card
 from .download import Progress, download
 from .interrupt import interruptible
+from .layout import CaseInfo, Layout
 from .staging import receive_transfer
 
 # What an unverified sender (accepted with --allow-unverified) may make us download.
@@ -66,6 +82,8 @@ class ReceiveResult:
     safety_number: str
     files: tuple[Path, ...]
     into: Path
+    folder: Path  # the case folder: ``into`` itself under the flat layout
+    label: str = ""  # the sender's label, from its verified case card ("" if none)
 
     def to_json(self, *, phi: bool = False) -> dict[str, Any]:
         """The result for ``--json``: without ``phi``, nothing that identifies a patient.
@@ -74,6 +92,8 @@ class ReceiveResult:
         (the sender's names, often the patient's), and every DICOM field but
         modalities and counts (``dicom.display.phi_free``). Kept: ids, sender,
         verification, sizes, digests, media types, and ``into`` (our own folder).
+        ``case_folder`` and ``label`` only with ``phi``: the folder is named from
+        the sender's handle and label, and a label may name the patient.
         """
         out: dict[str, Any] = {
             "transfer_id": self.relay_id,
@@ -90,12 +110,74 @@ class ReceiveResult:
             "dicom": phi_free(self.manifest.dicom),
         }
         if phi:
+            out["case_folder"] = str(self.folder)
+            out["label"] = self.label
             out["note"] = self.manifest.note
             out["dicom"] = dict(self.manifest.dicom)
             for entry, f, p in zip(out["files"], self.manifest.files, self.files, strict=True):
                 entry["path"] = f.path
                 entry["placed_at"] = str(p)
         return out
+
+
+class AlreadyReceivedError(ReceiveError):
+    """The relay id was received here before: not a failure, nothing to do.
+
+    ``at`` (unix time) and ``folder`` come from the receipts store; ``folder``
+    is None for receipts written before the case folder was recorded.
+    """
+
+    def __init__(self, relay_id: str, *, at: int | None, folder: str | None) -> None:
+        when = (datetime.datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
+                if at is not None else "an unknown date")
+        where = f"into {folder}" if folder else "(where it was placed is not recorded)"
+        super().__init__(f"transfer {relay_id} was already received on {when} {where}",
+                         hint="nothing to do: its files are where that receive placed them")
+        self.relay_id = relay_id
+        self.at = at
+        self.folder = folder
+
+    def to_json(self, *, phi: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"transfer_id": self.relay_id, "received_at": self.at}
+        if phi and self.folder:
+            out["case_folder"] = self.folder  # named from the sender's label: see ReceiveResult
+        return out
+
+
+def case_label(session: Session, relay_id: str, info: dict[str, Any]) -> str | None:
+    """The sender's own label for the case, for ``{label}`` in the layout and for
+    ``--on-receive``; None if unknown. From the sealed case card the relay serves
+    with the transfer, and only if it verifies against the pinned contact's key
+    and this transfer id (``receive.cards``); the layout sanitises it."""
+    view = read_card(session, {**info, "id": relay_id})
+    return (view.card.label or None) if view.card is not None else None
+
+
+def _check_case_folder(into: Path, rel: str, relay_id: str) -> None:
+    """Refuse, before any download, a case folder that exists and is not empty."""
+    if not rel:
+        return  # flat: the file names are known only after the download (check_free)
+    folder, current, busy = into / rel, into, False
+    try:
+        for part in rel.split("/"):
+            current = current / part
+            st = os.lstat(current)  # FileNotFoundError: the rest is free
+            if not stat.S_ISDIR(st.st_mode):  # a file, or a link placing would refuse
+                busy = True
+                break
+        else:
+            with os.scandir(folder) as it:
+                busy = next(it, None) is not None
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ReceiveError(f"cannot check the case folder {folder}: {exc.strerror}") from exc
+    if busy:
+        raise ReceiveError(
+            f"transfer {relay_id} not received: its case folder {current} already exists "
+            "and is not empty (or is not a folder); nothing was downloaded",
+            hint="put {id} in --layout (the default '{date} {sender} {id}' never collides), "
+                 "or move that folder away, then run the same command again")
 
 
 def flush_acks(session: Session) -> None:
@@ -157,14 +239,18 @@ def receive_one(
     keep_refused: bool = False,
     max_unverified_size: int = DEFAULT_MAX_UNVERIFIED_SIZE,
     staging: Path | None = None,
+    layout: Layout | None = None,
+    now: datetime.datetime | None = None,
 ) -> ReceiveResult:
     """Receive ``relay_id`` into ``into``: all of it, verified, or nothing.
 
     ``on_progress`` and ``pause_after_block``: see ``download.download``;
     ``keep_refused``, ``max_unverified_size``: see the module text; ``staging``:
-    see ``stagearea``. One process at a time per transfer (``watch`` and a
-    ``receive`` by hand would otherwise append to one spool file): the other is
-    refused at once.
+    see ``stagearea``; ``layout``: the case folder (default: one per case,
+    ``layout.DEFAULT_LAYOUT``), its ``{date}``/``{time}`` from ``now`` (local).
+    Raises ``AlreadyReceivedError`` for a relay id received here before. One
+    process at a time per transfer (``watch`` and a ``receive`` by hand would
+    otherwise append to one spool file): the other is refused at once.
     """
     spool = session.spool.path(relay_id)  # also checks the id
     with contextlib.ExitStack() as hold:
@@ -180,7 +266,8 @@ def receive_one(
                 session, relay_id, into, allow_unverified=allow_unverified,
                 on_progress=on_progress, pause_after_block=pause_after_block,
                 keep_refused=keep_refused, max_unverified_size=max_unverified_size,
-                staging=staging,
+                staging=staging, layout=Layout.parse(None) if layout is None else layout,
+                now=datetime.datetime.now().astimezone() if now is None else now,
             )
         finally:
             # Removed while still held; a process that was waiting on it sees
@@ -199,17 +286,22 @@ def _receive_one(
     keep_refused: bool,
     max_unverified_size: int,
     staging: Path | None,
+    layout: Layout,
+    now: datetime.datetime,
 ) -> ReceiveResult:
     into = Path(into)
     if not into.is_dir():
         raise ReceiveError(f"the destination {into} is not an existing folder",
                            hint="create it first, or give another --into")
     session.spool.path(relay_id)  # checks the id before it goes in a URL
-    if relay_id in session.receipts.load():
-        # Another process on this profile may have placed it while we waited
-        # for its lock: never download it again, nor record it as refused.
-        raise ReceiveError(f"transfer {relay_id} was already received here; nothing to do",
-                           hint="its files are where that receive placed them")
+    receipt = session.receipts.load().get(relay_id)
+    if receipt is not None:
+        # Received before, or by another process on this profile while we
+        # waited for its lock: never download it again, nor record it as refused.
+        at, folder = receipt.get("at"), receipt.get("folder")
+        raise AlreadyReceivedError(
+            relay_id, at=at if isinstance(at, int) and not isinstance(at, bool) else None,
+            folder=folder if isinstance(folder, str) else None)
     refused = RefusedStore(session.home)
     info = session.relay.status(relay_id)
     sender = str(info.get("sender", ""))[:64]
@@ -225,6 +317,16 @@ def _receive_one(
               max_unverified_size=max_unverified_size)
     except ClientError as exc:
         raise refuse(Reason.SENDER, exc) from None
+    case = CaseInfo(relay_id=relay_id, sender=sender, when=now,
+                    label=case_label(session, relay_id, info))
+    # Before the download: a folder that is taken costs no bytes and no refusal.
+    _check_case_folder(into, layout.folder(case), relay_id)
+
+    def case_folder(signed_sender: str) -> str:
+        # Named from the SIGNED sender's handle, not the relay's claim (which
+        # the check above used: a relay that lied meets check_free instead).
+        return layout.folder(replace(case, sender=signed_sender))
+
     with interruptible():  # the spool keeps what came: the next run resumes
         spool = download(session, relay_id, on_progress=on_progress,
                          pause_after_block=pause_after_block, size=int(info["size"]))
@@ -237,7 +339,7 @@ def _receive_one(
             got = receive_transfer(
                 src, identity=session.identity, contacts=session.contacts,
                 replay=session.replay, dest=into, allow_unverified=allow_unverified,
-                staging=staging, home=session.home,
+                staging=staging, home=session.home, case=case_folder,
             )
     except (SealdropCryptoError, ReplayError) as exc:
         raise refuse(Reason.HOSTILE, ReceiveError(
@@ -247,7 +349,12 @@ def _receive_one(
         raise refuse(Reason.HOSTILE, ReceiveError(
             f"transfer {relay_id} refused: {exc}", hint=exc.hint)) from exc
     except ReceiveError as exc:
-        raise ReceiveError(f"transfer {relay_id} refused: {exc}", hint=exc.hint) from exc
+        # A local reason (a name taken, a full disk): not refused for good. The
+        # relay was told "downloaded"; the ciphertext stays for the retry.
+        kept = ("its download is kept, so running the same command again once this is "
+                f"fixed does not download it again (`sealdrop dismiss {relay_id}` drops it)")
+        raise ReceiveError(f"transfer {relay_id} not placed: {exc}",
+                           hint=f"{exc.hint}; {kept}" if exc.hint else kept) from exc
     except ContactError as exc:
         raise refuse(Reason.SENDER, type(exc)(
             f"transfer {relay_id} refused: {exc}", hint=exc.hint)) from exc
@@ -256,11 +363,12 @@ def _receive_one(
         session.relay.ack(relay_id, "verified")
     except RelayError:
         acked = False  # told on the next receive/watch/inbox
-    session.receipts.mark(relay_id, manifest_id=got.manifest.transfer_id.hex(), acked=acked)
+    session.receipts.mark(relay_id, manifest_id=got.manifest.transfer_id.hex(), acked=acked,
+                          folder=str(got.folder.absolute()))
     refused.forget(relay_id)
     spool.unlink(missing_ok=True)
     return ReceiveResult(
         relay_id=relay_id, manifest=got.manifest, sender=got.sender.handle,
         sender_verified=got.sender.verified, safety_number=got.sender.safety_number,
-        files=got.files, into=into,
+        files=got.files, into=into, folder=got.folder, label=case.label or "",
     )

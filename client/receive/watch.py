@@ -35,7 +35,7 @@ from ..relay_api import RelayAuthError, RelayTLSError, RelayUnavailable
 from .forward import Forwarder, ForwardReport
 from .inbox import pending
 from .interrupt import Signals
-from .transfer import ReceiveResult, flush_acks, receive_one
+from .transfer import AlreadyReceivedError, ReceiveResult, flush_acks, receive_one
 
 
 def watch(
@@ -60,7 +60,7 @@ def watch(
     delay)`` report each event and the loop carries on; only the relay
     refusing our key (RelayAuthError) ends it, raised to the caller.
     ``receive_options`` go to ``receive_one`` (keep_refused, max_unverified_size,
-    staging).
+    staging, layout: each case into its folder, as ``receive`` does).
     """
     signals = Signals(stop)
     skip: set[str] = set()
@@ -103,6 +103,8 @@ def watch(
                                     r, wait=signals.stop.wait))
                         except (RelayUnavailable, RelayAuthError, RelayTLSError):
                             raise  # the relay's trouble, not this transfer's
+                        except AlreadyReceivedError:
+                            skip.add(rid)  # placed by another process meanwhile: not news
                         except ClientError as exc:
                             skip.add(rid)
                             on_refused(rid, exc)

@@ -152,9 +152,12 @@ def _result(tmp_path: Path) -> ReceiveResult:
                               media_type=f.media_type) for f in files),
         note="Couronne 36 pour Mme DUPONT",
         dicom=summarise((f.arcname, f.dicom) for f in files))
+    # The case folder is named from the sender's label, which may name the patient.
+    folder = tmp_path / "in" / "2026-11-30 alice.clinic DUPONT abababab"
     return ReceiveResult(relay_id="ab" * 16, manifest=manifest, sender="alice.clinic",
                          sender_verified=True, safety_number="12345",
-                         files=(tmp_path / "in" / files[0].arcname,), into=tmp_path / "in")
+                         files=(folder / files[0].arcname,), into=tmp_path / "in",
+                         folder=folder)
 
 
 def test_receive_json_names_no_patient_unless_asked(tmp_path: Path) -> None:
@@ -162,7 +165,7 @@ def test_receive_json_names_no_patient_unless_asked(tmp_path: Path) -> None:
     plain = r.to_json()
     text = json.dumps(plain)
     assert "DUPONT" not in text and "maxillaire" not in text and "1.2.3" not in text
-    assert "note" not in plain
+    assert "note" not in plain and "case_folder" not in plain
     assert plain["file_count"] == 1 and plain["total_size"] == r.manifest.files[0].size
     assert plain["files"] == [{"size": r.manifest.files[0].size, "sha256": "00" * 32,
                                "media_type": "application/dicom"}]
@@ -172,6 +175,7 @@ def test_receive_json_names_no_patient_unless_asked(tmp_path: Path) -> None:
 
     full = r.to_json(phi=True)
     assert full["note"] == "Couronne 36 pour Mme DUPONT"
+    assert full["case_folder"] == str(r.folder)
     assert full["files"][0]["path"] == "DUPONT_Marie/IM0001.dcm"
     assert full["files"][0]["placed_at"].endswith("DUPONT_Marie/IM0001.dcm")
     assert full["dicom"]["studies"][0]["patient_name"] == NAME

@@ -22,6 +22,7 @@ from sealdrop.client.receive.hook import (
     Hook,
     case_fields,
     case_folder,
+    case_label,
     hook_env,
     parse_command,
     run_hook,
@@ -53,7 +54,7 @@ def _result(tmp_path: Path, *, note: str = "Couronne 36 pour Mme DUPONT\nteinte 
         p.write_bytes(b"x")
     return ReceiveResult(relay_id=relay_id, manifest=manifest, sender="alice.clinic",
                          sender_verified=True, safety_number="12345", files=placed,
-                         into=into)
+                         into=into, folder=into / "DUPONT_Marie", label="Couronne 36")
 
 
 def _script(path: Path, body: str) -> Path:
@@ -112,7 +113,7 @@ def test_patient_data_only_when_asked(tmp_path: Path) -> None:
     assert env["SEALDROP_PATIENT_NAME"] == NAME
     assert env["SEALDROP_STUDY_DATE"] == "2026-11-30"
     assert env["SEALDROP_NOTE"] == "Couronne 36 pour Mme DUPONT"  # the first line only
-    assert env["SEALDROP_LABEL"] == ""  # no case card yet: rewire point case_label
+    assert env["SEALDROP_LABEL"] == "Couronne 36"  # the verified card's label
     assert env["SEALDROP_CASE_FOLDER"] == str(tmp_path / "in" / "DUPONT_Marie")
     assert "SEALDROP_PASSPHRASE" not in env
 
@@ -226,18 +227,12 @@ def test_no_shell_parses_what_the_sender_wrote(tmp_path: Path) -> None:
     assert not (r.into / "pwned").exists() and not (r.into / "pwned2").exists()
 
 
-def test_case_folder_is_the_placed_files_common_folder_inside_into(tmp_path: Path) -> None:
+def test_case_folder_and_label_are_the_receives(tmp_path: Path) -> None:
     r = _result(tmp_path)
-    assert case_folder(r) == r.into / "DUPONT_Marie"
-    flat = ReceiveResult(**{**{f: getattr(r, f) for f in r.__dataclass_fields__},
-                            "files": (r.into / "a.stl", r.into / "sub" / "b.pdf")})
-    assert case_folder(flat) == r.into
-    outside = ReceiveResult(**{**{f: getattr(r, f) for f in r.__dataclass_fields__},
-                               "files": (tmp_path / "elsewhere" / "a.stl",)})
-    assert case_folder(outside) == r.into
-    empty = ReceiveResult(**{**{f: getattr(r, f) for f in r.__dataclass_fields__},
-                             "files": ()})
-    assert case_folder(empty) == r.into
+    assert case_folder(r) == r.folder == r.into / "DUPONT_Marie"
+    assert case_label(r) == "Couronne 36"
+    env = hook_env(r, phi=False, base=BASE)
+    assert "SEALDROP_CASE_FOLDER" not in env and "SEALDROP_LABEL" not in env
 
 
 def test_hook_env_drops_inherited_fields_even_without_phi(tmp_path: Path) -> None:

@@ -276,7 +276,7 @@ class Relay:
         return total
 
 
-_VALUED = {"--into", "--home", "--passphrase-file", "--interval", "--max-backoff"}
+_VALUED = {"--into", "--home", "--passphrase-file", "--interval", "--max-backoff", "--layout"}
 
 
 def _ids_after_dashdash(args: tuple[str, ...]) -> tuple[str, ...]:
@@ -306,6 +306,15 @@ class User:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP")}
         self.env.update(SEALDROP_HOME=str(self.home), SEALDROP_PASSPHRASE=PASSPHRASE,
                         SEALDROP_RETRY_FOR="60")
+        # Files straight into --into, as before case folders: most tests are about
+        # something else and compare `tree(dest / case.name)`. Tests of the case
+        # folders (test_receive_layout.py) use `default_layout()`.
+        self.env["SEALDROP_LAYOUT"] = "{flat}"
+
+    def default_layout(self) -> User:
+        """This user receives with the product's default layout (a folder per case)."""
+        self.env.pop("SEALDROP_LAYOUT", None)
+        return self
 
     def run(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:

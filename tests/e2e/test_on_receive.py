@@ -116,5 +116,6 @@ def test_on_receive_phi_and_a_hanging_command_in_json(
     assert hooked["exit_status"] is None and hooked["transfer_id"] == events[0]["transfer_id"]
     env = _env(out)
     assert env["SEALDROP_PATIENT_NAME"] == "Doe^Delta"
-    assert env["SEALDROP_CASE_FOLDER"] == str(dest / "caseDelta")
+    # The kit receives with the flat layout: the case folder is --into itself.
+    assert env["SEALDROP_CASE_FOLDER"] == str(dest)
     assert env["SEALDROP_NOTE"] == ""
