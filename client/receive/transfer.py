@@ -303,7 +303,15 @@ def _receive_one(
             relay_id, at=at if isinstance(at, int) and not isinstance(at, bool) else None,
             folder=folder if isinstance(folder, str) else None)
     refused = RefusedStore(session.home)
-    info = session.relay.status(relay_id)
+    try:
+        info = session.relay.status(relay_id)
+    except RelayNotFound as exc:
+        # The relay forgets a retracted transfer as it forgets an expired one:
+        # it cannot say which, so neither can we.
+        raise ReceiveError(
+            f"transfer {relay_id} is not on the relay: the sender took it back, it "
+            "expired, or the id is mistyped; nothing was downloaded",
+            hint="if you still need it, ask the sender to send it again") from exc
     sender = str(info.get("sender", ""))[:64]
 
     def refuse(reason: Reason, exc: ClientError) -> ClientError:

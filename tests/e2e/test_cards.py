@@ -182,7 +182,7 @@ def test_a_retracted_transfer_never_reaches_its_recipient(
     assert lab.json("inbox")["transfers"] == []
     (tmp_path / "into").mkdir()
     gone = lab.run("receive", tid, "--into", str(tmp_path / "into"), check=False)
-    assert gone.returncode == 1 and "no such transfer" in gone.stderr
+    assert gone.returncode == 1 and "the sender took it back" in gone.stderr
     assert tree(tmp_path / "into") == {}
     (row,) = practice.json("status")["transfers"]
     assert row["id"] == tid and row["state"] == "retracted" and row["retracted_at"]
