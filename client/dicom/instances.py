@@ -11,12 +11,11 @@ placed it and must:
 - be a DICOM Part 10 file whose meta information names its SOP class, SOP
   instance and transfer syntax (what association negotiation needs), and
   whose data set has a SOP class and instance UID;
-- be framed whole: no element declares more bytes than the file holds.
-  pydicom reads a truncated file without complaint (it stops at the end), so
-  the elements are walked with their values skipped, not read (``defer_size``):
-  memory stays flat in the file size. Encapsulated pixel data (compressed) has
-  no length of its own: pydicom scans it for its delimiter and fails at the end
-  of a truncated file.
+- be whole, by the same checks the sender's scan makes (``header.read_header``,
+  ``integrity``: every element ends inside the file, compressed pixel data
+  reaches its delimiter, an image has its pixels), values seeked past, not
+  read: memory stays flat in the file size; a deflated data set must also
+  inflate to its end.
 
 One unreadable file and nothing is forwarded (``InstancesError`` names it by
 its path in the transfer). Pure reading: nothing here touches the network.
@@ -33,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ClientError
+from .header import read_header
+from .integrity import Malformed
 
 DICOM_MEDIA_TYPE = "application/dicom"
-_UNDEFINED = 0xFFFFFFFF
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class InstancesError(ClientError):
@@ -77,22 +76,6 @@ def _sha256(path: Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
-
-
-def _check_framing(path: Path, size: int, offset: int, implicit: bool, little: bool) -> None:
-    from pydicom.dataelem import RawDataElement
-    from pydicom.filereader import data_element_generator
-
-    with open(path, "rb") as fp:
-        fp.seek(offset)
-        for el in data_element_generator(fp, implicit, little, defer_size=1):
-            # Undefined-length sequences come back parsed (DataElement): pydicom
-            # read their items and would have failed on a cut one.
-            if isinstance(el, RawDataElement) and el.length != _UNDEFINED \
-                    and el.value_tell + el.length > size:
-                raise ValueError(f"element {el.tag} runs past the end of the file")
-        if fp.tell() > size:  # pydicom seeks past the end of a cut delimiter
-            raise ValueError("the last element runs past the end of the file")
 
 
 def _check_deflated(path: Path, offset: int) -> None:
@@ -137,14 +120,18 @@ def read_instance(index: int, f: PlacedFile) -> Instance:
                 raise bad(f"unknown transfer syntax {str(ts)[:64]}")
             if ts.is_deflated:
                 _check_deflated(f.placed, offset)
-            else:
-                _check_framing(f.placed, size, offset, ts.is_implicit_VR, ts.is_little_endian)
+            # Framed whole, an image with its pixels: the sender's scan's own
+            # checks (``header.read_header``), values seeked past, not loaded.
+            with open(f.placed, "rb") as fp:
+                read_header(fp, size)
             # The data set itself, values deferred (not loaded): a deflated one
             # is inflated by pydicom, which fails on a cut stream.
             ds = pydicom.dcmread(f.placed, defer_size=1024)
             sop_class, sop_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
     except InstancesError:
         raise
+    except Malformed as exc:
+        raise bad(str(exc)) from exc
     except FileNotFoundError:
         raise bad("it is no longer where it was received") from None
     except OSError as exc:
@@ -153,11 +140,6 @@ def read_instance(index: int, f: PlacedFile) -> Instance:
         raise bad(f"it is not readable DICOM ({type(exc).__name__}: {str(exc)[:120]})") from exc
     if not sop_class or not sop_instance:
         raise bad("its data set has no SOP class or SOP instance UID")
-    # A file cut exactly between two elements frames whole; an image without
-    # its pixels is how that shows (the pixels come last).
-    image = "Rows" in ds or "Image Storage" in UID(str(sop_class)).name
-    if image and not any(k in ds for k in _PIXEL_KEYWORDS):
-        raise bad("it describes an image but holds no pixel data (cut short?)")
     return Instance(index=index, path=f.path, placed=f.placed, sop_class=str(sop_class),
                     sop_instance=str(sop_instance), transfer_syntax=str(ts),
                     study=str(ds.get("StudyInstanceUID", "")), size=size,

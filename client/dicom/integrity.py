@@ -43,7 +43,8 @@ def require_pixel_data(*, sop_class_name: str, has_rows: bool, has_pixels: bool)
     if has_pixels:
         return
     if "Image Storage" in sop_class_name or has_rows:
-        raise Malformed("an image without pixel data: the file was cut before them")
+        raise Malformed("an image without pixel data: it holds no pixel data, so the file was "
+                        "cut before them")
 
 
 def check_lengths(elements: Iterable[tuple[int, int, int]], size: int) -> None:
