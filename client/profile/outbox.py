@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from ..errors import ClientError
 from ..outfile import atomic_output
 from .filelock import lock_path, locked
 from .layout import OUTBOX_DIR, OUTBOX_RECORD, outbox_files
+from .ownsealed import read_sealed, write_sealed
 
 _MAX_RECORD = 64 * 1024 * 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -164,14 +164,8 @@ class Outbox:
 
     def save(self, record: SendRecord) -> None:
         rec, log = self._paths(record.relay_id)
-        own = age.parse_recipient(self._identity.bundle.pq)
-        buf = io.BytesIO()
-        with age.Encryptor(buf, [own]) as enc:
-            enc.write(record.to_bytes())
         try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with atomic_output(rec, mode=0o600) as f:
-                f.write(buf.getvalue())
+            write_sealed(rec, record.to_bytes(), self._identity)
             log.touch(mode=0o600, exist_ok=True)
         except OSError as exc:
             raise ClientError(f"cannot save the send state in {self.dir}: {exc.strerror}") from exc
@@ -179,10 +173,7 @@ class Outbox:
     def load(self, path: Path) -> SendRecord | None:
         """The record in ``path``, or None if it is not ours or is damaged."""
         try:
-            data = path.read_bytes()[:_MAX_RECORD]
-            with age.Decryptor(io.BytesIO(data), self._identity.age_identities()) as dec:
-                plain = dec.read(_MAX_RECORD)
-            return SendRecord.from_bytes(plain)
+            return SendRecord.from_bytes(read_sealed(path, self._identity, _MAX_RECORD))
         except (OSError, age.AgeError, ValueError, KeyError, TypeError):
             return None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import time
 from collections.abc import Mapping
@@ -29,9 +28,9 @@ from sealdrop.crypto import age
 from sealdrop.crypto.identity import SecretIdentity
 
 from ..errors import ClientError
-from ..outfile import atomic_output
 from .filelock import locked
 from .layout import SENT_DIR, SENT_FILE, sent_file
+from .ownsealed import read_sealed, write_sealed
 
 MAX_AGE_DAYS = 400
 _MAX = 32 * 1024 * 1024
@@ -92,14 +91,9 @@ class SentSummaries:
 
     def save_case(self, case: SentCase, *, now: float | None = None) -> None:
         """Write (or overwrite) the record of ``case``."""
-        path = sent_file(self._home, case.relay_id)
-        buf = io.BytesIO()
-        with age.Encryptor(buf, [age.parse_recipient(self._identity.bundle.pq)]) as enc:
-            enc.write(json.dumps({"v": 2, **case.to_json()}, sort_keys=True).encode())
+        plain = json.dumps({"v": 2, **case.to_json()}, sort_keys=True).encode()
         try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with atomic_output(path, mode=0o600) as f:
-                f.write(buf.getvalue())
+            write_sealed(sent_file(self._home, case.relay_id), plain, self._identity)
         except OSError as exc:
             raise ClientError(f"cannot save the record of the sent case in {self.dir}: "
                               f"{exc.strerror}") from exc
@@ -126,9 +120,7 @@ class SentSummaries:
     def case(self, relay_id: str) -> SentCase | None:
         """The record kept for ``relay_id``; None if none is (or it is damaged)."""
         try:
-            data = sent_file(self._home, relay_id).read_bytes()[:_MAX]
-            with age.Decryptor(io.BytesIO(data), self._identity.age_identities()) as dec:
-                obj = json.loads(dec.read(_MAX))
+            obj = json.loads(read_sealed(sent_file(self._home, relay_id), self._identity, _MAX))
         except (OSError, age.AgeError, ValueError, ClientError):
             return None
         return SentCase.from_json(relay_id, obj) if isinstance(obj, dict) else None
