@@ -134,7 +134,8 @@ def main(mode: str) -> int:
             plain_server(plain_root, plain_port)
 
             def user(handle: str) -> dict[str, str]:
-                e = {**env, "SEALDROP_HOME": str(d / handle), "SEALDROP_PASSPHRASE": "bench"}
+                e = {**env, "SEALDROP_HOME": str(d / handle), "SEALDROP_PASSPHRASE": "bench",
+                     "SEALDROP_LAYOUT": "{flat}"}
                 code = json.loads(subprocess.run(
                     [relay_cmd, "invite", "create", "--data", str(data), "--json"], env=env,
                     check=True, capture_output=True, text=True).stdout)["code"]
@@ -182,7 +183,8 @@ def main(mode: str) -> int:
                     reset_hwm(relay.pid)
                     os.sync()
                     ours.append(run([sealdrop, "receive", "--into", str(dest),
-                                     "--allow-unverified", "--", tid], env=lab))
+                                     "--allow-unverified", "--max-unverified-size",
+                                     str(2 * size), "--", tid], env=lab))
                     relay_mb = max(relay_mb, relay_hwm_mb(relay.pid))
                     if subprocess.run(["cmp", str(plain), str(dest / plain.name)]).returncode:
                         raise SystemExit("received file differs from the original")
