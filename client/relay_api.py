@@ -43,7 +43,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from nacl.signing import SigningKey
@@ -246,6 +246,50 @@ class _Deadline:
     def cancel(self) -> None:
         with self._lock:
             self._timer.cancel()
+
+
+class BlobReader:
+    """A download's body as a reader: ``readinto`` until it returns 0 at the blob's end.
+
+    ``done`` counts the blob's bytes so far (from the resumed offset), ``size``
+    is the whole blob. A read that fails, or an end before ``size``, raises
+    RelayUnavailable ("run it again to resume"), never returns a short end.
+    """
+
+    def __init__(self, client: RelayClient, resp: http.client.HTTPResponse,
+                 watchdog: _Deadline, *, done: int, size: int) -> None:
+        self._client, self._resp, self._watchdog = client, resp, watchdog
+        self.done = done
+        self.size = size
+        self.finished = False
+
+    def readinto(self, buf: bytearray | memoryview, /) -> int:
+        if self.finished:
+            return 0
+        view = memoryview(buf).cast("B")[:IO_BLOCK]
+        try:
+            n = self._resp.readinto(view) if view else 0
+        except (http.client.HTTPException, OSError) as exc:
+            self._client.close()
+            raise self._client._interrupted(self.done, self.size, self._watchdog) from exc
+        self.done += n
+        if self.done > self.size:
+            self._client.close()
+            raise RelayProtocolError(
+                f"the relay sent more than the {self.size} bytes it announced; download stopped")
+        if n == 0:  # what came before a cut was returned first: the caller keeps it
+            if self.done != self.size or self._watchdog.fired.is_set():
+                self._client.close()
+                raise self._client._interrupted(self.done, self.size, self._watchdog)
+            self.finished = True
+        elif self.done == self.size and self._resp.isclosed():
+            self.finished = True
+        return n
+
+    def read(self, n: int = -1, /) -> bytes:
+        buf = bytearray(IO_BLOCK if n < 0 else min(n, IO_BLOCK))
+        got = self.readinto(buf)
+        return bytes(buf[:got])
 
 
 # -- the client --------------------------------------------------------------
@@ -671,50 +715,57 @@ class RelayClient:
         still to come. Past it the download stops with RelayUnavailable; what
         arrived stays in ``dst``, so running it again resumes.
         """
+        buf = bytearray(IO_BLOCK)
+        view = memoryview(buf)
+        with self.open_download(relay_id, offset=offset, deadline=deadline) as blob:
+            while n := blob.readinto(view):
+                dst.write(bytes(view[:n]))
+                if progress is not None:
+                    progress(blob.done, blob.size)
+            return blob.size
+
+    @contextlib.contextmanager
+    def open_download(self, relay_id: str, *, offset: int = 0,
+                      deadline: float | None = None) -> Iterator[BlobReader]:
+        """The blob from ``offset`` on, as a reader (``BlobReader``), while the
+        caller consumes it: for ``receive``, which decrypts as the bytes arrive.
+
+        The same bounds as ``download``: the deadline watchdog runs until the
+        block is left; a body cut short raises RelayUnavailable, never an early
+        end (a truncated blob must read as "resume", not as a damaged transfer).
+        """
         watchdog = _Deadline(self, self._download_grace if deadline is None else deadline)
-        done = offset
-        total: int | None = None
         try:
-            headers = {"Range": f"bytes={offset}-"} if offset else {}
-            resp = self._send("GET", f"/v1/transfers/{relay_id}/data", headers=headers,
-                              deadline=watchdog)
-            if resp.status >= 400:
-                raise self._error(resp, watchdog)
-            if offset and resp.status != 206:
-                self.close()
-                raise RelayProtocolError("the relay ignored the Range of a resumed download")
-            total_text = (resp.headers.get("Content-Range", "").rpartition("/")[2]
-                          if offset else resp.headers.get("Content-Length", ""))
-            if not (total_text.isascii() and total_text.isdigit()):
-                self.close()
-                raise RelayProtocolError("the relay did not say the blob size")
+            try:
+                headers = {"Range": f"bytes={offset}-"} if offset else {}
+                resp = self._send("GET", f"/v1/transfers/{relay_id}/data", headers=headers,
+                                  deadline=watchdog)
+                if resp.status >= 400:
+                    raise self._error(resp, watchdog)
+                if offset and resp.status != 206:
+                    self.close()
+                    raise RelayProtocolError("the relay ignored the Range of a resumed download")
+                total_text = (resp.headers.get("Content-Range", "").rpartition("/")[2]
+                              if offset else resp.headers.get("Content-Length", ""))
+                if not (total_text.isascii() and total_text.isdigit()):
+                    self.close()
+                    raise RelayProtocolError("the relay did not say the blob size")
+            except RelayUnavailable as exc:
+                if watchdog.fired.is_set():
+                    raise self._interrupted(offset, None, watchdog) from exc
+                raise
             total = int(total_text)
             if deadline is None:  # now that the size is known, allow for it
                 watchdog.extend(self._download_grace
                                 + max(total - offset, 0) / self._download_min_rate)
-            while True:
-                try:
-                    block = resp.read(IO_BLOCK)
-                except (http.client.HTTPException, OSError) as exc:
-                    self.close()
-                    raise self._interrupted(done, total, watchdog) from exc
-                if not block:
-                    break
-                dst.write(block)
-                done += len(block)
-                if progress is not None:
-                    progress(done, total)
-        except RelayUnavailable as exc:
-            if watchdog.fired.is_set() and total is None:
-                raise self._interrupted(done, total, watchdog) from exc
-            raise
+            blob = BlobReader(self, resp, watchdog, done=offset, size=total)
+            try:
+                yield blob
+            finally:
+                if not blob.finished:
+                    self.close()  # the rest of the body was not read: the connection is spent
         finally:
             watchdog.cancel()
-        if done != total or watchdog.fired.is_set():
-            self.close()
-            if done != total:
-                raise self._interrupted(done, total, watchdog)
-        return total
 
     def _interrupted(self, done: int, total: int | None, watchdog: _Deadline
                      ) -> RelayUnavailable:

@@ -1,69 +1,150 @@
-"""Downloading a transfer's ciphertext into the spool, resuming a partial download.
+"""A transfer's ciphertext as it arrives: the spool first, then the relay, journalled.
 
-The relay serves the blob with HTTP Range from however many bytes the spool
-already holds (``profile.spool``), so an interrupted download continues where
-it stopped. Nothing here decrypts: the ciphertext authenticates itself later.
+``incoming`` is a reader of the whole ciphertext for the decryptor: what the
+spool (``profile.spool``) already holds, read back, then the rest of the blob
+from the relay (HTTP Range from the spool's length), each block appended to
+the spool as it passes. The spool is the resume journal: written, never read
+again unless a receive was interrupted, so a run killed at any point (even
+with SIGKILL) continues where the relay's bytes stopped instead of
+downloading them again. Nothing here decrypts: the ciphertext authenticates
+itself chunk by chunk in the decryptor.
+
+Why a ciphertext journal rather than checkpoints at STREAM chunk boundaries:
+resuming from a checkpoint would need the SHA-256 state of the file being
+staged (hashlib cannot save one) or a re-read of the staged plaintext, and
+would keep unverified plaintext across runs, which the staging area promises
+not to do (``stagearea.sweep``). Appending what arrives costs one write per
+block into the page cache, not fsynced (the spool is a cache: see
+``profile.spool``), measured in docs/operations.md ("Receive speed").
+
+``download`` only fills the spool (for the two readings of ``staging``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from ..errors import ReceiveError
 from ..profile.session import Session
+from ..relay_api import BlobReader
 
 Progress = Callable[[int, int], None]
+_BLOCK = 1 << 20
 
 
-class _Bounded:
-    """Writes to ``f`` until ``limit`` bytes are held: a relay cannot send more than it
-    announced (and more than the size the receive was allowed for)."""
+class Incoming:
+    """The ciphertext of ``relay_id``: ``readinto`` until 0 at exactly ``size`` bytes.
 
-    def __init__(self, f: BinaryIO, held: int, limit: int, relay_id: str) -> None:
-        self._f, self._held, self._limit, self._id = f, held, limit, relay_id
+    A relay that sends more than it announced, or a blob of another size,
+    stops the receive (``ReceiveError``); a download cut short raises the relay
+    client's RelayUnavailable, never an early end, so the decryptor never
+    mistakes an interrupted download for a truncated transfer.
+    """
 
-    def write(self, data: bytes, /) -> int:
-        if self._held + len(data) > self._limit:
-            raise ReceiveError(f"the relay sent more than the {self._limit} bytes it announced "
-                               f"for {self._id}; download stopped")
-        self._held += len(data)
-        return self._f.write(data)
+    def __init__(self, session: Session, relay_id: str, fd: int, *, held: int, size: int,
+                 start: int, on_progress: Progress | None, pause: float,
+                 stack: contextlib.ExitStack) -> None:
+        self._session, self._id, self._fd = session, relay_id, fd
+        self._held, self.size, self.pos = held, size, start
+        self._progress, self._pause, self._stack = on_progress, pause, stack
+        self._blob: BlobReader | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every byte of the blob has passed (the relay may be told "downloaded")."""
+        return self.pos == self.size
+
+    def _relay(self) -> BlobReader:
+        if self._blob is None:
+            blob = self._stack.enter_context(
+                self._session.relay.open_download(self._id, offset=self._held))
+            if blob.size != self.size:
+                raise ReceiveError(
+                    f"the relay served {blob.size} bytes for {self._id} but announced "
+                    f"{self.size}; download stopped")
+            self._blob = blob
+        return self._blob
+
+    def readinto(self, buf: bytearray | memoryview, /) -> int:
+        view = memoryview(buf).cast("B")[: min(len(buf), self.size - self.pos, _BLOCK)]
+        if not view:
+            return 0
+        if self.pos < self._held:  # resuming: what an earlier run journalled
+            n = os.preadv(self._fd, [view[: self._held - self.pos]], self.pos)
+            if n <= 0:
+                raise ReceiveError(f"the spooled download of {self._id} shrank; run receive "
+                                   "again")
+        else:
+            n = self._relay().readinto(view)
+            if n == 0:  # the relay client raises on a short body; this is a guard
+                raise ReceiveError(f"the download of {self._id} is incomplete; run receive "
+                                   "again")
+            _write_all(self._fd, view[:n])
+            self._held += n
+            if self._pause:
+                time.sleep(self._pause)
+        self.pos += n
+        if self._progress is not None:
+            self._progress(self.pos, self.size)
+        return n
+
+    def read(self, n: int = -1, /) -> bytes:
+        buf = bytearray(_BLOCK if n < 0 else min(n, _BLOCK))
+        got = self.readinto(buf)
+        return bytes(buf[:got])
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+@contextlib.contextmanager
+def incoming(session: Session, relay_id: str, *, size: int,
+             on_progress: Progress | None = None, pause_after_block: float = 0.0,
+             replay: bool = True) -> Iterator[Incoming]:
+    """The ciphertext of ``relay_id`` (``size`` bytes, as the relay announced it).
+
+    ``on_progress(done, total)`` hears each block (at most 1 MiB);
+    ``pause_after_block`` seconds are slept after each block from the relay, a
+    crude rate limit for callers that need one. ``replay=False`` starts at the
+    spool's end (the caller reads the spool itself).
+    """
+    path = session.spool.path(relay_id)  # first: checks the id before it goes in a URL
+    held = session.spool.held(relay_id, size)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ReceiveError(f"cannot write the download spool {path}: {exc.strerror}") from exc
+    try:
+        with contextlib.ExitStack() as stack:
+            src = Incoming(session, relay_id, fd, held=held, size=size,
+                           start=0 if replay else held, on_progress=on_progress,
+                           pause=pause_after_block, stack=stack)
+            if on_progress is not None and src.pos:
+                on_progress(src.pos, size)
+            yield src
+    finally:
+        os.close(fd)
 
 
 def download(session: Session, relay_id: str, *, on_progress: Progress | None = None,
              pause_after_block: float = 0.0, size: int | None = None) -> Path:
     """The complete ciphertext of ``relay_id`` in the spool; returns its path.
 
-    ``size``: the blob size the relay announced (asked for if not given); never
-    more is written. ``on_progress(done, total)`` hears each block (1 MiB);
-    ``pause_after_block`` seconds are slept after each, a crude rate limit for
-    callers that need one.
+    ``size``: the blob size the relay announced (asked for if not given).
     """
-    path = session.spool.path(relay_id)  # first: checks the id before it goes in a URL
     if size is None:
         size = int(session.relay.status(relay_id)["size"])
-    have = session.spool.held(relay_id, size)
-    if have < size:
-        with open(path, "ab") as f:
-            session.relay.download(relay_id, _Bounded(f, have, size, relay_id), offset=have,
-                                   progress=_paced(on_progress, pause_after_block))
-    elif on_progress is not None:
-        on_progress(size, size)
-    if path.stat().st_size != size:
-        raise ReceiveError(f"the download of {relay_id} is incomplete; run receive again")
-    return path
-
-
-def _paced(on_progress: Progress | None, pause: float) -> Progress | None:
-    if not pause:
-        return on_progress
-
-    def progress(done: int, total: int) -> None:
-        if on_progress is not None:
-            on_progress(done, total)
-        time.sleep(pause)
-
-    return progress
+    with incoming(session, relay_id, size=size, on_progress=on_progress,
+                  pause_after_block=pause_after_block, replay=False) as src:
+        buf = bytearray(_BLOCK)
+        while src.readinto(buf):
+            pass
+        if not src.complete:  # pragma: no cover - readinto raises first
+            raise ReceiveError(f"the download of {relay_id} is incomplete; run receive again")
+    return session.spool.path(relay_id)

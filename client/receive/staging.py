@@ -1,25 +1,34 @@
-"""Receiving a transfer: verify everything, only then stage, verify again, move into place.
+"""Receiving a transfer: decrypt and verify into private staging, only then place.
 
 State machine (docs/container.md, "Receive"):
 
     OPEN     age header: one of our keys must open it        -> else refuse
-    CHECK    first reading, nothing written anywhere: every member's header,
-             size and SHA-256 vs the signed manifest, the signature, we are a
-             signed recipient, the sender is acceptable (read-only: ``trust``),
-             transfer id never accepted, every name free in DEST -> any error: refuse
-    STAGE    second reading into a private staging folder outside DEST
-             (``stagearea``), everything verified again    -> any error: DISCARD
+    STAGE    one reading of the ciphertext as it arrives: every member's header
+             checked and its bytes written into a private staging folder outside
+             DEST (``stagearea``), SHA-256 computed on the way; then the size and
+             hash of each vs the signed manifest, the signature, we are a signed
+             recipient                                      -> any error: DISCARD
+    CHECK    the sender is acceptable (read-only: ``trust``), transfer id never
+             accepted, every name free in DEST              -> any error: DISCARD
     PLACE    every target name free? then link/rename one by one, into the
              case folder (``case``, made here)              -> error: UNDO, DISCARD
     PIN      the sender pinned/refreshed in the contacts    -> error: UNDO, DISCARD
     RECORD   transfer id into the replay store                -> error: UNDO, DISCARD
     DONE     staging removed
 
-Why two readings: the manifest and signature come last in the archive (the
-sender hashes while streaming), so the sender can only be known at the end.
-The ciphertext is complete in the spool, so reading it twice costs a second
-decryption, and in exchange no byte from a stranger, a changed key or a
-hostile archive is ever written to disk in clear.
+Why one reading: the manifest and signature come last in the archive (the
+sender hashes while streaming), so the sender is known only at the end; the
+files are staged before that, in a folder no one else can read (0700, outside
+DEST, removed on any failure and swept after a kill), and nothing reaches DEST
+before every check passed. Reading twice (check, then stage) would cost a
+second decryption and, for a download, a round trip of the ciphertext through
+the disk: measured, that was most of receive's time (docs/operations.md).
+
+``verify_first`` keeps the two readings for a sender the profile has not
+verified (``receive --allow-unverified``, bounded by --max-unverified-size): a
+first reading writes nothing and runs every check, so no byte from a stranger,
+a changed key, a forged signature or a malformed archive reaches the disk in
+clear; the second stages, and its manifest must be byte-identical.
 
 Until PLACE, nothing outside the staging folder is touched; if PLACE or a
 later step fails, what was placed is moved back. Existing names in DEST are
@@ -111,11 +120,9 @@ def _write_member(staging: Path, path: str, read: Callable[[int], bytes]) -> Non
 
 
 class Source(Protocol):
-    """The ciphertext: read twice (see the module text), so it must seek."""
+    """The ciphertext (read once, or twice with ``verify_first``: then it must seek)."""
 
     def read(self, n: int = -1, /) -> bytes: ...
-
-    def seek(self, offset: int, whence: int = 0, /) -> int: ...
 
 
 @contextlib.contextmanager
@@ -201,13 +208,16 @@ def receive_transfer(
     staging: Path | None = None,
     home: Path | None = None,
     case: Callable[[str], str] | None = None,
+    verify_first: bool = False,
 ) -> PlacedTransfer:
     """Decrypt, verify and place a transfer into ``dest``; all or nothing.
 
     ``staging`` is the folder to stage in (else chosen by ``stagearea``, with
     ``home`` the profile folder). ``case`` names the case folder, relative to
     ``dest``, from the signed sender's handle (None: straight into ``dest``);
-    it is made while placing and removed again if placing fails. Raises a
+    it is made while placing and removed again if placing fails.
+    ``verify_first``: read ``src`` once without writing before staging it
+    (see the module text; ``src`` must then seek). Raises a
     crypto error (ContainerError, ManifestError, SignatureError, age.PayloadError…) or a ClientError
     (ReceiveError, its NotAddressedError, ContactKeyChangedError,
     UnverifiedContactError, UnknownContactError, ReplayError); in every case
@@ -224,14 +234,19 @@ def receive_transfer(
         return _acceptable(m, identity=identity, contacts=contacts, replay=replay, dest=dest,
                            allow_unverified=allow_unverified, now=when, case=case)[1]
 
-    with interruptible():
-        manifest = _verify_only(src, identity)
-    acceptable(manifest)
-    src.seek(0)
+    first: Manifest | None = None
+    if verify_first:
+        rewind = getattr(src, "seek", None)
+        if rewind is None:
+            raise TypeError("verify_first needs a source that can seek")
+        with interruptible():
+            first = _verify_only(src, identity)
+        acceptable(first)
+        rewind(0)
     with staging_folder(area) as folder:
         with interruptible():  # a signal here: the staging folder goes, nothing else
             staged = _stage(src, identity, folder)
-        if staged.canonical_bytes() != manifest.canonical_bytes():
+        if first is not None and staged.canonical_bytes() != first.canonical_bytes():
             raise HostileArchiveError(
                 "the transfer changed between two readings; refusing it"
             )

@@ -1,8 +1,16 @@
 """``sealdrop receive`` of one transfer: download, verify, place, then tell the relay.
 
-    relay blob --Range resume--> spool (ciphertext only)          (download)
-      -> ack "downloaded" -> decrypt + verify + place, all or nothing (staging)
+    relay blob --Range resume--> decrypt + verify into private staging (staging)
+                 `--> appended to the spool (ciphertext, the resume journal)
+      -> place, all or nothing -> ack "downloaded"
       -> receipt recorded -> ack "verified" -> spool entry removed
+
+One pass over the bytes as they arrive (``download.incoming``): an interrupted
+receive keeps the ciphertext that came in the spool and the next run reads it
+back, then continues from the relay where it stopped. A transfer whose sender
+(as the relay names it) is not a verified contact is downloaded whole first
+and read twice, writing nothing before every check passed (``staging``,
+``verify_first``): what an unverified sender may send is bounded anyway.
 
 The destination receives files only after every hash and the signature
 verified, and they are durable (fsynced, with their folders) before the relay
@@ -64,7 +72,7 @@ from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
 from .cards import read_card
-from .download import Progress, download
+from .download import Incoming, Progress, download, incoming
 from .interrupt import interruptible
 from .layout import CaseInfo, Layout
 from .staging import receive_transfer
@@ -228,6 +236,13 @@ def _gate(session: Session, relay_id: str, info: dict[str, Any], *, allow_unveri
             hint=(f"verify {sender}'s safety number first, or raise --max-unverified-size"))
 
 
+def _downloaded(session: Session, relay_id: str, src: Incoming) -> None:
+    """Tell the relay "downloaded" once every byte came (placed or refused after)."""
+    if src.complete:
+        with contextlib.suppress(RelayError):
+            session.relay.ack(relay_id, "downloaded")
+
+
 def receive_one(
     session: Session,
     relay_id: str,
@@ -335,20 +350,34 @@ def _receive_one(
         # the check above used: a relay that lied meets check_free instead).
         return layout.folder(replace(case, sender=signed_sender))
 
-    with interruptible():  # the spool keeps what came: the next run resumes
-        spool = download(session, relay_id, on_progress=on_progress,
-                         pause_after_block=pause_after_block, size=int(info["size"]))
-    with contextlib.suppress(RelayError):
-        session.relay.ack(relay_id, "downloaded")
+    spool = session.spool.path(relay_id)
+    size = int(info["size"])
+    claimed = session.contacts.get(sender)
     try:
-        # Why not decrypt while downloading: the ciphertext is read twice (the
-        # sender is known only at its end; see staging), so it must be whole here.
-        with open(spool, "rb") as src:
-            got = receive_transfer(
-                src, identity=session.identity, contacts=session.contacts,
-                replay=session.replay, dest=into, allow_unverified=allow_unverified,
-                staging=staging, home=session.home, case=case_folder,
-            )
+        if claimed is not None and claimed.verified:
+            # One pass: decrypted, checked and staged as it downloads.
+            with incoming(session, relay_id, size=size, on_progress=on_progress,
+                          pause_after_block=pause_after_block) as src:
+                try:
+                    got = receive_transfer(
+                        src, identity=session.identity, contacts=session.contacts,
+                        replay=session.replay, dest=into, allow_unverified=allow_unverified,
+                        staging=staging, home=session.home, case=case_folder,
+                    )
+                finally:
+                    _downloaded(session, relay_id, src)
+        else:
+            with interruptible():  # the spool keeps what came: the next run resumes
+                download(session, relay_id, on_progress=on_progress,
+                         pause_after_block=pause_after_block, size=size)
+            with contextlib.suppress(RelayError):
+                session.relay.ack(relay_id, "downloaded")
+            with open(spool, "rb") as whole:
+                got = receive_transfer(
+                    whole, identity=session.identity, contacts=session.contacts,
+                    replay=session.replay, dest=into, allow_unverified=allow_unverified,
+                    staging=staging, home=session.home, case=case_folder, verify_first=True,
+                )
     except (SealdropCryptoError, ReplayError) as exc:
         raise refuse(Reason.HOSTILE, ReceiveError(
             f"transfer {relay_id} REFUSED: {exc}; nothing was written to {into}",

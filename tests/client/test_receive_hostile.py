@@ -112,11 +112,12 @@ def test_an_unexpected_parser_exception_becomes_a_refusal(
 # --- class 3: where staging happens, and when ----------------------------------------
 
 
-def test_nothing_is_written_before_the_sender_is_known(
+def test_verify_first_writes_nothing_before_the_sender_is_known(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stranger's, a replayed, or an unverified sender's transfer is refused after the
-    first (read-only) reading: not one file is staged anywhere."""
+    """With ``verify_first`` (a sender the relay names is not verified), a stranger's,
+    an unverified sender's or a forged transfer is refused after the first (read-only)
+    reading: not one file is staged anywhere."""
     writes: list[str] = []
     real = staging_mod._write_member
     monkeypatch.setattr(staging_mod, "_write_member",
@@ -124,18 +125,58 @@ def test_nothing_is_written_before_the_sender_is_known(
     dest = make_dest(tmp_path)
     stranger = Profile(tmp_path / "h1", BOB)  # ALICE unknown
     with pytest.raises(ClientError, match="not among your contacts"):
-        stranger.receive(encrypt_to(_PLAIN, BOB, classical=True), dest)
+        stranger.receive(encrypt_to(_PLAIN, BOB, classical=True), dest, verify_first=True)
     unverified = Profile(tmp_path / "h2", BOB, unverified=(ALICE,))
     with pytest.raises(ClientError, match="not verified"):
-        unverified.receive(encrypt_to(_PLAIN, BOB, classical=True), dest)
+        unverified.receive(encrypt_to(_PLAIN, BOB, classical=True), dest, verify_first=True)
     forged = Profile(tmp_path / "h3", BOB, verified=(ALICE,))
     arch, _ = build_archive(FILES, sender=ALICE, recipients=[BOB], signer=CAROL)
     with pytest.raises(SealdropCryptoError, match="signature"):
-        forged.receive(encrypt_to(arch.to_bytes(), BOB, classical=True), dest)
+        forged.receive(encrypt_to(arch.to_bytes(), BOB, classical=True), dest,
+                       verify_first=True)
     assert writes == []
     ok = Profile(tmp_path / "h4", BOB, verified=(ALICE,))
-    ok.receive(encrypt_to(_PLAIN, BOB, classical=True), dest)
+    ok.receive(encrypt_to(_PLAIN, BOB, classical=True), dest, verify_first=True)
     assert writes == [p for p, _ in FILES]  # the check above could fail
+
+
+def test_one_pass_stages_only_privately_and_leaves_nothing_when_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pass (the default): a forged, a stranger's or a tampered transfer is staged
+    as it is decrypted, but only in the private area (0700, outside DEST), and every
+    staged byte is gone once it is refused; DEST is never touched."""
+    staged: list[Path] = []
+    real = staging_mod._write_member
+
+    def spy(folder: Path, path: str, read: object) -> None:
+        staged.append(folder)
+        assert os.stat(folder).st_mode & 0o777 == 0o700
+        real(folder, path, read)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(staging_mod, "_write_member", spy)
+    dest = make_dest(tmp_path)
+    before = snapshot(dest)
+    home = tmp_path / "h"
+    bob = Profile(home, BOB, verified=(ALICE,))
+    forged, _ = build_archive(FILES, sender=ALICE, recipients=[BOB], signer=CAROL)
+    with pytest.raises(SealdropCryptoError, match="signature"):
+        bob.receive(encrypt_to(forged.to_bytes(), BOB, classical=True), dest, home=home)
+    stranger = Profile(tmp_path / "h2", BOB)  # ALICE unknown
+    with pytest.raises(ClientError, match="not among your contacts"):
+        stranger.receive(encrypt_to(_PLAIN, BOB, classical=True), dest, home=stranger.home)
+    big, _ = build_archive([("case 9/big.bin", bytes(range(256)) * 1024)], sender=ALICE,
+                           recipients=[BOB])
+    blob = bytearray(encrypt_to(big.to_bytes(), BOB, classical=True))
+    blob[-1] ^= 1  # the final chunk's tag: three chunks of big.bin are staged before it
+    with pytest.raises(SealdropCryptoError, match="authenticate"):
+        bob.receive(bytes(blob), dest, home=home)
+    assert len(staged) == 2 * len(FILES) + 1  # the checks below mean something
+    for folder in staged:
+        assert not folder.exists()
+        assert not folder.resolve().is_relative_to(dest.resolve())
+    assert list((home / STAGING_DIR).iterdir()) == []
+    assert snapshot(dest) == before
 
 
 def test_staging_is_private_outside_dest_on_its_filesystem(
