@@ -355,6 +355,26 @@ class Member:
         self._reader.offset += len(data)
         return data
 
+    def read_view(self, n: int = _IO_BLOCK) -> memoryview:
+        """Up to ``n`` bytes as a view valid until the next read; empty only at the end.
+
+        Without a copy when the source can lend its buffer (an age Decryptor's
+        ``read_view``): receiving hashes and writes each run straight from the
+        decrypted batch.
+        """
+        if self._left == 0:
+            return memoryview(b"")
+        lend = getattr(self._reader.src, "read_view", None)
+        if lend is None:
+            return memoryview(self.read(n))
+        data: memoryview = lend(min(n, self._left))
+        if not data:
+            raise ContainerError(f"the archive is truncated inside {self.path!r}")
+        self._left -= len(data)
+        self._hash.update(data)
+        self._reader.offset += len(data)
+        return data
+
     def _drain(self) -> None:
         while self._left:
             self.read(_IO_BLOCK)

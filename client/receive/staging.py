@@ -91,7 +91,8 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
-def _write_member(staging: Path, path: str, read: Callable[[int], bytes]) -> None:
+def _write_member(staging: Path, path: str,
+                  read: Callable[[int], bytes | memoryview]) -> None:
     target = staging / FILES_PREFIX / path
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ def _write_member(staging: Path, path: str, read: Callable[[int], bytes]) -> Non
     try:
         written = flushed = 0
         while chunk := read(_IO_BLOCK):
-            view = memoryview(chunk)
+            view = memoryview(chunk)  # a view into the decrypted batch: written at once
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
@@ -171,7 +172,7 @@ def _stage(src: Source, identity: SecretIdentity, staging: Path) -> Manifest:
         with _open(src, identity) as dec:
             reader = ContainerReader(dec)
             for member in reader.members():
-                _write_member(staging, member.path, member.read)
+                _write_member(staging, member.path, member.read_view)
             return reader.manifest
 
 

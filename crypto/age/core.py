@@ -266,6 +266,10 @@ class Decryptor:
     def readinto(self, buf: bytearray | memoryview) -> int:
         return self._stream.readinto(buf)
 
+    def read_view(self, n: int) -> memoryview:
+        """Up to ``n`` bytes without a copy, valid until the next read (see StreamReader)."""
+        return self._stream.read_view(n)
+
     def chunks(self) -> Iterator[memoryview]:
         """Runs of plaintext; each view is valid only until the next is requested."""
         return self._stream.chunks()

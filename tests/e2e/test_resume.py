@@ -12,6 +12,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.kit import User, make_case, tree, wait_for
 
 CHUNK = 64 * 1024
@@ -125,7 +127,12 @@ def test_relay_restarted_mid_send(tmp_path: Path, pair: tuple[User, User]) -> No
     assert tree(dest / case.name) == tree(case)
 
 
-def test_receive_killed_mid_download_resumes(tmp_path: Path, pair: tuple[User, User]) -> None:
+@pytest.mark.parametrize("kill_at_mib", [1, 2, 5])
+def test_receive_killed_mid_download_resumes(tmp_path: Path, pair: tuple[User, User],
+                                             kill_at_mib: int) -> None:
+    """One pass decrypts and stages while it downloads; the spool journals the
+    ciphertext, so a kill -9 early, midway or near the end resumes from the
+    relay where it stopped (only the rest is served) and the result verifies."""
     practice, lab = pair
     relay = practice.relay
     case = make_case(tmp_path / "src", big=6 * 1024 * 1024)
@@ -135,8 +142,8 @@ def test_receive_killed_mid_download_resumes(tmp_path: Path, pair: tuple[User, U
     spool = lab.home / "inbox-spool" / f"{tid}.age.partial"
     with relay.throttled(down=DOWN_RATE):
         proc = lab.popen("receive", tid, "--into", str(dest))
-        wait_for(lambda: spool.exists() and spool.stat().st_size >= 2 * 1024 * 1024, 60,
-                 "part of the download")
+        wait_for(lambda: spool.exists() and spool.stat().st_size >= kill_at_mib * 1024 * 1024,
+                 60, "part of the download")
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         relay.link.drop_connections()
@@ -148,4 +155,5 @@ def test_receive_killed_mid_download_resumes(tmp_path: Path, pair: tuple[User, U
     got = lab.json("receive", tid, "--into", str(dest))
     assert got["failed"] == [] and tree(dest / case.name) == tree(case)
     assert abs(relay.metric("sealdrop_download_bytes_total") - before - (size - have)) < 64 * 1024
+    assert list((lab.home / "staging").iterdir()) == []  # the killed run's staging swept
     assert not spool.exists()

@@ -1,0 +1,125 @@
+"""The ciphertext as it arrives (receive.download.incoming): spool read back, then the
+relay from where it stopped, every relay byte journalled into the spool."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sealdrop.client.errors import ReceiveError
+from sealdrop.client.profile.spool import Spool
+from sealdrop.client.receive.download import download, incoming
+from sealdrop.client.relay_api import RelayUnavailable
+
+RELAY_ID = "t" * 26
+BLOB = os.urandom(3 * 1024 * 1024 + 12345)
+
+
+class _Blob:
+    def __init__(self, data: bytes, size: int, cut_at: int | None) -> None:
+        self._data, self.size, self._cut, self.done = data, size, cut_at, 0
+
+    def readinto(self, buf: memoryview) -> int:
+        if self._cut is not None and self.done >= self._cut:
+            raise RelayUnavailable("the download from the relay was cut; run it again to resume")
+        n = min(len(buf), 100_000, len(self._data) - self.done)
+        if self._cut is not None:
+            n = min(n, self._cut - self.done)
+        buf[:n] = self._data[self.done:self.done + n]
+        self.done += n
+        return n
+
+
+class _Relay:
+    """Serves BLOB from an offset (as HTTP Range would), optionally cut or mis-sized."""
+
+    def __init__(self, *, size: int = len(BLOB), cut_at: int | None = None) -> None:
+        self.offsets: list[int] = []
+        self._size, self._cut = size, cut_at
+
+    @contextlib.contextmanager
+    def open_download(self, relay_id: str, *, offset: int = 0) -> Iterator[_Blob]:
+        self.offsets.append(offset)
+        cut = None if self._cut is None else self._cut - offset
+        yield _Blob(BLOB[offset:], self._size, cut)
+
+
+class _Session:
+    def __init__(self, home: Path, relay: _Relay) -> None:
+        self.spool = Spool(home)
+        self.relay = relay
+
+
+def _read_all(src: Any) -> bytes:
+    out = bytearray()
+    buf = bytearray(4 << 20)
+    while n := src.readinto(buf):
+        out += buf[:n]
+    return bytes(out)
+
+
+def test_a_fresh_download_is_journalled_as_it_passes(tmp_path: Path) -> None:
+    relay = _Relay()
+    session = _Session(tmp_path, relay)
+    seen: list[tuple[int, int]] = []
+    with incoming(session, RELAY_ID, size=len(BLOB),  # type: ignore[arg-type]
+                  on_progress=lambda d, t: seen.append((d, t))) as src:
+        assert _read_all(src) == BLOB
+        assert src.complete
+    assert relay.offsets == [0]
+    assert session.spool.path(RELAY_ID).read_bytes() == BLOB
+    assert seen[-1] == (len(BLOB), len(BLOB)) and len(seen) > 3
+
+
+def test_a_resume_reads_the_spool_back_then_asks_only_for_the_rest(tmp_path: Path) -> None:
+    relay = _Relay()
+    session = _Session(tmp_path, relay)
+    held = 1_500_001  # not on any block or chunk boundary
+    session.spool.path(RELAY_ID).write_bytes(BLOB[:held])
+    with incoming(session, RELAY_ID, size=len(BLOB)) as src:  # type: ignore[arg-type]
+        assert _read_all(src) == BLOB
+    assert relay.offsets == [held]
+    assert session.spool.path(RELAY_ID).read_bytes() == BLOB
+
+
+def test_a_complete_spool_needs_no_relay(tmp_path: Path) -> None:
+    relay = _Relay()
+    session = _Session(tmp_path, relay)
+    session.spool.path(RELAY_ID).write_bytes(BLOB)
+    with incoming(session, RELAY_ID, size=len(BLOB)) as src:  # type: ignore[arg-type]
+        assert _read_all(src) == BLOB
+    assert relay.offsets == []
+
+
+def test_a_cut_download_keeps_what_came_and_the_next_run_continues(tmp_path: Path) -> None:
+    session = _Session(tmp_path, _Relay(cut_at=2_000_000))
+    with pytest.raises(RelayUnavailable, match="resume"):
+        with incoming(session, RELAY_ID, size=len(BLOB)) as src:  # type: ignore[arg-type]
+            _read_all(src)
+    assert session.spool.path(RELAY_ID).read_bytes() == BLOB[:2_000_000]
+    relay = _Relay()
+    session.relay = relay
+    path = download(session, RELAY_ID, size=len(BLOB))  # type: ignore[arg-type]
+    assert relay.offsets == [2_000_000] and path.read_bytes() == BLOB
+
+
+def test_a_blob_of_another_size_than_announced_is_refused(tmp_path: Path) -> None:
+    session = _Session(tmp_path, _Relay(size=len(BLOB) + 1))
+    with pytest.raises(ReceiveError, match="announced"):
+        with incoming(session, RELAY_ID, size=len(BLOB)) as src:  # type: ignore[arg-type]
+            _read_all(src)
+    assert session.spool.path(RELAY_ID).read_bytes() == b""
+
+
+def test_a_spool_longer_than_the_blob_is_dropped(tmp_path: Path) -> None:
+    relay = _Relay()
+    session = _Session(tmp_path, relay)
+    session.spool.path(RELAY_ID).write_bytes(b"x" * (len(BLOB) + 10))
+    with incoming(session, RELAY_ID, size=len(BLOB)) as src:  # type: ignore[arg-type]
+        assert _read_all(src) == BLOB
+    assert relay.offsets == [0]
