@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -156,4 +158,56 @@ def test_receive_killed_mid_download_resumes(tmp_path: Path, pair: tuple[User, U
     assert got["failed"] == [] and tree(dest / case.name) == tree(case)
     assert abs(relay.metric("sealdrop_download_bytes_total") - before - (size - have)) < 64 * 1024
     assert list((lab.home / "staging").iterdir()) == []  # the killed run's staging swept
+    assert not spool.exists()
+
+
+_KILLED_WHILE_PLACING = """
+import os, signal, sys
+from sealdrop.client.receive import place
+real = place.Placer.place
+def place_then_die(self, path):
+    done = real(self, path)
+    os.kill(os.getpid(), signal.SIGKILL)  # after the first file, mid-PLACE
+    return done
+place.Placer.place = place_then_die
+from sealdrop.client.cli import main
+sys.argv = ["sealdrop", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+def test_receive_killed_while_placing_downloads_nothing_again(
+    tmp_path: Path, pair: tuple[User, User]
+) -> None:
+    """kill -9 after the first file moved into DEST: what is there is verified, no
+    staging is left, the journal holds the whole ciphertext, and no later run
+    downloads it again. The half-placed case is not finished for the user: the
+    next run refuses the taken name (nothing is overwritten), and once it is
+    moved away the same command places everything from the spool."""
+    practice, lab = pair
+    relay = practice.relay
+    case = make_case(tmp_path / "src", big=2 * 1024 * 1024)
+    tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    dest = tmp_path / "in"
+    dest.mkdir()
+    spool = lab.home / "inbox-spool" / f"{tid}.age.partial"
+    r = subprocess.run([sys.executable, "-c", _KILLED_WHILE_PLACING, "receive", tid,
+                        "--into", str(dest)], env=lab.env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    placed = [p for p in (dest / case.name).rglob("*") if p.is_file()]
+    assert len(placed) == 1  # the kill came mid-PLACE
+    for p in placed:  # only verified bytes under real names
+        assert p.read_bytes() == (case / p.relative_to(dest / case.name)).read_bytes()
+    (size,) = [r[0] for r in relay.sql("select size from transfers")]
+    assert spool.stat().st_size == size
+    served = relay.metric("sealdrop_download_bytes_total")
+    again = lab.run("receive", tid, "--into", str(dest), check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert list((lab.home / "staging").iterdir()) == []
+    aside = tmp_path / "aside"
+    (dest / case.name).rename(aside)
+    got = lab.json("receive", tid, "--into", str(dest))
+    assert got["failed"] == [] and tree(dest / case.name) == tree(case)
+    assert relay.metric("sealdrop_download_bytes_total") == served  # never downloaded again
     assert not spool.exists()
