@@ -15,7 +15,9 @@ staged (hashlib cannot save one) or a re-read of the staged plaintext, and
 would keep unverified plaintext across runs, which the staging area promises
 not to do (``stagearea.sweep``). Appending what arrives costs one write per
 block into the page cache, not fsynced (the spool is a cache: see
-``profile.spool``), measured in docs/operations.md ("Receive speed").
+``profile.spool``). Measured (1 GiB, three runs each, machine shared): about
+1.2 s of system CPU per GiB (2.5 s with the journal, 1.35 s without), the
+price of resuming after a kill -9 without downloading again.
 
 ``download`` only fills the spool (for the two readings of ``staging``).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from ..errors import ReceiveError
 from ..profile.session import Session
-from ..relay_api import BlobReader
+from ..relay_api import BlobReader, RelayProtocolError
 
 Progress = Callable[[int, int], None]
 _BLOCK = 1 << 20
@@ -39,8 +41,8 @@ _BLOCK = 1 << 20
 class Incoming:
     """The ciphertext of ``relay_id``: ``readinto`` until 0 at exactly ``size`` bytes.
 
-    A relay that sends more than it announced, or a blob of another size,
-    stops the receive (``ReceiveError``); a download cut short raises the relay
+    A relay that serves a blob of another size than it announced stops the
+    receive (``RelayProtocolError``); a download cut short raises the relay
     client's RelayUnavailable, never an early end, so the decryptor never
     mistakes an interrupted download for a truncated transfer.
     """
@@ -62,8 +64,8 @@ class Incoming:
         if self._blob is None:
             blob = self._stack.enter_context(
                 self._session.relay.open_download(self._id, offset=self._held))
-            if blob.size != self.size:
-                raise ReceiveError(
+            if blob.size != self.size:  # the relay's fault, not a local one
+                raise RelayProtocolError(
                     f"the relay served {blob.size} bytes for {self._id} but announced "
                     f"{self.size}; download stopped")
             self._blob = blob

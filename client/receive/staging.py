@@ -22,7 +22,8 @@ files are staged before that, in a folder no one else can read (0700, outside
 DEST, removed on any failure and swept after a kill), and nothing reaches DEST
 before every check passed. Reading twice (check, then stage) would cost a
 second decryption and, for a download, a round trip of the ciphertext through
-the disk: measured, that was most of receive's time (docs/operations.md).
+the disk: measured on 1 GiB, 9.3 CPU-seconds (4.1 user + 5.1 system) for the
+two readings against 3.9 to 5.1 for one pass.
 
 ``verify_first`` keeps the two readings for a sender the profile has not
 verified (``receive --allow-unverified``, bounded by --max-unverified-size): a

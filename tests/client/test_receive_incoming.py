@@ -11,10 +11,14 @@ from typing import Any
 
 import pytest
 
-from sealdrop.client.errors import ReceiveError
 from sealdrop.client.profile.spool import Spool
 from sealdrop.client.receive.download import download, incoming
-from sealdrop.client.relay_api import RelayUnavailable
+from sealdrop.client.receive.staging import receive_transfer
+from sealdrop.client.relay_api import RelayProtocolError, RelayUnavailable
+from sealdrop.crypto.errors import SealdropCryptoError
+from tests.client.receivekit import ALICE, BOB, make_dest, snapshot
+from tests.client.receivekit import Profile as Receiver
+from tests.crypto.transferkit import build_archive, encrypt_to
 
 RELAY_ID = "t" * 26
 BLOB = os.urandom(3 * 1024 * 1024 + 12345)
@@ -38,15 +42,16 @@ class _Blob:
 class _Relay:
     """Serves BLOB from an offset (as HTTP Range would), optionally cut or mis-sized."""
 
-    def __init__(self, *, size: int = len(BLOB), cut_at: int | None = None) -> None:
+    def __init__(self, *, data: bytes = BLOB, size: int | None = None,
+                 cut_at: int | None = None) -> None:
         self.offsets: list[int] = []
-        self._size, self._cut = size, cut_at
+        self._data, self._size, self._cut = data, len(data) if size is None else size, cut_at
 
     @contextlib.contextmanager
     def open_download(self, relay_id: str, *, offset: int = 0) -> Iterator[_Blob]:
         self.offsets.append(offset)
         cut = None if self._cut is None else self._cut - offset
-        yield _Blob(BLOB[offset:], self._size, cut)
+        yield _Blob(self._data[offset:], self._size, cut)
 
 
 class _Session:
@@ -110,7 +115,7 @@ def test_a_cut_download_keeps_what_came_and_the_next_run_continues(tmp_path: Pat
 
 def test_a_blob_of_another_size_than_announced_is_refused(tmp_path: Path) -> None:
     session = _Session(tmp_path, _Relay(size=len(BLOB) + 1))
-    with pytest.raises(ReceiveError, match="announced"):
+    with pytest.raises(RelayProtocolError, match="announced"):
         with incoming(session, RELAY_ID, size=len(BLOB)) as src:  # type: ignore[arg-type]
             _read_all(src)
     assert session.spool.path(RELAY_ID).read_bytes() == b""
@@ -123,3 +128,32 @@ def test_a_spool_longer_than_the_blob_is_dropped(tmp_path: Path) -> None:
     with incoming(session, RELAY_ID, size=len(BLOB)) as src:  # type: ignore[arg-type]
         assert _read_all(src) == BLOB
     assert relay.offsets == [0]
+
+
+def test_a_cut_mid_receive_is_a_resumable_failure_not_a_refusal(tmp_path: Path) -> None:
+    """One pass: the relay's bytes stop midway. The decryptor must not read that as
+    a truncated (hostile) transfer: the relay client's error comes out as it is,
+    DEST is untouched, staging is gone, and the journal keeps what came."""
+    payload = os.urandom(3 << 20)
+    arch, _ = build_archive([("big.bin", payload)], sender=ALICE, recipients=[BOB])
+    blob = encrypt_to(arch.to_bytes(), BOB, classical=True)
+    half = len(blob) // 2
+    session = _Session(tmp_path / "home", _Relay(data=blob, cut_at=half))
+    bob = Receiver(tmp_path / "home", BOB, verified=(ALICE,))
+    dest = make_dest(tmp_path)
+    before = snapshot(dest)
+    with pytest.raises(RelayUnavailable) as info:
+        with incoming(session, RELAY_ID, size=len(blob)) as src:  # type: ignore[arg-type]
+            receive_transfer(src, identity=BOB, contacts=bob.contacts, replay=bob.replay,
+                             dest=dest, home=tmp_path / "home")
+    assert not isinstance(info.value, SealdropCryptoError)
+    assert snapshot(dest) == before
+    assert list((tmp_path / "home" / "staging").iterdir()) == []
+    assert session.spool.path(RELAY_ID).read_bytes() == blob[:half]
+    relay = _Relay(data=blob)  # the next run: the spool read back, the rest asked for
+    session.relay = relay
+    with incoming(session, RELAY_ID, size=len(blob)) as src:  # type: ignore[arg-type]
+        receive_transfer(src, identity=BOB, contacts=bob.contacts, replay=bob.replay,
+                         dest=dest, home=tmp_path / "home")
+    assert relay.offsets == [half]
+    assert (dest / "big.bin").read_bytes() == payload
