@@ -22,8 +22,9 @@ files are staged before that, in a folder no one else can read (0700, outside
 DEST, removed on any failure and swept after a kill), and nothing reaches DEST
 before every check passed. Reading twice (check, then stage) would cost a
 second decryption and, for a download, a round trip of the ciphertext through
-the disk: measured on 1 GiB, 9.3 CPU-seconds (4.1 user + 5.1 system) for the
-two readings against 3.9 to 5.1 for one pass.
+the disk: measured on 1 GiB (client user + system CPU, 2 cores), the two
+readings took 5.3 to 6.8 CPU-seconds (3.6 to 4.1 of them user), one pass 4.2
+to 6.6 (2.2 user); the system share of both moves with the page cache.
 
 ``verify_first`` keeps the two readings for a sender the profile has not
 verified (``receive --allow-unverified``, bounded by --max-unverified-size): a
