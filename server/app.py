@@ -19,7 +19,7 @@ from . import binding, ops
 from .blobs import BlobStore, LocalBlobStore
 from .clientaddr import networks
 from .config import RelayConfig
-from .db import make_engine
+from .db import count_work, make_engine
 from .logs import LOGGER_NAME
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
@@ -46,6 +46,11 @@ def _context(
             limiter=TokenBuckets(rate=config.rate_per_second, burst=config.rate_burst),
             clock=clock,
             trusted_proxies=networks(config.trusted_proxies),
+        )
+        count_work(
+            engine,
+            statement=lambda: relay.metrics.inc("sealdrop_db_statements_total"),
+            commit=lambda: relay.metrics.inc("sealdrop_db_commits_total"),
         )
         try:
             # Refuse a schema this code does not know; only `db upgrade` migrates.

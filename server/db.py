@@ -8,6 +8,7 @@ mirror them for queries, and a test checks the two agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ recipients = sa.Table(
     # inbox for good, and the sender sees when (migration 0002).
     sa.Column("dismissed_at", sa.BigInteger, nullable=True),
     sa.Index("ix_transfer_recipients_recipient", "recipient"),
+    # Where an inbox poll starts: the caller's undismissed rows (migration 0005).
+    sa.Index("ix_transfer_recipients_inbox", "recipient", "dismissed_at", "transfer_id"),
 )
 
 # Who refuses transfers from whom: the blocker's inbox hides the blocked
@@ -160,3 +163,23 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
     return engine
+
+
+def count_work(
+    engine: AsyncEngine, *, statement: Callable[[], None], commit: Callable[[], None]
+) -> None:
+    """Call ``statement`` before every SQL statement and ``commit`` at every commit.
+
+    Why: a commit is what a write costs (SQLite's WAL append and, when the
+    commit is synced, its fsync; PostgreSQL's WAL flush), and statements are
+    round trips to the database. The relay exports both as counters, so
+    ``scripts/bench_relay`` can say how many of each a transfer costs and a
+    test can pin what an idle inbox poll costs."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _statement(*_args: Any) -> None:
+        statement()
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _commit(*_args: Any) -> None:
+        commit()

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sealdrop.crypto.protocol import ErrorCode
@@ -46,6 +48,7 @@ from .errors import (
     QuotaExceeded,
     Unauthenticated,
 )
+from .noncebatch import NonceBatcher
 
 UPLOADING = "uploading"
 COMPLETE = "complete"
@@ -146,6 +149,7 @@ class SqlMetadataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         # Guarded: a database that is down or goes away answers StoreUnavailable.
         self.engine = GuardedEngine(engine)
+        self._nonces = NonceBatcher(self._insert_nonces)
 
     @classmethod
     def open(cls, url: str) -> SqlMetadataStore:
@@ -323,13 +327,28 @@ class SqlMetadataStore:
     # -- nonces -------------------------------------------------------------
 
     async def remember_nonce(self, nonce: str, *, expires_at: int) -> bool:
-        """Record a request nonce; False if it was seen before (a replay)."""
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(sa.insert(nonces).values(nonce=nonce, expires_at=expires_at))
-        except sa.exc.IntegrityError:
-            return False
-        return True
+        """Record a request nonce; False if it was seen before (a replay).
+
+        Committed, synced, together with the nonces of the requests that arrive
+        meanwhile (``server.noncebatch``): durable before the caller acts."""
+        return await self._nonces.remember(nonce, expires_at=expires_at)
+
+    async def _insert_nonces(self, batch: list[tuple[str, int]]) -> set[str]:
+        """Insert the nonces of ``batch`` that are not stored yet, in one synced
+        transaction; return those inserted. Race-free across relay processes:
+        the primary key decides, ``ON CONFLICT DO NOTHING`` skips the taken ones."""
+        async with self.engine.begin() as conn:
+            insert = (
+                sqlite_insert(nonces) if conn.dialect.name == "sqlite" else pg_insert(nonces)
+            )
+            rows = (
+                await conn.execute(
+                    insert.values([{"nonce": n, "expires_at": e} for n, e in batch])
+                    .on_conflict_do_nothing(index_elements=[nonces.c.nonce])
+                    .returning(nonces.c.nonce)
+                )
+            ).scalars().all()
+        return {str(n) for n in rows}
 
     async def purge_nonces(self, now: int) -> int:
         async with self.engine.begin() as conn:

@@ -50,6 +50,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sealdrop_rate_limited_total": ("Requests refused by the rate limiter.", ()),
     "sealdrop_internal_errors_total": ("Unexpected errors answered with 500.", ()),
     "sealdrop_body_timeouts_total": ("Request bodies that arrived too slowly (408).", ()),
+    "sealdrop_db_statements_total": ("SQL statements sent to the metadata database.", ()),
+    "sealdrop_db_commits_total": ("Transactions committed in the metadata database.", ()),
 }
 HISTOGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sealdrop_http_request_duration_seconds": ("Time to handle a request.", ("route",)),
