@@ -79,7 +79,8 @@ class Wormhole:
         twist = str(BIN / "twist")
         self._logs = [open(d / "wh-mailbox.log", "wb"), open(d / "wh-transit.log", "wb")]  # noqa: SIM115
         self.procs = [
-            subprocess.Popen([twist, "wormhole-mailbox", f"--port=tcp:{mailbox}:interface=127.0.0.1",
+            subprocess.Popen([twist, "wormhole-mailbox",
+                              f"--port=tcp:{mailbox}:interface=127.0.0.1",
                               f"--channel-db={d / 'wh-mailbox.sqlite'}"],
                              cwd=d, stdout=self._logs[0], stderr=subprocess.STDOUT),
             subprocess.Popen([twist, "transitrelay", f"--port=tcp:{transit}:interface=127.0.0.1"],
@@ -106,7 +107,8 @@ class Wormhole:
 
         t0 = time.perf_counter()
         sender = threading.Thread(target=go, args=("send", [
-            wormhole, *common, "send", "--hide-progress", "--no-qr", "--code", CODE, str(src)], self.d))
+            wormhole, *common, "send", "--hide-progress", "--no-qr", "--code", CODE,
+            str(src)], self.d))
         receiver = threading.Thread(target=go, args=("receive", [
             wormhole, *common, "receive", "--hide-progress", "--accept-file", "-o",
             str(into / src.name), CODE], into))
