@@ -60,6 +60,7 @@ _MAX_SIZE_DIGITS = 20
 # ...) is something we never write and will not interpret.
 _PAX_KEYS = {"path", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"}
 _IO_BLOCK = 1 << 20
+_HASH_BLOCK = 256 << 10
 _ZERO_BLOCK = bytes(BLOCK)
 _END_MARKER = 2 * BLOCK
 # tar writers may round the archive up to a 10 KiB record; allow that on top of
@@ -199,6 +200,28 @@ def _header(name: str, size: int, mtime: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 
+class _HashingReader:
+    """At most ``left`` bytes of ``src``, hashed into ``digest`` as they are read in
+    place. Reads are capped at 256 KiB: the block is hashed while it is still in
+    the CPU's cache (1 GiB copied out of the page cache in 4 MiB reads also cost
+    3x the system time of 64 KiB reads, measured: crypto.age.stream)."""
+
+    def __init__(self, src: Reader, left: int, digest: Any) -> None:
+        self._readinto = src.readinto  # type: ignore[attr-defined]
+        self.left = left
+        self._digest = digest
+
+    def readinto(self, buf: memoryview) -> int:
+        view = buf[: min(len(buf), self.left, _HASH_BLOCK)]
+        if not view:
+            return 0
+        n = int(self._readinto(view) or 0)
+        if n:
+            self._digest.update(view[:n])
+            self.left -= n
+        return n
+
+
 class ContainerWriter:
     """Streams a transfer archive into ``dst`` (e.g. an age Encryptor).
 
@@ -238,16 +261,24 @@ class ContainerWriter:
         self._names.add(path)
         self._write(_header(FILES_PREFIX + path, size, self._mtime))
         digest = hashlib.sha256()
-        left = size
-        while left:
-            data = reader.read(min(left, _IO_BLOCK))
-            if not data:
-                raise ContainerError(
-                    f"{path!r} became shorter while it was being sent; send it again"
-                )
-            digest.update(data)
-            self._write(data)
-            left -= len(data)
+        write_from = getattr(self._dst, "write_from", None)
+        if write_from is not None and hasattr(reader, "readinto"):
+            # Read straight into the encryptor's buffers and hash there: no
+            # bytes object per block and no copy (docs/architecture.md).
+            counted = _HashingReader(reader, size, digest)
+            self._written += write_from(counted)
+            left = counted.left
+        else:
+            left = size
+            while left:
+                data = reader.read(min(left, _IO_BLOCK))
+                if not data:
+                    break
+                digest.update(data)
+                self._write(data)
+                left -= len(data)
+        if left:
+            raise ContainerError(f"{path!r} became shorter while it was being sent; send it again")
         if reader.read(1):
             raise ContainerError(f"{path!r} grew while it was being sent; send it again")
         self._write(bytes(_block_pad(size)))

@@ -30,6 +30,11 @@ from ..errors import SealError
 from .plan import SealPlan
 from .scan import OPEN_FLAGS
 
+# 2 MiB batches (age.stream's default is 4 MiB): the encryptor keeps four, and
+# the upload pool three 12 MiB chunks besides; halving the batches saves 16 MiB
+# of a send's RSS budget (150 MB) at no measurable CPU cost (docs/architecture.md).
+SEAL_BATCH_CHUNKS = 32
+
 
 def seal(
     plan: SealPlan,
@@ -42,7 +47,7 @@ def seal(
     ``dst_writer`` receives ciphertext as it is made; on error it holds a
     partial transfer. Returns the signed manifest.
     """
-    with age.Encryptor(dst_writer, [], resume=resume) as enc:
+    with age.Encryptor(dst_writer, [], resume=resume, batch_chunks=SEAL_BATCH_CHUNKS) as enc:
         container = ContainerWriter(enc, mtime=plan.created)
         for src, mtype in zip(plan.files, plan.media_types, strict=True):
             with _open_source(src.path, src.size) as f:

@@ -395,3 +395,25 @@ def test_decryptor_round_trip_with_small_batches() -> None:
     assert decrypt_bytes(ct, [bob, alice], workers=2, batch_chunks=2) == pt
     assert decrypt_bytes(ct, [alice], workers=1, batch_chunks=3) == pt
     assert isinstance(alice, X25519Identity)
+
+
+def test_a_small_payload_allocates_one_chunk_of_buffers_not_four_batches() -> None:
+    # Profile records and cards are a few KiB: four zeroed 4 MiB batch sets each
+    # time took a send's peak RSS over its budget.
+    out = io.BytesIO()
+    w = StreamWriter(KEY, out, workers=2)
+    w.write(b"x" * 1000)
+    w.close()
+    assert sum(len(a) + len(b) for a, b in w._sets) == CHUNK_SIZE + ENC_CHUNK_SIZE
+    out2, err = open_all(out.getvalue())
+    assert err is None and out2 == b"x" * 1000
+
+
+def test_buffers_grow_to_a_batch_and_no_further() -> None:
+    w = StreamWriter(KEY, io.BytesIO(), workers=1, batch_chunks=4)
+    w.write(bytes(3 * CHUNK_SIZE + 1))
+    assert len(w._sets) == 1 and len(w._sets[0][0]) == 4 * CHUNK_SIZE
+    w.write(bytes(9 * CHUNK_SIZE))
+    assert len(w._sets) == 4  # one filling, one held, the rest sealed or draining
+    assert all(len(a) == 4 * CHUNK_SIZE and len(b) == 4 * ENC_CHUNK_SIZE for a, b in w._sets)
+    w.close()
