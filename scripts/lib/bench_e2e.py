@@ -169,7 +169,7 @@ def main() -> int:
                 c0 = cpu_seconds(relay.pid)
                 sent, tid = relay.send(src, d / f"send-{i}.json")
                 c1 = cpu_seconds(relay.pid)
-                got = relay.receive(tid, into, size)
+                got = relay.receive(tid, into)
                 c2 = cpu_seconds(relay.pid)
                 relay_mb = max(relay_mb, hwm_mb(relay.pid))
                 if not same_file(src, into / src.name):

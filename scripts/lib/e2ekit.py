@@ -129,9 +129,16 @@ class LoopbackRelay:
         self.pid = self.proc.pid
         self.practice = self._user("bench-practice")
         self.lab = self._user("bench-lab")
-        for a, b in ((self.practice, "bench-lab"), (self.lab, "bench-practice")):
-            subprocess.run([*self.prefix, self.sealdrop, "contacts", "add", b], env=a,
-                           check=True, capture_output=True)
+        # Each side pins the other as verified (the safety number compared, as a
+        # lab does once per practice): receive then takes its one-pass path.
+        # An unverified sender is read twice and capped at 100 MiB by default.
+        for a, b, their in ((self.practice, "bench-lab", self.lab),
+                            (self.lab, "bench-practice", self.practice)):
+            number = json.loads(subprocess.run(
+                [*self.prefix, self.sealdrop, "whoami", "--json"], env=their, check=True,
+                capture_output=True, text=True).stdout)["safety_number"]
+            subprocess.run([*self.prefix, self.sealdrop, "contacts", "add", b,
+                            "--fingerprint", number], env=a, check=True, capture_output=True)
 
     def _user(self, handle: str) -> dict[str, str]:
         e = {**self.env, "SEALDROP_HOME": str(self.d / handle), "SEALDROP_PASSPHRASE": "bench",
@@ -147,13 +154,12 @@ class LoopbackRelay:
     def send(self, path: Path, out: Path, extra: Sequence[str] = ()) -> tuple[Proc, str]:
         """``sealdrop send`` of ``path`` to the lab; the run and the transfer id."""
         p = measure([self.sealdrop, "send", str(path), "--to", "bench-lab",
-                     "--allow-unverified", "--again", "--json", *extra],
+                     "--again", "--json", *extra],
                     env=self.practice, stdout=out, prefix=self.prefix)
         return p, str(json.loads(out.read_text())["transfer_id"])
 
-    def receive(self, tid: str, into: Path, size: int) -> Proc:
-        return measure([self.sealdrop, "receive", "--into", str(into), "--allow-unverified",
-                        "--max-unverified-size", str(2 * size + (1 << 20)), "--", tid],
+    def receive(self, tid: str, into: Path) -> Proc:
+        return measure([self.sealdrop, "receive", "--into", str(into), "--", tid],
                        env=self.lab, prefix=self.prefix)
 
     def close(self) -> None:
