@@ -386,7 +386,32 @@ async def get_data(request: web.Request) -> web.StreamResponse:
     if span is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{t.size}"
     resp.content_length = end - start
-    stream = relay.blobs.read(t.id, start, end)
+    # A missing (or short) blob fails here, before the headers go out.
+    blob = await relay.blobs.open_file(t.id, end)
+    if blob is None:  # a store without local files
+        return await _stream_blob(request, resp, relay, t.id, start, end)
+    try:
+        await resp.prepare(request)
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("the client went away")
+        try:
+            # Why sendfile: the kernel copies the blob from the page cache to the
+            # socket; serving it through Python cost about 1 CPU-second per GiB.
+            await asyncio.get_running_loop().sendfile(transport, blob, start, end - start)
+        finally:
+            # The loop leaves the file at the end of what it sent, even on failure.
+            relay.metrics.inc("sealdrop_download_bytes_total", max(0, blob.tell() - start))
+    finally:
+        blob.close()
+    await resp.write_eof()
+    return resp
+
+
+async def _stream_blob(
+    request: web.Request, resp: web.StreamResponse, relay: Relay, key: str, start: int, end: int
+) -> web.StreamResponse:
+    stream = relay.blobs.read(key, start, end)
     first = await anext(stream, b"")  # a missing blob fails here, before headers go out
     await resp.prepare(request)
     sent = 0

@@ -13,6 +13,14 @@ from pathlib import Path
 class Run:
     seconds: float
     max_rss_mb: float
+    # CPU-seconds of the child (wait4's rusage): they hold up on a busy machine
+    # where wall time does not.
+    user_s: float = 0.0
+    sys_s: float = 0.0
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
 
 
 def run(cmd: list[str], *, stdin: Path | None = None, stdout: Path | None = None,
@@ -32,7 +40,7 @@ def run(cmd: list[str], *, stdin: Path | None = None, stdout: Path | None = None
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
-    return Run(elapsed, usage.ru_maxrss / 1024)
+    return Run(elapsed, usage.ru_maxrss / 1024, usage.ru_utime, usage.ru_stime)
 
 
 def best(runs: list[Run]) -> Run:
