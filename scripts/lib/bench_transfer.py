@@ -155,9 +155,14 @@ def main(mode: str) -> int:
                 return e
 
             practice, lab = user("bench-practice"), user("bench-lab")
-            for a, b in ((practice, "bench-lab"), (lab, "bench-practice")):
-                subprocess.run([sealdrop, "contacts", "add", b], env=a, check=True,
-                               capture_output=True)
+            # Each pins the other verified (safety numbers compared, as a lab does
+            # once per practice): receive takes its one-pass path.
+            for a, b, their in ((practice, "bench-lab", lab), (lab, "bench-practice", practice)):
+                number = json.loads(subprocess.run(
+                    [sealdrop, "whoami", "--json"], env=their, check=True,
+                    capture_output=True, text=True).stdout)["safety_number"]
+                subprocess.run([sealdrop, "contacts", "add", b, "--fingerprint", number],
+                               env=a, check=True, capture_output=True)
             plain = d / "payload.bin"
             print(f"making a {size}-byte random file…", flush=True)
             make_random_file(plain, size)
@@ -175,7 +180,7 @@ def main(mode: str) -> int:
                 os.sync()
                 cpu0 = relay_cpu_s(relay.pid)
                 ours_send = run([sealdrop, "send", str(plain), "--to", "bench-lab",
-                                 "--allow-unverified", "--json"], stdout=out, env=practice)
+                                 "--json"], stdout=out, env=practice)
                 tids.append(json.loads(out.read_text())["transfer_id"])
                 if mode == "send":
                     relay_cpu.append(relay_cpu_s(relay.pid) - cpu0)
@@ -196,9 +201,8 @@ def main(mode: str) -> int:
                     reset_hwm(relay.pid)
                     os.sync()
                     cpu0 = relay_cpu_s(relay.pid)
-                    ours.append(run([sealdrop, "receive", "--into", str(dest),
-                                     "--allow-unverified", "--max-unverified-size",
-                                     str(2 * size), "--", tid], env=lab))
+                    ours.append(run([sealdrop, "receive", "--into", str(dest), "--", tid],
+                                    env=lab))
                     relay_cpu.append(relay_cpu_s(relay.pid) - cpu0)
                     relay_mb = max(relay_mb, relay_hwm_mb(relay.pid))
                     if subprocess.run(["cmp", str(plain), str(dest / plain.name)]).returncode:
