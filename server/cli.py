@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from sealdrop.crypto.alloc import tune_allocator
 
 from . import binding, schema
 from .accounts import create_invite, invite_hash
@@ -136,6 +139,7 @@ def serve(data_dir: Path, host: str | None, port: int | None) -> None:
     """Run the relay (plain HTTP on loopback; put a TLS reverse proxy in front)."""
     cfg = _config(data_dir, host=host, port=port)
     logger = setup_logging(cfg.log_level)
+    tune_allocator(os.environ)  # chunk bodies arrive in pieces: keep their memory (crypto.alloc)
     asyncio.run(_serve(cfg, logger))
 
 

@@ -9,10 +9,12 @@ the relay client, rich and the rest at every start.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
+from sealdrop.crypto.alloc import tune_allocator
 from sealdrop.crypto.errors import SealdropCryptoError
 
 from ..errors import ClientError, Interrupted
@@ -53,6 +55,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    tune_allocator(os.environ)  # large files move in pieces: keep their memory (crypto.alloc)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as exc:

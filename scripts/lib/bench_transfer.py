@@ -179,7 +179,7 @@ def main(mode: str) -> int:
                 reset_hwm(relay.pid)
                 os.sync()
                 cpu0 = relay_cpu_s(relay.pid)
-                ours_send = run([sealdrop, "send", str(plain), "--to", "bench-lab",
+                ours_send = run([sealdrop, "send", str(plain), "--to", "bench-lab", "--again",
                                  "--json"], stdout=out, env=practice)
                 tids.append(json.loads(out.read_text())["transfer_id"])
                 if mode == "send":
