@@ -30,6 +30,7 @@ from . import accounts, auth, blocking, schema, transfers
 from .errors import Conflict, InvalidInput, NotFound, NotPermitted, TooLarge
 from .http_parse import (
     chunk_length,
+    end_batching,
     no_body,
     parse_range,
     read_json,
@@ -338,18 +339,21 @@ async def patch_data(request: web.Request) -> web.Response:
         )
     me = await auth.authenticate(request, sha)
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
-    result = await transfers.upload_chunk(
-        relay,
-        me,
-        t,
-        offset=offset,
-        length=length,
-        sha256_hex=sha,
-        source=timed_body(
-            request, length, idle=relay.config.body_timeout_seconds,
-            min_rate=relay.config.min_body_bytes_per_second,
-        ),
-    )
+    try:
+        result = await transfers.upload_chunk(
+            relay,
+            me,
+            t,
+            offset=offset,
+            length=length,
+            sha256_hex=sha,
+            source=timed_body(
+                request, length, idle=relay.config.body_timeout_seconds,
+                min_rate=relay.config.min_body_bytes_per_second,
+            ),
+        )
+    finally:
+        end_batching(request)
     return web.Response(
         status=204,
         headers={**NO_STORE, H_UPLOAD_OFFSET: str(result.committed),

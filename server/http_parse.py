@@ -15,9 +15,11 @@ trickles a body (slowloris) holds a connection for a bounded time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -133,15 +135,50 @@ def chunk_length(request: web.Request, limit: int) -> int:
     return request.content_length
 
 
+# Why batch the wake-ups of an upload: a relay that keeps up with its client is
+# woken for every few dozen KiB that reach the socket, and each wake-up costs
+# Python work in asyncio and aiohttp (measured: ~12,500 wake-ups and ~2 CPU-s
+# per GiB from a `sealdrop send`). SO_RCVLOWAT has the kernel wake the loop only
+# once this much is queued; the kernel still wakes it at end of stream or when
+# the sender cannot send more.
+RECV_BATCH = 256 * 1024
+_LOWAT = getattr(socket, "SO_RCVLOWAT", None)
+
+
+def _set_lowat(sock: socket.socket | None, n: int) -> None:
+    if sock is not None and _LOWAT is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _LOWAT, max(1, n))
+
+
+def end_batching(request: web.Request) -> None:
+    """Undo ``timed_body``'s wake-up batching: the connection's next request,
+    however short, must wake the loop. Call when the body is done with, even
+    on failure."""
+    transport = request.transport
+    if transport is not None:
+        _set_lowat(transport.get_extra_info("socket"), 1)
+
+
 async def timed_body(
     request: web.Request, length: int, *, idle: float, min_rate: int
 ) -> AsyncIterator[bytes]:
     """The body's pieces as they arrive; ``BodyTimeout`` when none comes for
     ``idle`` seconds, or when the whole ``length`` bytes take longer than
-    ``idle + length / min_rate`` (a client trickling a byte at a time)."""
+    ``idle + length / min_rate`` (a client trickling a byte at a time).
+
+    The loop is woken once per ``RECV_BATCH`` bytes (or what is left of the
+    body), at most ``min_rate * idle / 2``: a client at the slowest allowed rate
+    still wakes it twice per ``idle``. The caller must call ``end_batching``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + idle + length / min_rate
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    batch = min(RECV_BATCH, int(min_rate * idle / 2))
     while True:
+        received = getattr(request.content, "total_bytes", None)
+        if isinstance(received, int):
+            _set_lowat(sock, min(batch, length - received))
         wait = min(idle, deadline - loop.time())
         try:
             if wait <= 0:

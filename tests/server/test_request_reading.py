@@ -285,3 +285,33 @@ def test_prompt_bodies_are_not_cut_off(relay_factory) -> None:  # type: ignore[n
         status, _ = _read_response(sock)
     assert status == 204
     assert alice.upload_offset(t) == len(data)
+
+
+def test_a_slow_chunk_within_the_limits_is_served_and_the_connection_stays_usable(
+    relay_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    # The relay asks the kernel to wake it only once a batch of the body is
+    # queued (SO_RCVLOWAT). A client sending pieces smaller than the default
+    # batch, at the slowest allowed pace (1000 bytes/s, a piece every 0.3 s
+    # against a 1 s idle limit), must still be served: the batch shrinks to
+    # what that rate delivers in half the idle limit. Then a tiny request on the
+    # same kept-alive connection must be answered at once: the batching ended
+    # with the body.
+    relay = relay_factory(body_timeout_seconds=1, min_body_bytes_per_second=1000)
+    alice, a = relay.user("alice")
+    relay.user("bob-lab")
+    data = os.urandom(3000)
+    t = alice.create_transfer(["bob-lab"], len(data))["id"]
+    with _connect(relay) as sock:
+        sock.sendall(_chunk_request(relay, a, t, data))
+        for i in range(0, len(data), 300):
+            time.sleep(0.3)
+            sock.sendall(data[i:i + 300])
+        status, _ = _read_response(sock)
+        assert status == 204
+        path = f"/v1/transfers/{t}/data"
+        sock.sendall(_head("HEAD", path, _signed(relay, a, "HEAD", path, protocol.EMPTY_SHA256)))
+        sock.settimeout(5)
+        got = sock.recv(65536)
+    assert got.startswith(b"HTTP/1.1 200")
+    assert f"{protocol.H_UPLOAD_OFFSET}: {len(data)}".encode() in got
