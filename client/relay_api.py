@@ -286,11 +286,6 @@ class BlobReader:
             self.finished = True
         return n
 
-    def read(self, n: int = -1, /) -> bytes:
-        buf = bytearray(IO_BLOCK if n < 0 else min(n, IO_BLOCK))
-        got = self.readinto(buf)
-        return bytes(buf[:got])
-
 
 # -- the client --------------------------------------------------------------
 

@@ -104,7 +104,7 @@ class Incoming:
     def read(self, n: int = -1, /) -> bytes:
         buf = bytearray(_BLOCK if n < 0 else min(n, _BLOCK))
         got = self.readinto(buf)
-        return bytes(buf[:got])
+        return bytes(memoryview(buf)[:got])  # one copy, not two
 
 
 def _write_all(fd: int, data: memoryview) -> None:
