@@ -101,6 +101,12 @@ class Incoming:
             self._progress(self.pos, self.size)
         return n
 
+    def abort(self) -> None:
+        """A read blocked on the relay, on another thread, fails now (the decryptor's
+        read-ahead is being stopped); what came before stays journalled."""
+        if self._blob is not None:
+            self._blob.abort()
+
     def read(self, n: int = -1, /) -> bytes:
         buf = bytearray(_BLOCK if n < 0 else min(n, _BLOCK))
         got = self.readinto(buf)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from .errors import PayloadError
 from .primitives import TAG_SIZE
+from .readahead import ReadAhead
 
 CHUNK_SIZE = 64 * 1024
 ENC_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
@@ -362,6 +363,14 @@ class StreamReader:
     chunk may still fail: an error is raised once the plaintext that
     authenticated before it has been handed out, so callers that need
     all-or-nothing must stage the output (and discard it on error).
+
+    After the first batch, ``src`` is read on a thread of its own, up to three
+    batches ahead of the caller (``readahead``), so reading the source and
+    using the plaintext overlap; a source with an ``abort()`` method has it
+    called if the reader is closed while a read may block. Batches start at
+    two chunks and double up to ``batch_chunks``, each buffer set allocated
+    when first used: a few-KiB payload (the identity, a profile record, a
+    card) touches 256 KiB of buffers, not four zeroed 8 MiB sets.
     """
 
     def __init__(
@@ -376,22 +385,37 @@ class StreamReader:
         self._src = src
         self._pool = _Pool(workers)
         self._k = max(2, batch_chunks)
-        self._sets = [
-            (bytearray(self._k * ENC_CHUNK_SIZE), bytearray(self._k * CHUNK_SIZE))
-            for _ in range(_BUFFER_SETS)
-        ]
+        self._sets: list[tuple[bytearray, bytearray]] = []
+        self._batch_cap = min(2, self._k)  # chunks in the next batch; doubles up to _k
         self._next_set = 0
         self._counter = 0
         self._carry: memoryview | None = None
         self._iter: Iterator[memoryview] | None = None
         self._partial = memoryview(b"")
         self._error: PayloadError | None = None
+        self._ahead: ReadAhead[_Batch] | None = None
+
+    def _buffers(self, index: int, chunks: int) -> tuple[bytearray, bytearray]:
+        """Set ``index``, with room for at least ``chunks`` chunks.
+
+        Grown by replacing it, never by resizing in place: views of the old
+        buffers may still be alive (the caller's last run, a carried chunk).
+        """
+        if index == len(self._sets):
+            self._sets.append((bytearray(0), bytearray(0)))
+        raw, out = self._sets[index]
+        if len(raw) < chunks * ENC_CHUNK_SIZE:
+            raw, out = bytearray(chunks * ENC_CHUNK_SIZE), bytearray(chunks * CHUNK_SIZE)
+            self._sets[index] = (raw, out)
+        return raw, out
 
     def _read_batch(self) -> _Batch:
         """Read the next batch's ciphertext and start opening its middle chunks."""
         batch = _Batch(self._next_set, self._counter)
-        self._next_set = (self._next_set + 1) % len(self._sets)
-        raw = memoryview(self._sets[batch.index][0])
+        self._next_set = (self._next_set + 1) % _BUFFER_SETS
+        k = self._batch_cap
+        self._batch_cap = min(self._k, 2 * k)
+        raw = memoryview(self._buffers(batch.index, k)[0])[: k * ENC_CHUNK_SIZE]
         pos = 0
         if self._carry is not None:
             raw[:ENC_CHUNK_SIZE] = self._carry
@@ -402,7 +426,7 @@ class StreamReader:
         if total == len(raw):
             # The last full chunk may be the final one: hold it back until we
             # know whether anything follows it.
-            batch.n_middle = self._k - 1
+            batch.n_middle = k - 1
             self._carry = raw[total - ENC_CHUNK_SIZE : total]
         else:
             batch.at_eof = True
@@ -467,36 +491,63 @@ class StreamReader:
             )
         return out[:size], None
 
-    def _generate(self) -> Iterator[memoryview]:
+    def _batches(self) -> Generator[_Batch, None, None]:
+        """The batches in order: the first read here, the rest on the read-ahead
+        thread. A batch's buffer set is read into again only once the caller
+        asked for the batch after it."""
         batch = self._read_batch()
-        while True:
-            nxt = None if batch.at_eof else self._read_batch()  # overlaps the workers
-            good = 0
-            error: PayloadError | None = None
-            for f in batch.futures:
-                n, err = f.result()
-                good = n
-                if err is not None:
-                    error = err
-                    break
-            out = memoryview(self._sets[batch.index][1])
-            if good:
-                yield out[: good * CHUNK_SIZE]
-            if error is None and batch.at_eof:
-                if batch.final is None and batch.first + batch.n_middle == 0:
-                    error = PayloadError("payload is truncated: it has no chunks")
-                elif batch.final is not None:
-                    plain, error = self._open_final(batch)
-                    if plain:
-                        yield plain
-            if error is not None:
-                if nxt is not None:
-                    for f in nxt.futures:
-                        f.result()
-                raise error
-            if nxt is None:
-                return
-            batch = nxt
+        yield batch
+        if batch.at_eof:
+            return
+
+        def read() -> tuple[_Batch, bool]:
+            b = self._read_batch()
+            return b, b.at_eof
+
+        # Three slots: with the caller's batch, every buffer set in use at most once.
+        self._ahead = ahead = ReadAhead(read, slots=_BUFFER_SETS - 1,
+                                        abort=getattr(self._src, "abort", None))
+        try:
+            while True:
+                batch = ahead.next()
+                yield batch
+                ahead.release()  # the caller asked for more: the set before is free
+                if batch.at_eof:
+                    return
+        finally:
+            self._stop_ahead()
+
+    def _stop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
+
+    def _generate(self) -> Iterator[memoryview]:
+        batches = self._batches()
+        try:
+            for batch in batches:
+                good = 0
+                error: PayloadError | None = None
+                for f in batch.futures:
+                    n, err = f.result()
+                    good = n
+                    if err is not None:
+                        error = err
+                        break
+                out = memoryview(self._sets[batch.index][1])
+                if good:
+                    yield out[: good * CHUNK_SIZE]
+                if error is None and batch.at_eof:
+                    if batch.final is None and batch.first + batch.n_middle == 0:
+                        error = PayloadError("payload is truncated: it has no chunks")
+                    elif batch.final is not None:
+                        plain, error = self._open_final(batch)
+                        if plain:
+                            yield plain
+                if error is not None:
+                    raise error
+        finally:
+            batches.close()  # stops the read-ahead thread
 
     def chunks(self) -> Iterator[memoryview]:
         """Yield runs of plaintext in order; raises PayloadError where the stream breaks.
@@ -564,4 +615,6 @@ class StreamReader:
         return len(data)
 
     def close(self) -> None:
+        """Stop reading ahead (aborting a blocked read), then the workers."""
+        self._stop_ahead()
         self._pool.close()
