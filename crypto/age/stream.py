@@ -11,6 +11,7 @@ and writes batch n-1, so I/O overlaps the crypto.
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections import deque
 from collections.abc import Generator, Iterator
@@ -367,10 +368,9 @@ class StreamReader:
     After the first batch, ``src`` is read on a thread of its own, up to three
     batches ahead of the caller (``readahead``), so reading the source and
     using the plaintext overlap; a source with an ``abort()`` method has it
-    called if the reader is closed while a read may block. Batches start at
-    two chunks and double up to ``batch_chunks``, each buffer set allocated
-    when first used: a few-KiB payload (the identity, a profile record, a
-    card) touches 256 KiB of buffers, not four zeroed 8 MiB sets.
+    called if the reader is closed while a read may block. Buffer sets are
+    mapped when first used and their pages cost only once written
+    (``_buffers``): a few-KiB payload opens with the defaults in a few pages.
     """
 
     def __init__(
@@ -385,8 +385,7 @@ class StreamReader:
         self._src = src
         self._pool = _Pool(workers)
         self._k = max(2, batch_chunks)
-        self._sets: list[tuple[bytearray, bytearray]] = []
-        self._batch_cap = min(2, self._k)  # chunks in the next batch; doubles up to _k
+        self._sets: list[tuple[mmap.mmap, mmap.mmap]] = []
         self._next_set = 0
         self._counter = 0
         self._carry: memoryview | None = None
@@ -395,27 +394,26 @@ class StreamReader:
         self._error: PayloadError | None = None
         self._ahead: ReadAhead[_Batch] | None = None
 
-    def _buffers(self, index: int, chunks: int) -> tuple[bytearray, bytearray]:
-        """Set ``index``, with room for at least ``chunks`` chunks.
+    def _buffers(self, index: int) -> tuple[mmap.mmap, mmap.mmap]:
+        """Set ``index`` (ciphertext, plaintext), mapped on first use.
 
-        Grown by replacing it, never by resizing in place: views of the old
-        buffers may still be alive (the caller's last run, a carried chunk).
+        Anonymous mappings, not bytearrays: a bytearray is zeroed, every page
+        touched, while a mapping's pages cost nothing until written, so a
+        few-KiB payload (the identity, a profile record, a card) costs a few
+        pages, not four 8 MiB sets; and they go back to the system when the
+        reader goes, not into the heap glibc keeps (``crypto.alloc``).
         """
         if index == len(self._sets):
-            self._sets.append((bytearray(0), bytearray(0)))
-        raw, out = self._sets[index]
-        if len(raw) < chunks * ENC_CHUNK_SIZE:
-            raw, out = bytearray(chunks * ENC_CHUNK_SIZE), bytearray(chunks * CHUNK_SIZE)
-            self._sets[index] = (raw, out)
-        return raw, out
+            self._sets.append((mmap.mmap(-1, self._k * ENC_CHUNK_SIZE),
+                               mmap.mmap(-1, self._k * CHUNK_SIZE)))
+        return self._sets[index]
 
     def _read_batch(self) -> _Batch:
         """Read the next batch's ciphertext and start opening its middle chunks."""
         batch = _Batch(self._next_set, self._counter)
         self._next_set = (self._next_set + 1) % _BUFFER_SETS
-        k = self._batch_cap
-        self._batch_cap = min(self._k, 2 * k)
-        raw = memoryview(self._buffers(batch.index, k)[0])[: k * ENC_CHUNK_SIZE]
+        k = self._k
+        raw = memoryview(self._buffers(batch.index)[0])
         pos = 0
         if self._carry is not None:
             raw[:ENC_CHUNK_SIZE] = self._carry

@@ -1,4 +1,4 @@
-"""The reading side of STREAM: buffers allocated as the payload proves large,
+"""The reading side of STREAM: buffers that cost only the pages a payload fills,
 the read-ahead thread (order, errors, stopping it), and the small age files
 (identity, profile records) opened with the defaults."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import threading
 import time
 
@@ -41,35 +42,40 @@ def seal(pt: bytes) -> bytes:
     return out.getvalue()
 
 
-def buffer_bytes(r: StreamReader) -> int:
-    return sum(len(a) + len(b) for a, b in r._sets)
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="Linux /proc")
 @pytest.mark.parametrize("size", [0, 1, 3000, CHUNK_SIZE, CHUNK_SIZE + 1])
-def test_a_small_payload_touches_two_chunks_of_buffers(size: int) -> None:
+def test_a_small_payload_costs_a_few_pages_not_four_batch_sets(size: int) -> None:
     # Profile records, cards and the identity are a few KiB: four zeroed 8 MiB
     # sets each time took every command's peak RSS over its budget.
     pt = plaintext(size)
-    r = StreamReader(KEY, io.BytesIO(seal(pt)))
+    ct = seal(pt)
+    before = resident_bytes()
+    r = StreamReader(KEY, io.BytesIO(ct))
     assert r.read() == pt
-    assert buffer_bytes(r) == 2 * (CHUNK_SIZE + ENC_CHUNK_SIZE)
-    assert r._ahead is None  # one batch: no read-ahead thread was started
+    grown = resident_bytes() - before
+    assert len(r._sets) == 1  # one batch: one set mapped
+    assert r._ahead is None  # and no read-ahead thread started
+    assert grown < 1 << 20, grown  # a zeroed set alone is 8 MiB
     r.close()
 
 
-def test_batches_double_up_to_batch_chunks_and_no_further() -> None:
+def test_a_long_payload_uses_four_sets_of_a_batch_each() -> None:
     pt = plaintext(100 * CHUNK_SIZE + 5)
     r = StreamReader(KEY, io.BytesIO(seal(pt)), workers=2, batch_chunks=16)
     assert b"".join(bytes(c) for c in r.chunks()) == pt
     assert len(r._sets) == 4
-    assert max(len(a) for a, _ in r._sets) == 16 * ENC_CHUNK_SIZE
-    assert all(len(b) == len(a) // ENC_CHUNK_SIZE * CHUNK_SIZE for a, b in r._sets)
+    assert all(len(a) == 16 * ENC_CHUNK_SIZE and len(b) == 16 * CHUNK_SIZE for a, b in r._sets)
     r.close()
 
 
 @pytest.mark.parametrize("batch", [2, 3, 64])
 @pytest.mark.parametrize("chunks", [1, 2, 3, 5, 6, 7, 14, 15, 30, 31, 62, 127])
-def test_round_trips_across_growing_batches(batch: int, chunks: int) -> None:
+def test_round_trips_across_batches(batch: int, chunks: int) -> None:
     for extra in (-1, 0, 1):
         pt = plaintext(max(0, chunks * CHUNK_SIZE + extra))
         r = StreamReader(KEY, io.BytesIO(seal(pt)), workers=2, batch_chunks=batch)
@@ -183,9 +189,9 @@ def test_close_aborts_a_read_blocked_in_the_source_and_waits_for_the_thread() ->
     # receive stopped by a signal while the relay is silent: the read-ahead
     # thread must not outlive the reader (it writes the download journal).
     src = Blocking(seal(plaintext(20 * CHUNK_SIZE)))
-    r = StreamReader(KEY, src, workers=2)
+    r = StreamReader(KEY, src, workers=2, batch_chunks=4)
     it = r.chunks()
-    assert len(next(it)) == CHUNK_SIZE  # the first batch: two chunks, one held back
+    assert len(next(it)) == 3 * CHUNK_SIZE  # the first batch: four chunks, one held back
     errors: list[BaseException] = []
 
     def consume() -> None:
