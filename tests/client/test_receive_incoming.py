@@ -187,10 +187,10 @@ def test_an_interrupt_while_the_relay_is_silent_aborts_the_read_ahead(tmp_path: 
     stop from the main thread while that thread waits on a silent relay) must
     end it at once through ``abort``, before the journal's descriptor closes:
     the journal keeps exactly what came, staging is gone, DEST untouched."""
-    payload = os.urandom(6 << 20)
+    payload = os.urandom(20 << 20)
     arch, _ = build_archive([("big.bin", payload)], sender=ALICE, recipients=[BOB])
     blob = encrypt_to(arch.to_bytes(), BOB, classical=True)
-    until = len(blob) // 2
+    until = 12 << 20  # past the first batch (read on the caller's thread)
     silent = _SilentBlob(blob, until)
 
     class _SilentRelay(_Relay):
