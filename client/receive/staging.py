@@ -90,10 +90,11 @@ def _drop_behind(fd: int, offset: int, length: int) -> None:
     new 8 MiB (writeback starts, so the fsync at the end of the file waits for
     the tail only) and again on the 8 MiB before it, written by then: the
     file's pages go back to the allocator as it is staged, and the next ones
-    reuse them. Measured on 1 GiB (client system CPU, three runs): 2.3 to 5.2 s
-    without the second call, 1.6 to 1.7 s with it; pages the kernel has not
-    touched lately (here, handed back to the hypervisor) cost most to fill.
-    Elsewhere a no-op.
+    reuse them. Measured on 1 GiB (client system CPU of ``sealdrop receive``,
+    two runs each, the journal still on): 2.3 and 5.2 s without the second
+    call, 1.6 and 1.7 s with it. Fresh pages are what costs: on this VM (the
+    virtio balloon reports free pages to the host) a page cache page not
+    recently used costs far more to fill than one just freed. Elsewhere a no-op.
     """
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None and length > 0:
