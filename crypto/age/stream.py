@@ -6,7 +6,8 @@ chunk costs more in scheduling than it gains, so each task takes a contiguous
 slice of a batch, and works in place on preallocated buffers (``*_into``):
 allocating a fresh bytes object per chunk halved the throughput when measured.
 While the workers seal or open batch n, the caller's thread reads batch n+1
-and writes batch n-1, so I/O overlaps the crypto.
+and writes batch n-1, so I/O overlaps the crypto (the reader reads ahead on a
+thread of its own: ``StreamReader``).
 """
 
 from __future__ import annotations
@@ -412,7 +413,6 @@ class StreamReader:
         """Read the next batch's ciphertext and start opening its middle chunks."""
         batch = _Batch(self._next_set, self._counter)
         self._next_set = (self._next_set + 1) % _BUFFER_SETS
-        k = self._k
         raw = memoryview(self._buffers(batch.index)[0])
         pos = 0
         if self._carry is not None:
@@ -424,7 +424,7 @@ class StreamReader:
         if total == len(raw):
             # The last full chunk may be the final one: hold it back until we
             # know whether anything follows it.
-            batch.n_middle = k - 1
+            batch.n_middle = self._k - 1
             self._carry = raw[total - ENC_CHUNK_SIZE : total]
         else:
             batch.at_eof = True
