@@ -286,6 +286,15 @@ class BlobReader:
             self.finished = True
         return n
 
+    def abort(self) -> None:
+        """Make a ``readinto`` blocked on another thread fail now (receive's
+        read-ahead, stopped): the socket is shut down, as the deadline does."""
+        conn = self._client._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
 
 # -- the client --------------------------------------------------------------
 

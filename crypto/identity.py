@@ -235,10 +235,7 @@ def open_identity(
     """
     if len(data) > MAX_IDENTITY_FILE:
         raise IdentityFileError("the identity file is too large to be one")
-    # One-chunk batches, one worker: the file is a few KiB, and the default
-    # batches (4 x 8 MiB, zeroed) were a third of every command's peak RSS.
-    dec = Decryptor(io.BytesIO(data), [ScryptIdentity(passphrase, max_work_factor=max_work_factor)],
-                    batch_chunks=1, workers=1)
+    dec = Decryptor(io.BytesIO(data), [ScryptIdentity(passphrase, max_work_factor=max_work_factor)])
     with dec:
         plain = dec.read(MAX_IDENTITY_FILE + 1)
     if len(plain) > MAX_IDENTITY_FILE:

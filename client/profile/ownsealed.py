@@ -32,9 +32,5 @@ def read_sealed(path: Path, identity: SecretIdentity, max_bytes: int) -> bytes:
     """The plaintext of a file ``write_sealed`` wrote, at most ``max_bytes`` of it.
     Raises OSError or age.AgeError."""
     data = path.read_bytes()[:max_bytes]
-    # One-chunk batches, one worker: a record is a few KiB, and the default
-    # batches (4 x 8 MiB, zeroed) read at the start and end of every send
-    # were the send's peak RSS (glibc keeps the freed heap).
-    with age.Decryptor(io.BytesIO(data), identity.age_identities(), batch_chunks=1,
-                       workers=1) as dec:
+    with age.Decryptor(io.BytesIO(data), identity.age_identities()) as dec:
         return dec.read(max_bytes)

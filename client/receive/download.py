@@ -26,6 +26,13 @@ deleted unwritten: not taken. Checkpoints at chunk boundaries, which need no
 journal, are the way to remove this cost (see the first paragraph for what
 they must solve).
 
+In the one pass, ``Incoming`` is read by the age reader's read-ahead thread
+(``crypto.age.readahead``): the socket and the journal on that thread, the
+hash and the staging write on the caller's, so the two overlap. If the
+reader stops (a signal, a refusal) while that thread waits on a silent
+relay, ``abort`` shuts the socket down so it returns at once; the reader
+waits for it before the journal's descriptor is closed here.
+
 ``download`` only fills the spool (for the two readings of ``staging``).
 """
 
@@ -100,6 +107,12 @@ class Incoming:
         if self._progress is not None:
             self._progress(self.pos, self.size)
         return n
+
+    def abort(self) -> None:
+        """A read blocked on the relay, on another thread, fails now (the decryptor's
+        read-ahead is being stopped); what came before stays journalled."""
+        if self._blob is not None:
+            self._blob.abort()
 
     def read(self, n: int = -1, /) -> bytes:
         buf = bytearray(_BLOCK if n < 0 else min(n, _BLOCK))

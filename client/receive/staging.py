@@ -68,6 +68,7 @@ from .trust import sender_verdict
 STAGING_PREFIX = LEGACY_PREFIX
 _IO_BLOCK = 1 << 20
 _WRITEBACK_EVERY = 8 << 20  # start writeback of each 8 MiB as soon as it is written
+# (and drop the 8 MiB before it from the page cache: _drop_behind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +81,23 @@ class PlacedTransfer:
     folder: Path  # the case folder the files went into (DEST itself when flat)
 
 
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing a range of a staged file to the device now, without waiting.
+def _drop_behind(fd: int, offset: int, length: int) -> None:
+    """Start writing a range of a staged file to the device now, without waiting,
+    and drop from the page cache what of it is already written.
 
-    On Linux POSIX_FADV_DONTNEED initiates writeback of the range's dirty pages,
-    so the fsync at the end of the file waits for the tail only, not for the
-    whole file. Elsewhere a no-op.
+    On Linux POSIX_FADV_DONTNEED initiates writeback of the range's dirty pages
+    and drops the clean ones; pages still being written stay. Called on each
+    new 8 MiB (writeback starts, so the fsync at the end of the file waits for
+    the tail only) and again on the 8 MiB before it, written by then: the
+    file's pages go back to the allocator as it is staged, and the next ones
+    reuse them. Measured on 1 GiB (client system CPU of ``sealdrop receive``,
+    two runs each, the journal still on): 2.3 and 5.2 s without the second
+    call, 1.6 and 1.7 s with it. Fresh pages are what costs: on this VM (the
+    virtio balloon reports free pages to the host) a page cache page not
+    recently used costs far more to fill than one just freed. Elsewhere a no-op.
     """
     advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
+    if advise is not None and length > 0:
         with contextlib.suppress(OSError):
             advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
@@ -103,7 +112,7 @@ def _write_member(staging: Path, path: str,
     except OSError as exc:
         raise ReceiveError(f"cannot stage {path!r}: {exc.strerror}") from exc
     try:
-        written = flushed = 0
+        written = flushed = dropped = 0
         while chunk := read(_IO_BLOCK):
             view = memoryview(chunk)  # a view into the decrypted batch: written at once
             while view:
@@ -111,8 +120,9 @@ def _write_member(staging: Path, path: str,
                 view = view[n:]
             written += len(chunk)
             if written - flushed >= _WRITEBACK_EVERY:
-                _start_writeback(fd, flushed, written - flushed)
-                flushed = written
+                _drop_behind(fd, dropped, flushed - dropped)  # written back by now
+                _drop_behind(fd, flushed, written - flushed)  # starts its writeback
+                dropped, flushed = flushed, written
         # Why fsync here: the relay is told "verified" once the files are placed,
         # and the sender reads that as delivered; the data must survive a power loss.
         os.fsync(fd)

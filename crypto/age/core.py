@@ -197,6 +197,12 @@ class _Prefixed:
         buf[: len(data)] = data
         return len(data)
 
+    def abort(self) -> None:
+        """Passed on to the source (see StreamReader): a blocked read returns."""
+        abort = getattr(self._src, "abort", None)
+        if abort is not None:
+            abort()
+
 
 def _detect_armor(src: Reader) -> tuple[bool, Reader]:
     """Peek at the start: armored files begin (after whitespace) with '-----BEGIN'."""

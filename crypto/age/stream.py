@@ -6,14 +6,16 @@ chunk costs more in scheduling than it gains, so each task takes a contiguous
 slice of a batch, and works in place on preallocated buffers (``*_into``):
 allocating a fresh bytes object per chunk halved the throughput when measured.
 While the workers seal or open batch n, the caller's thread reads batch n+1
-and writes batch n-1, so I/O overlaps the crypto.
+and writes batch n-1, so I/O overlaps the crypto (the reader reads ahead on a
+thread of its own: ``StreamReader``).
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from .errors import PayloadError
 from .primitives import TAG_SIZE
+from .readahead import ReadAhead
 
 CHUNK_SIZE = 64 * 1024
 ENC_CHUNK_SIZE = CHUNK_SIZE + TAG_SIZE
@@ -362,6 +365,13 @@ class StreamReader:
     chunk may still fail: an error is raised once the plaintext that
     authenticated before it has been handed out, so callers that need
     all-or-nothing must stage the output (and discard it on error).
+
+    After the first batch, ``src`` is read on a thread of its own, up to three
+    batches ahead of the caller (``readahead``), so reading the source and
+    using the plaintext overlap; a source with an ``abort()`` method has it
+    called if the reader is closed while a read may block. Buffer sets are
+    mapped when first used and their pages cost only once written
+    (``_buffers``): a few-KiB payload opens with the defaults in a few pages.
     """
 
     def __init__(
@@ -376,22 +386,34 @@ class StreamReader:
         self._src = src
         self._pool = _Pool(workers)
         self._k = max(2, batch_chunks)
-        self._sets = [
-            (bytearray(self._k * ENC_CHUNK_SIZE), bytearray(self._k * CHUNK_SIZE))
-            for _ in range(_BUFFER_SETS)
-        ]
+        self._sets: list[tuple[mmap.mmap, mmap.mmap]] = []
         self._next_set = 0
         self._counter = 0
         self._carry: memoryview | None = None
         self._iter: Iterator[memoryview] | None = None
         self._partial = memoryview(b"")
         self._error: PayloadError | None = None
+        self._ahead: ReadAhead[_Batch] | None = None
+
+    def _buffers(self, index: int) -> tuple[mmap.mmap, mmap.mmap]:
+        """Set ``index`` (ciphertext, plaintext), mapped on first use.
+
+        Anonymous mappings, not bytearrays: a bytearray is zeroed, every page
+        touched, while a mapping's pages cost nothing until written, so a
+        few-KiB payload (the identity, a profile record, a card) costs a few
+        pages, not four 8 MiB sets; and they go back to the system when the
+        reader goes, not into the heap glibc keeps (``crypto.alloc``).
+        """
+        if index == len(self._sets):
+            self._sets.append((mmap.mmap(-1, self._k * ENC_CHUNK_SIZE),
+                               mmap.mmap(-1, self._k * CHUNK_SIZE)))
+        return self._sets[index]
 
     def _read_batch(self) -> _Batch:
         """Read the next batch's ciphertext and start opening its middle chunks."""
         batch = _Batch(self._next_set, self._counter)
-        self._next_set = (self._next_set + 1) % len(self._sets)
-        raw = memoryview(self._sets[batch.index][0])
+        self._next_set = (self._next_set + 1) % _BUFFER_SETS
+        raw = memoryview(self._buffers(batch.index)[0])
         pos = 0
         if self._carry is not None:
             raw[:ENC_CHUNK_SIZE] = self._carry
@@ -467,36 +489,63 @@ class StreamReader:
             )
         return out[:size], None
 
-    def _generate(self) -> Iterator[memoryview]:
+    def _batches(self) -> Generator[_Batch, None, None]:
+        """The batches in order: the first read here, the rest on the read-ahead
+        thread. A batch's buffer set is read into again only once the caller
+        asked for the batch after it."""
         batch = self._read_batch()
-        while True:
-            nxt = None if batch.at_eof else self._read_batch()  # overlaps the workers
-            good = 0
-            error: PayloadError | None = None
-            for f in batch.futures:
-                n, err = f.result()
-                good = n
-                if err is not None:
-                    error = err
-                    break
-            out = memoryview(self._sets[batch.index][1])
-            if good:
-                yield out[: good * CHUNK_SIZE]
-            if error is None and batch.at_eof:
-                if batch.final is None and batch.first + batch.n_middle == 0:
-                    error = PayloadError("payload is truncated: it has no chunks")
-                elif batch.final is not None:
-                    plain, error = self._open_final(batch)
-                    if plain:
-                        yield plain
-            if error is not None:
-                if nxt is not None:
-                    for f in nxt.futures:
-                        f.result()
-                raise error
-            if nxt is None:
-                return
-            batch = nxt
+        yield batch
+        if batch.at_eof:
+            return
+
+        def read() -> tuple[_Batch, bool]:
+            b = self._read_batch()
+            return b, b.at_eof
+
+        # Three slots: with the caller's batch, every buffer set in use at most once.
+        self._ahead = ahead = ReadAhead(read, slots=_BUFFER_SETS - 1,
+                                        abort=getattr(self._src, "abort", None))
+        try:
+            while True:
+                batch = ahead.next()
+                yield batch
+                ahead.release()  # the caller asked for more: the set before is free
+                if batch.at_eof:
+                    return
+        finally:
+            self._stop_ahead()
+
+    def _stop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
+
+    def _generate(self) -> Iterator[memoryview]:
+        batches = self._batches()
+        try:
+            for batch in batches:
+                good = 0
+                error: PayloadError | None = None
+                for f in batch.futures:
+                    n, err = f.result()
+                    good = n
+                    if err is not None:
+                        error = err
+                        break
+                out = memoryview(self._sets[batch.index][1])
+                if good:
+                    yield out[: good * CHUNK_SIZE]
+                if error is None and batch.at_eof:
+                    if batch.final is None and batch.first + batch.n_middle == 0:
+                        error = PayloadError("payload is truncated: it has no chunks")
+                    elif batch.final is not None:
+                        plain, error = self._open_final(batch)
+                        if plain:
+                            yield plain
+                if error is not None:
+                    raise error
+        finally:
+            batches.close()  # stops the read-ahead thread
 
     def chunks(self) -> Iterator[memoryview]:
         """Yield runs of plaintext in order; raises PayloadError where the stream breaks.
@@ -564,4 +613,6 @@ class StreamReader:
         return len(data)
 
     def close(self) -> None:
+        """Stop reading ahead (aborting a blocked read), then the workers."""
+        self._stop_ahead()
         self._pool.close()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +160,66 @@ def test_a_cut_mid_receive_is_a_resumable_failure_not_a_refusal(tmp_path: Path) 
                          dest=dest, home=tmp_path / "home")
     assert relay.offsets == [half]
     assert (dest / "big.bin").read_bytes() == payload
+
+
+class _SilentBlob(_Blob):
+    """Serves ``until`` bytes, then blocks (a silent relay) until ``abort``."""
+
+    def __init__(self, data: bytes, until: int) -> None:
+        super().__init__(data, len(data), None)
+        self._until = until
+        self._aborted = threading.Event()
+        self.blocked = threading.Event()
+
+    def readinto(self, buf: memoryview) -> int:
+        if self.done >= self._until:
+            self.blocked.set()
+            if self._aborted.wait(30):
+                raise RelayUnavailable("the download from the relay was cut; run it again")
+        return super().readinto(buf)
+
+    def abort(self) -> None:
+        self._aborted.set()
+
+
+def test_an_interrupt_while_the_relay_is_silent_aborts_the_read_ahead(tmp_path: Path) -> None:
+    """The decryptor reads the relay on a thread of its own. A signal (here, a
+    stop from the main thread while that thread waits on a silent relay) must
+    end it at once through ``abort``, before the journal's descriptor closes:
+    the journal keeps exactly what came, staging is gone, DEST untouched."""
+    payload = os.urandom(20 << 20)
+    arch, _ = build_archive([("big.bin", payload)], sender=ALICE, recipients=[BOB])
+    blob = encrypt_to(arch.to_bytes(), BOB, classical=True)
+    until = 12 << 20  # past the first batch (read on the caller's thread)
+    silent = _SilentBlob(blob, until)
+
+    class _SilentRelay(_Relay):
+        @contextlib.contextmanager
+        def open_download(self, relay_id: str, *, offset: int = 0) -> Iterator[_Blob]:
+            self.offsets.append(offset)
+            yield silent
+
+    session = _Session(tmp_path / "home", _SilentRelay(data=blob))
+    bob = Receiver(tmp_path / "home", BOB, verified=(ALICE,))
+    dest = make_dest(tmp_path)
+    before = snapshot(dest)
+    main = threading.get_ident()
+
+    def interrupt() -> None:  # SIGTERM during a receive becomes this (receive.interrupt)
+        silent.blocked.wait(30)
+        time.sleep(0.1)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with incoming(session, RELAY_ID, size=len(blob)) as src:  # type: ignore[arg-type]
+            receive_transfer(src, identity=BOB, contacts=bob.contacts, replay=bob.replay,
+                             dest=dest, home=tmp_path / "home")
+    assert time.monotonic() - t0 < 20  # not the silent relay's 30 s
+    assert silent._aborted.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "age-read-ahead"]
+    assert snapshot(dest) == before
+    assert list((tmp_path / "home" / "staging").iterdir()) == []
+    journal = session.spool.path(RELAY_ID).read_bytes()
+    assert len(journal) == silent.done >= until and journal == blob[: len(journal)]
