@@ -44,6 +44,21 @@ class Writer(Protocol):
     def write(self, data: Buffer, /) -> int: ...
 
 
+class Lender(Protocol):
+    """A destination that lends its own memory for the ciphertext (the send's upload
+    chunks): the writer seals straight into it instead of copying each batch out.
+
+    ``reserve(n, wait)`` lends the next ``n`` bytes of output as views in order,
+    or returns None if that needs memory the lender has not got free and
+    ``wait`` is False; ``commit(n)`` says the oldest ``n`` reserved bytes are
+    now written. Reservations are committed in the order they were made.
+    """
+
+    def reserve(self, n: int, /, wait: bool) -> list[memoryview] | None: ...
+
+    def commit(self, n: int, /) -> None: ...
+
+
 class PositionalReader(Protocol):
     """A source that can be read at any offset (a regular file, via pread)."""
 
@@ -68,6 +83,38 @@ def _trailing_error() -> PayloadError:
         "unexpected data after the end of the encrypted payload; "
         "the file may be corrupted or tampered with"
     )
+
+
+class _Out:
+    """Where one batch's ciphertext goes: one view (the writer's own buffer) or the
+    lender's views, which may end inside an AEAD chunk."""
+
+    __slots__ = ("views", "starts")
+
+    def __init__(self, views: list[memoryview]) -> None:
+        self.views = views
+        self.starts: list[int] = []
+        at = 0
+        for v in views:
+            self.starts.append(at)
+            at += len(v)
+
+    def seal(self, aead: ChaCha20Poly1305, nonce: bytes, pt: memoryview, start: int) -> None:
+        """Encrypt ``pt`` to its place at ``start``: in place when it fits one view."""
+        end = start + len(pt) + TAG_SIZE
+        for v, at in zip(self.views, self.starts, strict=True):
+            if start < at + len(v):
+                if end <= at + len(v):
+                    aead.encrypt_into(nonce, pt, None, v[start - at : end - at])
+                    return
+                break
+        # Across two of the lender's buffers (once per upload chunk): sealed aside,
+        # then copied to both.
+        ct = memoryview(aead.encrypt(nonce, pt, None))
+        for v, at in zip(self.views, self.starts, strict=True):
+            lo, hi = max(start, at), min(end, at + len(v))
+            if lo < hi:
+                v[lo - at : hi - at] = ct[lo - start : hi - start]
 
 
 class _Pool:
@@ -111,6 +158,11 @@ class StreamWriter:
     ) -> None:
         self._aead = ChaCha20Poly1305(key)
         self._dst = dst
+        # A destination that lends its memory gets the ciphertext sealed into it:
+        # the send's upload chunks, where copying each batch out cost 0.22 CPU-s
+        # per GiB (measured), 5% of the send.
+        reserve, commit = getattr(dst, "reserve", None), getattr(dst, "commit", None)
+        self._lender: Lender | None = dst if reserve and commit else None  # type: ignore[assignment]
         self._k = max(1, batch_chunks)
         self._cap = self._k * CHUNK_SIZE
         # Allocated on first use, and the first set grows from one chunk: a
@@ -118,7 +170,7 @@ class StreamWriter:
         # few KiB (profile records, cards, the size probe). Allocating four full
         # sets each time took a send's peak RSS from 146 to 170 MB, measured.
         self._sets: list[tuple[bytearray, bytearray]] = [
-            (bytearray(CHUNK_SIZE), bytearray(ENC_CHUNK_SIZE))
+            (bytearray(CHUNK_SIZE), bytearray(0 if self._lender else ENC_CHUNK_SIZE))
         ]
         self._cur = 0
         self._fill = 0
@@ -186,9 +238,10 @@ class StreamWriter:
             self._cur = (self._cur + 1) % _BUFFER_SETS
             while any(i == index for _, i, _ in self._pending):
                 self._flush_one()
-            dst = memoryview(self._buffers(index, self._cap)[1])
+            plain = min(size, (chunk + k) * CHUNK_SIZE) - chunk * CHUNK_SIZE
+            out = self._out(index, plain + k * TAG_SIZE)
 
-            def seal(lo: int, hi: int, base: int = chunk, dst: memoryview = dst) -> None:
+            def seal(lo: int, hi: int, base: int = chunk, out: _Out = out) -> None:
                 buf = getattr(scratch, "buf", None)
                 if buf is None:
                     buf = scratch.buf = memoryview(bytearray(CHUNK_SIZE))
@@ -202,10 +255,8 @@ class StreamWriter:
                         if n <= 0:
                             raise EOFError(f"input ended at byte {start + got} of {size}")
                         got += n
-                    out = dst[j * ENC_CHUNK_SIZE : j * ENC_CHUNK_SIZE + len(view) + TAG_SIZE]
-                    aead.encrypt_into(_nonce(i, i == n_chunks - 1), view, None, out)
+                    out.seal(aead, _nonce(i, i == n_chunks - 1), view, j * ENC_CHUNK_SIZE)
 
-            plain = min(size, (chunk + k) * CHUNK_SIZE) - chunk * CHUNK_SIZE
             self._pending.append((self._pool.run(seal, k), index, plain + k * TAG_SIZE))
             chunk += k
         self._counter = n_chunks
@@ -213,16 +264,33 @@ class StreamWriter:
         return size
 
     def _buffers(self, index: int, size: int) -> tuple[bytearray, bytearray]:
-        """Set ``index``, its input buffer at least ``size`` bytes (up to a batch)."""
+        """Set ``index``, its input buffer at least ``size`` bytes (up to a batch);
+        its output buffer stays empty when the destination lends its memory."""
         while len(self._sets) <= index:
-            self._sets.append((bytearray(self._cap), bytearray(self._k * ENC_CHUNK_SIZE)))
+            out_cap = 0 if self._lender else self._k * ENC_CHUNK_SIZE
+            self._sets.append((bytearray(self._cap), bytearray(out_cap)))
         inbuf, outbuf = self._sets[index]
         if len(inbuf) < size:
             grown = min(self._cap, max(size, 2 * len(inbuf)))
-            chunks = -(-grown // CHUNK_SIZE)
             inbuf.extend(bytes(grown - len(inbuf)))
-            outbuf.extend(bytes(chunks * ENC_CHUNK_SIZE - len(outbuf)))
+        if self._lender is None:
+            want = -(-len(inbuf) // CHUNK_SIZE) * ENC_CHUNK_SIZE
+            if len(outbuf) < want:
+                outbuf.extend(bytes(want - len(outbuf)))
         return inbuf, outbuf
+
+    def _out(self, index: int, out_len: int) -> _Out:
+        """Where set ``index``'s next ``out_len`` bytes of ciphertext are sealed."""
+        if self._lender is None:
+            chunks = -(-out_len // ENC_CHUNK_SIZE)
+            return _Out([memoryview(self._buffers(index, chunks * CHUNK_SIZE)[1])[:out_len]])
+        while True:
+            # Waiting for the lender's memory while batches are still to be committed
+            # could wait on ourselves: commit one first.
+            views = self._lender.reserve(out_len, not self._pending)
+            if views is not None:
+                return _Out(views)
+            self._flush_one()
 
     def _room(self) -> bytearray:
         """The input buffer to fill now, with room in it: grown, or the next set
@@ -251,20 +319,20 @@ class StreamWriter:
             self._seal(held, self._k * CHUNK_SIZE, final=False)
 
     def _seal(self, index: int, size: int, *, final: bool) -> None:
-        inbuf, outbuf = self._sets[index]
+        inbuf = self._sets[index][0]
         n = max(1, -(-size // CHUNK_SIZE))  # an empty payload still has one chunk
         first = self._counter
         if first + n - 1 > _MAX_COUNTER:
             raise PayloadError("payload too large: chunk counter overflow")
-        aead, src, dst = self._aead, memoryview(inbuf), memoryview(outbuf)
+        aead, src = self._aead, memoryview(inbuf)
+        out = self._out(index, size + n * TAG_SIZE)
 
         def seal(lo: int, hi: int) -> None:
             for i in range(lo, hi):
                 end = min((i + 1) * CHUNK_SIZE, size)
                 pt = src[i * CHUNK_SIZE : end]
                 last = final and i == n - 1
-                out = dst[i * ENC_CHUNK_SIZE : i * ENC_CHUNK_SIZE + len(pt) + TAG_SIZE]
-                aead.encrypt_into(_nonce(first + i, last), pt, None, out)
+                out.seal(aead, _nonce(first + i, last), pt, i * ENC_CHUNK_SIZE)
 
         self._pending.append((self._pool.run(seal, n), index, size + n * TAG_SIZE))
         self._counter += n
@@ -273,7 +341,10 @@ class StreamWriter:
         futures, index, out_len = self._pending.popleft()
         for f in futures:
             f.result()
-        self._dst.write(memoryview(self._sets[index][1])[:out_len])
+        if self._lender is not None:
+            self._lender.commit(out_len)
+        else:
+            self._dst.write(memoryview(self._sets[index][1])[:out_len])
 
     def close(self) -> None:
         """Seal the rest, marking the final chunk, and flush. Does not close dst."""
