@@ -29,6 +29,9 @@ NONCE_SIZE = 16  # the payload nonce that precedes the first chunk
 DEFAULT_BATCH_CHUNKS = 64  # 4 MiB of plaintext a batch
 DEFAULT_WORKERS = 2
 _BUFFER_SETS = 4  # batches: one filling, one held, the rest in the workers or draining
+# write_positional reads four chunks at a time: a quarter of the read calls of
+# one chunk each, and 256 KiB still sits in the core's L2 cache when it is sealed.
+_READ_CHUNKS = 4
 
 # An 11-byte counter: 2**88 chunks is far beyond any file we could see.
 _MAX_COUNTER = (1 << 88) - 1
@@ -89,10 +92,11 @@ class _Out:
     """Where one batch's ciphertext goes: one view (the writer's own buffer) or the
     lender's views, which may end inside an AEAD chunk."""
 
-    __slots__ = ("views", "starts")
+    __slots__ = ("views", "starts", "one")
 
     def __init__(self, views: list[memoryview]) -> None:
         self.views = views
+        self.one = views[0] if len(views) == 1 else None
         self.starts: list[int] = []
         at = 0
         for v in views:
@@ -102,6 +106,9 @@ class _Out:
     def seal(self, aead: ChaCha20Poly1305, nonce: bytes, pt: memoryview, start: int) -> None:
         """Encrypt ``pt`` to its place at ``start``: in place when it fits one view."""
         end = start + len(pt) + TAG_SIZE
+        if self.one is not None:
+            aead.encrypt_into(nonce, pt, None, self.one[start:end])
+            return
         for v, at in zip(self.views, self.starts, strict=True):
             if start < at + len(v):
                 if end <= at + len(v):
@@ -239,23 +246,26 @@ class StreamWriter:
             while any(i == index for _, i, _ in self._pending):
                 self._flush_one()
             plain = min(size, (chunk + k) * CHUNK_SIZE) - chunk * CHUNK_SIZE
-            out = self._out(index, plain + k * TAG_SIZE)
+            out = self._out(index, plain + k * TAG_SIZE, positional=True)
 
             def seal(lo: int, hi: int, base: int = chunk, out: _Out = out) -> None:
                 buf = getattr(scratch, "buf", None)
                 if buf is None:
-                    buf = scratch.buf = memoryview(bytearray(CHUNK_SIZE))
-                for j in range(lo, hi):
-                    i = base + j
-                    start = i * CHUNK_SIZE
-                    view = buf[: min(CHUNK_SIZE, size - start)]
+                    buf = scratch.buf = memoryview(bytearray(_READ_CHUNKS * CHUNK_SIZE))
+                for j0 in range(lo, hi, _READ_CHUNKS):
+                    j1 = min(j0 + _READ_CHUNKS, hi)
+                    start = (base + j0) * CHUNK_SIZE
+                    view = buf[: min((j1 - j0) * CHUNK_SIZE, size - start)]
                     got = 0
                     while got < len(view):
                         n = src.pread_into(view[got:], start + got)
                         if n <= 0:
                             raise EOFError(f"input ended at byte {start + got} of {size}")
                         got += n
-                    out.seal(aead, _nonce(i, i == n_chunks - 1), view, j * ENC_CHUNK_SIZE)
+                    for j in range(j0, j1):
+                        i = base + j
+                        pt = view[(j - j0) * CHUNK_SIZE : (j - j0 + 1) * CHUNK_SIZE]
+                        out.seal(aead, _nonce(i, i == n_chunks - 1), pt, j * ENC_CHUNK_SIZE)
 
             self._pending.append((self._pool.run(seal, k), index, plain + k * TAG_SIZE))
             chunk += k
@@ -279,11 +289,21 @@ class StreamWriter:
                 outbuf.extend(bytes(want - len(outbuf)))
         return inbuf, outbuf
 
-    def _out(self, index: int, out_len: int) -> _Out:
-        """Where set ``index``'s next ``out_len`` bytes of ciphertext are sealed."""
+    def _out(self, index: int, out_len: int, *, positional: bool = False) -> _Out:
+        """Where set ``index``'s next ``out_len`` bytes of ciphertext are sealed.
+        ``positional``: the set's input buffer is never used (write_positional
+        reads into the workers' scratch), so it is not allocated."""
         if self._lender is None:
             chunks = -(-out_len // ENC_CHUNK_SIZE)
-            return _Out([memoryview(self._buffers(index, chunks * CHUNK_SIZE)[1])[:out_len]])
+            if positional:
+                while len(self._sets) <= index:
+                    self._sets.append((bytearray(0), bytearray(0)))
+                outbuf = self._sets[index][1]
+                if len(outbuf) < chunks * ENC_CHUNK_SIZE:
+                    outbuf.extend(bytes(chunks * ENC_CHUNK_SIZE - len(outbuf)))
+            else:
+                outbuf = self._buffers(index, chunks * CHUNK_SIZE)[1]
+            return _Out([memoryview(outbuf)[:out_len]])
         while True:
             # Waiting for the lender's memory while batches are still to be committed
             # could wait on ourselves: commit one first.

@@ -157,6 +157,27 @@ def test_stream_writer_without_a_lender_still_writes() -> None:
     assert lent.waits > 0  # it was asked to lend without waiting, and said no
 
 
+def test_positional_writes_into_a_lender_too() -> None:
+    plain = os.urandom(11 * CHUNK_SIZE + 99)
+    out = io.BytesIO()
+    with StreamWriter(KEY, out, batch_chunks=3) as w:
+        w.write(plain)
+    lent = FakeLender()
+    with StreamWriter(KEY, lent, batch_chunks=3) as w:
+        w.write_positional(Region(plain), len(plain))
+    assert bytes(lent.data) == out.getvalue()
+
+
+class Region:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def pread_into(self, buf: memoryview, offset: int) -> int:
+        piece = self.data[offset : offset + len(buf)]
+        buf[: len(piece)] = piece
+        return len(piece)
+
+
 class FakeLender:
     """Lends fresh 70 000-byte pieces, at most two outstanding unless told to wait."""
 
