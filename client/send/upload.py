@@ -390,10 +390,12 @@ class ChunkUploader:
                         "was cancelled, send again"
                     )
                 self._wait_turn(index)
+                if index >= len(self._known):
+                    # write-ahead: logged, in chunk order, before it can be committed.
+                    # Our turn until _next_log moves on, so no lock is held over the
+                    # fsync: the other lane's confirmations need not wait for the disk.
+                    self._journal.append(digest)
                 with self._order:
-                    if index >= len(self._known):
-                        # write-ahead: logged, in chunk order, before it can be committed
-                        self._journal.append(digest)
                     self._next_log = index + 1
                     self._order.notify_all()
                 self._send(client, offset, chunk, digest)
