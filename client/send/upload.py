@@ -1,10 +1,13 @@
 """The upload pipeline: ciphertext in, fixed-size checksummed chunks out to the relay.
 
-    seal.seal --ciphertext--> ChunkUploader.write --queue--> upload lanes (threads)
+    seal.seal --ciphertext--> ChunkUploader.reserve/commit --queue--> upload lanes
                                                       hash, log in order, PATCH -->
 
-The encryptor (on the caller's thread, itself using two crypto workers) writes
-into a chunk buffer; full chunks go through a queue to ``lanes`` upload
+The encryptor (on the caller's thread, itself using two crypto workers) seals
+straight into the chunk buffers, which the uploader lends it (``reserve``,
+then ``commit`` once sealed; crypto.age.stream.Lender); what it writes
+itself (the age header) is copied in by ``write``. Full chunks go through a
+queue to ``lanes`` upload
 threads, each with its own connection. A lane hashes its chunk once (the
 digest serves the chunk log, the request signature and the
 Sealdrop-Chunk-Sha256 header) and PATCHes it. Why two lanes: the relay
@@ -14,7 +17,8 @@ authenticated and waiting at the relay while the current one is written, that
 latency is hidden instead of idling the link once per chunk. A lane whose
 chunk reached the relay before its predecessor's (409, offset behind) waits
 for the predecessor and sends again. The buffers are recycled, never copied:
-memory is (lanes + depth) chunks, whatever the transfer size.
+memory is (lanes + depth) chunks, whatever the transfer size (plus at most one
+encryptor batch when chunks are smaller than a batch: see ``reserve``).
 
 Resuming: chunks that end at or before ``committed`` (what the relay already
 holds) are regenerated, hashed and compared with the chunk log, then skipped,
