@@ -36,3 +36,32 @@ def test_the_wormhole_baseline_is_pinned_and_not_a_runtime_dependency() -> None:
     assert all("==" in p for p in pins)
     pyproject = (LIB.parents[1] / "pyproject.toml").read_text()
     assert "wormhole" not in pyproject
+
+
+def test_bench_wan_reads_resends_and_idle_link_from_the_relay_log(tmp_path: Path) -> None:
+    sys.path.insert(0, str(LIB))
+    try:
+        import bench_wan
+    finally:
+        sys.path.remove(str(LIB))
+    log = tmp_path / "relay.log"
+    lines = [
+        '{"ts": 100.5, "event": "request", "method": "POST", "route": "/v1/transfers", '
+        '"status": 201, "duration_s": 0.02}',
+        '{"ts": 103.0, "event": "request", "method": "PATCH", '
+        '"route": "/v1/transfers/{id}/data", "status": 204, "duration_s": 2.0}',
+        "not json: a line the relay printed before its logger",
+        '{"ts": 104.0, "event": "request", "method": "PATCH", '
+        '"route": "/v1/transfers/{id}/data", "status": 409, "duration_s": 0.5}',
+        '{"ts": 106.0, "event": "request", "method": "PATCH", '
+        '"route": "/v1/transfers/{id}/data", "status": 204, "duration_s": 2.0}',
+        '{"ts": 106.2, "event": "request", "method": "POST", '
+        '"route": "/v1/transfers/{id}/complete", "status": 200, "duration_s": 0.1}',
+        '{"ts": 300.0, "event": "request", "method": "PATCH", '
+        '"route": "/v1/transfers/{id}/data", "status": 204, "duration_s": 1.0}',
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    assert bench_wan.upload_answers(log) == {204: 3, 409: 1}
+    before, after = bench_wan.idle_ends(log, 100.0, 106.5)  # the last PATCH is another send's
+    assert before == pytest.approx(1.0) and after == pytest.approx(0.5)
+    assert bench_wan.idle_ends(log, 200.0, 250.0) == (0.0, 0.0)

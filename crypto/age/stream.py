@@ -32,6 +32,9 @@ NONCE_SIZE = 16  # the payload nonce that precedes the first chunk
 DEFAULT_BATCH_CHUNKS = 64  # 4 MiB of plaintext a batch
 DEFAULT_WORKERS = 2
 _BUFFER_SETS = 4  # batches: one filling, one held, the rest in the workers or draining
+# write_positional reads four chunks at a time: a quarter of the read calls of
+# one chunk each, and 256 KiB still sits in the core's L2 cache when it is sealed.
+_READ_CHUNKS = 4
 
 # An 11-byte counter: 2**88 chunks is far beyond any file we could see.
 _MAX_COUNTER = (1 << 88) - 1
@@ -45,6 +48,21 @@ class Reader(Protocol):
 
 class Writer(Protocol):
     def write(self, data: Buffer, /) -> int: ...
+
+
+class Lender(Protocol):
+    """A destination that lends its own memory for the ciphertext (the send's upload
+    chunks): the writer seals straight into it instead of copying each batch out.
+
+    ``reserve(n, wait)`` lends the next ``n`` bytes of output as views in order,
+    or returns None if that needs memory the lender has not got free and
+    ``wait`` is False; ``commit(n)`` says the oldest ``n`` reserved bytes are
+    now written. Reservations are committed in the order they were made.
+    """
+
+    def reserve(self, n: int, /, wait: bool) -> list[memoryview] | None: ...
+
+    def commit(self, n: int, /) -> None: ...
 
 
 class PositionalReader(Protocol):
@@ -71,6 +89,42 @@ def _trailing_error() -> PayloadError:
         "unexpected data after the end of the encrypted payload; "
         "the file may be corrupted or tampered with"
     )
+
+
+class _Out:
+    """Where one batch's ciphertext goes: one view (the writer's own buffer) or the
+    lender's views, which may end inside an AEAD chunk."""
+
+    __slots__ = ("views", "starts", "one")
+
+    def __init__(self, views: list[memoryview]) -> None:
+        self.views = views
+        self.one = views[0] if len(views) == 1 else None
+        self.starts: list[int] = []
+        at = 0
+        for v in views:
+            self.starts.append(at)
+            at += len(v)
+
+    def seal(self, aead: ChaCha20Poly1305, nonce: bytes, pt: memoryview, start: int) -> None:
+        """Encrypt ``pt`` to its place at ``start``: in place when it fits one view."""
+        end = start + len(pt) + TAG_SIZE
+        if self.one is not None:
+            aead.encrypt_into(nonce, pt, None, self.one[start:end])
+            return
+        for v, at in zip(self.views, self.starts, strict=True):
+            if start < at + len(v):
+                if end <= at + len(v):
+                    aead.encrypt_into(nonce, pt, None, v[start - at : end - at])
+                    return
+                break
+        # Across two of the lender's buffers (once per upload chunk): sealed aside,
+        # then copied to both.
+        ct = memoryview(aead.encrypt(nonce, pt, None))
+        for v, at in zip(self.views, self.starts, strict=True):
+            lo, hi = max(start, at), min(end, at + len(v))
+            if lo < hi:
+                v[lo - at : hi - at] = ct[lo - start : hi - start]
 
 
 class _Pool:
@@ -114,6 +168,11 @@ class StreamWriter:
     ) -> None:
         self._aead = ChaCha20Poly1305(key)
         self._dst = dst
+        # A destination that lends its memory gets the ciphertext sealed into it:
+        # the send's upload chunks, where copying each batch out cost 0.22 CPU-s
+        # per GiB (measured), 5% of the send.
+        reserve, commit = getattr(dst, "reserve", None), getattr(dst, "commit", None)
+        self._lender: Lender | None = dst if reserve and commit else None  # type: ignore[assignment]
         self._k = max(1, batch_chunks)
         self._cap = self._k * CHUNK_SIZE
         # Allocated on first use, and the first set grows from one chunk: a
@@ -121,7 +180,7 @@ class StreamWriter:
         # few KiB (profile records, cards, the size probe). Allocating four full
         # sets each time took a send's peak RSS from 146 to 170 MB, measured.
         self._sets: list[tuple[bytearray, bytearray]] = [
-            (bytearray(CHUNK_SIZE), bytearray(ENC_CHUNK_SIZE))
+            (bytearray(CHUNK_SIZE), bytearray(0 if self._lender else ENC_CHUNK_SIZE))
         ]
         self._cur = 0
         self._fill = 0
@@ -189,26 +248,28 @@ class StreamWriter:
             self._cur = (self._cur + 1) % _BUFFER_SETS
             while any(i == index for _, i, _ in self._pending):
                 self._flush_one()
-            dst = memoryview(self._buffers(index, self._cap)[1])
+            plain = min(size, (chunk + k) * CHUNK_SIZE) - chunk * CHUNK_SIZE
+            out = self._out(index, plain + k * TAG_SIZE, positional=True)
 
-            def seal(lo: int, hi: int, base: int = chunk, dst: memoryview = dst) -> None:
+            def seal(lo: int, hi: int, base: int = chunk, out: _Out = out) -> None:
                 buf = getattr(scratch, "buf", None)
                 if buf is None:
-                    buf = scratch.buf = memoryview(bytearray(CHUNK_SIZE))
-                for j in range(lo, hi):
-                    i = base + j
-                    start = i * CHUNK_SIZE
-                    view = buf[: min(CHUNK_SIZE, size - start)]
+                    buf = scratch.buf = memoryview(bytearray(_READ_CHUNKS * CHUNK_SIZE))
+                for j0 in range(lo, hi, _READ_CHUNKS):
+                    j1 = min(j0 + _READ_CHUNKS, hi)
+                    start = (base + j0) * CHUNK_SIZE
+                    view = buf[: min((j1 - j0) * CHUNK_SIZE, size - start)]
                     got = 0
                     while got < len(view):
                         n = src.pread_into(view[got:], start + got)
                         if n <= 0:
                             raise EOFError(f"input ended at byte {start + got} of {size}")
                         got += n
-                    out = dst[j * ENC_CHUNK_SIZE : j * ENC_CHUNK_SIZE + len(view) + TAG_SIZE]
-                    aead.encrypt_into(_nonce(i, i == n_chunks - 1), view, None, out)
+                    for j in range(j0, j1):
+                        i = base + j
+                        pt = view[(j - j0) * CHUNK_SIZE : (j - j0 + 1) * CHUNK_SIZE]
+                        out.seal(aead, _nonce(i, i == n_chunks - 1), pt, j * ENC_CHUNK_SIZE)
 
-            plain = min(size, (chunk + k) * CHUNK_SIZE) - chunk * CHUNK_SIZE
             self._pending.append((self._pool.run(seal, k), index, plain + k * TAG_SIZE))
             chunk += k
         self._counter = n_chunks
@@ -216,16 +277,43 @@ class StreamWriter:
         return size
 
     def _buffers(self, index: int, size: int) -> tuple[bytearray, bytearray]:
-        """Set ``index``, its input buffer at least ``size`` bytes (up to a batch)."""
+        """Set ``index``, its input buffer at least ``size`` bytes (up to a batch);
+        its output buffer stays empty when the destination lends its memory."""
         while len(self._sets) <= index:
-            self._sets.append((bytearray(self._cap), bytearray(self._k * ENC_CHUNK_SIZE)))
+            out_cap = 0 if self._lender else self._k * ENC_CHUNK_SIZE
+            self._sets.append((bytearray(self._cap), bytearray(out_cap)))
         inbuf, outbuf = self._sets[index]
         if len(inbuf) < size:
             grown = min(self._cap, max(size, 2 * len(inbuf)))
-            chunks = -(-grown // CHUNK_SIZE)
             inbuf.extend(bytes(grown - len(inbuf)))
-            outbuf.extend(bytes(chunks * ENC_CHUNK_SIZE - len(outbuf)))
+        if self._lender is None:
+            want = -(-len(inbuf) // CHUNK_SIZE) * ENC_CHUNK_SIZE
+            if len(outbuf) < want:
+                outbuf.extend(bytes(want - len(outbuf)))
         return inbuf, outbuf
+
+    def _out(self, index: int, out_len: int, *, positional: bool = False) -> _Out:
+        """Where set ``index``'s next ``out_len`` bytes of ciphertext are sealed.
+        ``positional``: the set's input buffer is never used (write_positional
+        reads into the workers' scratch), so it is not allocated."""
+        if self._lender is None:
+            chunks = -(-out_len // ENC_CHUNK_SIZE)
+            if positional:
+                while len(self._sets) <= index:
+                    self._sets.append((bytearray(0), bytearray(0)))
+                outbuf = self._sets[index][1]
+                if len(outbuf) < chunks * ENC_CHUNK_SIZE:
+                    outbuf.extend(bytes(chunks * ENC_CHUNK_SIZE - len(outbuf)))
+            else:
+                outbuf = self._buffers(index, chunks * CHUNK_SIZE)[1]
+            return _Out([memoryview(outbuf)[:out_len]])
+        while True:
+            # Waiting for the lender's memory while batches are still to be committed
+            # could wait on ourselves: commit one first.
+            views = self._lender.reserve(out_len, not self._pending)
+            if views is not None:
+                return _Out(views)
+            self._flush_one()
 
     def _room(self) -> bytearray:
         """The input buffer to fill now, with room in it: grown, or the next set
@@ -254,20 +342,20 @@ class StreamWriter:
             self._seal(held, self._k * CHUNK_SIZE, final=False)
 
     def _seal(self, index: int, size: int, *, final: bool) -> None:
-        inbuf, outbuf = self._sets[index]
+        inbuf = self._sets[index][0]
         n = max(1, -(-size // CHUNK_SIZE))  # an empty payload still has one chunk
         first = self._counter
         if first + n - 1 > _MAX_COUNTER:
             raise PayloadError("payload too large: chunk counter overflow")
-        aead, src, dst = self._aead, memoryview(inbuf), memoryview(outbuf)
+        aead, src = self._aead, memoryview(inbuf)
+        out = self._out(index, size + n * TAG_SIZE)
 
         def seal(lo: int, hi: int) -> None:
             for i in range(lo, hi):
                 end = min((i + 1) * CHUNK_SIZE, size)
                 pt = src[i * CHUNK_SIZE : end]
                 last = final and i == n - 1
-                out = dst[i * ENC_CHUNK_SIZE : i * ENC_CHUNK_SIZE + len(pt) + TAG_SIZE]
-                aead.encrypt_into(_nonce(first + i, last), pt, None, out)
+                out.seal(aead, _nonce(first + i, last), pt, i * ENC_CHUNK_SIZE)
 
         self._pending.append((self._pool.run(seal, n), index, size + n * TAG_SIZE))
         self._counter += n
@@ -276,7 +364,10 @@ class StreamWriter:
         futures, index, out_len = self._pending.popleft()
         for f in futures:
             f.result()
-        self._dst.write(memoryview(self._sets[index][1])[:out_len])
+        if self._lender is not None:
+            self._lender.commit(out_len)
+        else:
+            self._dst.write(memoryview(self._sets[index][1])[:out_len])
 
     def close(self) -> None:
         """Seal the rest, marking the final chunk, and flush. Does not close dst."""

@@ -16,12 +16,15 @@ script says so and exits 2. The namespace is deleted on exit, Ctrl-C included.
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,6 +39,37 @@ from e2ekit import (  # noqa: E402
     median,
     wait_for,
 )
+
+
+def _chunk_requests(log: Path) -> list[dict[str, float]]:
+    out = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("event") == "request" and str(rec.get("route", "")).endswith("/data") \
+                and rec.get("method") == "PATCH":
+            out.append(rec)
+    return out
+
+
+def upload_answers(log: Path) -> collections.Counter[int]:
+    """The relay's answers to chunk uploads, by status, from its request log: a
+    409 is a chunk sent again in full, which a slow link pays for."""
+    return collections.Counter(int(r.get("status", 0)) for r in _chunk_requests(log))
+
+
+def idle_ends(log: Path, start: float, end: float) -> tuple[float, float]:
+    """Seconds of a send (wall clock ``start`` to ``end``) before the relay began
+    its first chunk upload, and after it answered the last one: the link carries
+    no file there (start-up, key refresh, create, card; complete)."""
+    rs = [r for r in _chunk_requests(log) if start <= float(r["ts"]) <= end]
+    if not rs:
+        return 0.0, 0.0
+    first = min(float(r["ts"]) - float(r.get("duration_s", 0)) for r in rs)
+    last = max(float(r["ts"]) for r in rs)
+    return first - start, end - last
 
 
 def sh(*cmd: str) -> None:
@@ -105,6 +139,9 @@ def main() -> int:
     ours: list[Proc] = []
     theirs: list[Proc] = []
     relay_cpu: list[float] = []
+    answers: collections.Counter[int] = collections.Counter()
+    windows: list[tuple[float, float]] = []
+    idle: list[tuple[float, float]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="sealdrop-wan-") as tmp:
             d = Path(tmp)
@@ -126,7 +163,9 @@ def main() -> int:
                 url = f"http://127.0.0.1:{port}/payload.bin"
                 for i in range(args.repeat):
                     c0 = cpu_seconds(relay.pid)
+                    t0 = time.time()
                     sent, _ = relay.send(src, d / f"send-{i}.json")
+                    windows.append((t0, time.time()))
                     relay_cpu.append(cpu_seconds(relay.pid) - c0)
                     ours.append(sent)
                     theirs.append(measure(["curl", "-sS", "-f", "-T", str(src), url],
@@ -138,6 +177,8 @@ def main() -> int:
                 plain.terminate()
                 plain.wait(30)
                 relay.close()
+                answers = upload_answers(d / "relay.log")
+                idle = [idle_ends(d / "relay.log", a, b) for a, b in windows]
     finally:
         ns.close()
     s = median([p.seconds for p in ours])
@@ -152,6 +193,12 @@ def main() -> int:
     print(f"CPU per GiB: send client {median([p.cpu for p in ours]) / gib:.2f} s, "
           f"relay {median(relay_cpu) / gib:.2f} s; peak RSS: send client "
           f"{max(p.max_rss_mb for p in ours):.0f} MB")
+    shown = ", ".join(f"{n} x {status}" for status, n in sorted(answers.items()))
+    print(f"chunk uploads answered: {shown or 'none logged'} (a 409 is a chunk sent twice)")
+    if idle:
+        print(f"link idle in a send (median): {median([a for a, _ in idle]):.2f} s before "
+              f"the first chunk upload began, {median([b for _, b in idle]):.2f} s after the "
+              "last was answered")
     ok = ratio >= 0.95
     print("target met" if ok else "target missed")
     return 0 if ok or not args.check else 1

@@ -11,7 +11,9 @@ from sealdrop.crypto import age
 from sealdrop.crypto.age.stream import CHUNK_SIZE
 
 SIZES = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE,
-         5 * CHUNK_SIZE + 3, 7 * CHUNK_SIZE]
+         5 * CHUNK_SIZE + 3, 7 * CHUNK_SIZE,
+         # several four-chunk reads per worker, the last one short
+         19 * CHUNK_SIZE + 17]
 
 
 class BytesRegion:
