@@ -1,0 +1,133 @@
+"""Where the metadata store's transactions run: each is one synchronous function
+over a SQLAlchemy ``Connection``, run whole, in one hop.
+
+Why (measured for issue 17, ``scripts/bench_relay``): SQLAlchemy's async engine
+over aiosqlite cost ~0.8 ms of CPU per statement (a greenlet switch, a handoff
+to aiosqlite's thread and back, futex churn), against ~0.1 ms for synchronous
+Core and ~0.02 ms for the sqlite3 module itself; a small transfer runs ~30
+statements. So on SQLite one dedicated thread owns the connection and a whole
+transaction (its statements and its commit) is one submission to it. That one
+thread also serialises this process's writers, so they never sleep in SQLite's
+busy handler waiting for each other; other processes (``sealdrop-relay``
+commands, a second relay) still wait on the busy timeout as before.
+
+PostgreSQL keeps its async engine: the same function runs in the engine's
+greenlet (``AsyncConnection.run_sync``), each statement one round trip on
+asyncpg's pool, as before.
+
+Durability is the caller's to choose per write: ``synced=False`` commits
+without waiting for the disk (SQLite ``synchronous=NORMAL`` for that commit,
+PostgreSQL ``synchronous_commit=off``); every other commit is synced (SQLite
+``synchronous=FULL``, the connection's setting). Database failures become
+``StoreUnavailable`` here, as ``server.dbfail`` does for the async engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+import sqlalchemy as sa
+
+from .dbfail import CLIENT_MESSAGE, GuardedEngine, is_unreachable
+from .errors import RelayError, StoreUnavailable
+
+T = TypeVar("T")
+
+Work = Callable[[sa.Connection], T]
+
+
+class Runner(Protocol):
+    async def read(self, fn: Work[T]) -> T:
+        """Run ``fn`` on a connection outside any write transaction."""
+        ...
+
+    async def write(self, fn: Work[T], *, synced: bool = True) -> T:
+        """Run ``fn`` in one transaction, committed when it returns, rolled back
+        when it raises."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncRunner:
+    """On the async engine (PostgreSQL; SQLite in memory, which one connection
+    of a second engine could not see): ``run_sync`` inside ``server.dbfail``'s guard."""
+
+    def __init__(self, engine: GuardedEngine) -> None:
+        self._engine = engine
+
+    async def read(self, fn: Work[T]) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(fn)
+
+    async def write(self, fn: Work[T], *, synced: bool = True) -> T:
+        async with self._engine.begin() as conn:
+            if not synced:
+                if conn.dialect.name == "sqlite":
+                    raise ValueError("an unsynced commit on SQLite runs on SqliteRunner")
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            return await conn.run_sync(fn)
+
+    async def close(self) -> None:
+        return None
+
+
+class SqliteRunner:
+    """One thread, one pysqlite connection (``db.sqlite_twin``): a transaction is
+    one hop to the thread and back, whatever the number of its statements."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sealdrop-sqlite")
+
+    async def read(self, fn: Work[T]) -> T:
+        return await self._run(self._read, fn, True)
+
+    async def write(self, fn: Work[T], *, synced: bool = True) -> T:
+        return await self._run(self._write, fn, synced)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=True)
+
+    async def _run(self, how: Callable[[Work[T], bool], T], fn: Work[T], flag: bool) -> T:
+        # Not cancelled with the caller: once submitted, the transaction runs to
+        # its commit or rollback on the thread, like a request whose client left.
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, how, fn, flag)
+        except RelayError:
+            raise
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise StoreUnavailable(CLIENT_MESSAGE) from exc
+            raise
+
+    def _read(self, fn: Work[T], _: bool) -> T:
+        with self._engine.connect() as conn:
+            return fn(conn)
+
+    def _write(self, fn: Work[T], synced: bool) -> T:
+        with self._engine.connect() as conn:
+            if synced:
+                with conn.begin():
+                    return fn(conn)
+            # The durability setting is the connection's, so it is set around the
+            # transaction on the driver connection: a setting, not a statement
+            # of the transaction (and no commit of its own).
+            raw = conn.connection.driver_connection
+            if raw is None:  # never, for a connection checked out of the pool
+                raise StoreUnavailable(CLIENT_MESSAGE)
+            raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    return fn(conn)
+            finally:
+                try:
+                    raw.execute("PRAGMA synchronous=FULL")
+                except BaseException:
+                    # Never hand on a connection whose commits would not be synced.
+                    conn.invalidate()
+                    raise
