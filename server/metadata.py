@@ -301,6 +301,7 @@ class SqlMetadataStore:
         # ``_run``.
         self.engine = GuardedEngine(engine)
         self._run = _make_runner(self.engine)
+        self.engine.on_dispose.append(self._run.reset)
         self._nonces = NonceBatcher(self._insert_nonces)
 
     @classmethod
@@ -314,8 +315,8 @@ class SqlMetadataStore:
         return cls.open(f"sqlite+aiosqlite:///{path}")
 
     async def close(self) -> None:
+        await self.engine.dispose()  # the runner's connections too (``on_dispose``)
         await self._run.close()
-        await self.engine.dispose()
 
     async def ping(self) -> None:
         await self._run.read(lambda conn: conn.exec_driver_sql("SELECT 1").all())
