@@ -185,10 +185,10 @@ def sqlite_twin(engine: AsyncEngine) -> sa.Engine:
         raise ValueError("sqlite_twin needs a SQLite database in a file")
     twin = sa.create_engine(
         sa.URL.create("sqlite", database=path),
-        # Made on the runner's thread, closed by dispose() on the same thread;
-        # the check would only refuse a close from elsewhere at interpreter exit.
+        # Each connection is made, used and closed on one runner thread; the
+        # check would only refuse the pool's clean-up from elsewhere at exit.
         connect_args={"timeout": 30, "check_same_thread": False},
-        pool_size=1,
+        pool_size=2,  # the runner's reader and writer
         max_overflow=0,
     )
     event.listen(twin, "connect", _sqlite_pragmas)

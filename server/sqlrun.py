@@ -81,47 +81,22 @@ class AsyncRunner:
         return None
 
 
-class SqliteRunner:
-    """One thread, one pysqlite connection (``db.sqlite_twin``) held open: a
-    transaction is one hop to the thread and back, whatever the number of its
-    statements, and no pool check-out and check-in around it (measured: a
-    sixth of the thread's time)."""
+class _Lane:
+    """One thread and the one connection it holds open (no pool check-out and
+    check-in around each transaction: measured, a sixth of the thread's time)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, name: str) -> None:
         self._engine = engine
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sealdrop-sqlite")
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"sealdrop-sqlite-{name}")
         self._held: sa.Connection | None = None  # used on the thread only
 
-    async def read(self, fn: Work[T]) -> T:
-        return await self._run(self._read, fn, True)
+    def connection(self) -> sa.Connection:
+        if self._held is None:
+            self._held = self._engine.connect()
+        return self._held
 
-    async def write(self, fn: Work[T], *, synced: bool = True) -> T:
-        return await self._run(self._write, fn, synced)
-
-    async def reset(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-
-    async def close(self) -> None:
-        await self.reset()
-        self._thread.shutdown(wait=True)
-
-    async def _run(self, how: Callable[[Work[T], bool], T], fn: Work[T], flag: bool) -> T:
-        # Not cancelled with the caller: once submitted, the transaction runs to
-        # its commit or rollback on the thread, like a request whose client left.
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, how, fn, flag)
-        except RelayError:
-            raise
-        except Exception as exc:
-            if is_unreachable(exc):
-                raise StoreUnavailable(CLIENT_MESSAGE) from exc
-            raise
-
-    def _close(self) -> None:
-        self._drop()
-        self._engine.dispose()
-
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Close the held connection (after a failure, or to let go of the file)."""
         held, self._held = self._held, None
         if held is not None:
             try:
@@ -129,34 +104,76 @@ class SqliteRunner:
             except Exception:  # noqa: BLE001 - closing a broken connection may fail too
                 held.invalidate()
 
-    def _connection(self) -> sa.Connection:
-        if self._held is None:
-            self._held = self._engine.connect()
-        return self._held
 
-    def _read(self, fn: Work[T], _: bool) -> T:
-        conn = self._connection()
+class SqliteRunner:
+    """Two threads on the SQLite file (``db.sqlite_twin``), each holding one
+    connection: a transaction is one hop to a thread and back, whatever the
+    number of its statements. Writes run one at a time on the writer thread;
+    reads on the reader thread, so they never queue behind a synced commit's
+    fsync (~3 ms here): WAL lets them read the last commit meanwhile."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._reads = _Lane(engine, "read")
+        self._writes = _Lane(engine, "write")
+
+    async def read(self, fn: Work[T]) -> T:
+        return await self._run(self._reads, self._read, fn, True)
+
+    async def write(self, fn: Work[T], *, synced: bool = True) -> T:
+        return await self._run(self._writes, self._write, fn, synced)
+
+    async def reset(self) -> None:
+        loop = asyncio.get_running_loop()
+        for lane in (self._reads, self._writes):
+            await loop.run_in_executor(lane.thread, lane.drop)
+        self._engine.dispose()
+
+    async def close(self) -> None:
+        await self.reset()
+        for lane in (self._reads, self._writes):
+            lane.thread.shutdown(wait=True)
+
+    async def _run(
+        self, lane: _Lane, how: Callable[[_Lane, Work[T], bool], T], fn: Work[T], flag: bool
+    ) -> T:
+        # Not cancelled with the caller: once submitted, the transaction runs to
+        # its commit or rollback on the thread, like a request whose client left.
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(lane.thread, how, lane, fn, flag)
+        except RelayError:
+            raise
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise StoreUnavailable(CLIENT_MESSAGE) from exc
+            raise
+
+    @staticmethod
+    def _read(lane: _Lane, fn: Work[T], _: bool) -> T:
+        conn = lane.connection()
         try:
             out = fn(conn)
             # Ends the transaction SQLAlchemy began for the reads (pysqlite
-            # begins none for a SELECT): the next write begins its own.
+            # begins none for a SELECT, so each statement reads the last commit).
             conn.rollback()
             return out
         except BaseException:
-            self._drop()  # after any failure, the next transaction starts afresh
+            lane.drop()  # after any failure, the next transaction starts afresh
             raise
 
-    def _write(self, fn: Work[T], synced: bool) -> T:
-        conn = self._connection()
+    @classmethod
+    def _write(cls, lane: _Lane, fn: Work[T], synced: bool) -> T:
+        conn = lane.connection()
         try:
             if synced:
                 with conn.begin():
                     return fn(conn)
-            return self._unsynced(conn, fn)
+            return cls._unsynced(conn, fn)
         except RelayError:
             raise  # a refusal: rolled back, the connection is fine
         except BaseException:
-            self._drop()
+            lane.drop()
             raise
 
     @staticmethod

@@ -45,8 +45,8 @@ def test_an_unsynced_commit_leaves_the_connection_synced(tmp_path: Path) -> None
         try:
             assert await runner.write(_synchronous) == FULL
             assert await runner.write(_synchronous, synced=False) == NORMAL
-            assert await runner.read(_synchronous) == FULL
             assert await runner.write(_synchronous) == FULL
+            assert await runner.read(_synchronous) == FULL
 
             def fails(conn: sa.Connection) -> None:
                 assert _synchronous(conn) == NORMAL
@@ -54,7 +54,7 @@ def test_an_unsynced_commit_leaves_the_connection_synced(tmp_path: Path) -> None
 
             with pytest.raises(Conflict):
                 await runner.write(fails, synced=False)
-            assert await runner.read(_synchronous) == FULL
+            assert await runner.write(_synchronous) == FULL
         finally:
             await runner.close()
             await engine.dispose()
