@@ -6,6 +6,7 @@ writers of two stores on one file without "database is locked"."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -170,5 +171,36 @@ def test_two_stores_on_one_file_write_concurrently_without_locked_errors(
         finally:
             await a.close()
             await b.close()
+
+    asyncio.run(run())
+
+
+def test_a_cancelled_caller_leaves_the_transaction_whole(tmp_path: Path) -> None:
+    """A request cancelled while its transaction runs (the client went away):
+    the transaction still commits or rolls back whole, and the store goes on."""
+
+    async def run() -> None:
+        engine = make_engine(await _migrated(tmp_path / "r.db"))
+        runner = SqliteRunner(sqlite_twin(engine))
+        try:
+            started = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def slow_insert(conn: sa.Connection) -> None:
+                loop.call_soon_threadsafe(started.set)
+                conn.execute(sa.insert(nonces).values(nonce="c1", expires_at=9))
+                time.sleep(0.2)
+                conn.execute(sa.insert(nonces).values(nonce="c2", expires_at=9))
+
+            task = asyncio.create_task(runner.write(slow_insert))
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await runner.write(_nonce_count) == 2  # after it, on the same thread
+            assert await runner.read(_nonce_count) == 2
+        finally:
+            await runner.close()
+            await engine.dispose()
 
     asyncio.run(run())
