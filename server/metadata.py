@@ -272,7 +272,11 @@ def _lock_sender(conn: sa.Connection, sender: str) -> None:
 
     The quota is checked by reading the sender's sum and then inserting, so
     two creates must never both read before either inserts. PostgreSQL: lock
-    the sender's account row until commit. SQLite ignores FOR UPDATE, and its
+    the sender's account row until commit, FOR NO KEY UPDATE: a plain FOR
+    UPDATE also conflicts with the FOR KEY SHARE lock that the foreign key of
+    every transfer *to* that account takes, so senders sending to each other in
+    a ring deadlocked (``deadlock detected``, a 500; ``scripts/bench_relay`` on
+    PostgreSQL: 5 of 200). SQLite ignores FOR UPDATE, and its
     default deferred transaction reads without any lock: so take the
     database's write lock up front (BEGIN IMMEDIATE; other writers wait on the
     busy timeout), which must be the transaction's first statement. (Within
@@ -282,7 +286,9 @@ def _lock_sender(conn: sa.Connection, sender: str) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.execute(
-            sa.select(accounts.c.handle).where(accounts.c.handle == sender).with_for_update()
+            sa.select(accounts.c.handle)
+            .where(accounts.c.handle == sender)
+            .with_for_update(key_share=True)
         )
 
 
