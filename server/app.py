@@ -74,7 +74,7 @@ def _context(
                 except asyncio.CancelledError:
                     pass
         finally:
-            await engine.dispose()
+            await store.close()  # its SQLite thread, then the engine
 
     return ctx
 

@@ -143,6 +143,15 @@ cards = sa.Table(
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
 def make_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     kwargs: dict[str, Any] = {}
@@ -152,17 +161,48 @@ def make_engine(url: str) -> AsyncEngine:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The file of a SQLite ``engine`` (None: not SQLite, or in memory)."""
+    db = engine.url.database
+    if engine.dialect.name != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return db
+
+
+def sqlite_twin(engine: AsyncEngine) -> sa.Engine:
+    """A synchronous (pysqlite) engine on the SQLite file of ``engine``, with the
+    same pragmas, for ``server.sqlrun.SqliteRunner``'s one thread.
+
+    Its statements and commits are reported to ``engine``'s own listeners, so
+    ``count_work`` (and anything else listening on ``engine``) sees the store's
+    work whichever engine ran it."""
+    path = sqlite_file(engine)
+    if path is None:
+        raise ValueError("sqlite_twin needs a SQLite database in a file")
+    twin = sa.create_engine(
+        sa.URL.create("sqlite", database=path),
+        # Each connection is made, used and closed on one runner thread; the
+        # check would only refuse the pool's clean-up from elsewhere at exit.
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=2,  # the runner's reader and writer
+        max_overflow=0,
+    )
+    event.listen(twin, "connect", _sqlite_pragmas)
+    target = engine.sync_engine.dispatch
+
+    def _statement(*args: Any) -> None:
+        target.before_cursor_execute(*args)
+
+    def _commit(conn: Any) -> None:
+        target.commit(conn)
+
+    event.listen(twin, "before_cursor_execute", _statement)
+    event.listen(twin, "commit", _commit)
+    return twin
 
 
 def count_work(

@@ -10,7 +10,7 @@ operator the one-line cause (never the URL, which may hold a password).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -96,6 +96,9 @@ class GuardedEngine:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.raw = engine
+        # Whatever else holds connections to the same database (the store's
+        # SQLite thread) lets go of them too when the engine is disposed.
+        self.on_dispose: list[Callable[[], Awaitable[None]]] = []
 
     def connect(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return guard(self.raw.connect())
@@ -104,6 +107,8 @@ class GuardedEngine:
         return guard(self.raw.begin())
 
     async def dispose(self) -> None:
+        for hook in self.on_dispose:
+            await hook()
         await self.raw.dispose()
 
     @property

@@ -4,8 +4,10 @@ It raises the relay's domain errors (``server.errors``), never HTTP ones. It
 also makes the database half of a backup: ``backup`` writes a snapshot, which
 ``server.ops.backup`` then reads through a second store opened on the copy.
 
-One implementation on SQLAlchemy 2 async Core serves SQLite (aiosqlite) and
-PostgreSQL (asyncpg). Every method is one transaction. Invariants that span
+One implementation on SQLAlchemy 2 Core serves SQLite and PostgreSQL. Every
+method is one transaction, written as one synchronous function over a
+``Connection`` and run whole by ``server.sqlrun`` (SQLite: on one dedicated
+thread, one hop per transaction; PostgreSQL: in the async engine's greenlet). Invariants that span
 rows (a used invite, the committed offset) are enforced inside that
 transaction with conditional updates, never by read-then-write in Python; the
 quota, a sum over rows, is checked under a lock that serialises the sender's
@@ -23,7 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sealdrop.crypto.protocol import ErrorCode
 
@@ -37,6 +39,8 @@ from .db import (
     nonces,
     recipients,
     relay_meta,
+    sqlite_file,
+    sqlite_twin,
     transfers,
 )
 from .dbfail import GuardedEngine
@@ -49,6 +53,7 @@ from .errors import (
     Unauthenticated,
 )
 from .noncebatch import NonceBatcher
+from .sqlrun import AsyncRunner, Runner, SqliteRunner
 
 UPLOADING = "uploading"
 COMPLETE = "complete"
@@ -145,10 +150,164 @@ def _sqlite_backup(src: str, dest: Path) -> None:
         source.close()
 
 
+# The statements every transfer runs, built once: building a Core statement
+# costs more CPU than SQLite takes to run it (measured, issue 17).
+_ACCOUNT = sa.select(accounts).where(accounts.c.handle == sa.bindparam("handle"))
+_PROGRESS = sa.select(transfers.c.state, transfers.c.committed).where(
+    transfers.c.id == sa.bindparam("tid")
+)
+# A transfer and its recipients in one statement (every transfer has at least
+# one recipient; the outer join still finds a row without any).
+_TRANSFER = (
+    sa.select(
+        transfers,
+        recipients.c.recipient,
+        recipients.c.downloaded_at,
+        recipients.c.verified_at,
+        recipients.c.dismissed_at,
+    )
+    .select_from(
+        transfers.outerjoin(recipients, recipients.c.transfer_id == transfers.c.id)
+    )
+    .where(transfers.c.id == sa.bindparam("tid"))
+    .order_by(recipients.c.recipient)
+)
+_HIDDEN = sa.select(
+    sa.exists().where(
+        blocks.c.blocker == sa.bindparam("recipient"), blocks.c.blocked == sa.bindparam("sender")
+    )
+    | sa.exists().where(
+        accounts.c.handle == sa.bindparam("sender"), accounts.c.disabled == sa.true()
+    )
+)
+_ADVANCE = (
+    sa.update(transfers)
+    .where(
+        transfers.c.id == sa.bindparam("tid"),
+        transfers.c.state == UPLOADING,
+        transfers.c.committed == sa.bindparam("old"),
+    )
+    .values(committed=sa.bindparam("new"), updated_at=sa.bindparam("now"))
+)
+_DROP_CHUNKS_PAST = sa.delete(chunks).where(
+    chunks.c.transfer_id == sa.bindparam("tid"), chunks.c.end_offset > sa.bindparam("old")
+)
+_ADD_CHUNK = sa.insert(chunks).values(
+    transfer_id=sa.bindparam("tid"), end_offset=sa.bindparam("new"), sha256=sa.bindparam("sha")
+)
+_CHUNKS = (
+    sa.select(chunks.c.end_offset, chunks.c.sha256)
+    .where(chunks.c.transfer_id == sa.bindparam("tid"))
+    .order_by(chunks.c.end_offset)
+)
+_COMPLETE = (
+    sa.update(transfers)
+    .where(
+        transfers.c.id == sa.bindparam("tid"),
+        transfers.c.state == UPLOADING,
+        transfers.c.committed == transfers.c.size,
+    )
+    .values(
+        state=COMPLETE,
+        digest=sa.bindparam("dig"),
+        completed_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+)
+_SENDER_USED = sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).where(
+    transfers.c.sender == sa.bindparam("sender")
+)
+
+
+def _transfer_of(rows: list[sa.Row[tuple[object, ...]]]) -> Transfer | None:
+    """The transfer of ``_TRANSFER``'s rows (one per recipient), or None."""
+    if not rows:
+        return None
+    m = rows[0]._mapping
+    return Transfer(
+        id=m["id"],
+        sender=m["sender"],
+        size=m["size"],
+        committed=m["committed"],
+        state=m["state"],
+        digest=m["digest"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        completed_at=m["completed_at"],
+        expires_at=m["expires_at"],
+        recipients=tuple(
+            RecipientStatus(
+                r._mapping["recipient"],
+                r._mapping["downloaded_at"],
+                r._mapping["verified_at"],
+                r._mapping["dismissed_at"],
+            )
+            for r in rows
+            if r._mapping["recipient"] is not None
+        ),
+    )
+
+
+def _load(conn: sa.Connection, rows: list[sa.Row[tuple[object, ...]]]) -> list[Transfer]:
+    """Transfers from their rows, with their recipients (one more query)."""
+    ids = [r._mapping["id"] for r in rows]
+    by_id: dict[str, list[RecipientStatus]] = {i: [] for i in ids}
+    if ids:
+        rec = conn.execute(
+            sa.select(recipients)
+            .where(recipients.c.transfer_id.in_(ids))
+            .order_by(recipients.c.recipient)
+        ).all()
+        for r in rec:
+            m = r._mapping
+            by_id[m["transfer_id"]].append(
+                RecipientStatus(m["recipient"], m["downloaded_at"], m["verified_at"],
+                                m["dismissed_at"])
+            )
+    return [Transfer(**r._mapping, recipients=tuple(by_id[r._mapping["id"]])) for r in rows]
+
+
+def _lock_sender(conn: sa.Connection, sender: str) -> None:
+    """Serialise this transaction with every other quota check of ``sender``.
+
+    The quota is checked by reading the sender's sum and then inserting, so
+    two creates must never both read before either inserts. PostgreSQL: lock
+    the sender's account row until commit, FOR NO KEY UPDATE: a plain FOR
+    UPDATE also conflicts with the FOR KEY SHARE lock that the foreign key of
+    every transfer *to* that account takes, so senders sending to each other in
+    a ring deadlocked (``deadlock detected``, a 500; ``scripts/bench_relay`` on
+    PostgreSQL: 5 of 200). SQLite ignores FOR UPDATE, and its
+    default deferred transaction reads without any lock: so take the
+    database's write lock up front (BEGIN IMMEDIATE; other writers wait on the
+    busy timeout), which must be the transaction's first statement. (Within
+    one relay process the store's one SQLite thread already runs writers one
+    at a time; this is for several processes on one file.)"""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.execute(
+            sa.select(accounts.c.handle)
+            .where(accounts.c.handle == sender)
+            .with_for_update(key_share=True)
+        )
+
+
+def _make_runner(engine: GuardedEngine) -> Runner:
+    """SQLite in a file: its own thread (``server.sqlrun``); else the async engine."""
+    if sqlite_file(engine.raw) is not None:
+        return SqliteRunner(sqlite_twin(engine.raw))
+    return AsyncRunner(engine)
+
+
 class SqlMetadataStore:
     def __init__(self, engine: AsyncEngine) -> None:
         # Guarded: a database that is down or goes away answers StoreUnavailable.
+        # The async engine also serves the schema checks (``server.schema``) and
+        # the tests that look at rows; the store's own transactions go through
+        # ``_run``.
         self.engine = GuardedEngine(engine)
+        self._run = _make_runner(self.engine)
+        self.engine.on_dispose.append(self._run.reset)
         self._nonces = NonceBatcher(self._insert_nonces)
 
     @classmethod
@@ -162,18 +321,17 @@ class SqlMetadataStore:
         return cls.open(f"sqlite+aiosqlite:///{path}")
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.engine.dispose()  # the runner's connections too (``on_dispose``)
+        await self._run.close()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self._run.read(lambda conn: conn.exec_driver_sql("SELECT 1").all())
 
     async def schema_revision(self) -> str | None:
         """The database's alembic revision, for ``/readyz`` (``server.schema``)."""
         from .schema import read_revision
 
-        async with self.engine.connect() as conn:
-            rev: str | None = await conn.run_sync(read_revision)
+        rev: str | None = await self._run.read(read_revision)
         return rev
 
     async def backup(self, dest: Path) -> None:
@@ -190,34 +348,39 @@ class SqlMetadataStore:
     # -- accounts ---------------------------------------------------------
 
     async def get_account(self, handle: str) -> Account | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(accounts).where(accounts.c.handle == handle))
-            ).first()
-        return None if row is None else _account(row)
+        def work(conn: sa.Connection) -> Account | None:
+            row = conn.execute(_ACCOUNT, {"handle": handle}).first()
+            return None if row is None else _account(row)
+
+        return await self._run.read(work)
 
     async def list_accounts(self) -> list[Account]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(accounts).order_by(accounts.c.handle))).all()
-        return [_account(r) for r in rows]
+        def work(conn: sa.Connection) -> list[Account]:
+            rows = conn.execute(sa.select(accounts).order_by(accounts.c.handle)).all()
+            return [_account(r) for r in rows]
+
+        return await self._run.read(work)
 
     async def set_disabled(self, handle: str, disabled: bool) -> bool:
-        async with self.engine.begin() as conn:
-            res = await conn.execute(
+        def work(conn: sa.Connection) -> bool:
+            res = conn.execute(
                 sa.update(accounts).where(accounts.c.handle == handle).values(disabled=disabled)
             )
-        return res.rowcount == 1
+            return res.rowcount == 1
+
+        return await self._run.write(work)
 
     async def check_invite(self, invite_hash: str, *, now: int) -> None:
         """``NotPermitted`` unless the invite is open now. A read only: the
         claim is ``register``'s conditional update."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(invites.c.code_hash).where(*_open_invite(invite_hash, now))
-                )
+
+        def work(conn: sa.Connection) -> bool:
+            row = conn.execute(
+                sa.select(invites.c.code_hash).where(*_open_invite(invite_hash, now))
             ).first()
-        if row is None:
+            return row is not None
+
+        if not await self._run.read(work):
             raise _invalid_invite()
 
     async def register(
@@ -234,21 +397,20 @@ class SqlMetadataStore:
     ) -> None:
         """Claim the invite, remember the request's nonce, add the account: all
         or nothing (any error leaves the transaction, which rolls back)."""
-        async with self.engine.begin() as conn:
+
+        def work(conn: sa.Connection) -> None:
             # Why a conditional update: two registrations racing for one invite
             # code must not both succeed, on any database.
-            res = await conn.execute(
+            res = conn.execute(
                 sa.update(invites)
                 .where(*_open_invite(invite_hash, now))
                 .values(used_by=handle, used_at=now)
             )
             if res.rowcount != 1:
                 raise _invalid_invite()
-            taken = (
-                await conn.execute(
-                    sa.select(accounts.c.handle).where(
-                        sa.or_(accounts.c.handle == handle, accounts.c.signing_key == signing_key)
-                    )
+            taken = conn.execute(
+                sa.select(accounts.c.handle).where(
+                    sa.or_(accounts.c.handle == handle, accounts.c.signing_key == signing_key)
                 )
             ).first()
             if taken is not None:
@@ -257,15 +419,13 @@ class SqlMetadataStore:
                     code=ErrorCode.HANDLE_TAKEN,
                 )
             try:
-                await conn.execute(
-                    sa.insert(nonces).values(nonce=nonce, expires_at=nonce_expires_at)
-                )
+                conn.execute(sa.insert(nonces).values(nonce=nonce, expires_at=nonce_expires_at))
             except sa.exc.IntegrityError:
                 raise Unauthenticated(
                     "this signed request was already used (replay refused)",
                     code=ErrorCode.REPLAYED_REQUEST,
                 ) from None
-            await conn.execute(
+            conn.execute(
                 sa.insert(accounts).values(
                     handle=handle,
                     signing_key=signing_key,
@@ -276,11 +436,13 @@ class SqlMetadataStore:
                 )
             )
 
+        await self._run.write(work)
+
     async def rotate_bundle(
         self, *, handle: str, signing_key: str, bundle: str, bundle_created: int
     ) -> None:
-        async with self.engine.begin() as conn:
-            res = await conn.execute(
+        def work(conn: sa.Connection) -> int:
+            return conn.execute(
                 sa.update(accounts)
                 .where(
                     accounts.c.handle == handle,
@@ -288,8 +450,9 @@ class SqlMetadataStore:
                     accounts.c.bundle_created < bundle_created,
                 )
                 .values(bundle=bundle, bundle_created=bundle_created)
-            )
-        if res.rowcount != 1:
+            ).rowcount
+
+        if await self._run.write(work) != 1:
             raise Conflict(
                 "a rotated bundle must be newer than the current one",
                 code=ErrorCode.STALE_BUNDLE,
@@ -298,22 +461,27 @@ class SqlMetadataStore:
     # -- invites ------------------------------------------------------------
 
     async def create_invite(self, code_hash: str, *, now: int, expires_at: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
+        def work(conn: sa.Connection) -> None:
+            conn.execute(
                 sa.insert(invites).values(
                     code_hash=code_hash, created_at=now, expires_at=expires_at, revoked=False
                 )
             )
 
+        await self._run.write(work)
+
     async def list_invites(self) -> list[Invite]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(invites).order_by(invites.c.created_at))).all()
-        return [Invite(**r._mapping) for r in rows]
+        def work(conn: sa.Connection) -> list[Invite]:
+            rows = conn.execute(sa.select(invites).order_by(invites.c.created_at)).all()
+            return [Invite(**r._mapping) for r in rows]
+
+        return await self._run.read(work)
 
     async def revoke_invite(self, code_hash_or_prefix: str) -> int:
         """Revoke by full hash or by the listed id (a hash prefix); returns how many."""
-        async with self.engine.begin() as conn:
-            res = await conn.execute(
+
+        def work(conn: sa.Connection) -> int:
+            return conn.execute(
                 sa.update(invites)
                 .where(
                     invites.c.code_hash.startswith(code_hash_or_prefix, autoescape=True),
@@ -321,8 +489,9 @@ class SqlMetadataStore:
                     invites.c.revoked == sa.false(),
                 )
                 .values(revoked=True)
-            )
-        return res.rowcount
+            ).rowcount
+
+        return await self._run.write(work)
 
     # -- nonces -------------------------------------------------------------
 
@@ -337,23 +506,25 @@ class SqlMetadataStore:
         """Insert the nonces of ``batch`` that are not stored yet, in one synced
         transaction; return those inserted. Race-free across relay processes:
         the primary key decides, ``ON CONFLICT DO NOTHING`` skips the taken ones."""
-        async with self.engine.begin() as conn:
+
+        def work(conn: sa.Connection) -> set[str]:
             insert = (
                 sqlite_insert(nonces) if conn.dialect.name == "sqlite" else pg_insert(nonces)
             )
-            rows = (
-                await conn.execute(
-                    insert.values([{"nonce": n, "expires_at": e} for n, e in batch])
-                    .on_conflict_do_nothing(index_elements=[nonces.c.nonce])
-                    .returning(nonces.c.nonce)
-                )
+            rows = conn.execute(
+                insert.values([{"nonce": n, "expires_at": e} for n, e in batch])
+                .on_conflict_do_nothing(index_elements=[nonces.c.nonce])
+                .returning(nonces.c.nonce)
             ).scalars().all()
-        return {str(n) for n in rows}
+            return {str(n) for n in rows}
+
+        return await self._run.write(work)
 
     async def purge_nonces(self, now: int) -> int:
-        async with self.engine.begin() as conn:
-            res = await conn.execute(sa.delete(nonces).where(nonces.c.expires_at < now))
-        return res.rowcount
+        def work(conn: sa.Connection) -> int:
+            return conn.execute(sa.delete(nonces).where(nonces.c.expires_at < now)).rowcount
+
+        return await self._run.write(work)
 
     # -- transfers ----------------------------------------------------------
 
@@ -368,13 +539,11 @@ class SqlMetadataStore:
         expires_at: int,
         quota: int,
     ) -> None:
-        async with self.engine.begin() as conn:
-            await self._lock_sender(conn, sender)
-            known = (
-                await conn.execute(
-                    sa.select(accounts.c.handle).where(
-                        accounts.c.handle.in_(to), accounts.c.disabled == sa.false()
-                    )
+        def work(conn: sa.Connection) -> None:
+            _lock_sender(conn, sender)
+            known = conn.execute(
+                sa.select(accounts.c.handle).where(
+                    accounts.c.handle.in_(to), accounts.c.disabled == sa.false()
                 )
             ).scalars().all()
             missing = sorted(set(to) - set(known))
@@ -385,19 +554,13 @@ class SqlMetadataStore:
                 )
             # Every row of the sender, expired ones too: an expired transfer's
             # blob is on disk until gc deletes the row and then the blob.
-            used = (
-                await conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).where(
-                        transfers.c.sender == sender
-                    )
-                )
-            ).scalar_one()
+            used = conn.execute(_SENDER_USED, {"sender": sender}).scalar_one()
             if int(used) + size > quota:
                 raise QuotaExceeded(
                     f"this transfer would exceed the account quota ({quota} bytes, "
                     f"{int(used)} in use)"
                 )
-            await conn.execute(
+            conn.execute(
                 sa.insert(transfers).values(
                     id=transfer_id,
                     sender=sender,
@@ -409,56 +572,17 @@ class SqlMetadataStore:
                     expires_at=expires_at,
                 )
             )
-            await conn.execute(
+            conn.execute(
                 sa.insert(recipients), [{"transfer_id": transfer_id, "recipient": r} for r in to]
             )
 
-    async def _lock_sender(self, conn: AsyncConnection, sender: str) -> None:
-        """Serialise this transaction with every other quota check of ``sender``.
-
-        The quota is checked by reading the sender's sum and then inserting, so
-        two creates must never both read before either inserts. PostgreSQL:
-        lock the sender's account row until commit. SQLite ignores FOR UPDATE,
-        and its default deferred transaction reads without any lock: so take
-        the database's write lock up front (BEGIN IMMEDIATE; other writers wait
-        on the busy timeout), which must be the transaction's first statement."""
-        if conn.dialect.name == "sqlite":
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            await conn.execute(
-                sa.select(accounts.c.handle)
-                .where(accounts.c.handle == sender)
-                .with_for_update()
-            )
-
-    async def _load(self, conn: AsyncConnection, rows: list[sa.Row[tuple[object, ...]]]) -> list[
-        Transfer
-    ]:
-        ids = [r._mapping["id"] for r in rows]
-        by_id: dict[str, list[RecipientStatus]] = {i: [] for i in ids}
-        if ids:
-            rec = (
-                await conn.execute(
-                    sa.select(recipients)
-                    .where(recipients.c.transfer_id.in_(ids))
-                    .order_by(recipients.c.recipient)
-                )
-            ).all()
-            for r in rec:
-                m = r._mapping
-                by_id[m["transfer_id"]].append(
-                    RecipientStatus(m["recipient"], m["downloaded_at"], m["verified_at"],
-                                    m["dismissed_at"])
-                )
-        return [Transfer(**r._mapping, recipients=tuple(by_id[r._mapping["id"]])) for r in rows]
+        await self._run.write(work)
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(sa.select(transfers).where(transfers.c.id == transfer_id))
-            ).all()
-            loaded = await self._load(conn, list(rows))
-        return loaded[0] if loaded else None
+        def work(conn: sa.Connection) -> Transfer | None:
+            return _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
+
+        return await self._run.read(work)
 
     # -- case cards (opaque ciphertext, docs/card.md) --------------------------
 
@@ -470,19 +594,19 @@ class SqlMetadataStore:
         """
         uploading = sa.exists().where(transfers.c.id == transfer_id,
                                       transfers.c.state == UPLOADING)
-        async with self.engine.begin() as conn:
+
+        def work(conn: sa.Connection) -> int:
             # Writes first, each conditional: the check and the change happen
             # under the database's write lock (no read-then-write).
-            await conn.execute(
-                sa.delete(cards).where(cards.c.transfer_id == transfer_id, uploading)
-            )
-            res = await conn.execute(sa.insert(cards).from_select(
+            conn.execute(sa.delete(cards).where(cards.c.transfer_id == transfer_id, uploading))
+            return conn.execute(sa.insert(cards).from_select(
                 ["transfer_id", "card", "updated_at"],
                 sa.select(transfers.c.id, sa.literal(card, sa.LargeBinary),
                           sa.literal(now, sa.BigInteger))
                 .where(transfers.c.id == transfer_id, transfers.c.state == UPLOADING),
-            ))
-        if res.rowcount != 1:
+            )).rowcount
+
+        if await self._run.write(work) != 1:
             raise Conflict("the transfer is complete or gone; its card can no longer change",
                            code=ErrorCode.ALREADY_COMPLETE)
 
@@ -490,36 +614,36 @@ class SqlMetadataStore:
         """The cards of these transfers (those that have one): one query per inbox page."""
         if not transfer_ids:
             return {}
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
+
+        def work(conn: sa.Connection) -> dict[str, bytes]:
+            rows = conn.execute(
                 sa.select(cards.c.transfer_id, cards.c.card)
                 .where(cards.c.transfer_id.in_(transfer_ids))
-            )).all()
-        return {str(r[0]): bytes(r[1]) for r in rows}
+            ).all()
+            return {str(r[0]): bytes(r[1]) for r in rows}
+
+        return await self._run.read(work)
 
     async def progress(self, transfer_id: str) -> tuple[str, int] | None:
         """(state, committed offset) of a transfer: one small query, for each chunk."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(transfers.c.state, transfers.c.committed).where(
-                        transfers.c.id == transfer_id
-                    )
-                )
-            ).first()
-        return None if row is None else (str(row[0]), int(row[1]))
+
+        def work(conn: sa.Connection) -> tuple[str, int] | None:
+            row = conn.execute(_PROGRESS, {"tid": transfer_id}).first()
+            return None if row is None else (str(row[0]), int(row[1]))
+
+        return await self._run.read(work)
 
     async def list_sent(self, sender: str, *, now: int, limit: int = 1000) -> list[Transfer]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(transfers)
-                    .where(transfers.c.sender == sender, transfers.c.expires_at > now)
-                    .order_by(transfers.c.created_at.desc(), transfers.c.id)
-                    .limit(limit)
-                )
+        def work(conn: sa.Connection) -> list[Transfer]:
+            rows = conn.execute(
+                sa.select(transfers)
+                .where(transfers.c.sender == sender, transfers.c.expires_at > now)
+                .order_by(transfers.c.created_at.desc(), transfers.c.id)
+                .limit(limit)
             ).all()
-            return await self._load(conn, list(rows))
+            return _load(conn, list(rows))
+
+        return await self._run.read(work)
 
     # -- inbox pages, dismissals and blocks -----------------------------------
 
@@ -561,115 +685,116 @@ class SqlMetadataStore:
                 transfers.c.completed_at > at,
                 sa.and_(transfers.c.completed_at == at, transfers.c.id > tid),
             ))
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(transfers)
-                    .join(recipients, recipients.c.transfer_id == transfers.c.id)
-                    .where(*where)
-                    .order_by(transfers.c.completed_at, transfers.c.id)
-                    .limit(limit + 1)
-                )
+
+        def work(conn: sa.Connection) -> tuple[list[Transfer], bool]:
+            rows = conn.execute(
+                sa.select(transfers)
+                .join(recipients, recipients.c.transfer_id == transfers.c.id)
+                .where(*where)
+                .order_by(transfers.c.completed_at, transfers.c.id)
+                .limit(limit + 1)
             ).all()
-            loaded = await self._load(conn, list(rows[:limit]))
-        return loaded, len(rows) > limit
+            return _load(conn, list(rows[:limit])), len(rows) > limit
+
+        return await self._run.read(work)
 
     async def hidden_from(self, recipient: str, sender: str) -> bool:
         """Whether ``recipient`` blocked ``sender`` or the operator disabled ``sender``."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(
-                        sa.exists().where(blocks.c.blocker == recipient, blocks.c.blocked == sender)
-                        | sa.exists().where(
-                            accounts.c.handle == sender, accounts.c.disabled == sa.true()
-                        )
-                    )
-                )
-            ).scalar_one()
-        return bool(row)
+
+        def work(conn: sa.Connection) -> bool:
+            return bool(
+                conn.execute(_HIDDEN, {"recipient": recipient, "sender": sender}).scalar_one()
+            )
+
+        return await self._run.read(work)
 
     async def dismiss(self, transfer_id: str, recipient: str, *, now: int) -> bool:
         """Record that ``recipient`` dismissed the transfer (the first time counts)."""
-        async with self.engine.begin() as conn:
-            res = await conn.execute(
+
+        def work(conn: sa.Connection) -> bool:
+            return conn.execute(
                 sa.update(recipients)
                 .where(
                     recipients.c.transfer_id == transfer_id, recipients.c.recipient == recipient
                 )
                 .values(dismissed_at=sa.func.coalesce(recipients.c.dismissed_at, now))
-            )
-        return res.rowcount == 1
+            ).rowcount == 1
+
+        return await self._run.write(work)
 
     async def dismissed_by_all(self) -> list[str]:
         """Ids of transfers every recipient dismissed: nobody wants their blob."""
         undismissed = sa.exists().where(
             recipients.c.transfer_id == transfers.c.id, recipients.c.dismissed_at.is_(None)
         )
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(transfers.c.id).where(
-                        transfers.c.state == COMPLETE, ~undismissed
-                    )
-                )
-            ).scalars().all()
-        return list(rows)
+
+        def work(conn: sa.Connection) -> list[str]:
+            return list(conn.execute(
+                sa.select(transfers.c.id).where(transfers.c.state == COMPLETE, ~undismissed)
+            ).scalars().all())
+
+        return await self._run.read(work)
 
     async def block(self, blocker: str, blocked: str, *, now: int) -> bool:
         """``blocker`` refuses ``blocked`` from now on; False if it already did."""
-        try:
-            async with self.engine.begin() as conn:
-                if (
-                    await conn.execute(
-                        sa.select(blocks.c.blocker).where(
-                            blocks.c.blocker == blocker, blocks.c.blocked == blocked
-                        )
-                    )
-                ).first() is not None:
-                    return False
-                await conn.execute(
-                    sa.insert(blocks).values(blocker=blocker, blocked=blocked, created_at=now)
+
+        def work(conn: sa.Connection) -> bool:
+            if conn.execute(
+                sa.select(blocks.c.blocker).where(
+                    blocks.c.blocker == blocker, blocks.c.blocked == blocked
                 )
+            ).first() is not None:
+                return False
+            conn.execute(
+                sa.insert(blocks).values(blocker=blocker, blocked=blocked, created_at=now)
+            )
+            return True
+
+        try:
+            return await self._run.write(work)
         except sa.exc.IntegrityError:
             return False  # a concurrent block of the same pair won
-        return True
 
     async def unblock(self, blocker: str, blocked: str) -> bool:
-        async with self.engine.begin() as conn:
-            res = await conn.execute(
+        def work(conn: sa.Connection) -> bool:
+            return conn.execute(
                 sa.delete(blocks).where(blocks.c.blocker == blocker, blocks.c.blocked == blocked)
-            )
-        return res.rowcount == 1
+            ).rowcount == 1
+
+        return await self._run.write(work)
 
     async def blocks_of(self, blocker: str) -> list[tuple[str, int]]:
         """(blocked handle, since) for every account ``blocker`` blocks, by handle."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(blocks.c.blocked, blocks.c.created_at)
-                    .where(blocks.c.blocker == blocker)
-                    .order_by(blocks.c.blocked)
-                )
+
+        def work(conn: sa.Connection) -> list[tuple[str, int]]:
+            rows = conn.execute(
+                sa.select(blocks.c.blocked, blocks.c.created_at)
+                .where(blocks.c.blocker == blocker)
+                .order_by(blocks.c.blocked)
             ).all()
-        return [(str(h), int(at)) for h, at in rows]
+            return [(str(h), int(at)) for h, at in rows]
+
+        return await self._run.read(work)
 
     async def blockers_among(self, sender: str, to: list[str]) -> list[str]:
         """Those of ``to`` who block ``sender``, by handle."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(blocks.c.blocker)
-                    .where(blocks.c.blocked == sender, blocks.c.blocker.in_(to))
-                    .order_by(blocks.c.blocker)
-                )
+
+        def work(conn: sa.Connection) -> list[str]:
+            rows = conn.execute(
+                sa.select(blocks.c.blocker)
+                .where(blocks.c.blocked == sender, blocks.c.blocker.in_(to))
+                .order_by(blocks.c.blocker)
             ).scalars().all()
-        return [str(h) for h in rows]
+            return [str(h) for h in rows]
+
+        return await self._run.read(work)
 
     async def all_transfers(self) -> list[Transfer]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(transfers).order_by(transfers.c.id))).all()
-            return await self._load(conn, list(rows))
+        def work(conn: sa.Connection) -> list[Transfer]:
+            rows = conn.execute(sa.select(transfers).order_by(transfers.c.id)).all()
+            return _load(conn, list(rows))
+
+        return await self._run.read(work)
 
     async def advance(
         self, transfer_id: str, *, old: int, new: int, sha256: str, now: int
@@ -685,83 +810,52 @@ class SqlMetadataStore:
         synced commit (every request's nonce, ``complete``) makes it durable.
         Saves a WAL fsync per chunk, which waits behind the chunk's own writeback.
         """
-        async with self.engine.connect() as conn:
-            sqlite = conn.dialect.name == "sqlite"
-            if sqlite:
-                await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            try:
-                if not sqlite:
-                    await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                res = await conn.execute(
-                    sa.update(transfers)
-                    .where(
-                        transfers.c.id == transfer_id,
-                        transfers.c.state == UPLOADING,
-                        transfers.c.committed == old,
-                    )
-                    .values(committed=new, updated_at=now)
-                )
-                if res.rowcount != 1:
-                    await conn.rollback()
-                    return False
-                # A row left past the offset (rolled back without being deleted) is
-                # replaced, never trusted.
-                await conn.execute(
-                    sa.delete(chunks).where(
-                        chunks.c.transfer_id == transfer_id, chunks.c.end_offset > old
-                    )
-                )
-                await conn.execute(
-                    sa.insert(chunks).values(
-                        transfer_id=transfer_id, end_offset=new, sha256=sha256
-                    )
-                )
-                await conn.commit()
-            finally:
-                if sqlite:
-                    await conn.exec_driver_sql("PRAGMA synchronous=FULL")
-                    await conn.commit()
-        return True
+        params = {"tid": transfer_id, "old": old, "new": new, "now": now, "sha": sha256}
+
+        def work(conn: sa.Connection) -> bool:
+            if conn.execute(_ADVANCE, params).rowcount != 1:
+                return False  # nothing changed: the empty transaction commits
+            # A row left past the offset (rolled back without being deleted) is
+            # replaced, never trusted.
+            conn.execute(_DROP_CHUNKS_PAST, params)
+            conn.execute(_ADD_CHUNK, params)
+            return True
+
+        return await self._run.write(work, synced=False)
 
     async def chunks(self, transfer_id: str) -> list[tuple[int, str]]:
         """The committed chunks of a transfer, (end offset, SHA-256 hex), in order."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(chunks.c.end_offset, chunks.c.sha256)
-                    .where(chunks.c.transfer_id == transfer_id)
-                    .order_by(chunks.c.end_offset)
-                )
-            ).all()
-        return [(int(end), str(sha)) for end, sha in rows]
+
+        def work(conn: sa.Connection) -> list[tuple[int, str]]:
+            rows = conn.execute(_CHUNKS, {"tid": transfer_id}).all()
+            return [(int(end), str(sha)) for end, sha in rows]
+
+        return await self._run.read(work)
 
     async def roll_back(self, transfer_id: str, committed: int) -> None:
         """Set an uploading transfer's offset back to ``committed`` (a chunk end) and
         forget the chunks past it."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
+
+        def work(conn: sa.Connection) -> None:
+            conn.execute(
                 sa.update(transfers)
                 .where(transfers.c.id == transfer_id, transfers.c.state == UPLOADING)
                 .values(committed=committed)
             )
-            await conn.execute(
+            conn.execute(
                 sa.delete(chunks).where(
                     chunks.c.transfer_id == transfer_id, chunks.c.end_offset > committed
                 )
             )
 
+        await self._run.write(work)
+
     async def complete(self, transfer_id: str, *, digest: str, now: int) -> bool:
-        async with self.engine.begin() as conn:
-            res = await conn.execute(
-                sa.update(transfers)
-                .where(
-                    transfers.c.id == transfer_id,
-                    transfers.c.state == UPLOADING,
-                    transfers.c.committed == transfers.c.size,
-                )
-                .values(state=COMPLETE, digest=digest, completed_at=now, updated_at=now)
-            )
-        return res.rowcount == 1
+        def work(conn: sa.Connection) -> bool:
+            params = {"tid": transfer_id, "dig": digest, "now": now}
+            return conn.execute(_COMPLETE, params).rowcount == 1
+
+        return await self._run.write(work)
 
     async def ack(self, transfer_id: str, recipient: str, *, verified: bool, now: int) -> None:
         values: dict[str, object] = {"downloaded_at": sa.func.coalesce(
@@ -769,8 +863,9 @@ class SqlMetadataStore:
         )}
         if verified:
             values["verified_at"] = sa.func.coalesce(recipients.c.verified_at, now)
-        async with self.engine.begin() as conn:
-            await conn.execute(
+
+        def work(conn: sa.Connection) -> None:
+            conn.execute(
                 sa.update(recipients)
                 .where(
                     recipients.c.transfer_id == transfer_id, recipients.c.recipient == recipient
@@ -778,116 +873,130 @@ class SqlMetadataStore:
                 .values(**values)
             )
 
+        await self._run.write(work)
+
     async def delete_transfer(self, transfer_id: str) -> bool:
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.delete(recipients).where(recipients.c.transfer_id == transfer_id))
-            await conn.execute(sa.delete(chunks).where(chunks.c.transfer_id == transfer_id))
-            await conn.execute(sa.delete(cards).where(cards.c.transfer_id == transfer_id))
-            res = await conn.execute(sa.delete(transfers).where(transfers.c.id == transfer_id))
-        return res.rowcount == 1
+        def work(conn: sa.Connection) -> bool:
+            conn.execute(sa.delete(recipients).where(recipients.c.transfer_id == transfer_id))
+            conn.execute(sa.delete(chunks).where(chunks.c.transfer_id == transfer_id))
+            conn.execute(sa.delete(cards).where(cards.c.transfer_id == transfer_id))
+            return conn.execute(
+                sa.delete(transfers).where(transfers.c.id == transfer_id)
+            ).rowcount == 1
+
+        return await self._run.write(work)
 
     async def expired(self, *, now: int, abandoned_before: int) -> list[str]:
         """Ids of expired transfers and of uploads idle since ``abandoned_before``."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(transfers.c.id).where(
-                        sa.or_(
-                            transfers.c.expires_at <= now,
-                            sa.and_(
-                                transfers.c.state == UPLOADING,
-                                transfers.c.updated_at < abandoned_before,
-                            ),
-                        )
+
+        def work(conn: sa.Connection) -> list[str]:
+            return list(conn.execute(
+                sa.select(transfers.c.id).where(
+                    sa.or_(
+                        transfers.c.expires_at <= now,
+                        sa.and_(
+                            transfers.c.state == UPLOADING,
+                            transfers.c.updated_at < abandoned_before,
+                        ),
                     )
                 )
-            ).scalars().all()
-        return list(rows)
+            ).scalars().all())
+
+        return await self._run.read(work)
 
     async def ids(self) -> set[str]:
-        async with self.engine.connect() as conn:
-            return set((await conn.execute(sa.select(transfers.c.id))).scalars().all())
+        def work(conn: sa.Connection) -> set[str]:
+            return set(conn.execute(sa.select(transfers.c.id)).scalars().all())
+
+        return await self._run.read(work)
 
     async def stats(self) -> dict[str, int]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        transfers.c.state,
-                        sa.func.count(),
-                        sa.func.coalesce(sa.func.sum(transfers.c.committed), 0),
-                    ).group_by(transfers.c.state)
-                )
+        def work(conn: sa.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                sa.select(
+                    transfers.c.state,
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(transfers.c.committed), 0),
+                ).group_by(transfers.c.state)
             ).all()
-            n_accounts = (
-                await conn.execute(sa.select(sa.func.count()).select_from(accounts))
+            n_accounts = conn.execute(
+                sa.select(sa.func.count()).select_from(accounts)
             ).scalar_one()
-        out = {"accounts": int(n_accounts)}
-        for state, count, stored in rows:
-            out[f"transfers_{state}"] = int(count)
-            out[f"bytes_{state}"] = int(stored)
-        return out
+            out = {"accounts": int(n_accounts)}
+            for state, count, stored in rows:
+                out[f"transfers_{state}"] = int(count)
+                out[f"bytes_{state}"] = int(stored)
+            return out
+
+        return await self._run.read(work)
 
     # -- relay identity ---------------------------------------------------
 
     async def relay_id(self) -> str | None:
         """The id binding this database to its blob store (None: not bound yet)."""
-        async with self.engine.connect() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(relay_meta.c.value).where(relay_meta.c.key == "relay_id")
-                )
+
+        def work(conn: sa.Connection) -> str | None:
+            value = conn.execute(
+                sa.select(relay_meta.c.value).where(relay_meta.c.key == "relay_id")
             ).scalar_one_or_none()
-        return None if value is None else str(value)
+            return None if value is None else str(value)
+
+        return await self._run.read(work)
 
     async def set_relay_id(self, relay_id: str) -> str:
         """Store ``relay_id`` unless the database already has one; return the one stored."""
-        async with self.engine.begin() as conn:
-            current = (
-                await conn.execute(
-                    sa.select(relay_meta.c.value).where(relay_meta.c.key == "relay_id")
-                )
+
+        def work(conn: sa.Connection) -> str:
+            current = conn.execute(
+                sa.select(relay_meta.c.value).where(relay_meta.c.key == "relay_id")
             ).scalar_one_or_none()
             if current is not None:
                 return str(current)
-            await conn.execute(sa.insert(relay_meta).values(key="relay_id", value=relay_id))
-        return relay_id
+            conn.execute(sa.insert(relay_meta).values(key="relay_id", value=relay_id))
+            return relay_id
+
+        return await self._run.write(work)
 
     async def count_transfers(self) -> int:
-        async with self.engine.connect() as conn:
-            n = (await conn.execute(sa.select(sa.func.count()).select_from(transfers))).scalar_one()
-        return int(n)
+        def work(conn: sa.Connection) -> int:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(transfers)).scalar_one()
+            )
+
+        return await self._run.read(work)
 
     # -- per-account views for the operator -------------------------------
 
     async def usage(self) -> list[tuple[str, int, int]]:
         """(handle, live transfers sent, bytes stored) for every account, by handle."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        accounts.c.handle,
-                        sa.func.count(transfers.c.id),
-                        sa.func.coalesce(sa.func.sum(transfers.c.committed), 0),
-                    )
-                    .select_from(
-                        accounts.outerjoin(transfers, transfers.c.sender == accounts.c.handle)
-                    )
-                    .group_by(accounts.c.handle)
-                    .order_by(accounts.c.handle)
+
+        def work(conn: sa.Connection) -> list[tuple[str, int, int]]:
+            rows = conn.execute(
+                sa.select(
+                    accounts.c.handle,
+                    sa.func.count(transfers.c.id),
+                    sa.func.coalesce(sa.func.sum(transfers.c.committed), 0),
                 )
+                .select_from(
+                    accounts.outerjoin(transfers, transfers.c.sender == accounts.c.handle)
+                )
+                .group_by(accounts.c.handle)
+                .order_by(accounts.c.handle)
             ).all()
-        return [(str(h), int(n), int(b)) for h, n, b in rows]
+            return [(str(h), int(n), int(b)) for h, n, b in rows]
+
+        return await self._run.read(work)
 
     async def transfers_of(self, handle: str) -> list[Transfer]:
         """Every transfer ``handle`` sent or receives, oldest first (expired ones too, until gc)."""
-        async with self.engine.connect() as conn:
+
+        def work(conn: sa.Connection) -> list[Transfer]:
             received = sa.select(recipients.c.transfer_id).where(recipients.c.recipient == handle)
-            rows = (
-                await conn.execute(
-                    sa.select(transfers)
-                    .where(sa.or_(transfers.c.sender == handle, transfers.c.id.in_(received)))
-                    .order_by(transfers.c.created_at, transfers.c.id)
-                )
+            rows = conn.execute(
+                sa.select(transfers)
+                .where(sa.or_(transfers.c.sender == handle, transfers.c.id.in_(received)))
+                .order_by(transfers.c.created_at, transfers.c.id)
             ).all()
-            return await self._load(conn, list(rows))
+            return _load(conn, list(rows))
+
+        return await self._run.read(work)
