@@ -10,8 +10,8 @@ operator the one-line cause (never the URL, which may hold a password).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -74,19 +74,27 @@ def describe(exc: BaseException) -> str:
     return text[:200]
 
 
-@asynccontextmanager
-async def guard(cm: AbstractAsyncContextManager[C]) -> AsyncIterator[C]:
-    """``async with guard(engine.begin()) as conn``: database failures become
-    ``StoreUnavailable``; every other error passes unchanged."""
+@contextmanager
+def unavailable_on_failure() -> Iterator[None]:
+    """Database failures inside become ``StoreUnavailable``; every other error
+    passes unchanged."""
     try:
-        async with cm as conn:
-            yield conn
+        yield
     except RelayError:
         raise
     except Exception as exc:
         if is_unreachable(exc):
             raise StoreUnavailable(CLIENT_MESSAGE) from exc
         raise
+
+
+@asynccontextmanager
+async def guard(cm: AbstractAsyncContextManager[C]) -> AsyncIterator[C]:
+    """``async with guard(engine.begin()) as conn``: database failures become
+    ``StoreUnavailable``; every other error passes unchanged."""
+    with unavailable_on_failure():
+        async with cm as conn:
+            yield conn
 
 
 class GuardedEngine:

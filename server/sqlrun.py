@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from .dbfail import CLIENT_MESSAGE, GuardedEngine, is_unreachable
+from .dbfail import CLIENT_MESSAGE, GuardedEngine, unavailable_on_failure
 from .errors import RelayError, StoreUnavailable
 
 T = TypeVar("T")
@@ -204,14 +204,8 @@ class SqliteRunner:
     async def _run(answer: asyncio.Future[T]) -> T:
         # Not cancelled with the caller: once submitted, the transaction runs to
         # its commit or rollback on the thread, like a request whose client left.
-        try:
+        with unavailable_on_failure():
             return await answer
-        except RelayError:
-            raise
-        except Exception as exc:
-            if is_unreachable(exc):
-                raise StoreUnavailable(CLIENT_MESSAGE) from exc
-            raise
 
     @staticmethod
     def _read(lane: _Lane, fn: Work[T]) -> T:
