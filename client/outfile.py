@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,15 @@ def atomic_output(path: Path, *, mode: int = 0o644, overwrite: bool = True) -> I
     path = Path(path)
     if not overwrite and path.exists():
         raise FileExistsError(path)
+    if _special(path):
+        # A device, a FIFO or a socket (``-o /dev/null``, a pipe to another
+        # program): there is nothing to replace atomically, and a rename over it
+        # would put a regular file in its place (run as root: /dev/null itself,
+        # for every process on the machine). Written straight into, like age does.
+        with path.open("wb") as f:
+            yield f
+            f.flush()
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -37,6 +47,14 @@ def atomic_output(path: Path, *, mode: int = 0o644, overwrite: bool = True) -> I
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _special(path: Path) -> bool:
+    """``path`` exists and is not a regular file (nor a link to one)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def fsync_path(path: Path) -> None:
