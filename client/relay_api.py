@@ -200,6 +200,17 @@ def _too_slow(deadline: _Deadline, url: str = "") -> RelayUnavailable:
     )
 
 
+def _shut_down(client: RelayClient) -> None:
+    """Make a read blocked on ``client``'s connection, on another thread, fail now.
+    The plain socket's shutdown, also for TLS: SSLSocket.shutdown would tear
+    down TLS state under the reading thread's feet."""
+    conn = client._conn
+    sock = conn.sock if conn is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class _Deadline:
     """A watchdog for one request: at its end it shuts the connection's socket
     down, so a read blocked on a silent or trickling relay returns at once.
@@ -226,13 +237,7 @@ class _Deadline:
     def _fire(self) -> None:
         with self._lock:
             self.fired.set()
-            conn = self._client._conn
-            sock = conn.sock if conn is not None else None
-            if sock is not None:
-                # The plain socket's shutdown, also for TLS: SSLSocket.shutdown
-                # would tear down TLS state under the reading thread's feet.
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            _shut_down(self._client)
 
     def extend(self, seconds: float) -> None:
         """Move the end to ``seconds`` after the start (if it has not passed)."""
@@ -289,11 +294,7 @@ class BlobReader:
     def abort(self) -> None:
         """Make a ``readinto`` blocked on another thread fail now (receive's
         read-ahead, stopped): the socket is shut down, as the deadline does."""
-        conn = self._client._conn
-        sock = conn.sock if conn is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        _shut_down(self._client)
 
 
 # -- the client --------------------------------------------------------------
