@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchutil import best, make_random_file, parse_size, run, warm  # noqa: E402
+from e2ekit import compile_tree  # noqa: E402
 
 
 def main() -> int:
@@ -36,9 +37,7 @@ def main() -> int:
         print("needs `age`, `age-keygen` (apt-get install age) and sealdrop on PATH")
         return 2
     size = parse_size(args.size)
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "client", "crypto"],
-                   cwd=root, check=False, capture_output=True)
+    compile_tree()
     with tempfile.TemporaryDirectory(prefix="sealdrop-bench-") as tmp:
         d = Path(tmp)
         plain, key, ct = d / "plain.bin", d / "key.txt", d / "plain.age"

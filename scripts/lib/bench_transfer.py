@@ -45,6 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchutil import Run, best, make_random_file, parse_size, run, warm  # noqa: E402
+from e2ekit import compile_tree  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FLOOR_CPU: list[float] = []  # CPU-seconds of each /floor upload (see plain_server)
@@ -136,11 +137,7 @@ def main(mode: str) -> int:
         print("needs curl on PATH")
         return 2
     size = parse_size(args.size)
-    # As an installed wheel would have them: with PYTHONDONTWRITEBYTECODE set (as in
-    # CI), an editable checkout otherwise recompiles every module on every run.
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "client", "server", "crypto"],
-                   cwd=root, check=False, capture_output=True)
+    compile_tree()
     sealdrop, relay_cmd = str(BIN / "sealdrop"), str(BIN / "sealdrop-relay")
     with tempfile.TemporaryDirectory(prefix="sealdrop-bench-") as tmp:
         d = Path(tmp)
