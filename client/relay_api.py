@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from nacl.signing import SigningKey
 
-from sealdrop.crypto import protocol
+from sealdrop.crypto import chunkhash, protocol
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.errors import BundleError
 
@@ -499,14 +499,21 @@ class RelayClient:
     def max_chunk_bytes(self) -> int | None:
         """The largest chunk the relay accepts (``GET /v1/info``, unsigned), or None
         from an older relay that does not say (it answers 404)."""
+        return self.upload_terms()[0]
+
+    def upload_terms(self) -> tuple[int | None, str]:
+        """From one ``GET /v1/info`` (unsigned): the largest chunk the relay
+        accepts (None from an older relay: it answers 404) and the chunk hash
+        to upload with (crypto.chunkhash.pick: SHA-256 from a relay that does
+        not list ``chunk_hashes``, as every relay before BLAKE3)."""
         try:
             obj, _ = self._call("GET", "/v1/info", signed=False)
         except RelayNotFound:
-            return None
+            return None, chunkhash.SHA256
         limit = obj.get("max_chunk_bytes") if isinstance(obj, dict) else None
         if type(limit) is not int or limit <= 0:
             raise RelayProtocolError("the relay did not say its largest chunk size")
-        return limit
+        return limit, chunkhash.pick(obj.get("chunk_hashes"))
 
     # -- accounts ------------------------------------------------------------
 
@@ -564,21 +571,25 @@ class RelayClient:
 
     def upload_chunk(
         self, relay_id: str, offset: int, data: bytes | bytearray | memoryview,
-        *, sha256_hex: str | None = None,
+        *, hex_digest: str | None = None, algorithm: str = chunkhash.SHA256,
     ) -> int:
         """Send one chunk at ``offset``; returns the new committed offset.
 
-        ``sha256_hex``: the chunk's SHA-256 if the caller already has it (it
+        ``algorithm``: the transfer's chunk hash (``upload_terms``);
+        ``hex_digest``: the chunk's hash if the caller already has it (it
         hashed the chunk for its own log), so the bytes are not hashed twice;
-        the relay verifies it either way.
+        the relay verifies it either way. The signature covers the tagged hash.
         """
-        sha = sha256_hex or hashlib.sha256(data).hexdigest()
+        digest = hex_digest or chunkhash.hex_digest(algorithm, data)
+        header = (protocol.H_CHUNK_BLAKE3 if algorithm == chunkhash.BLAKE3
+                  else protocol.H_CHUNK_SHA256)
         resp = self._send(
-            "PATCH", f"/v1/transfers/{relay_id}/data", body=data, body_sha256=sha,
+            "PATCH", f"/v1/transfers/{relay_id}/data", body=data,
+            body_sha256=chunkhash.tag(algorithm, digest),
             headers={
                 "Content-Type": "application/octet-stream",
                 protocol.H_UPLOAD_OFFSET: str(offset),
-                protocol.H_CHUNK_SHA256: sha,
+                header: digest,
             },
         )
         if resp.status >= 400:

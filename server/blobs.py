@@ -3,8 +3,9 @@
 A blob goes through two states, named by where it lives:
 
 * *partial*: being uploaded. A chunk is written at the committed offset and
-  its SHA-256 checked; only then does the caller advance the committed offset
-  and record the chunk's (end offset, SHA-256) in the database. The chunk is
+  its hash checked (SHA-256 or BLAKE3, as the client chose: crypto.chunkhash);
+  only then does the caller advance the committed offset and record the
+  chunk's (end offset, tagged hash) in the database. The chunk is
   NOT fsynced: writeback of its pages is started at once (so the fsync at
   ``finalize`` has little left to wait for), but a power loss may take bytes
   the database already counts as committed. Start-up recovery re-hashes every
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from sealdrop.crypto import chunkhash
 from sealdrop.crypto.protocol import ErrorCode
 
 from .errors import ConfigError, InvalidInput, StorageFull, StoreUnavailable
@@ -54,7 +56,8 @@ KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,32}")
 # gain.
 IO_BLOCK = 1024 * 1024
 _IOV_MAX = 512  # pieces per pwritev call, well under any platform's IOV_MAX
-Chunk = tuple[int, str]  # (end offset, SHA-256 hex) of one committed chunk
+# (end offset, tagged hash: crypto.chunkhash) of one committed chunk
+Chunk = tuple[int, str]
 # The marker file binding a blob store to its database (server.ops.check_binding).
 RELAY_ID_FILE = "relay-id"
 RELAY_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -80,16 +83,16 @@ class BlobStore(Protocol):
         source: AsyncIterator[bytes],
         *,
         length: int,
-        sha256_hex: str,
+        digest: str,
     ) -> None:
-        """Write exactly ``length`` bytes whose SHA-256 is ``sha256_hex`` at ``offset``
+        """Write exactly ``length`` bytes whose tagged hash is ``digest`` at ``offset``
         of the partial blob. Not durable on return (``finalize`` is); on any
         failure the partial blob is left exactly ``offset`` bytes long and the
         error is raised (``InvalidInput`` for a body that does not match its
         length or hash, ``StorageFull`` when out of space)."""
 
-    async def partial_sha256(self, key: str, start: int, end: int) -> str | None:
-        """SHA-256 (hex) of bytes [start, end) of the partial blob, None if short."""
+    async def partial_digest(self, key: str, start: int, end: int, algorithm: str) -> str | None:
+        """Tagged hash of bytes [start, end) of the partial blob, None if short."""
 
     async def check_chunks(
         self, key: str, chunks: Sequence[Chunk], *, complete: bool
@@ -140,7 +143,8 @@ def check_key(key: str) -> str:
 
 def chunk_list_digest(chunks: Sequence[Chunk]) -> str:
     """The relay's digest of a blob: SHA-256 of its chunk list, one
-    ``"<end offset> <chunk sha256 hex>\\n"`` line per chunk.
+    ``"<end offset> <chunk tagged hash>\\n"`` line per chunk (bare hex for a
+    SHA-256 chunk, so blobs uploaded before BLAKE3 keep their digest).
 
     Why not the SHA-256 of the whole blob: that is a second full pass over
     every byte (the chunk hashes are needed anyway), and this digest pins the
@@ -213,8 +217,10 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
-def _hash_range(f: io.BufferedReader, start: int, end: int, buf: bytearray) -> str | None:
-    h = hashlib.sha256()
+def _hash_range(
+    f: io.BufferedReader, start: int, end: int, buf: bytearray, algorithm: str
+) -> str | None:
+    h = chunkhash.new(algorithm)
     f.seek(start)
     left = end - start
     view = memoryview(buf)
@@ -224,13 +230,14 @@ def _hash_range(f: io.BufferedReader, start: int, end: int, buf: bytearray) -> s
             return None
         h.update(view[:n])
         left -= n
-    return h.hexdigest()
+    return chunkhash.tag(algorithm, h.hexdigest())
 
 
-def _hash_file(path: Path, start: int, end: int) -> str | None:
+def _hash_file(path: Path, start: int, end: int, algorithm: str) -> str | None:
     try:
         with path.open("rb") as f:
-            return _hash_range(f, start, end, bytearray(min(IO_BLOCK, max(end - start, 1))))
+            buf = bytearray(min(IO_BLOCK, max(end - start, 1)))
+            return _hash_range(f, start, end, buf, algorithm)
     except FileNotFoundError:
         return None
 
@@ -245,7 +252,8 @@ def _check_chunks(path: Path, chunks: Sequence[Chunk]) -> tuple[int, int | None]
         buf = bytearray(IO_BLOCK)
         start = 0
         for i, (end, sha) in enumerate(chunks):
-            if end > size or _hash_range(f, start, end, buf) != sha:
+            algorithm = chunkhash.untag(sha)[0]
+            if end > size or _hash_range(f, start, end, buf, algorithm) != sha:
                 return i, size
             start = end
         return len(chunks), size
@@ -358,10 +366,11 @@ class LocalBlobStore:
         source: AsyncIterator[bytes],
         *,
         length: int,
-        sha256_hex: str,
+        digest: str,
     ) -> None:
         path = self.partial_path(key)
-        chunk_hash = hashlib.sha256()
+        algorithm = chunkhash.untag(digest)[0]
+        chunk_hash = chunkhash.new(algorithm)
         fd = await asyncio.to_thread(_open_at, path, offset)
         ok = False
         in_flight: asyncio.Future[None] | None = None
@@ -382,7 +391,8 @@ class LocalBlobStore:
                         "chunk body is longer than its Content-Length", code=ErrorCode.BAD_LENGTH
                     )
                 # Why the hash here, on the event loop, and not in the worker:
-                # hashlib releases the GIL for the update, so the worker writes
+                # hashlib and blake3 release the GIL for the update (blake3 stays
+                # single-threaded: CPU per GiB is what counts here), so the worker writes
                 # meanwhile; hashing in the worker instead made the two threads
                 # trade the GIL for every piece (measured: ~0.3 CPU-s per GiB
                 # more, futex calls in the tens of thousands).
@@ -409,9 +419,9 @@ class LocalBlobStore:
                     f"chunk body ended after {written} of {length} bytes",
                     code=ErrorCode.INCOMPLETE_CHUNK,
                 )
-            if chunk_hash.hexdigest() != sha256_hex:
+            if chunkhash.tag(algorithm, chunk_hash.hexdigest()) != digest:
                 raise InvalidInput(
-                    "chunk does not match its Sealdrop-Chunk-Sha256 header; it may be "
+                    "chunk does not match its hash header; it may be "
                     "corrupted or tampered with",
                     code=ErrorCode.CHECKSUM_MISMATCH,
                 )
@@ -433,8 +443,8 @@ class LocalBlobStore:
                     os.ftruncate(fd, offset)
             os.close(fd)
 
-    async def partial_sha256(self, key: str, start: int, end: int) -> str | None:
-        return await asyncio.to_thread(_hash_file, self.partial_path(key), start, end)
+    async def partial_digest(self, key: str, start: int, end: int, algorithm: str) -> str | None:
+        return await asyncio.to_thread(_hash_file, self.partial_path(key), start, end, algorithm)
 
     async def check_chunks(
         self, key: str, chunks: Sequence[Chunk], *, complete: bool

@@ -92,8 +92,10 @@ blocks = sa.Table(
     sa.Index("ix_blocks_blocked", "blocked"),
 )
 
-# One row per committed chunk: where it ends and its SHA-256. What start-up
-# recovery and `verify` re-hash a blob against, chunk by chunk.
+# One row per committed chunk: where it ends and its hash, tagged with its
+# algorithm (crypto.chunkhash: bare hex for SHA-256, "blake3:<hex>"; the column
+# kept its old name, migration 0006). What start-up recovery and `verify`
+# re-hash a blob against, chunk by chunk.
 chunks = sa.Table(
     "transfer_chunks",
     metadata,
@@ -104,7 +106,7 @@ chunks = sa.Table(
         primary_key=True,
     ),
     sa.Column("end_offset", sa.BigInteger, primary_key=True),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("sha256", sa.String(71), nullable=False),
 )
 
 nonces = sa.Table(

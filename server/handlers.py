@@ -16,13 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
+from sealdrop.crypto import chunkhash
 from sealdrop.crypto.protocol import (
+    CHUNK_HASH_HEADERS,
     H_BLOB_DIGEST,
+    H_CHUNK_BLAKE3,
     H_CHUNK_SHA256,
     H_TRANSFER_STATE,
     H_UPLOAD_OFFSET,
     MAX_CARD_BYTES,
-    SHA256_HEX_RE,
     ErrorCode,
 )
 
@@ -113,7 +115,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def info(request: web.Request) -> web.Response:
     """What a client needs to know before it sends: unauthenticated, the same for all."""
-    return _json({"max_chunk_bytes": _relay(request).config.max_chunk_bytes})
+    return _json({"max_chunk_bytes": _relay(request).config.max_chunk_bytes,
+                  "chunk_hashes": list(chunkhash.ALGORITHMS)})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -327,17 +330,30 @@ async def head_data(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=headers)
 
 
+def chunk_digest(request: web.Request) -> str:
+    """The chunk's tagged digest (crypto.chunkhash) from its one hash header:
+    what the signature covers and the body must hash to."""
+    given = [(h, a) for h, a in CHUNK_HASH_HEADERS.items() if h in request.headers]
+    if len(given) != 1:
+        raise InvalidInput(
+            f"a chunk needs exactly one of the headers {H_CHUNK_BLAKE3} or {H_CHUNK_SHA256}",
+            code=ErrorCode.BAD_CHECKSUM,
+        )
+    header, algorithm = given[0]
+    values = request.headers.getall(header)
+    if len(values) != 1 or not chunkhash.HEX_RE.fullmatch(values[0]):
+        raise InvalidInput(
+            f"header {header} must be 64 lowercase hex digits", code=ErrorCode.BAD_CHECKSUM
+        )
+    return chunkhash.tag(algorithm, values[0])
+
+
 async def patch_data(request: web.Request) -> web.Response:
     relay = _relay(request)
     offset = size_header(request.headers.get(H_UPLOAD_OFFSET), H_UPLOAD_OFFSET)
     length = chunk_length(request, relay.config.max_chunk_bytes)
-    sha = request.headers.get(H_CHUNK_SHA256, "")
-    if not SHA256_HEX_RE.fullmatch(sha):
-        raise InvalidInput(
-            f"header {H_CHUNK_SHA256} must be 64 lowercase hex digits",
-            code=ErrorCode.BAD_CHECKSUM,
-        )
-    me = await auth.authenticate(request, sha)
+    digest = chunk_digest(request)
+    me = await auth.authenticate(request, digest)
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
     try:
         result = await transfers.upload_chunk(
@@ -346,7 +362,7 @@ async def patch_data(request: web.Request) -> web.Response:
             t,
             offset=offset,
             length=length,
-            sha256_hex=sha,
+            digest=digest,
             source=timed_body(
                 request, length, idle=relay.config.body_timeout_seconds,
                 min_rate=relay.config.min_body_bytes_per_second,

@@ -7,7 +7,7 @@ The upload state machine (docs/protocol.md has the diagram)::
                     └───────────── POST complete, committed == size ┴──► complete
 
 The committed offset lives in the database row and advances, together with a
-record of the chunk's (end offset, SHA-256), only after the chunk is written
+record of the chunk's (end offset, tagged hash: crypto.chunkhash), only after the chunk is written
 into the partial blob and its hash verified. The chunk is not fsynced (that
 cost more than the whole rest of the upload): a SIGKILL loses nothing, and
 after a power loss start-up recovery re-hashes the partial blob along the
@@ -22,11 +22,11 @@ operator disabled, no longer sees it either (``server.inbox``, ``server.blocking
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sealdrop.crypto import chunkhash
 from sealdrop.crypto.bundle import HANDLE_RE
 from sealdrop.crypto.protocol import ErrorCode, new_transfer_id
 
@@ -188,7 +188,7 @@ async def upload_chunk(
     *,
     offset: int,
     length: int,
-    sha256_hex: str,
+    digest: str,
     source: AsyncIterator[bytes],
 ) -> ChunkResult:
     if t.state == COMPLETE:
@@ -216,23 +216,28 @@ async def upload_chunk(
         if offset < committed and offset + length <= committed:
             # A re-sent chunk: fine if it is byte-for-byte what we hold.
             recorded = dict(await relay.store.chunks(t.id))
-            if offset + length in recorded and (offset == 0 or offset in recorded):
-                stored: str | None = recorded[offset + length]
-            else:  # not on the recorded boundaries: hash what the blob holds
-                stored = await relay.blobs.partial_sha256(t.id, offset, offset + length)
-            if stored != sha256_hex:
+            algorithm = chunkhash.untag(digest)[0]
+            end = recorded.get(offset + length)
+            if (end is not None and chunkhash.untag(end)[0] == algorithm
+                    and (offset == 0 or offset in recorded)):
+                stored: str | None = end
+            else:  # not on the recorded boundaries (or another hash): hash the blob
+                stored = await relay.blobs.partial_digest(
+                    t.id, offset, offset + length, algorithm
+                )
+            if stored != digest:
                 raise OffsetMismatch(
                     f"a different chunk is already committed at offset {offset}",
                     committed=committed,
                 )
-            h = hashlib.sha256()
+            h = chunkhash.new(algorithm)
             n = 0
             async for piece in source:
                 h.update(piece)
                 n += len(piece)
-            if n != length or h.hexdigest() != sha256_hex:
+            if n != length or chunkhash.tag(algorithm, h.hexdigest()) != digest:
                 raise InvalidInput(
-                    "chunk does not match its Sealdrop-Chunk-Sha256 header",
+                    "chunk does not match its hash header",
                     code=ErrorCode.CHECKSUM_MISMATCH,
                 )
             return ChunkResult(committed, t.size)
@@ -241,9 +246,9 @@ async def upload_chunk(
                 f"upload offset {offset} does not match the committed offset {committed}",
                 committed=committed,
             )
-        await relay.blobs.write_chunk(t.id, offset, source, length=length, sha256_hex=sha256_hex)
+        await relay.blobs.write_chunk(t.id, offset, source, length=length, digest=digest)
         if not await relay.store.advance(
-            t.id, old=offset, new=offset + length, sha256=sha256_hex, now=relay.now()
+            t.id, old=offset, new=offset + length, sha256=digest, now=relay.now()
         ):
             await relay.blobs.truncate_partial(t.id, offset)
             raise OffsetMismatch("the upload moved on concurrently; ask for the offset again")

@@ -5,7 +5,8 @@ Two files per unfinished send in the outbox folder (names in ``layout``):
     <relay id>.age     the send record: JSON, age-encrypted to the user's own
                        post-quantum key (it holds the age ResumeState: the
                        file key of the transfer)
-    <relay id>.chunks  one line per ciphertext chunk: its SHA-256, written
+    <relay id>.chunks  one line per ciphertext chunk: its hash (hex; SHA-256 or
+                       BLAKE3, the record's ``chunk_hash``), written
                        (and fsynced) BEFORE the chunk is sent
 
 Why the chunk log is written ahead: after a crash the relay may hold a chunk
@@ -36,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sealdrop.crypto import age
+from sealdrop.crypto import age, chunkhash
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.errors import BundleError
 from sealdrop.crypto.identity import SecretIdentity
@@ -62,6 +63,12 @@ class FileStamp:
     media_type: str
 
 
+
+def _chunk_hash(value: object) -> str:
+    if value not in (chunkhash.SHA256, chunkhash.BLAKE3):
+        raise ValueError("unknown chunk hash")
+    return str(value)
+
 @dataclass(frozen=True, slots=True)
 class SendRecord:
     """Everything that fixes an unfinished send's ciphertext, and where it goes."""
@@ -83,6 +90,9 @@ class SendRecord:
     # of the originals}. None for a plain send. The copies sealed are in
     # layout.deid_folder(home, job_key), kept as long as this record.
     deid: dict[str, Any] | None = None
+    # The chunk hash the relay gets and the chunk log holds (crypto.chunkhash);
+    # records from before BLAKE3 have none: SHA-256.
+    chunk_hash: str = chunkhash.SHA256
 
     def __repr__(self) -> str:
         return f"SendRecord(relay_id={self.relay_id!r}, <secret>)"
@@ -114,6 +124,8 @@ class SendRecord:
         }
         if self.deid is not None:
             obj["deid"] = self.deid
+        if self.chunk_hash != chunkhash.SHA256:
+            obj["chunk_hash"] = self.chunk_hash
         return json.dumps(obj, sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -135,6 +147,7 @@ class SendRecord:
             chunk_size=int(obj["chunk_size"]),
             size=int(obj["size"]),
             deid=dict(obj["deid"]) if obj.get("deid") is not None else None,
+            chunk_hash=_chunk_hash(obj.get("chunk_hash", chunkhash.SHA256)),
         )
 
 
@@ -237,8 +250,8 @@ class ChunkJournal:
         self._f = open(path, "ab")  # noqa: SIM115 - closed by close()
         self._hold = hold or contextlib.ExitStack()  # the send's lock, released by close()
 
-    def append(self, sha256_hex: str) -> None:
-        self._f.write(sha256_hex.encode("ascii") + b"\n")
+    def append(self, hex_digest: str) -> None:
+        self._f.write(hex_digest.encode("ascii") + b"\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 

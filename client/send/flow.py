@@ -160,7 +160,9 @@ def send(
         _refuse_repeat(sent_cases, content, to, when, confirm_again)
     bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
     # A relay configured for smaller chunks than ours says so: fit them to it.
-    chunk_size = fit_chunk_size(chunk_size, session.relay.max_chunk_bytes())
+    # The chunk hash is fixed for the transfer's life: a resume keeps the record's.
+    relay_limit, chunk_hash = session.relay.upload_terms()
+    chunk_size = fit_chunk_size(chunk_size, relay_limit)
     # The copies are made once the recipients are known good: a refused
     # contact leaves no folder behind.
     deid_record = None
@@ -182,6 +184,7 @@ def send(
         resume_state=state.to_bytes(), manifest_id=plan.manifest_id, created=when,
         recipients=tuple(b.to_json() for b in bundles), note=note, dicom=dict(plan.dicom),
         files=_stamps(files), chunk_size=chunk_size, size=size, deid=deid_record,
+        chunk_hash=chunk_hash,
     )
     try:
         session.outbox.save(record)
@@ -284,6 +287,7 @@ def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeS
     uploader = ChunkUploader(
         session.relay, record.relay_id, size=record.size, chunk_size=record.chunk_size,
         committed=committed, known_hashes=known, journal=journal, on_progress=job.on_progress,
+        algorithm=record.chunk_hash,
         retry_for=job.retry_for, pause_after_chunk=job.pause_after_chunk,
         on_retry=job.on_retry,
     )

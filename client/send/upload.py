@@ -10,7 +10,8 @@ itself (the age header) is copied in by ``write``. Full chunks go through a
 queue to ``lanes`` upload
 threads, each with its own connection. A lane hashes its chunk once (the
 digest serves the chunk log, the request signature and the
-Sealdrop-Chunk-Sha256 header) and PATCHes it. Why two lanes: the relay
+Sealdrop-Chunk-Blake3 header, or Sealdrop-Chunk-Sha256 for a relay older than
+BLAKE3: crypto.chunkhash) and PATCHes it. Why two lanes: the relay
 commits chunks strictly in order, but each request also costs a signature
 check and a few database round trips; with the next chunk's request already
 authenticated and waiting at the relay while the current one is written, that
@@ -39,7 +40,6 @@ and can be run again to resume.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 import time
@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import cast
 
-from sealdrop.crypto import protocol
+from sealdrop.crypto import chunkhash, protocol
 from sealdrop.crypto.protocol import ErrorCode
 
 from ..cli.format import human_size
@@ -127,8 +127,10 @@ class ChunkUploader:
         depth: int = 1,
         lanes: int = DEFAULT_LANES,
         on_retry: OnRetry | None = None,
+        algorithm: str = chunkhash.SHA256,
     ) -> None:
         self._relay = relay
+        self._algorithm = algorithm
         self._id = relay_id
         self.size = size
         self._chunk = chunk_size
@@ -255,7 +257,7 @@ class ChunkUploader:
                 "nothing was delivered, send again"
             )
         if offset + n <= self._committed:
-            digest = hashlib.sha256(memoryview(buf)[:n]).hexdigest()
+            digest = chunkhash.hex_digest(self._algorithm, memoryview(buf)[:n])
             if index >= len(self._known) or self._known[index] != digest:
                 raise FilesChangedError(
                     "the files changed since the send started; the interrupted send was "
@@ -387,7 +389,7 @@ class ChunkUploader:
                 chunk = memoryview(buf)[:n]
                 # Hashed here, not by the producer: this overlaps the encryption of
                 # the next chunk, and the one digest serves log, signature and header.
-                digest = hashlib.sha256(chunk).hexdigest()
+                digest = chunkhash.hex_digest(self._algorithm, chunk)
                 if index < len(self._known) and self._known[index] != digest:
                     raise FilesChangedError(
                         "the files changed since the send started; the interrupted send "
@@ -422,7 +424,8 @@ class ChunkUploader:
             if self._stopping.is_set():
                 raise ClientError("upload stopped")
             try:
-                client.upload_chunk(self._id, offset, chunk, sha256_hex=digest)
+                client.upload_chunk(self._id, offset, chunk, hex_digest=digest,
+                                    algorithm=self._algorithm)
                 return
             except RelayConflict as exc:
                 # Our previous attempt may have been committed before its answer was lost.

@@ -18,7 +18,7 @@ import pytest
 
 from sealdrop.client.errors import ClientError, FilesChangedError
 from sealdrop.client.send.upload import ChunkUploader
-from sealdrop.crypto import age
+from sealdrop.crypto import age, chunkhash
 from sealdrop.crypto.age.stream import CHUNK_SIZE, ENC_CHUNK_SIZE, StreamWriter
 
 KEY = bytes(range(32))
@@ -39,8 +39,8 @@ class FakeRelay:
         pass
 
     def upload_chunk(self, relay_id: str, offset: int, data: memoryview, *,
-                     sha256_hex: str) -> int:
-        assert hashlib.sha256(data).hexdigest() == sha256_hex
+                     hex_digest: str, algorithm: str) -> int:
+        assert chunkhash.hex_digest(algorithm, data) == hex_digest
         with self.lock:
             self.log[offset] = bytes(data)
         return offset + len(data)

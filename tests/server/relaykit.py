@@ -25,7 +25,7 @@ from aiohttp import web
 from nacl.signing import SigningKey
 
 from sealdrop.client.relay_api import RelayClient
-from sealdrop.crypto import protocol
+from sealdrop.crypto import chunkhash, protocol
 from sealdrop.crypto.age import X25519Identity
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.server import schema
@@ -65,13 +65,14 @@ def sign_headers(
 
 def upload_blob(
     client: RelayClient, relay_id: str, blob: bytes, *,
-    chunk_size: int = protocol.DEFAULT_CHUNK_SIZE,
+    chunk_size: int = protocol.DEFAULT_CHUNK_SIZE, algorithm: str = chunkhash.SHA256,
 ) -> None:
     """Upload ``blob`` in plain sequential chunks from the relay's committed
     offset (the relay tests' upload; ``sealdrop send`` has its own pipeline)."""
     offset = client.upload_offset(relay_id)
     while offset < len(blob):
-        offset = client.upload_chunk(relay_id, offset, blob[offset:offset + chunk_size])
+        offset = client.upload_chunk(relay_id, offset, blob[offset:offset + chunk_size],
+                                     algorithm=algorithm)
 
 
 # -- databases -------------------------------------------------------------
@@ -350,10 +351,10 @@ async def migrate_url(url: str) -> None:
         await engine.dispose()
 
 
-def blob_digest(blob: bytes, ends: list[int]) -> str:
+def blob_digest(blob: bytes, ends: list[int], algorithm: str = chunkhash.SHA256) -> str:
     """The relay's digest of ``blob`` uploaded in chunks ending at ``ends``."""
     out, start = [], 0
     for end in ends:
-        out.append((end, hashlib.sha256(blob[start:end]).hexdigest()))
+        out.append((end, chunkhash.tagged_digest(algorithm, blob[start:end])))
         start = end
     return chunk_list_digest(out)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sealdrop.client.relay_api import RelayClient, RelayError
+from sealdrop.crypto import chunkhash
 from sealdrop.server.blobs import LocalBlobStore
 
 from .relaykit import (
@@ -91,7 +92,9 @@ def relay_proc(tmp_path: Path, db_url: str) -> Iterator[RelayProcess]:
     proc.stop()
 
 
-def test_sigkill_mid_upload_then_restart_and_resume(relay_proc: RelayProcess) -> None:
+@pytest.mark.parametrize("algorithm", chunkhash.ALGORITHMS)
+def test_sigkill_mid_upload_then_restart_and_resume(relay_proc: RelayProcess,
+                                                    algorithm: str) -> None:
     relay_proc.start()
     a, b = make_identity("alice"), make_identity("bob-lab")
     alice = RelayClient(relay_proc.base_url, handle="alice", signing_key=a.signing_key)
@@ -100,7 +103,7 @@ def test_sigkill_mid_upload_then_restart_and_resume(relay_proc: RelayProcess) ->
     bob.register(invite_via_cli(relay_proc), b.bundle)
     blob = os.urandom(14 * MiB + 123)
     tid = alice.create_transfer(["bob-lab"], len(blob))["id"]
-    alice.upload_chunk(tid, 0, blob[: 2 * MiB])
+    alice.upload_chunk(tid, 0, blob[: 2 * MiB], algorithm=algorithm)
     part = _partial(relay_proc.data_dir, tid)
     s = _start_partial_chunk("127.0.0.1", relay_proc.port, a, tid, 2 * MiB,
                              blob[2 * MiB: 12 * MiB], 7 * MiB)
@@ -114,10 +117,10 @@ def test_sigkill_mid_upload_then_restart_and_resume(relay_proc: RelayProcess) ->
     bob = RelayClient(relay_proc.base_url, handle="bob-lab", signing_key=b.signing_key)
     assert part.stat().st_size == 2 * MiB  # start-up recovery truncated it
     assert alice.upload_offset(tid) == 2 * MiB
-    upload_blob(alice, tid, blob, chunk_size=3 * MiB)
+    upload_blob(alice, tid, blob, chunk_size=3 * MiB, algorithm=algorithm)
     done = alice.complete(tid)
     ends = [2 * MiB, 5 * MiB, 8 * MiB, 11 * MiB, 14 * MiB, len(blob)]
-    assert done["digest"] == blob_digest(blob, ends)
+    assert done["digest"] == blob_digest(blob, ends, algorithm)
     out = io.BytesIO()
     bob.download(tid, out)
     assert out.getvalue() == blob
@@ -132,9 +135,10 @@ def _registered(relay_proc: RelayProcess, a: Identity, b: Identity) -> tuple[Rel
     return alice, bob
 
 
+@pytest.mark.parametrize("algorithm", chunkhash.ALGORITHMS)
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "missing"])
 def test_power_loss_rolls_the_offset_back_to_the_last_intact_chunk(
-    relay_proc: RelayProcess, damage: str
+    relay_proc: RelayProcess, damage: str, algorithm: str
 ) -> None:
     """Chunks are not fsynced as they arrive: after a power loss the partial blob
     may lack bytes the database counts as committed. Simulated here by damaging
@@ -148,7 +152,7 @@ def test_power_loss_rolls_the_offset_back_to_the_last_intact_chunk(
     blob = os.urandom(7 * MiB + 11)
     tid = alice.create_transfer(["bob-lab"], len(blob))["id"]
     for off in range(0, 6 * MiB, 2 * MiB):  # chunks ending at 2, 4 and 6 MiB
-        alice.upload_chunk(tid, off, blob[off:off + 2 * MiB])
+        alice.upload_chunk(tid, off, blob[off:off + 2 * MiB], algorithm=algorithm)
     assert alice.upload_offset(tid) == 6 * MiB
     relay_proc.kill()
     part = _partial(relay_proc.data_dir, tid)
@@ -172,10 +176,10 @@ def test_power_loss_rolls_the_offset_back_to_the_last_intact_chunk(
     with pytest.raises(RelayError) as e:
         alice.complete(tid)
     assert e.value.code == "incomplete_upload"
-    upload_blob(alice, tid, blob, chunk_size=2 * MiB)
+    upload_blob(alice, tid, blob, chunk_size=2 * MiB, algorithm=algorithm)
     done = alice.complete(tid)
     ends = [*range(2 * MiB, len(blob), 2 * MiB), len(blob)]
-    assert done["digest"] == blob_digest(blob, ends)
+    assert done["digest"] == blob_digest(blob, ends, algorithm)
     out = io.BytesIO()
     bob.download(tid, out)
     assert out.getvalue() == blob
@@ -183,7 +187,9 @@ def test_power_loss_rolls_the_offset_back_to_the_last_intact_chunk(
     assert report["ok"] and report["checked"] == 1
 
 
-def test_verify_finds_a_damaged_chunk_of_a_complete_blob(relay_proc: RelayProcess) -> None:
+@pytest.mark.parametrize("algorithm", chunkhash.ALGORITHMS)
+def test_verify_finds_a_damaged_chunk_of_a_complete_blob(relay_proc: RelayProcess,
+                                                         algorithm: str) -> None:
     relay_proc.start()
     a, b = make_identity("alice"), make_identity("bob-lab")
     alice, bob = _registered(relay_proc, a, b)
@@ -191,8 +197,9 @@ def test_verify_finds_a_damaged_chunk_of_a_complete_blob(relay_proc: RelayProces
     bob.register(invite_via_cli(relay_proc), b.bundle)
     blob = os.urandom(3 * MiB)
     tid = alice.create_transfer(["bob-lab"], len(blob))["id"]
-    upload_blob(alice, tid, blob, chunk_size=MiB)
+    upload_blob(alice, tid, blob, chunk_size=MiB, algorithm=algorithm)
     alice.complete(tid)
+    assert json.loads(relay_proc.cli("verify", "--json").stdout)["ok"]
     relay_proc.stop()
     done = relay_proc.data_dir / "blobs" / "complete" / tid[:2] / tid
     with done.open("r+b") as f:
@@ -215,7 +222,7 @@ class EnospcBlobStore(LocalBlobStore):
         self.capacity = capacity
 
     async def write_chunk(self, key: str, offset: int, source: AsyncIterator[bytes], *,
-                          length: int, sha256_hex: str) -> None:
+                          length: int, digest: str) -> None:
         cap = self.capacity
 
         async def limited() -> AsyncIterator[bytes]:
@@ -226,7 +233,7 @@ class EnospcBlobStore(LocalBlobStore):
                     raise OSError(errno.ENOSPC, "No space left on device")
                 yield piece
 
-        await super().write_chunk(key, offset, limited(), length=length, sha256_hex=sha256_hex)
+        await super().write_chunk(key, offset, limited(), length=length, digest=digest)
 
 
 @pytest.fixture
