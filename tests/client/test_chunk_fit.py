@@ -63,3 +63,29 @@ def test_a_limit_below_what_the_client_can_use_is_a_sentence() -> None:
         fit_chunk_size(12 << 20, MIN_CHUNK_SIZE - 1)
     assert "at most 65535 bytes" in str(e.value) and "\n" not in str(e.value)
     assert e.value.hint is not None and "max_chunk_bytes" in e.value.hint
+
+
+def _terms(relay: HostileRelay) -> tuple[int | None, str]:
+    with RelayClient(relay.url, handle="cabinet-a", signing_key=KEY, timeout=30) as c:
+        return c.upload_terms()
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ({"max_chunk_bytes": 65536}, "sha256"),  # a relay from before BLAKE3
+    ({"max_chunk_bytes": 65536, "chunk_hashes": ["sha256"]}, "sha256"),
+    ({"max_chunk_bytes": 65536, "chunk_hashes": ["blake3", "sha256"]}, "blake3"),
+    ({"max_chunk_bytes": 65536, "chunk_hashes": ["sha256", "blake3"]}, "blake3"),
+    ({"max_chunk_bytes": 65536, "chunk_hashes": "blake3"}, "sha256"),
+    ({"max_chunk_bytes": 65536, "chunk_hashes": ["md5"]}, "sha256"),
+])
+def test_the_chunk_hash_is_what_the_relay_offers_else_sha256(answer: object,
+                                                             expected: str) -> None:
+    body = json.dumps(answer).encode()
+    with hostile_relay(_answering("200 OK", body)) as relay:  # type: ignore[arg-type]
+        assert _terms(relay) == (65536, expected)
+
+
+def test_an_older_relay_without_info_gets_sha256() -> None:
+    body = json.dumps({"error": "not found", "code": "not_found"}).encode()
+    with hostile_relay(_answering("404 Not Found", body)) as relay:  # type: ignore[arg-type]
+        assert _terms(relay) == (None, "sha256")

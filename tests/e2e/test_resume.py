@@ -7,6 +7,7 @@ the relay is throttled (kit.Relay.throttled), and sends use small chunks
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.kit import User, make_case, tree, wait_for
+from tests.e2e.kit import RELAY, User, make_case, tree, wait_for
 
 CHUNK = 64 * 1024
 SMALL_CHUNKS = ("--chunk-size", str(CHUNK))
@@ -53,6 +54,9 @@ def test_send_killed_mid_upload_resumes_without_resending(
         "select id, committed, size, state from transfers")
     assert state == "uploading" and 0 < committed < size
     assert committed % CHUNK == 0
+    # the relay offers BLAKE3, so the send hashes its chunks with it, and resumes so
+    records = [r[0] for r in relay.sql("select sha256 from transfer_chunks")]
+    assert records and all(r.startswith("blake3:") and len(r) == 71 for r in records)
     st = practice.json("status")["transfers"][0]
     assert st["state"] == "interrupted"
     # the same command again: resumes; what the relay held is not sent again
@@ -64,6 +68,10 @@ def test_send_killed_mid_upload_resumes_without_resending(
     # ... and the relay committed the transfer's bytes once (metric printed to 6 digits)
     assert abs(relay.metric("sealdrop_upload_bytes_total") - before - size) < 0.01 * CHUNK
     assert relay.sql("select state from transfers") == [("complete",)]
+    assert all(r[0].startswith("blake3:") for r in relay.sql("select sha256 from transfer_chunks"))
+    verify = subprocess.run([RELAY, "verify", "--json", "--data", str(relay.data)],
+                            env=relay.env, capture_output=True, text=True)
+    assert verify.returncode == 0 and json.loads(verify.stdout)["ok"]
     assert not any((practice.home / "outbox").iterdir())
     dest = tmp_path / "in"
     dest.mkdir()
