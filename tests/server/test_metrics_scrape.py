@@ -191,9 +191,10 @@ def test_info_states_the_largest_chunk(relay_factory) -> None:  # type: ignore[n
     relay = relay_factory(max_chunk_bytes=100_000)
     st, h, data = relay.raw("GET", "/v1/info")  # unsigned
     assert st == 200 and h["Cache-Control"] == "no-store"
-    assert json.loads(data) == {"max_chunk_bytes": 100_000}
+    assert json.loads(data) == {"max_chunk_bytes": 100_000, "chunk_hashes": ["blake3", "sha256"]}
     alice, _ = relay.user("alice")
     assert alice.max_chunk_bytes() == 100_000
+    assert alice.upload_terms() == (100_000, "blake3")
 
 
 def test_max_chunk_below_what_clients_need_is_refused(tmp_path: Path) -> None:
