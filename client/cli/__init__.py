@@ -8,6 +8,8 @@ the relay client, rich and the rest at every start.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import os
 import sys
@@ -56,6 +58,14 @@ def cli() -> None:
 
 def main() -> None:
     tune_allocator(os.environ)  # large files move in pieces: keep their memory (crypto.alloc)
+    # Why: the interpreter's last cyclic collections at exit walk every object
+    # the imports made (click, cryptography, http.client, our modules), about
+    # 0.1 CPU-s per run here, paid twice per case (send, then receive).
+    # Frozen objects are skipped; everything still runs as before: the other
+    # exit handlers, flushing, closing files (by reference count). Measured
+    # with a 1 MiB send to a loopback relay, six runs each alternately, the
+    # machine loaded: 0.57 CPU-s per run before, 0.47 after.
+    atexit.register(gc.freeze)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort as exc:

@@ -140,16 +140,35 @@ class LoopbackRelay:
             subprocess.run([*self.prefix, self.sealdrop, "contacts", "add", b,
                             "--fingerprint", number], env=a, check=True, capture_output=True)
 
-    def _user(self, handle: str) -> dict[str, str]:
+    def _user(self, handle: str, *, work_factor: int | None = 12) -> dict[str, str]:
+        """A profile on this relay. Its identity is sealed with scrypt at 2^12, not
+        the default 2^18, so that the transfer is what gets measured: unlocking at
+        the default is a fixed cost per command (``unlock_cost`` measures it)."""
         e = {**self.env, "SEALDROP_HOME": str(self.d / handle), "SEALDROP_PASSPHRASE": "bench",
              "SEALDROP_LAYOUT": "{flat}"}
         code = json.loads(subprocess.run(
             [self._relay_cmd, "invite", "create", "--data", str(self.data), "--json"],
             env=self.env, check=True, capture_output=True, text=True).stdout)["code"]
+        factor = [] if work_factor is None else ["--work-factor", str(work_factor)]
         subprocess.run([*self.prefix, self.sealdrop, "init", "--relay", self.url, "--handle",
-                        handle, "--invite", code, "--work-factor", "12"],
+                        handle, "--invite", code, *factor],
                        env=e, check=True, capture_output=True)
         return e
+
+    def unlock_cost(self, rounds: int = 3) -> tuple[Proc, Proc]:
+        """One command that only opens a session (``inbox --json``: unlock, one relay
+        call), for a profile at the default work factor and for the lab's at 2^12;
+        the medians by wall time. Their difference is what every ``send`` and
+        ``receive`` of a default profile pays on top of the rounds measured."""
+        default = self._user("bench-default", work_factor=None)
+        runs: dict[str, list[Proc]] = {"default": [], "low": []}
+        for _ in range(rounds):
+            for name, env in (("default", default), ("low", self.lab)):
+                runs[name].append(measure([self.sealdrop, "inbox", "--json"], env=env,
+                                          quiet=True, prefix=self.prefix))
+        mid = rounds // 2
+        return (sorted(runs["default"], key=lambda p: p.seconds)[mid],
+                sorted(runs["low"], key=lambda p: p.seconds)[mid])
 
     def send(self, path: Path, out: Path, extra: Sequence[str] = ()) -> tuple[Proc, str]:
         """``sealdrop send`` of ``path`` to the lab; the run and the transfer id."""
