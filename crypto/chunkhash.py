@@ -32,7 +32,7 @@ import blake3
 
 SHA256: Final = "sha256"
 BLAKE3: Final = "blake3"
-# Strongest first: what a client picks from what a relay offers.
+# Preferred first (the cheaper per byte): what a client picks from what a relay offers.
 ALGORITHMS: Final = (BLAKE3, SHA256)
 HEX_RE = re.compile(r"[0-9a-f]{64}")
 _BLAKE3_PREFIX = BLAKE3 + ":"
