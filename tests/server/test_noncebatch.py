@@ -26,14 +26,20 @@ class _FakeStore:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def store(self, batch: list[tuple[str, int]]) -> set[str]:
+        self.accounts: dict[str, tuple[str, bool]] = {}
+        self.asked: list[list[str]] = []
+
+    async def store(
+        self, batch: list[tuple[str, int]], handles: list[str]
+    ) -> tuple[set[str], dict[str, tuple[str, bool]]]:
         self.batches.append(batch)
+        self.asked.append(handles)
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
         fresh = {n for n, _ in batch if n not in self.stored}
         self.stored |= fresh
-        return fresh
+        return fresh, {h: self.accounts[h] for h in handles if h in self.accounts}
 
 
 def test_concurrent_nonces_share_one_batch_and_a_repeat_is_a_replay() -> None:
