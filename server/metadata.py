@@ -239,6 +239,12 @@ _BLOCKER_AMONG = (
     .order_by(blocks.c.blocker)
     .limit(1)
 )
+_ENABLED_AMONG = sa.select(accounts.c.handle).where(
+    accounts.c.handle.in_(sa.bindparam("to", expanding=True)), accounts.c.disabled == sa.false()
+)
+# Plain inserts: the columns come from the parameters.
+_INSERT_TRANSFER = sa.insert(transfers)
+_INSERT_RECIPIENT = sa.insert(recipients)
 _SENDER_USED = sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).where(
     transfers.c.sender == sa.bindparam("sender")
 )
@@ -598,11 +604,7 @@ class SqlMetadataStore:
                     "ask them by other means",
                     code=ErrorCode.BLOCKED_BY_RECIPIENT,
                 )
-            known = conn.execute(
-                sa.select(accounts.c.handle).where(
-                    accounts.c.handle.in_(to), accounts.c.disabled == sa.false()
-                )
-            ).scalars().all()
+            known = conn.execute(_ENABLED_AMONG, {"to": to}).scalars().all()
             missing = sorted(set(to) - set(known))
             if missing:
                 raise InvalidInput(
@@ -617,20 +619,13 @@ class SqlMetadataStore:
                     f"this transfer would exceed the account quota ({quota} bytes, "
                     f"{int(used)} in use)"
                 )
+            conn.execute(_INSERT_TRANSFER, {
+                "id": transfer_id, "sender": sender, "size": size, "committed": 0,
+                "state": UPLOADING, "created_at": now, "updated_at": now,
+                "expires_at": expires_at,
+            })
             conn.execute(
-                sa.insert(transfers).values(
-                    id=transfer_id,
-                    sender=sender,
-                    size=size,
-                    committed=0,
-                    state=UPLOADING,
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=expires_at,
-                )
-            )
-            conn.execute(
-                sa.insert(recipients), [{"transfer_id": transfer_id, "recipient": r} for r in to]
+                _INSERT_RECIPIENT, [{"transfer_id": transfer_id, "recipient": r} for r in to]
             )
 
         await self._run.write(work)
