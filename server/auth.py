@@ -56,6 +56,14 @@ def check_signature(
     body_sha256: str,
 ) -> None:
     """Timestamp window and signature; raises ``Unauthenticated``."""
+    check_timestamp(relay, signed)
+    if not _verifies(request, signed, signing_key_b64, body_sha256):
+        raise _fail(
+            relay, ErrorCode.INVALID_SIGNATURE, "the request signature does not verify"
+        )
+
+
+def check_timestamp(relay: Relay, signed: SignedHeaders) -> None:
     now = relay.now()
     skew = relay.config.clock_skew_seconds
     if abs(int(signed.timestamp) - now) > skew:
@@ -65,14 +73,16 @@ def check_signature(
             f"request timestamp is more than {skew} s from the relay's clock; check the "
             "computer's clock",
         )
+
+
+def _verifies(
+    request: web.Request, signed: SignedHeaders, signing_key_b64: str, body_sha256: str
+) -> bool:
     try:
         key = base64.b64decode(signing_key_b64)
     except (binascii.Error, ValueError):
         key = b""
-    if not signed.verifies(key, request.method, request.raw_path, body_sha256):
-        raise _fail(
-            relay, ErrorCode.INVALID_SIGNATURE, "the request signature does not verify"
-        )
+    return signed.verifies(key, request.method, request.raw_path, body_sha256)
 
 
 def client_of(request: web.Request) -> str:
@@ -99,21 +109,25 @@ def nonce_expiry(relay: Relay, signed: SignedHeaders) -> int:
     return max(int(signed.timestamp), relay.now()) + relay.config.clock_skew_seconds + 1
 
 
-async def consume(relay: Relay, signed: SignedHeaders, rate_key: str) -> None:
-    """Rate limit, then remember the nonce (a second use is a replay)."""
-    take_token(relay, rate_key)
-    if not await relay.store.remember_nonce(signed.nonce, expires_at=nonce_expiry(relay, signed)):
-        raise _fail(
-            relay,
-            ErrorCode.REPLAYED_REQUEST,
-            "this signed request was already used (replay refused)",
-        )
+def _disabled() -> NotPermitted:
+    return NotPermitted(
+        "this account has been disabled by the relay operator",
+        code=ErrorCode.ACCOUNT_DISABLED,
+    )
 
 
-async def authenticate(request: web.Request, body_sha256: str) -> Account:
-    """The account that signed this request; else ``Unauthenticated`` or ``NotPermitted``."""
-    relay = request.app[RELAY_KEY]
-    signed = parse_headers(request)
+async def _signer(relay: Relay, request: web.Request, signed: SignedHeaders,
+                  body_sha256: str) -> Account:
+    """The account whose key verifies the signature: from ``store.keys`` when it
+    is there (no database read), else read. A cached key that does not verify is
+    forgotten and the account read again: its key may have changed meanwhile."""
+    keys = relay.store.keys
+    account = keys.get(signed.handle)
+    if account is not None:
+        check_timestamp(relay, signed)
+        if _verifies(request, signed, account.signing_key, body_sha256):
+            return account
+        keys.forget(signed.handle)
     account = await relay.store.get_account(signed.handle)
     if account is None:
         # Same answer as a bad signature: an unauthenticated caller learns nothing.
@@ -122,9 +136,37 @@ async def authenticate(request: web.Request, body_sha256: str) -> Account:
         )
     check_signature(relay, request, signed, account.signing_key, body_sha256)
     if account.disabled:
-        raise NotPermitted(
-            "this account has been disabled by the relay operator",
-            code=ErrorCode.ACCOUNT_DISABLED,
+        raise _disabled()
+    keys.put(account)  # only after its signature verified
+    return account
+
+
+async def authenticate(request: web.Request, body_sha256: str) -> Account:
+    """The account that signed this request; else ``Unauthenticated`` or ``NotPermitted``.
+
+    The account's key may come from memory (``server.keycache``); the
+    transaction that commits the nonce reads the account again, and the request
+    acts only if it still holds that key and is not disabled."""
+    relay = request.app[RELAY_KEY]
+    signed = parse_headers(request)
+    account = await _signer(relay, request, signed, body_sha256)
+    take_token(relay, "acct:" + account.handle)
+    fresh, state = await relay.store.remember_nonce_as(
+        signed.nonce, expires_at=nonce_expiry(relay, signed), handle=account.handle
+    )
+    if state is None or state[0] != account.signing_key:
+        # Gone, or registered again with another key (a restored backup, say).
+        relay.store.keys.forget(account.handle)
+        raise _fail(
+            relay, ErrorCode.INVALID_SIGNATURE, "the request signature does not verify"
         )
-    await consume(relay, signed, "acct:" + account.handle)
+    if state[1]:
+        relay.store.keys.forget(account.handle)
+        raise _disabled()
+    if not fresh:
+        raise _fail(
+            relay,
+            ErrorCode.REPLAYED_REQUEST,
+            "this signed request was already used (replay refused)",
+        )
     return account

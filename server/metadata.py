@@ -52,6 +52,7 @@ from .errors import (
     QuotaExceeded,
     Unauthenticated,
 )
+from .keycache import KeyCache
 from .noncebatch import NonceBatcher
 from .sqlrun import AsyncRunner, Runner, SqliteRunner
 
@@ -214,6 +215,36 @@ _COMPLETE = (
         updated_at=sa.bindparam("now"),
     )
 )
+_ACK = sa.update(recipients).where(
+    recipients.c.transfer_id == sa.bindparam("tid"),
+    recipients.c.recipient == sa.bindparam("who"),
+)
+_ACK_DOWNLOADED = _ACK.values(
+    downloaded_at=sa.func.coalesce(recipients.c.downloaded_at, sa.bindparam("now"))
+)
+_ACK_VERIFIED = _ACK.values(
+    downloaded_at=sa.func.coalesce(recipients.c.downloaded_at, sa.bindparam("now")),
+    verified_at=sa.func.coalesce(recipients.c.verified_at, sa.bindparam("now")),
+)
+# The accounts of a nonce batch's requests, read in its transaction (server.keycache).
+_SIGNERS = sa.select(accounts.c.handle, accounts.c.signing_key, accounts.c.disabled).where(
+    accounts.c.handle.in_(sa.bindparam("handles", expanding=True))
+)
+_BLOCKER_AMONG = (
+    sa.select(blocks.c.blocker)
+    .where(
+        blocks.c.blocked == sa.bindparam("sender"),
+        blocks.c.blocker.in_(sa.bindparam("to", expanding=True)),
+    )
+    .order_by(blocks.c.blocker)
+    .limit(1)
+)
+_ENABLED_AMONG = sa.select(accounts.c.handle).where(
+    accounts.c.handle.in_(sa.bindparam("to", expanding=True)), accounts.c.disabled == sa.false()
+)
+# Plain inserts: the columns come from the parameters.
+_INSERT_TRANSFER = sa.insert(transfers)
+_INSERT_RECIPIENT = sa.insert(recipients)
 _SENDER_USED = sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).where(
     transfers.c.sender == sa.bindparam("sender")
 )
@@ -309,6 +340,8 @@ class SqlMetadataStore:
         self._run = _make_runner(self.engine)
         self.engine.on_dispose.append(self._run.reset)
         self._nonces = NonceBatcher(self._insert_nonces)
+        # Accounts that signed recent requests; checked at every nonce commit.
+        self.keys = KeyCache()
 
     @classmethod
     def open(cls, url: str) -> SqlMetadataStore:
@@ -368,7 +401,10 @@ class SqlMetadataStore:
             )
             return res.rowcount == 1
 
-        return await self._run.write(work)
+        try:
+            return await self._run.write(work)
+        finally:
+            self.keys.forget(handle)
 
     async def check_invite(self, invite_hash: str, *, now: int) -> None:
         """``NotPermitted`` unless the invite is open now. A read only: the
@@ -452,7 +488,11 @@ class SqlMetadataStore:
                 .values(bundle=bundle, bundle_created=bundle_created)
             ).rowcount
 
-        if await self._run.write(work) != 1:
+        try:
+            changed = await self._run.write(work)
+        finally:
+            self.keys.forget(handle)  # the cached row holds the old bundle
+        if changed != 1:
             raise Conflict(
                 "a rotated bundle must be newer than the current one",
                 code=ErrorCode.STALE_BUNDLE,
@@ -502,12 +542,23 @@ class SqlMetadataStore:
         meanwhile (``server.noncebatch``): durable before the caller acts."""
         return await self._nonces.remember(nonce, expires_at=expires_at)
 
-    async def _insert_nonces(self, batch: list[tuple[str, int]]) -> set[str]:
-        """Insert the nonces of ``batch`` that are not stored yet, in one synced
-        transaction; return those inserted. Race-free across relay processes:
-        the primary key decides, ``ON CONFLICT DO NOTHING`` skips the taken ones."""
+    async def remember_nonce_as(
+        self, nonce: str, *, expires_at: int, handle: str
+    ) -> tuple[bool, tuple[str, bool] | None]:
+        """``remember_nonce``, and the account ``handle`` as that same commit saw
+        it: (signing key, disabled), or None if there is no such account."""
+        return await self._nonces.remember_as(nonce, expires_at=expires_at, handle=handle)
 
-        def work(conn: sa.Connection) -> set[str]:
+    async def _insert_nonces(
+        self, batch: list[tuple[str, int]], handles: list[str]
+    ) -> tuple[set[str], dict[str, tuple[str, bool]]]:
+        """Insert the nonces of ``batch`` that are not stored yet, in one synced
+        transaction; return those inserted, and the accounts of ``handles``
+        (signing key, disabled) read in that transaction. Race-free across relay
+        processes: the primary key decides, ``ON CONFLICT DO NOTHING`` skips the
+        taken ones."""
+
+        def work(conn: sa.Connection) -> tuple[set[str], dict[str, tuple[str, bool]]]:
             insert = (
                 sqlite_insert(nonces) if conn.dialect.name == "sqlite" else pg_insert(nonces)
             )
@@ -516,7 +567,11 @@ class SqlMetadataStore:
                 .on_conflict_do_nothing(index_elements=[nonces.c.nonce])
                 .returning(nonces.c.nonce)
             ).scalars().all()
-            return {str(n) for n in rows}
+            states: dict[str, tuple[str, bool]] = {}
+            if handles:
+                for h, key, off in conn.execute(_SIGNERS, {"handles": handles}):
+                    states[str(h)] = (str(key), bool(off))
+            return {str(n) for n in rows}, states
 
         return await self._run.write(work)
 
@@ -541,11 +596,15 @@ class SqlMetadataStore:
     ) -> None:
         def work(conn: sa.Connection) -> None:
             _lock_sender(conn, sender)
-            known = conn.execute(
-                sa.select(accounts.c.handle).where(
-                    accounts.c.handle.in_(to), accounts.c.disabled == sa.false()
+            # In the creating transaction: a block committed before it is seen.
+            blocker = conn.execute(_BLOCKER_AMONG, {"sender": sender, "to": to}).first()
+            if blocker is not None:
+                raise NotPermitted(
+                    f"recipient {blocker[0]} does not accept transfers from this account; "
+                    "ask them by other means",
+                    code=ErrorCode.BLOCKED_BY_RECIPIENT,
                 )
-            ).scalars().all()
+            known = conn.execute(_ENABLED_AMONG, {"to": to}).scalars().all()
             missing = sorted(set(to) - set(known))
             if missing:
                 raise InvalidInput(
@@ -560,20 +619,13 @@ class SqlMetadataStore:
                     f"this transfer would exceed the account quota ({quota} bytes, "
                     f"{int(used)} in use)"
                 )
+            conn.execute(_INSERT_TRANSFER, {
+                "id": transfer_id, "sender": sender, "size": size, "committed": 0,
+                "state": UPLOADING, "created_at": now, "updated_at": now,
+                "expires_at": expires_at,
+            })
             conn.execute(
-                sa.insert(transfers).values(
-                    id=transfer_id,
-                    sender=sender,
-                    size=size,
-                    committed=0,
-                    state=UPLOADING,
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=expires_at,
-                )
-            )
-            conn.execute(
-                sa.insert(recipients), [{"transfer_id": transfer_id, "recipient": r} for r in to]
+                _INSERT_RECIPIENT, [{"transfer_id": transfer_id, "recipient": r} for r in to]
             )
 
         await self._run.write(work)
@@ -695,6 +747,19 @@ class SqlMetadataStore:
                 .limit(limit + 1)
             ).all()
             return _load(conn, list(rows[:limit])), len(rows) > limit
+
+        return await self._run.read(work)
+
+    async def transfer_for(self, transfer_id: str, viewer: str) -> tuple[Transfer | None, bool]:
+        """``get_transfer`` and, if ``viewer`` is one of its recipients (not its
+        sender), ``hidden_from(viewer, sender)``: one round trip, not two."""
+
+        def work(conn: sa.Connection) -> tuple[Transfer | None, bool]:
+            t = _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
+            if t is None or t.sender == viewer or t.recipient(viewer) is None:
+                return t, False
+            params = {"recipient": viewer, "sender": t.sender}
+            return t, bool(conn.execute(_HIDDEN, params).scalar_one())
 
         return await self._run.read(work)
 
@@ -823,6 +888,20 @@ class SqlMetadataStore:
 
         return await self._run.write(work, synced=False)
 
+    async def completion(
+        self, transfer_id: str
+    ) -> tuple[Transfer | None, list[tuple[int, str]]]:
+        """The transfer and its committed chunks, read together (``complete``)."""
+
+        def work(conn: sa.Connection) -> tuple[Transfer | None, list[tuple[int, str]]]:
+            t = _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
+            if t is None:
+                return None, []
+            rows = conn.execute(_CHUNKS, {"tid": transfer_id}).all()
+            return t, [(int(end), str(sha)) for end, sha in rows]
+
+        return await self._run.read(work)
+
     async def chunks(self, transfer_id: str) -> list[tuple[int, str]]:
         """The committed chunks of a transfer, (end offset, SHA-256 hex), in order."""
 
@@ -857,23 +936,18 @@ class SqlMetadataStore:
 
         return await self._run.write(work)
 
-    async def ack(self, transfer_id: str, recipient: str, *, verified: bool, now: int) -> None:
-        values: dict[str, object] = {"downloaded_at": sa.func.coalesce(
-            recipients.c.downloaded_at, now
-        )}
-        if verified:
-            values["verified_at"] = sa.func.coalesce(recipients.c.verified_at, now)
+    async def ack(
+        self, transfer_id: str, recipient: str, *, verified: bool, now: int
+    ) -> Transfer | None:
+        """Record the recipient's download (and verification; the first time
+        counts) and return the transfer as this transaction left it."""
+        values = _ACK_VERIFIED if verified else _ACK_DOWNLOADED
 
-        def work(conn: sa.Connection) -> None:
-            conn.execute(
-                sa.update(recipients)
-                .where(
-                    recipients.c.transfer_id == transfer_id, recipients.c.recipient == recipient
-                )
-                .values(**values)
-            )
+        def work(conn: sa.Connection) -> Transfer | None:
+            conn.execute(values, {"tid": transfer_id, "who": recipient, "now": now})
+            return _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
 
-        await self._run.write(work)
+        return await self._run.write(work)
 
     async def delete_transfer(self, transfer_id: str) -> bool:
         def work(conn: sa.Connection) -> bool:

@@ -15,6 +15,12 @@ before. Nothing is answered before its nonce's batch is committed.
 A nonce listed twice in one batch, or already stored, is a replay: only its
 first use in the database's order is accepted (``INSERT ... ON CONFLICT DO
 NOTHING RETURNING``, so several relay processes sharing PostgreSQL agree).
+
+The same transaction reads back the accounts of the requests in the batch
+(``remember_as``: one indexed query per batch), so the relay's cache of
+signing keys (``server.keycache``) is checked against the database in the
+very transaction that lets the request act: an account disabled, or a handle
+whose key changed, is refused however it got into the cache.
 """
 
 from __future__ import annotations
@@ -22,9 +28,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+# An account as the batch's transaction saw it: (signing key, disabled).
+AccountState = tuple[str, bool]
+
 # Stores a batch of (nonce, expires_at) in one transaction and returns the
-# nonces it inserted (those not already stored).
-StoreBatch = Callable[[list[tuple[str, int]]], Awaitable[set[str]]]
+# nonces it inserted (those not already stored); in the same transaction it
+# reads the accounts of the handles listed (those that exist).
+StoreBatch = Callable[
+    [list[tuple[str, int]], list[str]],
+    Awaitable[tuple[set[str], dict[str, AccountState]]],
+]
+
+# What one waiter learns: whether its nonce was fresh, and its account's state
+# (None: no handle asked for, or no such account).
+_Answer = tuple[bool, AccountState | None]
 
 # Bound on one batch, so one statement stays well within every database's
 # limit on bound parameters (SQLite's default is 32766; two per row).
@@ -32,16 +49,26 @@ MAX_BATCH = 500
 
 
 class NonceBatcher:
-    """``remember(nonce, expires_at)``: True the first time, False for a replay."""
+    """``remember(nonce, expires_at)``: True the first time, False for a replay.
+    ``remember_as(..., handle)`` also answers the account's state as of that commit."""
 
     def __init__(self, store_batch: StoreBatch) -> None:
         self._store_batch = store_batch
-        self._pending: list[tuple[str, int, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[str, int, str | None, asyncio.Future[_Answer]]] = []
         self._draining: asyncio.Task[None] | None = None
 
     async def remember(self, nonce: str, *, expires_at: int) -> bool:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((nonce, expires_at, fut))
+        fresh, _ = await self._enqueue(nonce, expires_at, None)
+        return fresh
+
+    async def remember_as(
+        self, nonce: str, *, expires_at: int, handle: str
+    ) -> tuple[bool, AccountState | None]:
+        return await self._enqueue(nonce, expires_at, handle)
+
+    async def _enqueue(self, nonce: str, expires_at: int, handle: str | None) -> _Answer:
+        fut: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self._pending.append((nonce, expires_at, handle, fut))
         if self._draining is None or self._draining.done():
             self._draining = asyncio.create_task(self._drain())
         # Shielded: a request cancelled while it waits (the client went away)
@@ -52,21 +79,24 @@ class NonceBatcher:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             first: dict[str, int] = {}
-            for nonce, expires_at, _ in batch:
+            handles: dict[str, None] = {}
+            for nonce, expires_at, handle, _ in batch:
                 first.setdefault(nonce, expires_at)
+                if handle is not None:
+                    handles[handle] = None
             try:
-                fresh = await self._store_batch(list(first.items()))
+                fresh, states = await self._store_batch(list(first.items()), list(handles))
             except BaseException as exc:  # noqa: BLE001 - each waiter gets the failure
-                for _, _, fut in batch:
+                for _, _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for nonce, _, fut in batch:
+            for nonce, _, handle, fut in batch:
                 # The first waiter of a nonce the database took gets True; a
                 # second use of it in the same batch is a replay like any other.
                 accepted = nonce in fresh
                 fresh.discard(nonce)
                 if not fut.done():
-                    fut.set_result(accepted)
+                    fut.set_result((accepted, None if handle is None else states.get(handle)))

@@ -35,7 +35,6 @@ from .errors import (
     Conflict,
     InvalidInput,
     NotFound,
-    NotPermitted,
     OffsetMismatch,
     StoreUnavailable,
     TooLarge,
@@ -115,14 +114,8 @@ async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfe
             f"field expires_in must be between 60 and {cfg.max_expiry_seconds} seconds",
             code=ErrorCode.BAD_EXPIRY,
         )
-    blockers = await relay.store.blockers_among(sender.handle, list(to))
-    if blockers:
-        raise NotPermitted(
-            f"recipient {blockers[0]} does not accept transfers from this account; "
-            "ask them by other means",
-            code=ErrorCode.BLOCKED_BY_RECIPIENT,
-        )
     now = relay.now()
+    # Refuses a recipient who blocks the sender, in the same transaction.
     tid = new_transfer_id()
     await relay.store.create_transfer(
         transfer_id=tid,
@@ -159,7 +152,8 @@ async def visible(
         check_key(transfer_id)
     except InvalidInput:
         raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND) from None
-    t = await relay.store.get_transfer(transfer_id)
+    # The transfer and whether it is hidden from ``who``: one read.
+    t, hidden = await relay.store.transfer_for(transfer_id, who.handle)
     if t is not None and t.expires_at > relay.now():
         if t.sender == who.handle:
             return t
@@ -169,7 +163,7 @@ async def visible(
             and t.state == COMPLETE
             and mine is not None
             and (dismissed_too or mine.dismissed_at is None)
-            and not await relay.store.hidden_from(who.handle, t.sender)
+            and not hidden
         ):
             return t
     raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
@@ -260,7 +254,8 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
     if t.state == COMPLETE:
         return t
     async with relay.locks(t.id):
-        fresh = await relay.store.get_transfer(t.id)
+        # Re-read under the lock, with the chunk records: one read.
+        fresh, recorded = await relay.store.completion(t.id)
         if fresh is None:
             raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
         if fresh.state == COMPLETE:
@@ -270,7 +265,6 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
                 f"only {fresh.committed} of {fresh.size} bytes have been uploaded",
                 code=ErrorCode.INCOMPLETE_UPLOAD,
             )
-        recorded = await relay.store.chunks(t.id)
         if not recorded or recorded[-1][0] != fresh.size:
             raise StoreUnavailable("the chunk records of the upload are incomplete")
         # finalize fsyncs the blob (most of it was already on its way to the device)
@@ -300,8 +294,10 @@ async def ack(relay: Relay, who: Account, t: Transfer, body: dict[str, Any]) -> 
             'the body must be {"status": "downloaded"} or {"status": "verified"}',
             code=ErrorCode.BAD_JSON,
         )
-    await relay.store.ack(t.id, who.handle, verified=body["status"] == "verified", now=relay.now())
-    fresh = await relay.store.get_transfer(t.id)
+    # The transfer as the ack's own transaction left it: no second round trip.
+    fresh = await relay.store.ack(
+        t.id, who.handle, verified=body["status"] == "verified", now=relay.now()
+    )
     if fresh is None:
         raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     return fresh

@@ -26,14 +26,20 @@ class _FakeStore:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def store(self, batch: list[tuple[str, int]]) -> set[str]:
+        self.accounts: dict[str, tuple[str, bool]] = {}
+        self.asked: list[list[str]] = []
+
+    async def store(
+        self, batch: list[tuple[str, int]], handles: list[str]
+    ) -> tuple[set[str], dict[str, tuple[str, bool]]]:
         self.batches.append(batch)
+        self.asked.append(handles)
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
         fresh = {n for n, _ in batch if n not in self.stored}
         self.stored |= fresh
-        return fresh
+        return fresh, {h: self.accounts[h] for h in handles if h in self.accounts}
 
 
 def test_concurrent_nonces_share_one_batch_and_a_repeat_is_a_replay() -> None:
@@ -138,3 +144,25 @@ def test_distinct_requests_sent_concurrently_are_all_accepted(relay: RunningRela
 
     with ThreadPoolExecutor(16) as pool:
         assert list(pool.map(poll, range(32))) == [200] * 32
+
+
+def test_a_batch_reads_back_the_accounts_of_its_signers_once() -> None:
+    async def run() -> None:
+        fake = _FakeStore()
+        fake.accounts = {"alice": ("ka", False), "bob": ("kb", True)}
+        batcher = NonceBatcher(fake.store)
+        fake.gate.clear()
+        first = asyncio.create_task(batcher.remember("n0", expires_at=1))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(batcher.remember_as(n, expires_at=1, handle=h))
+                for n, h in (("a1", "alice"), ("b1", "bob"), ("a2", "alice"), ("g", "gone"))]
+        await asyncio.sleep(0)
+        fake.gate.set()
+        assert await first is True
+        got = [await t for t in rest]
+        assert got == [(True, ("ka", False)), (True, ("kb", True)), (True, ("ka", False)),
+                       (True, None)]
+        # Each handle asked for once per batch; a plain nonce asks for none.
+        assert fake.asked == [[], ["alice", "bob", "gone"]]
+
+    asyncio.run(run())
