@@ -7,7 +7,6 @@ Randomness is drawn here, at the top, and passed down.
 
 from __future__ import annotations
 
-import hmac
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
@@ -16,7 +15,13 @@ from . import format as fmt
 from .armor import BEGIN, ArmorReader, ArmorWriter
 from .errors import HeaderError, MACError, NoIdentityMatchError, RecipientError
 from .format import Stanza
-from .primitives import FILE_KEY_SIZE, TAG_SIZE, hkdf_sha256, hmac_sha256
+from .primitives import (
+    FILE_KEY_SIZE,
+    TAG_SIZE,
+    hkdf_sha256,
+    hmac_sha256,
+    hmac_sha256_matches,
+)
 from .stream import (
     CHUNK_SIZE,
     DEFAULT_BATCH_CHUNKS,
@@ -223,7 +228,8 @@ def unwrap_file_key(header: fmt.Header, identities: Sequence[Identity]) -> bytes
             continue
         if len(file_key) != FILE_KEY_SIZE:
             raise HeaderError("invalid file key length in stanza")
-        if not hmac.compare_digest(_header_mac(file_key, header.mac_input), header.mac):
+        mac_key = hkdf_sha256(file_key, b"", b"header")
+        if not hmac_sha256_matches(mac_key, header.mac_input, header.mac):
             raise MACError(
                 "header MAC does not match; the file may be corrupted or tampered with"
             )

@@ -8,7 +8,6 @@ describes the construction step by step.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -71,11 +70,15 @@ def _x25519(secret: bytes, public: bytes) -> bytes:
 def _combine(ss_pq: bytes, ss_t: bytes, ct_t: bytes, ek_t: bytes) -> bytes:
     # X-Wing / QSF combiner. The ML-KEM ciphertext and key are not hashed: ML-KEM
     # is ciphertext-bound on its own, and ct_t and ek_t bind the X25519 half.
+    import hashlib  # only for hybrid keys: it loads OpenSSL's _hashlib (primitives)
+
     return hashlib.sha3_256(ss_pq + ss_t + ct_t + ek_t + _XWING_LABEL).digest()
 
 
 def _expand(seed: bytes) -> tuple[MLKEM768PrivateKey, bytes, bytes]:
     """expandKey: the ML-KEM key, the X25519 secret and the 1216-byte public key."""
+    import hashlib  # only for hybrid keys: it loads OpenSSL's _hashlib (primitives)
+
     full = hashlib.shake_256(seed).digest(_MLKEM_SEED_SIZE + _X25519_SIZE)
     mlkem = MLKEM768PrivateKey.from_seed_bytes(full[:_MLKEM_SEED_SIZE])
     x_secret = full[_MLKEM_SEED_SIZE:]

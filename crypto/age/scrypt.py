@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 
@@ -24,6 +23,8 @@ _LOG_N = re.compile(r"[1-9][0-9]{0,2}")
 
 def _derive(passphrase: bytes, salt: bytes, log_n: int) -> bytes:
     n = 1 << log_n
+    import hashlib  # only for passphrases: it loads OpenSSL's _hashlib (primitives)
+
     return hashlib.scrypt(
         passphrase,
         salt=_SALT_LABEL + salt,
