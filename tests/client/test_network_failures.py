@@ -28,6 +28,7 @@ from sealdrop.client.relay_api import (
 from sealdrop.client.transport import bypassed, proxy_for, tls_context
 from tests.client.hostilekit import hostile_relay
 from tests.client.netkit import CA_NAME, ConnectProxy, TLSFront, _Server, make_ca
+from tests.e2e.kit import free_port
 
 KEY = SigningKey(b"\x07" * 32)
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
@@ -60,9 +61,8 @@ def failure(url: str, call: str = "sent", **kw: object) -> RelayError:
 
 
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port where nothing listens, and nothing else in the run will."""
+    return free_port()
 
 
 @pytest.fixture

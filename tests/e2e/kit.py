@@ -30,8 +30,42 @@ RELAY = str(BIN / "sealdrop-relay")
 PASSPHRASE = "correct horse battery staple"
 
 
+def _port_block() -> range:
+    """The loopback ports this test process hands out: a block of its own
+    below the kernel's ephemeral range, one block per pytest-xdist worker.
+
+    A relay here is stopped and started again on the same port. Between the
+    two, a port from ``bind(0)`` could be handed to another worker's test or
+    become an outgoing connection's source port; ports below the ephemeral
+    range are never picked by the kernel, and a block per worker keeps two
+    workers from picking the same one."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    size = 2000
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... or unset
+    slot = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    start = low - size * (slot + 1)
+    return range(start, start + size) if start >= 1024 else range(0)
+
+
+_PORTS = _port_block()
+_next_port = [0]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port where nothing listens now, not handed out before by
+    this process (see ``_port_block``)."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port[0] % len(_PORTS)]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken, or in TIME_WAIT: the next one
+            return port
+    with socket.socket() as s:  # no block (a tiny ephemeral range): any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -19,7 +19,7 @@ import pytest
 from sealdrop.server.config import async_url, load_config
 from sealdrop.server.errors import ConfigError
 from sealdrop.server.logs import LOGGER_NAME
-from tests.e2e.kit import Link
+from tests.e2e.kit import Link, free_port
 
 from .relaykit import PG_URL, RelayProcess, _pg_admin, make_config, start_relay_thread
 
@@ -27,10 +27,9 @@ needs_pg = pytest.mark.skipif(not PG_URL, reason="SEALDROP_TEST_PG_URL not set")
 
 
 def _closed_port() -> int:
-    """A port where nothing listens (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port where nothing listens, and nothing else in the run will (see
+    tests.e2e.kit.free_port)."""
+    return free_port()
 
 
 def _one_line_error(result: object) -> str:
