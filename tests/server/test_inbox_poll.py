@@ -16,7 +16,7 @@ from sealdrop.server import schema
 from sealdrop.server.db import make_engine
 
 from .relaykit import RunningRelay, sign_headers, upload_blob
-from .test_migration_0002 import _to, _url
+from .test_migration_0002 import _seed_upload, _to, _url
 
 
 def _poll(relay: RunningRelay, handle: str) -> int:
@@ -95,13 +95,7 @@ def test_0005_up_down_up(db_url: str, tmp_path: Path) -> None:
             await _to(engine, "0004")
             async with engine.begin() as conn:
                 assert "ix_transfer_recipients_inbox" not in await conn.run_sync(indexes)
-                await conn.execute(sa.text(
-                    "INSERT INTO accounts (handle, signing_key, bundle, bundle_created, "
-                    "created_at, disabled) VALUES ('alice', 'k', '{}', 1, 1, false)"))
-                await conn.execute(sa.text(
-                    "INSERT INTO transfers (id, sender, size, committed, state, created_at, "
-                    "updated_at, expires_at) VALUES "
-                    "(:i, 'alice', 5, 0, 'uploading', 1, 1, 99999999999)"), {"i": "a" * 32})
+                await _seed_upload(conn, size=5, committed=0)
                 await conn.execute(sa.text(
                     "INSERT INTO transfer_recipients (transfer_id, recipient) "
                     "VALUES (:i, 'alice')"), {"i": "a" * 32})

@@ -29,6 +29,19 @@ def _to(engine: Any, revision: str, *, down: bool = False) -> Any:
     return run()
 
 
+async def _seed_upload(conn: Any, *, size: int, committed: int) -> None:
+    """An account 'alice' and her transfer 'aaaa…' still uploading: the rows
+    every migration test carries across its revisions."""
+    await conn.execute(sa.text(
+        "INSERT INTO accounts (handle, signing_key, bundle, bundle_created, "
+        "created_at, disabled) VALUES ('alice', 'k', '{}', 1, 1, false)"))
+    await conn.execute(sa.text(
+        "INSERT INTO transfers (id, sender, size, committed, state, created_at, "
+        "updated_at, expires_at) VALUES "
+        "(:i, 'alice', :s, :c, 'uploading', 1, 1, 99999999999)"),
+        {"i": "a" * 32, "s": size, "c": committed})
+
+
 def _shape(conn: sa.Connection) -> dict[str, set[str]]:
     insp = sa.inspect(conn)
     return {t: {c["name"] for c in insp.get_columns(t)}

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sealdrop.server import schema
 from sealdrop.server.db import make_engine
 
-from .test_migration_0002 import _shape, _to, _url
+from .test_migration_0002 import _seed_upload, _shape, _to, _url
 
 
 def test_0004_up_down_up_keeps_the_transfers(db_url: str, tmp_path: Path) -> None:
@@ -21,13 +21,7 @@ def test_0004_up_down_up_keeps_the_transfers(db_url: str, tmp_path: Path) -> Non
             await _to(engine, "0003")
             async with engine.begin() as conn:
                 assert "transfer_cards" not in await conn.run_sync(_shape)
-                await conn.execute(sa.text(
-                    "INSERT INTO accounts (handle, signing_key, bundle, bundle_created, "
-                    "created_at, disabled) VALUES ('alice', 'k', '{}', 1, 1, false)"))
-                await conn.execute(sa.text(
-                    "INSERT INTO transfers (id, sender, size, committed, state, created_at, "
-                    "updated_at, expires_at) VALUES "
-                    "(:i, 'alice', 5, 0, 'uploading', 1, 1, 99999999999)"), {"i": "a" * 32})
+                await _seed_upload(conn, size=5, committed=0)
             await _to(engine, "head")
             assert await schema.current(engine) == schema.head()
             async with engine.begin() as conn:

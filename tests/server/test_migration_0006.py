@@ -15,7 +15,7 @@ from sealdrop.server import schema
 from sealdrop.server.blobs import chunk_list_digest
 from sealdrop.server.db import make_engine
 
-from .test_migration_0002 import _to, _url
+from .test_migration_0002 import _seed_upload, _to, _url
 
 SHA = [chunkhash.tagged_digest(chunkhash.SHA256, b"one"),
        chunkhash.tagged_digest(chunkhash.SHA256, b"two")]
@@ -34,13 +34,7 @@ def test_0006_up_down_up_keeps_sha256_records(db_url: str, tmp_path: Path) -> No
         try:
             await _to(engine, "0005")
             async with engine.begin() as conn:
-                await conn.execute(sa.text(
-                    "INSERT INTO accounts (handle, signing_key, bundle, bundle_created, "
-                    "created_at, disabled) VALUES ('alice', 'k', '{}', 1, 1, false)"))
-                await conn.execute(sa.text(
-                    "INSERT INTO transfers (id, sender, size, committed, state, created_at, "
-                    "updated_at, expires_at) VALUES "
-                    "(:i, 'alice', 9, 6, 'uploading', 1, 1, 99999999999)"), {"i": "a" * 32})
+                await _seed_upload(conn, size=9, committed=6)
                 for end, h in ((3, SHA[0]), (6, SHA[1])):
                     await conn.execute(sa.text(
                         "INSERT INTO transfer_chunks (transfer_id, end_offset, sha256) "
