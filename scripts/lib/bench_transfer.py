@@ -23,14 +23,14 @@ of curl, and of the relay (/proc/PID/stat before and after each run; target
 <= 1.5 s per GiB ingested): unlike wall time, they hold up on a busy machine.
 Beside the relay's, `send` prints a floor measured in the same run: the CPU of
 a bare aiohttp PUT handler that does only what the relay cannot skip per byte
-(take it off the socket, SHA-256 it, write it).
+(take it off the socket, hash it with BLAKE3 as the relay does a chunk sent by
+today's client, write it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -46,6 +46,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from benchutil import Run, best, make_random_file, parse_size, run, warm  # noqa: E402
 from e2ekit import compile_tree  # noqa: E402
+
+from sealdrop.crypto import chunkhash  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FLOOR_CPU: list[float] = []  # CPU-seconds of each /floor upload (see plain_server)
@@ -72,11 +74,12 @@ def plain_server(root: Path, port: int) -> None:
 
     async def floor(request: web.Request) -> web.Response:
         # The least an aiohttp relay must do per byte ingested: take it off the
-        # socket, SHA-256 it (the relay checks every chunk against its signed
-        # hash) and write it to the page cache. Everything on the loop's thread,
-        # so that thread's CPU clock is the whole cost.
+        # socket, hash it (the relay checks every chunk against its signed
+        # hash: BLAKE3 from today's client, crypto.chunkhash) and write it to the
+        # page cache. Everything on the loop's thread, so that thread's CPU clock
+        # is the whole cost.
         t0 = time.thread_time()
-        h = hashlib.sha256()
+        h = chunkhash.new(chunkhash.BLAKE3)
         fd = os.open(root / request.match_info["name"], os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             while block := await request.content.readany():
@@ -270,7 +273,7 @@ def main(mode: str) -> int:
           f"curl {min(r.cpu_s for r in theirs) / gib:.2f} s")
     if mode == "send":
         print(f"  relay {relay_per_gib:.2f} s per GiB ingested (target <= 1.5 s); the floor, a "
-              f"bare aiohttp PUT that only SHA-256-hashes and writes each byte, "
+              f"bare aiohttp PUT that only BLAKE3-hashes and writes each byte, "
               f"{min(FLOOR_CPU) / gib:.2f} s")
     else:
         print(f"  relay {relay_per_gib:.2f} s per GiB served (no target; sendfile keeps it low)")
