@@ -188,7 +188,7 @@ def main() -> int:
     print(f"file: {size} bytes, median of {args.repeat}, link {args.rate}, "
           f"added RTT {ns.rtt_ms:g} ms, MTU 1500")
     print(f"sealdrop send {s:.1f} s ({mbit / s:.1f} Mbit/s), curl -T {c:.1f} s "
-          f"({mbit / c:.1f} Mbit/s): ratio {ratio:.2f}x (target >= 0.95)")
+          f"({mbit / c:.1f} Mbit/s): ratio {ratio:.3f}x (target >= 0.950)")
     gib = size / (1 << 30)
     print(f"CPU per GiB: send client {median([p.cpu for p in ours]) / gib:.2f} s, "
           f"relay {median(relay_cpu) / gib:.2f} s; peak RSS: send client "
