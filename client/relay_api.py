@@ -581,15 +581,13 @@ class RelayClient:
         the relay verifies it either way. The signature covers the tagged hash.
         """
         digest = hex_digest or chunkhash.hex_digest(algorithm, data)
-        header = (protocol.H_CHUNK_BLAKE3 if algorithm == chunkhash.BLAKE3
-                  else protocol.H_CHUNK_SHA256)
         resp = self._send(
             "PATCH", f"/v1/transfers/{relay_id}/data", body=data,
             body_sha256=chunkhash.tag(algorithm, digest),
             headers={
                 "Content-Type": "application/octet-stream",
                 protocol.H_UPLOAD_OFFSET: str(offset),
-                header: digest,
+                chunkhash.HEADERS[algorithm]: digest,
             },
         )
         if resp.status >= 400:

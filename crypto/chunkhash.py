@@ -30,8 +30,12 @@ from typing import Final, Protocol
 
 import blake3
 
+from .protocol import H_CHUNK_BLAKE3, H_CHUNK_SHA256
+
 SHA256: Final = "sha256"
 BLAKE3: Final = "blake3"
+# The header that carries each algorithm's hex hash on a chunk upload.
+HEADERS: Final = {BLAKE3: H_CHUNK_BLAKE3, SHA256: H_CHUNK_SHA256}
 # Preferred first (the cheaper per byte): what a client picks from what a relay offers.
 ALGORITHMS: Final = (BLAKE3, SHA256)
 HEX_RE = re.compile(r"[0-9a-f]{64}")

@@ -47,9 +47,8 @@ H_NONCE = "Sealdrop-Nonce"
 H_SIGNATURE = "Sealdrop-Signature"
 SIGNATURE_HEADERS = (H_HANDLE, H_TIMESTAMP, H_NONCE, H_SIGNATURE)
 H_CHUNK_SHA256 = "Sealdrop-Chunk-Sha256"
+# A chunk upload carries exactly one of these (crypto.chunkhash.HEADERS).
 H_CHUNK_BLAKE3 = "Sealdrop-Chunk-Blake3"
-# A chunk upload carries exactly one of these (crypto.chunkhash): header -> algorithm.
-CHUNK_HASH_HEADERS = {H_CHUNK_SHA256: "sha256", H_CHUNK_BLAKE3: "blake3"}
 H_TRANSFER_STATE = "Sealdrop-Transfer-State"
 H_BLOB_DIGEST = "Sealdrop-Blob-Digest"
 # The tus-style offset header: the committed offset of a resumable upload.

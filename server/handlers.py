@@ -18,7 +18,6 @@ from aiohttp import web
 
 from sealdrop.crypto import chunkhash
 from sealdrop.crypto.protocol import (
-    CHUNK_HASH_HEADERS,
     H_BLOB_DIGEST,
     H_CHUNK_BLAKE3,
     H_CHUNK_SHA256,
@@ -333,7 +332,7 @@ async def head_data(request: web.Request) -> web.Response:
 def chunk_digest(request: web.Request) -> str:
     """The chunk's tagged digest (crypto.chunkhash) from its one hash header:
     what the signature covers and the body must hash to."""
-    given = [(h, a) for h, a in CHUNK_HASH_HEADERS.items() if h in request.headers]
+    given = [(h, a) for a, h in chunkhash.HEADERS.items() if h in request.headers]
     if len(given) != 1:
         raise InvalidInput(
             f"a chunk needs exactly one of the headers {H_CHUNK_BLAKE3} or {H_CHUNK_SHA256}",

@@ -250,6 +250,15 @@ _SENDER_USED = sa.select(sa.func.coalesce(sa.func.sum(transfers.c.size), 0)).whe
 )
 
 
+def _read_transfer(conn: sa.Connection, transfer_id: str) -> Transfer | None:
+    return _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
+
+
+def _read_chunks(conn: sa.Connection, transfer_id: str) -> list[tuple[int, str]]:
+    """(end offset, tagged hash: crypto.chunkhash) of each committed chunk, in order."""
+    return [(int(end), str(h)) for end, h in conn.execute(_CHUNKS, {"tid": transfer_id}).all()]
+
+
 def _transfer_of(rows: list[sa.Row[tuple[object, ...]]]) -> Transfer | None:
     """The transfer of ``_TRANSFER``'s rows (one per recipient), or None."""
     if not rows:
@@ -632,7 +641,7 @@ class SqlMetadataStore:
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         def work(conn: sa.Connection) -> Transfer | None:
-            return _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
+            return _read_transfer(conn, transfer_id)
 
         return await self._run.read(work)
 
@@ -752,24 +761,15 @@ class SqlMetadataStore:
 
     async def transfer_for(self, transfer_id: str, viewer: str) -> tuple[Transfer | None, bool]:
         """``get_transfer`` and, if ``viewer`` is one of its recipients (not its
-        sender), ``hidden_from(viewer, sender)``: one round trip, not two."""
+        sender), whether ``viewer`` blocked the sender or the operator disabled
+        the sender: one round trip, not two."""
 
         def work(conn: sa.Connection) -> tuple[Transfer | None, bool]:
-            t = _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
+            t = _read_transfer(conn, transfer_id)
             if t is None or t.sender == viewer or t.recipient(viewer) is None:
                 return t, False
             params = {"recipient": viewer, "sender": t.sender}
             return t, bool(conn.execute(_HIDDEN, params).scalar_one())
-
-        return await self._run.read(work)
-
-    async def hidden_from(self, recipient: str, sender: str) -> bool:
-        """Whether ``recipient`` blocked ``sender`` or the operator disabled ``sender``."""
-
-        def work(conn: sa.Connection) -> bool:
-            return bool(
-                conn.execute(_HIDDEN, {"recipient": recipient, "sender": sender}).scalar_one()
-            )
 
         return await self._run.read(work)
 
@@ -841,19 +841,6 @@ class SqlMetadataStore:
 
         return await self._run.read(work)
 
-    async def blockers_among(self, sender: str, to: list[str]) -> list[str]:
-        """Those of ``to`` who block ``sender``, by handle."""
-
-        def work(conn: sa.Connection) -> list[str]:
-            rows = conn.execute(
-                sa.select(blocks.c.blocker)
-                .where(blocks.c.blocked == sender, blocks.c.blocker.in_(to))
-                .order_by(blocks.c.blocker)
-            ).scalars().all()
-            return [str(h) for h in rows]
-
-        return await self._run.read(work)
-
     async def all_transfers(self) -> list[Transfer]:
         def work(conn: sa.Connection) -> list[Transfer]:
             rows = conn.execute(sa.select(transfers).order_by(transfers.c.id)).all()
@@ -894,22 +881,14 @@ class SqlMetadataStore:
         """The transfer and its committed chunks, read together (``complete``)."""
 
         def work(conn: sa.Connection) -> tuple[Transfer | None, list[tuple[int, str]]]:
-            t = _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
-            if t is None:
-                return None, []
-            rows = conn.execute(_CHUNKS, {"tid": transfer_id}).all()
-            return t, [(int(end), str(sha)) for end, sha in rows]
+            t = _read_transfer(conn, transfer_id)
+            return (None, []) if t is None else (t, _read_chunks(conn, transfer_id))
 
         return await self._run.read(work)
 
     async def chunks(self, transfer_id: str) -> list[tuple[int, str]]:
-        """The committed chunks of a transfer, (end offset, SHA-256 hex), in order."""
-
-        def work(conn: sa.Connection) -> list[tuple[int, str]]:
-            rows = conn.execute(_CHUNKS, {"tid": transfer_id}).all()
-            return [(int(end), str(sha)) for end, sha in rows]
-
-        return await self._run.read(work)
+        """The committed chunks of a transfer, (end offset, tagged hash), in order."""
+        return await self._run.read(lambda conn: _read_chunks(conn, transfer_id))
 
     async def roll_back(self, transfer_id: str, committed: int) -> None:
         """Set an uploading transfer's offset back to ``committed`` (a chunk end) and
@@ -945,7 +924,7 @@ class SqlMetadataStore:
 
         def work(conn: sa.Connection) -> Transfer | None:
             conn.execute(values, {"tid": transfer_id, "who": recipient, "now": now})
-            return _transfer_of(list(conn.execute(_TRANSFER, {"tid": transfer_id}).all()))
+            return _read_transfer(conn, transfer_id)
 
         return await self._run.write(work)
 

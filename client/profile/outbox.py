@@ -63,11 +63,11 @@ class FileStamp:
     media_type: str
 
 
-
 def _chunk_hash(value: object) -> str:
-    if value not in (chunkhash.SHA256, chunkhash.BLAKE3):
+    if value not in chunkhash.ALGORITHMS:
         raise ValueError("unknown chunk hash")
     return str(value)
+
 
 @dataclass(frozen=True, slots=True)
 class SendRecord:

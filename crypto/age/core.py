@@ -49,8 +49,12 @@ class Identity(Protocol):
     def unwrap(self, stanzas: Sequence[Stanza]) -> bytes | None: ...
 
 
+def _header_mac_key(file_key: bytes) -> bytes:
+    return hkdf_sha256(file_key, b"", b"header")
+
+
 def _header_mac(file_key: bytes, mac_input: bytes) -> bytes:
-    return hmac_sha256(hkdf_sha256(file_key, b"", b"header"), mac_input)
+    return hmac_sha256(_header_mac_key(file_key), mac_input)
 
 
 def _payload_key(file_key: bytes, nonce: bytes) -> bytes:
@@ -228,8 +232,7 @@ def unwrap_file_key(header: fmt.Header, identities: Sequence[Identity]) -> bytes
             continue
         if len(file_key) != FILE_KEY_SIZE:
             raise HeaderError("invalid file key length in stanza")
-        mac_key = hkdf_sha256(file_key, b"", b"header")
-        if not hmac_sha256_matches(mac_key, header.mac_input, header.mac):
+        if not hmac_sha256_matches(_header_mac_key(file_key), header.mac_input, header.mac):
             raise MACError(
                 "header MAC does not match; the file may be corrupted or tampered with"
             )

@@ -24,21 +24,23 @@ def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
-def hmac_sha256(key: bytes, message: bytes) -> bytes:
+def _hmac_sha256(key: bytes, message: bytes) -> hmac.HMAC:
     # pyca's HMAC, not the standard library's: importing hmac loads a second
     # OpenSSL (_hashlib), 5-10 ms of each `sealdrop age` start, measured.
     h = hmac.HMAC(key, hashes.SHA256())
     h.update(message)
-    return h.finalize()
+    return h
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    return _hmac_sha256(key, message).finalize()
 
 
 def hmac_sha256_matches(key: bytes, message: bytes, mac: bytes) -> bool:
     """Whether ``mac`` is ``message``'s HMAC-SHA-256 under ``key``, compared in
-    constant time (by pyca: its constant_time module imports hmac)."""
-    h = hmac.HMAC(key, hashes.SHA256())
-    h.update(message)
+    constant time (by pyca's ``verify``)."""
     try:
-        h.verify(mac)
+        _hmac_sha256(key, message).verify(mac)
     except InvalidSignature:
         return False
     return True
