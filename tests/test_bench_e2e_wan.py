@@ -16,7 +16,8 @@ LIB = Path(__file__).resolve().parents[1] / "scripts" / "lib"
 
 
 @pytest.mark.parametrize(("script", "words"), [
-    ("bench_e2e.py", ["magic-wormhole", "--size", "--repeat", "CPU-seconds per GiB"]),
+    ("bench_e2e.py", ["magic-wormhole", "--size", "--repeat", "CPU-seconds per GiB",
+                      "durable copy"]),
     ("bench_wan.py", ["curl -T", "--rate", "tbf", "root"]),
 ])
 def test_help_works_and_says_what_is_measured(script: str, words: list[str]) -> None:
@@ -65,3 +66,18 @@ def test_bench_wan_reads_resends_and_idle_link_from_the_relay_log(tmp_path: Path
     before, after = bench_wan.idle_ends(log, 100.0, 106.5)  # the last PATCH is another send's
     assert before == pytest.approx(1.0) and after == pytest.approx(0.5)
     assert bench_wan.idle_ends(log, 200.0, 250.0) == (0.0, 0.0)
+
+
+def test_the_durable_copy_baseline_copies_fsyncs_and_cleans_up(tmp_path: Path) -> None:
+    sys.path.insert(0, str(LIB))
+    try:
+        import bench_e2e
+    finally:
+        sys.path.remove(str(LIB))
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 5_000_000)
+    took = bench_e2e.durable_copy(src, tmp_path / "dst.bin")
+    assert took > 0
+    assert not (tmp_path / "dst.bin").exists()
+    with pytest.raises(subprocess.CalledProcessError):  # a failed copy is not a time
+        bench_e2e.durable_copy(tmp_path / "missing.bin", tmp_path / "dst.bin")
