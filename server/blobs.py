@@ -73,6 +73,10 @@ class BlobInfo:
 class BlobStore(Protocol):
     """What the relay needs from a place that stores ciphertext."""
 
+    # The smallest write ``write_chunk`` takes, the last of a blob excepted (an
+    # S3 part: 5 MiB); 0 for none.
+    min_write_bytes: int
+
     async def ready(self) -> None:
         """Raise ``StoreUnavailable`` unless the store can be written now."""
 
@@ -293,6 +297,8 @@ def _copy_prefix(src: Path, dst: Path, length: int | None) -> bool:
 
 class LocalBlobStore:
     """Blobs as files under ``root``: ``partial/<id>`` and ``complete/<id[:2]>/<id>``."""
+
+    min_write_bytes = 0
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -24,7 +24,14 @@ from sealdrop.crypto.alloc import tune_allocator
 from . import binding, schema
 from .accounts import create_invite, invite_hash
 from .blobs import BlobStore, LocalBlobStore
-from .config import BLOB_DIR, CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
+from .config import (
+    BLOB_DIR,
+    CONFIG_NAME,
+    DEFAULT_CONFIG_TEXT,
+    RelayConfig,
+    async_url,
+    load_config,
+)
 from .db import make_engine
 from .errors import RelayError
 from .logs import setup_logging
@@ -453,6 +460,65 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
     if target is not None and keep is not None:
         for old in rotation.prune(target, keep):
             click.echo(f"removed old backup {old}")
+
+
+@cli.command()
+@data_option
+@click.option("--to", "to_url", envvar="SEALDROP_MIGRATE_TO", required=True,
+              help="The target database URL, postgresql://USER@HOST/DB (its password in "
+                   "PGPASSWORD or ~/.pgpass, never here). Env: SEALDROP_MIGRATE_TO.")
+@click.option("--blobs", "blobs_spec", envvar="SEALDROP_MIGRATE_BLOBS", required=True,
+              help="The target blob store: a folder. Env: SEALDROP_MIGRATE_BLOBS.")
+@click.option("--blobs-only", is_flag=True,
+              help="Copy and verify blobs only, while the relay still serves; run again "
+                   "without it once the relay is stopped.")
+@click.option("--json", "as_json", is_flag=True)
+def migrate(data_dir: Path, to_url: str, blobs_spec: str, blobs_only: bool,
+            as_json: bool) -> None:
+    """Move this relay onto another database and blob store, verified blob by blob.
+
+    Resumable: run it again after an interruption. The source is only read.
+    Stop the relay before the run that moves the rows (docs/operations.md)."""
+    from sqlalchemy.engine import make_url
+
+    from . import migrate as mig
+
+    ctx = click.get_current_context()
+    if (make_url(to_url).password is not None
+            and ctx.get_parameter_source("to_url") == click.core.ParameterSource.COMMANDLINE):
+        raise click.UsageError(
+            "put the database password in PGPASSWORD or ~/.pgpass, not on the command "
+            "line: other users of this machine can read a process's arguments")
+    cfg = _config(data_dir)
+    target_blobs = LocalBlobStore(Path(blobs_spec).absolute())
+    if target_blobs.root == cfg.blob_dir.absolute():
+        raise click.UsageError("the target blob store is the relay's own; give another one")
+
+    def say(line: str) -> None:
+        if not as_json:
+            click.echo(line, err=True)
+
+    async def run(store: SqlMetadataStore, blobs: BlobStore) -> mig.MigrateReport:
+        assert isinstance(blobs, LocalBlobStore)
+        engine = make_engine(async_url(to_url))
+        try:
+            return await mig.migrate(store, blobs, engine, target_blobs, progress=say,
+                                     rows=not blobs_only)
+        finally:
+            await engine.dispose()
+
+    report = _with_store(cfg, run)
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        click.echo(f"copied {report.copied} blob(s) ({report.bytes} bytes), "
+                   f"{report.skipped} already there; all verified")
+        if report.cut_back:
+            click.echo(f"{report.cut_back} upload(s) in progress keep whole parts only; "
+                       "their senders re-send the rest when they run send again")
+        click.echo("blobs only: stop the relay and run again without --blobs-only" if blobs_only
+                   else "rows already moved by an earlier run" if report.already
+                   else "rows moved: point relay.toml at the target (docs/operations.md)")
 
 
 @cli.group()
