@@ -168,15 +168,19 @@ class _Lean:
                                    f"{data[:200]!r}")
             return resp.status, data
 
-    async def transfer(self, sender: Account, recipient: Account, blob: bytes) -> None:
-        body = json.dumps({"recipients": [recipient[0]], "size": len(blob)}).encode()
-        _, answer = await self.call(sender, "POST", "/v1/transfers", body=body)
-        tid = json.loads(answer)["transfer"]["id"]
+    async def upload(self, sender: Account, tid: str, blob: bytes) -> None:
+        """The whole blob as one chunk."""
         sha = hashlib.sha256(blob).hexdigest()
         await self.call(sender, "PATCH", f"/v1/transfers/{tid}/data", body=blob, sha=sha,
                         json_body=False, headers={
                             "Content-Type": "application/octet-stream",
                             protocol.H_UPLOAD_OFFSET: "0", protocol.H_CHUNK_SHA256: sha})
+
+    async def transfer(self, sender: Account, recipient: Account, blob: bytes) -> None:
+        body = json.dumps({"recipients": [recipient[0]], "size": len(blob)}).encode()
+        _, answer = await self.call(sender, "POST", "/v1/transfers", body=body)
+        tid = json.loads(answer)["transfer"]["id"]
+        await self.upload(sender, tid, blob)
         await self.call(sender, "POST", f"/v1/transfers/{tid}/complete", body=b"{}")
         _, got = await self.call(recipient, "GET", f"/v1/transfers/{tid}/data")
         if got != blob:
