@@ -26,7 +26,7 @@ from sealdrop.client.relay_api import RelayClient
 from sealdrop.crypto import chunkhash, protocol
 from tests.server.relaykit import Identity, make_identity, sign_headers
 
-from .kit import Relay, make_case, tree, wait_for
+from .kit import Relay, free_port, make_case, tree, wait_for
 from .nginxkit import FrontedUser, Nginx
 
 MiB = 1024 * 1024
@@ -275,6 +275,30 @@ def test_no_relay_process_behind_nginx_is_a_json_503(
     assert answer["code"] == "store_unavailable"
     assert "no relay process answered" in answer["error"]
     assert "Connection refused" in nginx.log()
+
+
+def test_a_process_that_is_down_is_skipped(
+        tmp_path: Path, backend: BackendFactory, front: Callable[..., Nginx]) -> None:
+    """Two upstreams, one of them a port where no process listens (a relay
+    stopped for an upgrade): every request, POSTs included, reaches the live one."""
+    relay = backend()
+    dead = free_port()
+    nginx = front([dead, relay.port])
+    practice = FrontedUser(tmp_path, "cabinet-martin", relay, nginx)
+    lab = FrontedUser(tmp_path, "labo-dupont", relay, nginx)
+    practice.init()
+    lab.init()
+    practice.trust(lab)
+    lab.trust(practice)
+    case = make_case(tmp_path)
+    sent = practice.json("send", str(case), "--to", lab.handle)
+    dest = tmp_path / "in"
+    dest.mkdir()
+    assert lab.json("receive", sent["transfer_id"], "--into", str(dest))["failed"] == []
+    assert tree(dest / case.name) == tree(case)
+    # nginx did try the dead one, and moved on
+    assert "connect() failed (111: Connection refused) while connecting to upstream" in nginx.log()
+    assert f"127.0.0.1:{dead}" in nginx.log()
 
 
 def test_metrics_are_not_served_through_nginx(
