@@ -258,7 +258,7 @@ def test_a_proxy_limit_below_the_relays_is_a_sentence_from_the_client(
                      env={"SEALDROP_RETRY_FOR": "0"})
     assert r.returncode != 0
     assert "client_max_body_size" in r.stderr and "max_chunk_bytes" in r.stderr, r.stderr
-    assert "HTTP 413" not in r.stderr  # a sentence, not a status code
+    assert "HTTP 413" not in r.stderr, r.stderr  # a sentence, not a status code
     assert relay.metric("sealdrop_upload_bytes_total") == 0  # the relay never saw it
     assert "client intended to send too large body" in nginx.log()
 
