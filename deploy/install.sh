@@ -60,8 +60,10 @@ else
   run runuser -u "$USER_NAME" -- "$PREFIX/.venv/bin/sealdrop-relay" init --data "$DATA"
 fi
 
-for unit in sealdrop-relay.service sealdrop-relay-gc.service sealdrop-relay-gc.timer \
-            sealdrop-relay-backup.service sealdrop-relay-backup.timer; do
+# sealdrop-relay@.service (one process per port, behind nginx) is installed,
+# not enabled: docs/operations.md, "Several relay processes".
+for unit in sealdrop-relay.service sealdrop-relay@.service sealdrop-relay-gc.service \
+            sealdrop-relay-gc.timer sealdrop-relay-backup.service sealdrop-relay-backup.timer; do
   run install -m 0644 "$SRC/deploy/$unit" "$UNITS/$unit"
 done
 run systemctl daemon-reload

@@ -62,7 +62,7 @@ def verify(units: list[Path], tmp: Path) -> str:
 
 def test_deploy_ships_the_units() -> None:
     assert {p.name for p in SERVICES} == {
-        "sealdrop-relay.service", "sealdrop-relay-gc.service",
+        "sealdrop-relay.service", "sealdrop-relay@.service", "sealdrop-relay-gc.service",
         "sealdrop-relay-backup.service", "sealdrop-watch.service",
         "sealdrop-dicom-listen.service"}
     assert {p.name for p in TIMERS} == {"sealdrop-relay-gc.timer", "sealdrop-relay-backup.timer"}
@@ -121,11 +121,26 @@ def test_relay_units_run_as_the_system_user_on_the_data_folder(unit: Path) -> No
 
 
 def test_only_the_relay_creates_the_data_folder() -> None:
-    """serve may create a fresh data folder; gc and backup must fail on a missing
-    one instead of running against an empty folder."""
+    """serve (one process, or one per port) may create a fresh data folder; gc
+    and backup must fail on a missing one instead of running against an empty folder."""
+    serves = {"sealdrop-relay.service", "sealdrop-relay@.service"}
     for unit in RELAY_SERVICES:
         state = parse(unit).get("[Service]StateDirectory", [])
-        assert state == (["sealdrop-relay"] if unit.name == "sealdrop-relay.service" else [])
+        assert state == (["sealdrop-relay"] if unit.name in serves else [])
+
+
+def test_the_per_port_unit_is_the_relay_unit_on_its_instance_port() -> None:
+    """sealdrop-relay@PORT.service runs what sealdrop-relay.service runs, with the
+    same configuration and sandbox: only the port (the instance), the description
+    and the conflict with the single process differ."""
+    single = parse(DEPLOY / "sealdrop-relay.service")
+    each = parse(DEPLOY / "sealdrop-relay@.service")
+    differ = {key for key in single.keys() | each.keys() if single.get(key) != each.get(key)}
+    assert differ == {"[Unit]Description", "[Unit]Conflicts", "[Service]ExecStart"}
+    assert each["[Unit]Conflicts"] == ["sealdrop-relay.service"]
+    [start] = each["[Service]ExecStart"]
+    assert start == single["[Service]ExecStart"][0].replace("--port 8780", "--port %i")
+    assert start.endswith(" serve --host 127.0.0.1 --port %i")  # loopback: nginx in front
 
 
 def test_backup_unit_creates_its_target_and_keeps_fourteen() -> None:

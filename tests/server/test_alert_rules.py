@@ -76,12 +76,16 @@ def test_rules_watch_label_values_that_exist_from_the_start() -> None:
 
 
 def test_unit_names_match_deploy() -> None:
-    units = {p.name for p in (ROOT / "deploy").glob("sealdrop-relay*.service")}
+    # a template unit is named by its instances: sealdrop-relay@8781.service
+    units = {p.name.replace("@.", "@8781.")
+             for p in (ROOT / "deploy").glob("sealdrop-relay*.service")}
     failed = next(r for r in _rules() if r["alert"] == "SealdropUnitFailed")
     pattern = re.search(r'name=~"([^"]+)"', failed["expr"])
     assert pattern is not None
     regex = pattern.group(1).replace("\\\\", "\\")
     assert units and all(re.fullmatch(regex, u) for u in units), units
+    assert "sealdrop-relay@8781.service" in units
+    assert not re.fullmatch(regex, "sealdrop-relay@.service")  # the template never runs
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
