@@ -74,7 +74,7 @@ def _start(data: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("relay did not start")
 
 
-def _account(url: str, data: Path, handle: str) -> Account:
+def _account(url: str, data: Path, handle: str, ca_file: str | None = None) -> Account:
     code = json.loads(subprocess.run(
         ["sealdrop-relay", "invite", "create", "--data", str(data), "--json"],
         check=True, capture_output=True, text=True).stdout)["code"]
@@ -83,7 +83,7 @@ def _account(url: str, data: Path, handle: str) -> Account:
     pq = age.HybridIdentity.generate(os.urandom)
     bundle = KeyBundle.create(handle=handle, signing_key=sk, x25519=str(x.recipient()),
                               pq=str(pq.recipient()), created=int(time.time()))
-    client = RelayClient(url, handle=handle, signing_key=sk)
+    client = RelayClient(url, handle=handle, signing_key=sk, ca_file=ca_file)
     client.register(code, bundle)
     client.close()
     return handle, sk, x
