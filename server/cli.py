@@ -24,6 +24,7 @@ from sealdrop.crypto.alloc import tune_allocator
 from . import binding, schema
 from .accounts import create_invite, invite_hash
 from .blobs import BlobStore, LocalBlobStore
+from .blobstores import blob_store
 from .config import BLOB_DIR, CONFIG_NAME, DEFAULT_CONFIG_TEXT, RelayConfig, load_config
 from .db import make_engine
 from .errors import RelayError
@@ -60,15 +61,17 @@ def _with_store(
     existing install."""
     async def run() -> T:
         engine = make_engine(cfg.db_url)
+        blobs = blob_store(cfg)
         try:
+            await blobs.open()
             # Never migrates: only `db upgrade` does (server.schema).
-            blobs = LocalBlobStore(cfg.blob_dir)
             await binding.require_schema(engine, blobs)
-            blobs.create_dirs()
+            await blobs.prepare()
             store = SqlMetadataStore(engine)
             await binding.bind(store, blobs, adopt=adopt)
             return await fn(store, blobs)
         finally:
+            await blobs.close()
             await engine.dispose()
 
     return asyncio.run(run())
@@ -114,7 +117,12 @@ def init(data_dir: Path) -> None:
             if current is None:
                 # Never into the wrong database: a bound data folder beside an
                 # empty database is refused, not given a fresh schema.
-                binding.refuse_empty_beside_bound(engine, LocalBlobStore(cfg.blob_dir), current)
+                blobs = blob_store(cfg)
+                await blobs.open()
+                try:
+                    await binding.refuse_empty_beside_bound(engine, blobs, current)
+                finally:
+                    await blobs.close()
                 await schema.upgrade(engine)
         finally:
             await engine.dispose()
@@ -436,7 +444,7 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
         # snapshot holds, so `serve --data` on a restored copy accepts the pair.
         relay_id = await store.relay_id()
         if relay_id is not None:
-            LocalBlobStore(out / BLOB_DIR).write_relay_id(relay_id)
+            LocalBlobStore(out / BLOB_DIR).write_relay_id_now(relay_id)
         return report
 
     try:
