@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import aiohttp
-from yarl import URL
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from yarl import URL
 
 from sealdrop.crypto import chunkhash
 from sealdrop.crypto.protocol import ErrorCode
@@ -100,8 +100,8 @@ def live_parts(parts: Sequence[Part]) -> list[Part]:
         if seen is None or p.modified >= seen.modified:
             by_number[p.number] = p
     out: list[Part] = []
-    while (p := by_number.get(len(out) + 1)) is not None and p.size > 0:
-        out.append(p)
+    while (nxt := by_number.get(len(out) + 1)) is not None and nxt.size > 0:
+        out.append(nxt)
     return out
 
 
