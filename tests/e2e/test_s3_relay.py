@@ -91,6 +91,17 @@ def test_send_killed_resumed_received_on_s3(
     assert counts["transfers_deleted"] == 0 and counts["orphan_blobs_deleted"] == 0
     assert seaweed.objects(s3_bucket) == objects
     assert size > 30 * MiB
+    if "postgresql" not in (s3_relay.data / "relay.toml").read_text():
+        # a backup of an S3 relay is a files relay: the blob downloaded, its
+        # relay.toml no longer naming the bucket, and it verifies
+        backup = tmp_path / "backup"
+        made = _relay_cmd(s3_relay, "backup", "--to", str(backup))
+        assert made.returncode == 0, made.stderr
+        assert (backup / "blobs" / "complete" / tid[:2] / tid).stat().st_size == size
+        assert '# blobs = "s3://' in (backup / "relay.toml").read_text()
+        again = subprocess.run([RELAY, "verify", "--json", "--data", str(backup)],
+                               env=s3_relay.env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and json.loads(again.stdout)["ok"], again.stderr
     # nothing secret in the relay's log
     log = s3_relay.log.read_text(errors="replace")
     assert SECRET_KEY not in log and "X-Amz-Signature" not in log
