@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -54,7 +53,6 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from yarl import URL
 
-from sealdrop.crypto import chunkhash
 from sealdrop.crypto.protocol import ErrorCode
 
 from .blobs import (
@@ -68,6 +66,7 @@ from .blobs import (
     check_key,
 )
 from .errors import ConfigError, InvalidInput, StoreUnavailable
+from .s3parts import ChunkHasher, Part, live_parts, part_ends, verified_body
 from .s3url import CREDENTIALS_HINT, MAX_PARTS, MIN_PART_BYTES, S3Location
 
 BLOB_FOLDER = "blobs/"
@@ -78,39 +77,8 @@ _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    number: int
-    size: int
-    etag: str
-    modified: float = 0.0  # LastModified, unix seconds
-
-
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "")) or "error"
-
-
-def live_parts(parts: Sequence[Part]) -> list[Part]:
-    """The parts that make up the partial blob: 1, 2, ... up to the first one
-    missing; of several versions of one part number, the newest (listed last
-    among equals: SeaweedFS lists them oldest first)."""
-    by_number: dict[int, Part] = {}
-    for p in parts:
-        seen = by_number.get(p.number)
-        if seen is None or p.modified >= seen.modified:
-            by_number[p.number] = p
-    out: list[Part] = []
-    while (nxt := by_number.get(len(out) + 1)) is not None and nxt.size > 0:
-        out.append(nxt)
-    return out
-
-
-def part_ends(parts: Sequence[Part]) -> list[int]:
-    ends, total = [], 0
-    for p in parts:
-        total += p.size
-        ends.append(total)
-    return ends
 
 
 @contextlib.asynccontextmanager
@@ -320,7 +288,6 @@ class S3BlobStore:
         length: int,
         digest: str,
     ) -> None:
-        algorithm = chunkhash.untag(digest)[0]
         async with _s3("store the chunk"):
             found = await self._upload(key)
             if found is None:
@@ -351,45 +318,15 @@ class S3BlobStore:
                         "UploadId": upload_id, "PartNumber": number},
                 ExpiresIn=_PRESIGN_SECONDS,
             )
-        failure: list[BaseException] = []
+        failure: list[Exception] = []
         sent = [0]
-
-        async def body() -> AsyncGenerator[bytes, None]:
-            h = chunkhash.new(algorithm)
-            try:
-                async for piece in source:
-                    if sent[0] + len(piece) > length:
-                        raise InvalidInput(
-                            "chunk body is longer than its Content-Length",
-                            code=ErrorCode.BAD_LENGTH,
-                        )
-                    h.update(piece)
-                    if sent[0] + len(piece) == length and (
-                        chunkhash.tag(algorithm, h.hexdigest()) != digest
-                    ):
-                        # Held back: S3 never gets the whole part, so keeps none.
-                        raise InvalidInput(
-                            "chunk does not match its hash header; it may be "
-                            "corrupted or tampered with",
-                            code=ErrorCode.CHECKSUM_MISMATCH,
-                        )
-                    sent[0] += len(piece)
-                    yield piece
-                if sent[0] != length:
-                    raise InvalidInput(
-                        f"chunk body ended after {sent[0]} of {length} bytes",
-                        code=ErrorCode.INCOMPLETE_CHUNK,
-                    )
-            except Exception as exc:
-                failure.append(exc)
-                raise
-
+        body = verified_body(source, length=length, digest=digest, sent=sent, failure=failure)
         if self._http is None:
             raise StoreUnavailable("the blob store is not open")
         try:
             # encoded=True: the signature covers the URL exactly as signed.
             async with self._http.put(
-                URL(url, encoded=True), data=body(), headers={"Content-Length": str(length)}
+                URL(url, encoded=True), data=body, headers={"Content-Length": str(length)}
             ) as resp:
                 if resp.status != 200:
                     text = (await resp.text())[:2000]
@@ -434,35 +371,22 @@ class S3BlobStore:
     async def _check_complete(self, key: str, chunks: Sequence[Chunk]) -> tuple[int, int | None]:
         async with _s3("read the blob"):
             try:
+                if not chunks:  # only the size: no need for the bytes
+                    head = await self._client.head_object(
+                        Bucket=self.bucket, Key=self.object_key(key))
+                    return 0, int(head["ContentLength"])
                 resp = await self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
             except ClientError as exc:
                 if _code(exc) in _MISSING:
                     return 0, None
                 raise
             size = int(resp["ContentLength"])
-            good = 0
+            hasher = ChunkHasher(chunks)
             async with resp["Body"] as stream:
-                if not chunks:
-                    return 0, size
-                pos = 0
-                h = chunkhash.new(chunkhash.untag(chunks[0][1])[0])
                 async for block in stream.iter_chunks(IO_BLOCK):
-                    view = memoryview(block)
-                    while view and good < len(chunks):
-                        end, sha = chunks[good]
-                        take = min(len(view), end - pos)
-                        h.update(view[:take])
-                        view, pos = view[take:], pos + take
-                        if pos == end:
-                            algorithm = chunkhash.untag(sha)[0]
-                            if chunkhash.tag(algorithm, h.hexdigest()) != sha:
-                                return good, size
-                            good += 1
-                            if good < len(chunks):
-                                h = chunkhash.new(chunkhash.untag(chunks[good][1])[0])
-                    if good == len(chunks):
+                    if not hasher.update(block):
                         break
-            return good, size
+            return hasher.good, size
 
     async def truncate_partial(self, key: str, size: int) -> int:
         # Cuts nothing (see the module's docstring): says how long the blob is.
