@@ -107,6 +107,38 @@ def test_send_killed_resumed_received_on_s3(
     assert SECRET_KEY not in log and "X-Amz-Signature" not in log
 
 
+def test_s3_stopped_mid_send_the_send_waits_and_finishes(
+    tmp_path: Path, s3_relay: Relay, seaweed: Seaweed, s3_bucket: str,  # noqa: F811
+) -> None:
+    """SeaweedFS killed while a real `sealdrop send` uploads: the relay answers
+    its chunks 503, the client keeps retrying (SEALDROP_RETRY_FOR), and once the
+    object store is back the send finishes; no orphan upload or row is left."""
+    practice, lab = User(tmp_path, "cabinet-martin", s3_relay), User(tmp_path, "labo", s3_relay)
+    practice.init()
+    lab.init()
+    practice.trust(lab)
+    case = make_case(tmp_path / "src", big=20 * MiB)
+    with s3_relay.throttled(up=4 * MiB):
+        proc = practice.popen("send", str(case), "--to", lab.handle, "--json",
+                              env={"SEALDROP_RETRY_FOR": "120"})
+        try:
+            wait_for(lambda: s3_relay.metric("sealdrop_upload_bytes_total") >= PART, 120,
+                     "a chunk committed")
+            seaweed.kill()
+            wait_for(lambda: '"status":503' in s3_relay.log.read_text(errors="replace"), 120,
+                     "a chunk answered 503")
+        finally:
+            seaweed.start()
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    tid = json.loads(out)["transfer_id"]
+    assert seaweed.uploads(s3_bucket) == []
+    assert seaweed.objects(s3_bucket) == [f"relay/blobs/{tid}", "relay/relay-id"]
+    verify = _relay_cmd(s3_relay, "verify", "--json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)["ok"], verify.stderr
+    assert json.loads(verify.stdout)["checked"] == 1
+
+
 def _start_fails(tmp_path: Path, blobs: str, endpoint: str,
                  env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     data = tmp_path / "bad-relay"
