@@ -137,6 +137,8 @@ def test_s3_stopped_mid_send_the_send_waits_and_finishes(
     verify = _relay_cmd(s3_relay, "verify", "--json")
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"], verify.stderr
     assert json.loads(verify.stdout)["checked"] == 1
+    log = s3_relay.log.read_text(errors="replace")
+    assert "X-Amz-Signature" not in log and "Traceback" not in log
 
 
 def _start_fails(tmp_path: Path, blobs: str, endpoint: str,
