@@ -506,14 +506,24 @@ class RelayClient:
         accepts (None from an older relay: it answers 404) and the chunk hash
         to upload with (crypto.chunkhash.pick: SHA-256 from a relay that does
         not list ``chunk_hashes``, as every relay before BLAKE3)."""
+        limit, _, algorithm = self.upload_bounds()
+        return limit, algorithm
+
+    def upload_bounds(self) -> tuple[int | None, int | None, str]:
+        """``upload_terms`` with, in the middle, the smallest chunk but a
+        transfer's last that the relay accepts (``min_chunk_bytes``: a relay
+        storing blobs in S3 says 5 MiB; None when it says nothing)."""
         try:
             obj, _ = self._call("GET", "/v1/info", signed=False)
         except RelayNotFound:
-            return None, chunkhash.SHA256
+            return None, None, chunkhash.SHA256
         limit = obj.get("max_chunk_bytes") if isinstance(obj, dict) else None
         if type(limit) is not int or limit <= 0:
             raise RelayProtocolError("the relay did not say its largest chunk size")
-        return limit, chunkhash.pick(obj.get("chunk_hashes"))
+        least = obj.get("min_chunk_bytes")
+        if least is not None and (type(least) is not int or not 0 < least <= limit):
+            raise RelayProtocolError("the relay said a smallest chunk size it cannot take")
+        return limit, least, chunkhash.pick(obj.get("chunk_hashes"))
 
     # -- accounts ------------------------------------------------------------
 

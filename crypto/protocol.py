@@ -170,6 +170,7 @@ class ErrorCode(StrEnum):
     BAD_CHECKSUM = "bad_checksum"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     CHUNK_TOO_LARGE = "chunk_too_large"
+    CHUNK_TOO_SMALL = "chunk_too_small"
     CHUNK_PAST_END = "chunk_past_end"
     INCOMPLETE_CHUNK = "incomplete_chunk"
     OFFSET_MISMATCH = "offset_mismatch"

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from . import binding, ops
-from .blobs import BlobStore, LocalBlobStore
+from .blobs import BlobStore
+from .blobstores import blob_store
 from .clientaddr import networks
 from .config import RelayConfig
 from .db import count_work, make_engine
@@ -33,50 +34,62 @@ def _context(
     config: RelayConfig, clock: Callable[[], float], blobs: BlobStore | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        engine = make_engine(config.db_url)
-        store = SqlMetadataStore(engine)
-        local = LocalBlobStore(config.blob_dir)
-        local.create_dirs()
-        relay = Relay(
-            config=config,
-            store=store,
-            blobs=blobs if blobs is not None else local,
-            logger=logging.getLogger(LOGGER_NAME),
-            metrics=Metrics(routes=_route_table(app)),
-            limiter=TokenBuckets(rate=config.rate_per_second, burst=config.rate_burst),
-            clock=clock,
-            trusted_proxies=networks(config.trusted_proxies),
-        )
-        count_work(
-            engine,
-            statement=lambda: relay.metrics.inc("sealdrop_db_statements_total"),
-            commit=lambda: relay.metrics.inc("sealdrop_db_commits_total"),
-        )
+        chosen = blobs if blobs is not None else blob_store(config)
+        await chosen.open()  # S3: a missing bucket or refused credentials stop here
         try:
-            # Refuse a schema this code does not know; only `db upgrade` migrates.
-            await binding.require_schema(engine, local)
-            # Before anything reads or repairs blobs: refuse a database that is
-            # not this blob store's (a brand-new relay is bound here).
-            await binding.bind(store, local, adopt=False)
-            repaired = await ops.recover(store, relay.blobs)
-            if repaired:
-                relay.logger.warning(
-                    "recovered_partial_uploads", extra={"fields": {"count": repaired}}
-                )
-            app[RELAY_KEY] = relay
-            reaper = asyncio.create_task(_reaper(relay))
-            try:
+            await chosen.prepare()
+            async for _ in _serve(app, config, clock, chosen):
                 yield
-            finally:
-                reaper.cancel()
-                try:
-                    await reaper
-                except asyncio.CancelledError:
-                    pass
         finally:
-            await store.close()  # its SQLite thread, then the engine
+            await chosen.close()
 
     return ctx
+
+
+async def _serve(
+    app: web.Application, config: RelayConfig, clock: Callable[[], float], blobs: BlobStore
+) -> AsyncIterator[None]:
+    """The relay on an open blob store: database, binding, recovery, reaper."""
+    engine = make_engine(config.db_url)
+    store = SqlMetadataStore(engine)
+    relay = Relay(
+        config=config,
+        store=store,
+        blobs=blobs,
+        logger=logging.getLogger(LOGGER_NAME),
+        metrics=Metrics(routes=_route_table(app)),
+        limiter=TokenBuckets(rate=config.rate_per_second, burst=config.rate_burst),
+        clock=clock,
+        trusted_proxies=networks(config.trusted_proxies),
+    )
+    count_work(
+        engine,
+        statement=lambda: relay.metrics.inc("sealdrop_db_statements_total"),
+        commit=lambda: relay.metrics.inc("sealdrop_db_commits_total"),
+    )
+    try:
+        # Refuse a schema this code does not know; only `db upgrade` migrates.
+        await binding.require_schema(engine, blobs)
+        # Before anything reads or repairs blobs: refuse a database that is
+        # not this blob store's (a brand-new relay is bound here).
+        await binding.bind(store, blobs, adopt=False)
+        repaired = await ops.recover(store, relay.blobs)
+        if repaired:
+            relay.logger.warning(
+                "recovered_partial_uploads", extra={"fields": {"count": repaired}}
+            )
+        app[RELAY_KEY] = relay
+        reaper = asyncio.create_task(_reaper(relay))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            try:
+                await reaper
+            except asyncio.CancelledError:
+                pass
+    finally:
+        await store.close()  # its SQLite thread, then the engine
 
 
 def _route_table(app: web.Application) -> list[tuple[str, str]]:

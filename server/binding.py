@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import schema
-from .blobs import LocalBlobStore
+from .blobs import RELAY_ID_FILE, BlobStore
 from .errors import ConfigError
 from .metadata import SqlMetadataStore
 
@@ -49,36 +49,36 @@ def _db_name(store: SqlMetadataStore) -> str:
     return store.engine.url.render_as_string(hide_password=True)
 
 
-def refuse_empty_beside_bound(
-    engine: AsyncEngine, local: LocalBlobStore, current: str | None
+async def refuse_empty_beside_bound(
+    engine: AsyncEngine, local: BlobStore, current: str | None
 ) -> None:
     """A database with no schema at all beside a blob store that belongs to a
     relay is the wrong database: say so, rather than "run init"."""
-    blob_id = local.read_relay_id()
+    blob_id = await local.read_relay_id()
     if current is None and blob_id is not None:
         db = engine.url.render_as_string(hide_password=True)
         raise BindingError(
-            f"the blob store {local.root} belongs to relay {blob_id} but the database {db} "
+            f"the blob store {local.where} belongs to relay {blob_id} but the database {db} "
             f"holds no relay schema: it is a fresh or foreign database, not this relay's; "
             f"{FIX_HINT}"
         )
 
 
-async def require_schema(engine: AsyncEngine, local: LocalBlobStore) -> None:
+async def require_schema(engine: AsyncEngine, local: BlobStore) -> None:
     """The schema check every command and ``serve`` run first (``schema.judge``),
     with the wrong-database case named for what it is."""
     current = await schema.current(engine)
-    refuse_empty_beside_bound(engine, local, current)
+    await refuse_empty_beside_bound(engine, local, current)
     schema.judge(current)
 
 
-async def check(store: SqlMetadataStore, local: LocalBlobStore) -> str:
+async def check(store: SqlMetadataStore, local: BlobStore) -> str:
     """The relay id both sides share; ``BindingError`` (with why) otherwise."""
     db_id = await store.relay_id()
-    blob_id = local.read_relay_id()
+    blob_id = await local.read_relay_id()
     if db_id is not None and db_id == blob_id:
         return db_id
-    db, folder = _db_name(store), local.root
+    db, folder = _db_name(store), local.where
     if db_id is not None and blob_id is not None:
         raise BindingError(
             f"the database {db} belongs to relay {db_id} but the blob store {folder} to relay "
@@ -95,7 +95,7 @@ async def check(store: SqlMetadataStore, local: LocalBlobStore) -> str:
         raise BindingError(
             f"the database {db} belongs to relay {db_id} but the blob store {folder} has no "
             f"relay id: wrong data folder, or its relay-id file was lost; point --data at the "
-            f"relay's data folder or restore {local.marker_path} from a backup"
+            f"relay's data folder or restore {local.where}/{RELAY_ID_FILE} from a backup"
         )
     raise BindingError(
         f"the database {db} and the blob store {folder} are not bound to each other yet; "
@@ -103,7 +103,7 @@ async def check(store: SqlMetadataStore, local: LocalBlobStore) -> str:
     )
 
 
-async def _adoptable(store: SqlMetadataStore, local: LocalBlobStore) -> str | None:
+async def _adoptable(store: SqlMetadataStore, local: BlobStore) -> str | None:
     """Why this unbound pair must not be bound as one relay; None if it may."""
     listed = await local.list()
     ids = await store.ids()
@@ -112,26 +112,26 @@ async def _adoptable(store: SqlMetadataStore, local: LocalBlobStore) -> str | No
     keys = {b.key for b in listed}
     if keys and not keys & ids:
         return (
-            f"the blob store {local.root} holds {len(keys)} blob(s) but the database "
+            f"the blob store {local.where} holds {len(keys)} blob(s) but the database "
             f"{_db_name(store)} holds none of their transfers: it is not this relay's database"
         )
     # A few orphans (a crash between row delete and blob delete) are normal;
     # most blobs without rows are not.
     if len(keys - ids) * 2 > len(keys):
         return (
-            f"{len(keys - ids)} of the {len(keys)} blob(s) in {local.root} have no transfer in "
+            f"{len(keys - ids)} of the {len(keys)} blob(s) in {local.where} have no transfer in "
             f"the database {_db_name(store)}: it is not this relay's database"
         )
     missing = [tid for tid in with_bytes if tid not in keys]
     if missing and len(missing) * 2 >= len(with_bytes):
         return (
             f"the database {_db_name(store)} records {len(with_bytes)} transfer(s) with data "
-            f"but {len(missing)} of their blobs are not in {local.root}: wrong data folder"
+            f"but {len(missing)} of their blobs are not in {local.where}: wrong data folder"
         )
     return None
 
 
-async def bind(store: SqlMetadataStore, local: LocalBlobStore, *, adopt: bool) -> Binding:
+async def bind(store: SqlMetadataStore, local: BlobStore, *, adopt: bool) -> Binding:
     """Check the pair, binding it first if it is unbound and safe to bind.
 
     A brand-new relay (no blob, no transfer, no id on either side) is bound
@@ -140,7 +140,7 @@ async def bind(store: SqlMetadataStore, local: LocalBlobStore, *, adopt: bool) -
     the blobs found. Anything else raises ``BindingError`` and writes nothing.
     """
     db_id = await store.relay_id()
-    blob_id = local.read_relay_id()
+    blob_id = await local.read_relay_id()
     if db_id is not None and db_id == blob_id:
         return Binding(db_id, "bound")
     if db_id is not None and blob_id is not None:
@@ -157,5 +157,5 @@ async def bind(store: SqlMetadataStore, local: LocalBlobStore, *, adopt: bool) -
     # binding that the next `init` completes after the same checks.
     relay_id = await store.set_relay_id(db_id or blob_id or secrets.token_hex(16))
     if blob_id is None:
-        local.write_relay_id(relay_id)
+        await local.write_relay_id(relay_id)
     return Binding(relay_id, "new" if fresh and unmarked else "adopted")

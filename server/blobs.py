@@ -20,8 +20,8 @@ A blob goes through two states, named by where it lives:
   immutable until deleted.
 
 The interface takes keys (transfer ids) and async byte streams, never paths, so
-an S3-compatible backend fits it: partial = multipart upload parts, finalize =
-complete-multipart-upload.
+an S3-compatible backend fits it (server.s3blobs): partial = multipart upload
+parts, finalize = complete-multipart-upload.
 
 The local backend supports one relay process per data directory: two processes
 writing the same partial file would need a cross-process lock (see
@@ -73,9 +73,34 @@ class BlobInfo:
 class BlobStore(Protocol):
     """What the relay needs from a place that stores ciphertext."""
 
-    # The smallest write ``write_chunk`` takes, the last of a blob excepted (an
-    # S3 part: 5 MiB); 0 for none.
-    min_write_bytes: int
+    @property
+    def min_chunk_bytes(self) -> int:
+        """The smallest chunk other than a transfer's last that the store takes
+        (S3's smallest multipart part); 1 if any size will do."""
+
+    @property
+    def where(self) -> str:
+        """The store as an operator names it (a folder, ``s3://bucket/prefix``),
+        for messages; never holds a credential."""
+
+    async def open(self) -> None:
+        """Connect, and check that the store is there and lets the relay in
+        (``ConfigError`` with one sentence otherwise). Writes nothing."""
+
+    async def prepare(self) -> None:
+        """Create what the store needs before its first write (local: folders)."""
+
+    async def close(self) -> None:
+        """Release connections; the store is not used after."""
+
+    async def read_relay_id(self) -> str | None:
+        """The relay id of the marker binding this store to its database
+        (server.binding); None if there is none. ``ConfigError`` for a marker
+        that is not an id: ignoring it would let a damaged store look unbound
+        and be adopted by any database."""
+
+    async def write_relay_id(self, relay_id: str) -> None:
+        """Write the marker durably and atomically (never a half-written id)."""
 
     async def ready(self) -> None:
         """Raise ``StoreUnavailable`` unless the store can be written now."""
@@ -298,26 +323,42 @@ def _copy_prefix(src: Path, dst: Path, length: int | None) -> bool:
 class LocalBlobStore:
     """Blobs as files under ``root``: ``partial/<id>`` and ``complete/<id[:2]>/<id>``."""
 
-    min_write_bytes = 0
+    min_chunk_bytes = 1
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.partial_dir = self.root / "partial"
         self.complete_dir = self.root / "complete"
 
+    @property
+    def where(self) -> str:
+        return str(self.root)
+
     def create_dirs(self) -> None:
         for d in (self.root, self.partial_dir, self.complete_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    async def open(self) -> None:
+        pass  # a folder needs no connection; `prepare` creates it
+
+    async def prepare(self) -> None:
+        await asyncio.to_thread(self.create_dirs)
+
+    async def close(self) -> None:
+        pass
 
     @property
     def marker_path(self) -> Path:
         return self.root / RELAY_ID_FILE
 
-    def read_relay_id(self) -> str | None:
-        """The relay id in this store's marker file; None if there is none.
+    async def read_relay_id(self) -> str | None:
+        return self.read_relay_id_now()
 
-        A marker that is not an id is refused rather than ignored: ignoring it
-        would let a damaged store look unbound and be adopted by any database."""
+    async def write_relay_id(self, relay_id: str) -> None:
+        self.write_relay_id_now(relay_id)
+
+    def read_relay_id_now(self) -> str | None:
+        """``read_relay_id`` without an event loop (a marker is a few bytes)."""
         try:
             text = self.marker_path.read_text("ascii").strip()
         except FileNotFoundError:
@@ -332,8 +373,8 @@ class LocalBlobStore:
             )
         return text
 
-    def write_relay_id(self, relay_id: str) -> None:
-        """Write the marker durably and atomically (never a half-written id)."""
+    def write_relay_id_now(self, relay_id: str) -> None:
+        """``write_relay_id`` without an event loop."""
         if not RELAY_ID_RE.fullmatch(relay_id):
             raise ValueError("relay id must be 32 lowercase hex digits")
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)

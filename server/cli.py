@@ -21,9 +21,10 @@ import click
 
 from sealdrop.crypto.alloc import tune_allocator
 
-from . import binding, schema
+from . import binding, s3url, schema
 from .accounts import create_invite, invite_hash
 from .blobs import BlobStore, LocalBlobStore
+from .blobstores import blob_store
 from .config import (
     BLOB_DIR,
     CONFIG_NAME,
@@ -67,15 +68,17 @@ def _with_store(
     existing install."""
     async def run() -> T:
         engine = make_engine(cfg.db_url)
+        blobs = blob_store(cfg)
         try:
+            await blobs.open()
             # Never migrates: only `db upgrade` does (server.schema).
-            blobs = LocalBlobStore(cfg.blob_dir)
             await binding.require_schema(engine, blobs)
-            blobs.create_dirs()
+            await blobs.prepare()
             store = SqlMetadataStore(engine)
             await binding.bind(store, blobs, adopt=adopt)
             return await fn(store, blobs)
         finally:
+            await blobs.close()
             await engine.dispose()
 
     return asyncio.run(run())
@@ -121,7 +124,12 @@ def init(data_dir: Path) -> None:
             if current is None:
                 # Never into the wrong database: a bound data folder beside an
                 # empty database is refused, not given a fresh schema.
-                binding.refuse_empty_beside_bound(engine, LocalBlobStore(cfg.blob_dir), current)
+                blobs = blob_store(cfg)
+                await blobs.open()
+                try:
+                    await binding.refuse_empty_beside_bound(engine, blobs, current)
+                finally:
+                    await blobs.close()
                 await schema.upgrade(engine)
         finally:
             await engine.dispose()
@@ -443,7 +451,7 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
         # snapshot holds, so `serve --data` on a restored copy accepts the pair.
         relay_id = await store.relay_id()
         if relay_id is not None:
-            LocalBlobStore(out / BLOB_DIR).write_relay_id(relay_id)
+            LocalBlobStore(out / BLOB_DIR).write_relay_id_now(relay_id)
         return report
 
     try:
@@ -468,13 +476,19 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
               help="The target database URL, postgresql://USER@HOST/DB (its password in "
                    "PGPASSWORD or ~/.pgpass, never here). Env: SEALDROP_MIGRATE_TO.")
 @click.option("--blobs", "blobs_spec", envvar="SEALDROP_MIGRATE_BLOBS", required=True,
-              help="The target blob store: a folder. Env: SEALDROP_MIGRATE_BLOBS.")
+              help="The target blob store: s3://BUCKET/PREFIX (credentials from the AWS "
+                   "environment) or a folder. Env: SEALDROP_MIGRATE_BLOBS.")
+@click.option("--s3-endpoint", envvar="SEALDROP_MIGRATE_S3_ENDPOINT", default="",
+              help="With s3://: the object store's URL (empty for AWS). "
+                   "Env: SEALDROP_MIGRATE_S3_ENDPOINT.")
+@click.option("--s3-region", envvar="SEALDROP_MIGRATE_S3_REGION", default="",
+              help="With s3://: its region. Env: SEALDROP_MIGRATE_S3_REGION.")
 @click.option("--blobs-only", is_flag=True,
               help="Copy and verify blobs only, while the relay still serves; run again "
                    "without it once the relay is stopped.")
 @click.option("--json", "as_json", is_flag=True)
-def migrate(data_dir: Path, to_url: str, blobs_spec: str, blobs_only: bool,
-            as_json: bool) -> None:
+def migrate(data_dir: Path, to_url: str, blobs_spec: str, s3_endpoint: str, s3_region: str,
+            blobs_only: bool, as_json: bool) -> None:
     """Move this relay onto another database and blob store, verified blob by blob.
 
     Resumable: run it again after an interruption. The source is only read.
@@ -490,9 +504,18 @@ def migrate(data_dir: Path, to_url: str, blobs_spec: str, blobs_only: bool,
             "put the database password in PGPASSWORD or ~/.pgpass, not on the command "
             "line: other users of this machine can read a process's arguments")
     cfg = _config(data_dir)
-    target_blobs = LocalBlobStore(Path(blobs_spec).absolute())
-    if target_blobs.root == cfg.blob_dir.absolute():
-        raise click.UsageError("the target blob store is the relay's own; give another one")
+    if cfg.s3 is not None:
+        raise click.UsageError("this relay already keeps its blobs in object storage; "
+                               "migrate moves a relay whose blobs are files")
+    if s3url.is_s3(blobs_spec):
+        target: RelayConfig = cfg.replace(blobs=blobs_spec, s3_endpoint=s3_endpoint,
+                                          s3_region=s3_region)
+        target_blobs = blob_store(target)
+    else:
+        folder = Path(blobs_spec).absolute()
+        if folder == cfg.blob_dir.absolute():
+            raise click.UsageError("the target blob store is the relay's own; give another one")
+        target_blobs = LocalBlobStore(folder)
 
     def say(line: str) -> None:
         if not as_json:
@@ -502,9 +525,11 @@ def migrate(data_dir: Path, to_url: str, blobs_spec: str, blobs_only: bool,
         assert isinstance(blobs, LocalBlobStore)
         engine = make_engine(async_url(to_url))
         try:
+            await target_blobs.open()
             return await mig.migrate(store, blobs, engine, target_blobs, progress=say,
                                      rows=not blobs_only)
         finally:
+            await target_blobs.close()
             await engine.dispose()
 
     report = _with_store(cfg, run)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sealdrop.crypto.protocol import MIN_CHUNK_SIZE
 
+from . import s3url
 from .errors import ConfigError
 
 CONFIG_NAME = "relay.toml"
@@ -46,6 +47,11 @@ DAY = 86400
 class RelayConfig:
     data_dir: Path
     database_url: str = ""  # empty: SQLite file relay.db in data_dir
+    # Empty: files under data_dir/blobs. "s3://BUCKET/PREFIX": an S3-compatible
+    # object store (server.s3blobs), at s3_endpoint ("" for AWS) in s3_region.
+    blobs: str = ""
+    s3_endpoint: str = ""
+    s3_region: str = ""
     host: str = "127.0.0.1"
     port: int = 8780
     default_expiry_seconds: int = 30 * DAY
@@ -92,6 +98,13 @@ class RelayConfig:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / BLOB_DIR
+
+    @property
+    def s3(self) -> s3url.S3Location | None:
+        """Where the S3 blob store is; None for files in the data folder."""
+        if not self.blobs:
+            return None
+        return s3url.parse(self.blobs, endpoint=self.s3_endpoint, region=self.s3_region)
 
     def replace(self, **changes: object) -> RelayConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -243,6 +256,11 @@ def _validate(cfg: RelayConfig) -> RelayConfig:
     if cfg.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("configuration: log_level must be debug, info, warning or error")
     cfg.db_url  # noqa: B018 - validates the URL scheme
+    if cfg.s3 is not None and cfg.max_chunk_bytes < s3url.MIN_PART_BYTES:
+        raise ConfigError(
+            f"configuration: max_chunk_bytes must be at least {s3url.MIN_PART_BYTES} (5 MiB) "
+            "with S3 blobs, S3's smallest multipart part"
+        )
     return cfg
 
 
@@ -333,6 +351,13 @@ DEFAULT_CONFIG_TEXT = """\
 # Empty: SQLite file relay.db next to this file. For PostgreSQL:
 # database_url = "postgresql://sealdrop@db.internal/sealdrop"
 database_url = ""
+# Empty: blob files in blobs/ next to this file. For S3-compatible object
+# storage (docs/operations.md, "Object storage (S3)"); credentials come only
+# from the AWS variables or files in the relay's environment, never from here:
+# blobs = "s3://sealdrop-blobs/relay1"
+# s3_endpoint = "https://s3.example.net"   # empty for AWS itself
+# s3_region = "eu-west-1"
+blobs = ""
 host = "127.0.0.1"
 port = 8780
 default_expiry_seconds = 2592000   # 30 days

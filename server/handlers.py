@@ -114,8 +114,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def info(request: web.Request) -> web.Response:
     """What a client needs to know before it sends: unauthenticated, the same for all."""
-    return _json({"max_chunk_bytes": _relay(request).config.max_chunk_bytes,
-                  "chunk_hashes": list(chunkhash.ALGORITHMS)})
+    relay = _relay(request)
+    out: dict[str, object] = {"max_chunk_bytes": relay.config.max_chunk_bytes,
+                              "chunk_hashes": list(chunkhash.ALGORITHMS)}
+    if relay.blobs.min_chunk_bytes > 1:  # S3 blobs: every chunk but the last is a part
+        out["min_chunk_bytes"] = relay.blobs.min_chunk_bytes
+    return _json(out)
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -82,7 +82,7 @@ async def migrate(
     source: SqlMetadataStore,
     source_blobs: LocalBlobStore,
     target_engine: AsyncEngine,
-    target_blobs: LocalBlobStore,
+    target_blobs: BlobStore,
     *,
     progress: Progress = lambda _line: None,
     rows: bool = True,
@@ -95,14 +95,14 @@ async def migrate(
         raise MigrateError(
             f"the target database belongs to relay {target_id}, not to this relay "
             f"({relay_id}); migrate into an empty database")
-    marker = target_blobs.read_relay_id()
+    marker = await target_blobs.read_relay_id()
     if marker is not None and marker != relay_id:
         raise MigrateError(
             f"the target blob store belongs to relay {marker}, not to this relay "
             f"({relay_id}); migrate into an empty bucket or folder")
     if marker is None:
-        target_blobs.create_dirs()
-        target_blobs.write_relay_id(relay_id)
+        await target_blobs.prepare()
+        await target_blobs.write_relay_id(relay_id)
 
     report = MigrateReport(already=target_id is not None)
     with tempfile.TemporaryDirectory(prefix="sealdrop-migrate-") as tmp:
@@ -111,7 +111,7 @@ async def migrate(
         snapshot = SqlMetadataStore.open_sqlite(snap_path)
         try:
             transfers = await snapshot.all_transfers()
-            min_write = target_blobs.min_write_bytes
+            min_write = target_blobs.min_chunk_bytes
             cut: dict[str, int] = {}  # uploads the target holds less of
             for n, t in enumerate(transfers, 1):
                 chunks = await snapshot.chunks(t.id)
@@ -168,7 +168,7 @@ async def _prepare_target(engine: AsyncEngine) -> str | None:
 def groups(chunks: Sequence[Chunk], min_write: int) -> list[list[Chunk]]:
     """Consecutive recorded chunks gathered into writes of at least ``min_write``
     bytes (the last may be shorter): an S3 part must be 5 MiB or more, however
-    small the chunks a client chose. With ``min_write`` 0, one chunk a write."""
+    small the chunks a client chose. With ``min_write`` 1, one chunk a write."""
     out: list[list[Chunk]] = []
     start = group_start = 0
     for chunk in chunks:

@@ -9,6 +9,7 @@ the blob did, and is gone), never a blob of an upload that just started.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +82,14 @@ async def _delete(store: SqlMetadataStore, blobs: BlobStore, tid: str) -> None:
 class GcReport:
     deleted: list[str] = field(default_factory=list)
     orphan_blobs: int = 0
+    stale_partials: int = 0
     nonces: int = 0
 
     def counts(self) -> dict[str, int]:
         return {
             "transfers_deleted": len(self.deleted),
             "orphan_blobs_deleted": self.orphan_blobs,
+            "stale_partials_discarded": self.stale_partials,
             "nonces_purged": self.nonces,
         }
 
@@ -143,6 +146,14 @@ async def gc(
         await blobs.delete(key)
         report.orphan_blobs += 1
         _log.info("gc_delete", extra={"fields": {"transfer": key, "reason": "orphan"}})
+    # A partial blob beside the complete one (S3: a second multipart upload
+    # left by two relays racing on a first chunk) is never written again:
+    # aborting it is what stops the object store from keeping its parts.
+    done = {b.key for b in listed if b.complete}
+    for key in sorted({b.key for b in listed if not b.complete and b.key in done} - set(doomed)):
+        await blobs.discard_partial(key)
+        report.stale_partials += 1
+        _log.info("gc_delete", extra={"fields": {"transfer": key, "reason": "stale_partial"}})
     report.nonces = await store.purge_nonces(now)
     return report
 
@@ -246,8 +257,10 @@ async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> 
                 await _delete(store, blobs, tid)
                 removed(tid, problem, "deleted")
         for tid in report.trailing:
-            await blobs.truncate_partial(tid, by_id[tid].committed)
-            removed(tid, "trailing", "truncated")
+            left = await blobs.truncate_partial(tid, by_id[tid].committed)
+            # An S3 store cannot cut a multipart upload: its extra part is
+            # replaced by the sender's next chunk or dropped at completion.
+            removed(tid, "trailing", "truncated" if left <= by_id[tid].committed else "kept")
         for tid in report.orphans:
             if tid in by_id:
                 await blobs.discard_partial(tid)
@@ -301,4 +314,18 @@ async def backup(
     conf = cfg.data_dir / CONFIG_NAME
     if conf.exists():
         shutil.copy2(conf, dest / CONFIG_NAME)
+        if cfg.s3 is not None:
+            _local_blobs_in(dest / CONFIG_NAME)
     return report
+
+
+def _local_blobs_in(conf: Path) -> None:
+    """The backup of an S3 relay keeps its blobs as files: its relay.toml must
+    not send a relay serving it back to the live bucket."""
+    lines = conf.read_text("utf-8").splitlines()
+    kept = [
+        f"# {line}  (this backup's blobs are files in blobs/)"
+        if re.match(r"\s*(blobs|s3_endpoint|s3_region)\s*=", line) else line
+        for line in lines
+    ]
+    conf.write_text("\n".join(kept) + "\n", "utf-8")

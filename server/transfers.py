@@ -199,6 +199,14 @@ async def upload_chunk(
             f"the chunk ends past the declared transfer size ({t.size} bytes)",
             code=ErrorCode.CHUNK_PAST_END,
         )
+    if length < relay.blobs.min_chunk_bytes and offset + length < t.size:
+        # S3 blobs: each chunk is a multipart part, and S3 refuses to complete
+        # an upload with a part under 5 MiB other than the last.
+        raise InvalidInput(
+            f"a chunk other than the last must be at least {relay.blobs.min_chunk_bytes} "
+            "bytes on this relay (GET /v1/info: min_chunk_bytes)",
+            code=ErrorCode.CHUNK_TOO_SMALL,
+        )
     async with relay.locks(t.id):
         # Re-read under the lock: another request may have advanced the offset.
         progress = await relay.store.progress(t.id)

@@ -161,8 +161,8 @@ def send(
     bundles = refresh_recipients(session, to, allow_unverified=allow_unverified, now=when)
     # A relay configured for smaller chunks than ours says so: fit them to it.
     # The chunk hash is fixed for the transfer's life: a resume keeps the record's.
-    relay_limit, chunk_hash = session.relay.upload_terms()
-    chunk_size = fit_chunk_size(chunk_size, relay_limit)
+    relay_limit, relay_least, chunk_hash = session.relay.upload_bounds()
+    chunk_size = fit_chunk_size(chunk_size, relay_limit, relay_least)
     # The copies are made once the recipients are known good: a refused
     # contact leaves no folder behind.
     deid_record = None

@@ -87,10 +87,21 @@ def check_chunk_size(chunk_size: int) -> int:
     return chunk_size
 
 
-def fit_chunk_size(chunk_size: int, relay_limit: int | None) -> int:
+def fit_chunk_size(
+    chunk_size: int, relay_limit: int | None, relay_least: int | None = None
+) -> int:
     """The chunk size a new send uses: ``chunk_size``, or less if the relay accepts
     less (``relay_limit``: its advertised ``max_chunk_bytes``; None from an older
-    relay that does not say)."""
+    relay that does not say), or more if the relay needs more (``relay_least``:
+    its ``min_chunk_bytes``, 5 MiB from a relay that stores blobs in S3)."""
+    if relay_least is not None and chunk_size < relay_least:
+        if relay_least > min(MAX_CHUNK_SIZE, relay_limit or MAX_CHUNK_SIZE):
+            raise ClientError(
+                f"the relay needs chunks of at least {relay_least} bytes, more than the "
+                f"{min(MAX_CHUNK_SIZE, relay_limit or MAX_CHUNK_SIZE)} this client can send",
+                hint="ask the relay operator to check max_chunk_bytes",
+            )
+        return relay_least
     if relay_limit is None or relay_limit >= chunk_size:
         return chunk_size
     if relay_limit < MIN_CHUNK_SIZE:

@@ -195,9 +195,8 @@ def _fresh_pg(url: str) -> tuple[str, Callable[[], None]]:
 
 
 def scaled(tmp: Path, processes: int, pg: str) -> Deployment:
-    from tests.s3kit import AWS_ENV, Seaweed
-
     from tests.e2e.nginxkit import Nginx
+    from tests.s3kit import AWS_ENV, Seaweed
 
     stops: list[Callable[[], None]] = []
     weed_dir = tmp / "seaweed"

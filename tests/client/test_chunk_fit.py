@@ -89,3 +89,36 @@ def test_an_older_relay_without_info_gets_sha256() -> None:
     body = json.dumps({"error": "not found", "code": "not_found"}).encode()
     with hostile_relay(_answering("404 Not Found", body)) as relay:  # type: ignore[arg-type]
         assert _terms(relay) == (None, "sha256")
+
+
+def test_a_relay_minimum_raises_a_smaller_chunk() -> None:
+    """A relay on S3 says min_chunk_bytes (5 MiB): smaller chunks are raised to it,
+    larger ones (the 12 MiB default) are left alone."""
+    five = 5 << 20
+    assert fit_chunk_size(12 << 20, 16 << 20, five) == 12 << 20
+    assert fit_chunk_size(1 << 20, 16 << 20, five) == five
+    assert fit_chunk_size(MIN_CHUNK_SIZE, 16 << 20, five) == five
+    assert fit_chunk_size(five, 16 << 20, five) == five
+
+
+def test_a_minimum_above_what_the_client_can_send_is_refused() -> None:
+    with pytest.raises(ClientError, match="at least"):
+        fit_chunk_size(1 << 20, 16 << 20, 20 << 20)  # above the client's 16 MiB
+    with pytest.raises(ClientError, match="at least"):
+        fit_chunk_size(1 << 20, 4 << 20, 5 << 20)  # above the relay's own maximum
+
+
+@pytest.mark.parametrize("least", [0, -1, True, "5242880", 1.5, 32 << 20])
+def test_a_nonsense_minimum_is_refused(least: object) -> None:
+    body = json.dumps({"max_chunk_bytes": 16 << 20, "min_chunk_bytes": least}).encode()
+    with hostile_relay(_answering("200 OK", body)) as relay:  # type: ignore[arg-type]
+        with RelayClient(relay.url, handle="cabinet-a", signing_key=KEY, timeout=30) as c:
+            with pytest.raises(RelayProtocolError, match="smallest chunk"):
+                c.upload_bounds()
+
+
+def test_a_relay_without_a_minimum_says_none() -> None:
+    body = json.dumps({"max_chunk_bytes": 16 << 20, "chunk_hashes": ["blake3"]}).encode()
+    with hostile_relay(_answering("200 OK", body)) as relay:  # type: ignore[arg-type]
+        with RelayClient(relay.url, handle="cabinet-a", signing_key=KEY, timeout=30) as c:
+            assert c.upload_bounds() == (16 << 20, None, "blake3")

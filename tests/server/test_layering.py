@@ -20,6 +20,9 @@ SERVER = Path(__file__).resolve().parents[2] / "server"
 
 # The HTTP edge: these may import aiohttp.
 HTTP_EDGE = {"app", "routes", "handlers", "middleware", "http_parse", "auth", "state", "cli"}
+# The S3 blob store speaks HTTP to the object store, never to a client: it may
+# use aiohttp's client (aiobotocore's own transport), not aiohttp.web.
+OBJECT_STORE_CLIENTS = {"s3blobs"}
 # ...and only these may name aiohttp's HTTP exceptions (web.HTTPNotFound, ...).
 HTTP_EXCEPTIONS_ALLOWED = {"app", "routes", "handlers", "middleware"}
 
@@ -59,10 +62,17 @@ def test_the_server_modules_were_found() -> None:
     assert {"handlers", "middleware", "metadata", "blobs", "transfers", "ops"} <= set(MODULES)
 
 
-@pytest.mark.parametrize("name", sorted(set(MODULES) - HTTP_EDGE))
+@pytest.mark.parametrize("name", sorted(set(MODULES) - HTTP_EDGE - OBJECT_STORE_CLIENTS))
 def test_storage_and_domain_do_not_import_aiohttp(name: str) -> None:
     bad = [m for m, _ in _imports(MODULES[name]) if m == "aiohttp" or m.startswith("aiohttp.")]
     assert bad == [], f"server/{name}.py imports {bad}: it must not speak HTTP"
+
+
+@pytest.mark.parametrize("name", sorted(OBJECT_STORE_CLIENTS))
+def test_object_store_clients_do_not_serve_http(name: str) -> None:
+    bad = [m for m, names in _imports(MODULES[name])
+           if m.startswith("aiohttp.web") or (m == "aiohttp" and "web" in names)]
+    assert bad == [], f"server/{name}.py imports {bad}: only the HTTP edge serves HTTP"
 
 
 @pytest.mark.parametrize("name", sorted(set(MODULES) - HTTP_EXCEPTIONS_ALLOWED))
