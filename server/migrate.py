@@ -112,12 +112,13 @@ async def migrate(
         try:
             transfers = await snapshot.all_transfers()
             min_write = target_blobs.min_chunk_bytes
-            cut: dict[str, int] = {}  # uploads the target holds less of
+            # Uploads the target holds otherwise than the source: (kept, records).
+            cut: dict[str, tuple[int, list[Chunk] | None]] = {}
             for n, t in enumerate(transfers, 1):
                 chunks = await snapshot.chunks(t.id)
                 moved = await _move_blob(source_blobs, target_blobs, t, chunks, min_write)
-                if moved.kept < t.committed:
-                    cut[t.id] = moved.kept
+                if moved.kept < t.committed or moved.records is not None:
+                    cut[t.id] = (moved.kept, moved.records)
                 if moved.wrote:
                     report.copied += 1
                     report.bytes += moved.wrote
@@ -127,8 +128,9 @@ async def migrate(
                          + (f"copied {moved.wrote} bytes, verified" if moved.wrote
                             else "already there, verified")
                          + (f"; upload cut back to {moved.kept} bytes, the sender resumes"
-                            if t.id in cut else ""))
-            report.cut_back = len(cut)
+                            if moved.kept < t.committed else ""))
+            report.cut_back = sum(1 for t in transfers
+                                  if t.id in cut and cut[t.id][0] < t.committed)
             if not rows:
                 pass
             elif report.already:
@@ -184,6 +186,11 @@ def groups(chunks: Sequence[Chunk], min_write: int) -> list[list[Chunk]]:
 class Moved:
     wrote: int  # bytes written to the target; 0: it held the blob already
     kept: int  # the committed offset the target holds (an upload may be cut back)
+    # An upload in progress whose chunks were gathered into parts: its chunk
+    # records on the target, one per part (what the target can check while the
+    # upload is open, and where the sender's next chunk must start). None: as in
+    # the source.
+    records: list[Chunk] | None = None
 
 
 async def _move_blob(
@@ -198,33 +205,39 @@ async def _move_blob(
     plan = groups(chunks, min_write)
     if not complete and plan and plan[-1][-1][0] - _start_of(plan, len(plan) - 1) < min_write:
         plan = plan[:-1]
-    keep = [c for g in plan for c in g]
-    if not keep:
+    if not plan:
         await target.delete(t.id)
-        return Moved(0, 0)
-    intact, size = await target.check_chunks(t.id, keep, complete=complete)
-    if intact == len(keep) and size == keep[-1][0]:
-        return Moved(0, keep[-1][0])
+        return Moved(0, 0, [] if chunks else None)
+    # Each write's hash: a chunk's own record, or the BLAKE3 of gathered chunks
+    # (each checked against its record as it is read).
+    async def digest(i: int) -> str:
+        g = plan[i]
+        return g[0][1] if len(g) == 1 else await _group_digest(
+            source, t.id, complete, _start_of(plan, i), g)
+
+    # What the target is checked against: a complete blob, along the recorded
+    # chunks (ranged reads); an open upload, along its writes (its parts).
+    records = ([c for g in plan for c in g] if complete else
+               [(g[-1][0], await digest(i)) for i, g in enumerate(plan)])
+    writes_done = _writes_done(plan, complete)
+    intact, size = await target.check_chunks(t.id, records, complete=complete)
+    moved = Moved(0, plan[-1][-1][0],
+                  None if complete or records == list(chunks) else records)
+    if intact == len(records) and size == records[-1][0]:
+        return moved
     if complete and size is not None:
         await target.delete(t.id)  # a wrong complete blob is never resumed into
         intact = 0
-    # Resume after the last write the target holds intact.
-    done, n = 0, 0
-    for g in plan:
-        if n + len(g) > intact:
-            break
-        n += len(g)
-        done += 1
+    done = writes_done(intact)  # resume after the last write the target holds intact
     start = _start_of(plan, done)
     await target.truncate_partial(t.id, start)
     wrote = 0
-    for g in plan[done:]:
-        end = g[-1][0]
-        digest = g[0][1] if len(g) == 1 else await _group_digest(source, t.id, complete,
-                                                                  start, g)
+    for i in range(done, len(plan)):
+        end = plan[i][-1][0]
+        hashed = await digest(i) if complete else records[i][1]
         try:
             await target.write_chunk(t.id, start, _read(source, t.id, complete, start, end),
-                                     length=end - start, digest=digest)
+                                     length=end - start, digest=hashed)
         except InvalidInput as exc:
             raise MigrateError(
                 f"blob {t.id} in the source does not match its recorded hashes between "
@@ -234,13 +247,29 @@ async def _move_blob(
         start = end
     if complete:
         await target.finalize(t.id, t.size)
-    intact, size = await target.check_chunks(t.id, keep, complete=complete)
-    if intact != len(keep) or size != keep[-1][0]:
+    intact, size = await target.check_chunks(t.id, records, complete=complete)
+    if intact != len(records) or size != records[-1][0]:
         raise MigrateError(
             f"blob {t.id} does not read back intact from the target store "
-            f"({intact} of {len(keep)} chunks); the source is untouched: check the "
+            f"({intact} of {len(records)} chunks); the source is untouched: check the "
             "target and run migrate again")
-    return Moved(wrote, keep[-1][0])
+    return Moved(wrote, moved.kept, moved.records)
+
+
+def _writes_done(plan: Sequence[Sequence[Chunk]], complete: bool) -> Callable[[int], int]:
+    """How many whole writes ``intact`` checked records cover: records are
+    chunks for a complete blob, writes for an open upload."""
+    def done(intact: int) -> int:
+        if not complete:
+            return intact
+        n = k = 0
+        for g in plan:
+            if n + len(g) > intact:
+                break
+            n += len(g)
+            k += 1
+        return k
+    return done
 
 
 def _start_of(plan: Sequence[Sequence[Chunk]], i: int) -> int:
@@ -295,17 +324,23 @@ def _tables() -> list[sa.Table]:
     return [t for t in db.metadata.sorted_tables if t.name not in _NOT_MOVED]
 
 
-async def _move_rows(src: AsyncEngine, dst: AsyncEngine, cut: dict[str, int]
-                     ) -> dict[str, int]:
+async def _move_rows(src: AsyncEngine, dst: AsyncEngine,
+                     cut: dict[str, tuple[int, list[Chunk] | None]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     async with src.connect() as read, dst.begin() as write:
         for table in _tables():
             counts[table.name] = await _copy_table(read, write, table)
-        for tid, kept in cut.items():  # what the target blob store holds of them
+        for tid, (kept, records) in cut.items():  # what the target store holds of them
             await write.execute(sa.update(db.transfers).where(db.transfers.c.id == tid)
                                 .values(committed=kept))
             await write.execute(sa.delete(db.chunks).where(
                 db.chunks.c.transfer_id == tid, db.chunks.c.end_offset > kept))
+            if records is not None:
+                await write.execute(sa.delete(db.chunks).where(db.chunks.c.transfer_id == tid))
+                if records:
+                    await write.execute(sa.insert(db.chunks), [
+                        {"transfer_id": tid, "end_offset": end, "sha256": digest}
+                        for end, digest in records])
     return counts
 
 

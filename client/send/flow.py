@@ -243,6 +243,14 @@ def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
         _completed(session, record.relay_id)
         _forget(session, record)
         return _result(record, resumed=True, skipped=record.size, uploaded=0)
+    least = session.relay.upload_bounds()[1]
+    if least is not None and record.chunk_size < least:
+        # The relay moved to object storage (5 MiB parts) since this send began
+        # with smaller chunks; its chunk log is in those, so it cannot go on.
+        _cancel(session, record)
+        warn(f"the relay now needs chunks of at least {least} bytes, more than this "
+             "interrupted send used; sending anew from the start")
+        return None
     bundles = record.bundles()
     for b in bundles:  # the pinned keys must still be the ones encrypted to
         session.contacts.check_recipient(b, allow_unverified=allow_unverified, now=now)

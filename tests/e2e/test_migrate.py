@@ -2,8 +2,8 @@
 and blob store, verified blob by blob, resumable, with the source untouched.
 
 The target database is PostgreSQL when SEALDROP_TEST_PG_URL is set (CI), and a
-second SQLite file otherwise; the target blob store is a folder here (the S3
-store has its own tests).
+second SQLite file otherwise; the target blob store is a folder, or a bucket on
+a real SeaweedFS (tests/s3kit.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.kit import RELAY, Relay, User, make_case, tree
+from tests.s3kit import AWS_ENV, SECRET_KEY, Seaweed, s3_bucket, seaweed  # noqa: F401
 from tests.server.relaykit import PG_URL, _pg_admin
 
 CHUNK = ("--chunk-size", str(64 * 1024))
@@ -197,3 +198,61 @@ def test_a_password_on_the_command_line_is_refused(
     assert r.returncode != 0
     assert "PGPASSWORD" in r.stderr and "hunter2" not in r.stderr
     assert not (tmp_path / "b").exists()  # refused before anything was made
+
+
+def test_a_files_relay_moves_into_s3_with_small_chunks_gathered_into_parts(
+    tmp_path: Path, pair: tuple[User, User], target_url: str, seaweed: Seaweed,  # noqa: F811
+    s3_bucket: str,  # noqa: F811
+) -> None:
+    """Clients chose 64 KiB chunks, but an S3 part is at least 5 MiB: each blob
+    moves as whole parts of gathered chunks, every chunk still checked against
+    its own record; an upload in progress keeps its whole parts (its records
+    become one per part)."""
+    from tests.e2e.test_resume import _start_and_kill_send
+
+    practice, lab = pair
+    relay = practice.relay
+    case = make_case(tmp_path / "src", marker="A", big=11 * 1024 * 1024)
+    tid = practice.json("send", str(case), "--to", lab.handle, *CHUNK,
+                        timeout=300)["transfer_id"]
+    partial = make_case(tmp_path / "src", marker="B", big=7 * 1024 * 1024)
+    _start_and_kill_send(practice, partial, lab.handle, after_chunks=90)
+    ((up_id, committed),) = relay.sql(
+        "select id, committed from transfers where state = 'uploading'")
+    assert 5 * 1024 * 1024 <= committed < 7 * 1024 * 1024
+    relay.stop()
+    blobs = f"s3://{s3_bucket}/moved"
+    r = subprocess.run([RELAY, "migrate", "--data", str(relay.data), "--to", target_url,
+                        "--blobs", blobs, "--s3-endpoint", seaweed.endpoint, "--json"],
+                       env={**relay.env, **AWS_ENV}, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["copied"] == 2 and report["uploads_cut_back"] == 1
+    assert SECRET_KEY not in r.stderr + r.stdout
+    assert seaweed.objects(s3_bucket) == [f"moved/blobs/{tid}", "moved/relay-id"]
+    assert seaweed.uploads(s3_bucket) == [f"moved/blobs/{up_id}"]
+
+    dest = tmp_path / "moved"
+    dest.mkdir()
+    conf = (relay.data / "relay.toml").read_text()
+    conf = conf.replace('\ndatabase_url = ""\n', f'\ndatabase_url = "{target_url}"\n')
+    conf = conf.replace('\nblobs = ""\n', f'\nblobs = "{blobs}"\ns3_endpoint = '
+                                         f'"{seaweed.endpoint}"\n')
+    (dest / "relay.toml").write_text(conf)
+    relay.data = dest
+    relay.env.update(AWS_ENV)
+    relay.start()
+    # Its sender's next run cannot go on in 64 KiB chunks on an S3 relay: it
+    # says so and sends the case anew (the interrupted transfer is deleted).
+    again = practice.run("send", str(partial), "--to", lab.handle, "--json", *CHUNK,
+                         timeout=300)
+    assert "sending anew from the start" in again.stderr
+    fresh = json.loads(again.stdout)
+    assert fresh["resumed"] is False and fresh["transfer_id"] != up_id
+    for c, t in ((case, tid), (partial, fresh["transfer_id"])):
+        into = tmp_path / f"in-{t}"
+        into.mkdir()
+        lab.run("receive", "--into", str(into), "--", t, timeout=300)
+        assert tree(into / c.name) == tree(c)
+    assert seaweed.uploads(s3_bucket) == []
