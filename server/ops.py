@@ -16,9 +16,11 @@ from pathlib import Path
 from .blobs import BlobStore, chunk_list_digest
 from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, RelayConfig
 from .errors import ConfigError
+from .leases import Leases
 from .locks import TransferLocks
 from .logs import LOGGER_NAME
 from .metadata import COMPLETE, UPLOADING, SqlMetadataStore, Transfer
+from .ratelimit import RateLimit
 
 
 async def recover(store: SqlMetadataStore, blobs: BlobStore) -> int:
@@ -82,13 +84,44 @@ class GcReport:
     deleted: list[str] = field(default_factory=list)
     orphan_blobs: int = 0
     nonces: int = 0
+    rate_buckets: int = 0
 
     def counts(self) -> dict[str, int]:
         return {
             "transfers_deleted": len(self.deleted),
             "orphan_blobs_deleted": self.orphan_blobs,
             "nonces_purged": self.nonces,
+            "rate_buckets_purged": self.rate_buckets,
         }
+
+
+# The lease (server.leases) of the one gc running on a database.
+GC_LEASE = "gc"
+
+
+async def gc_as_leader(
+    store: SqlMetadataStore,
+    blobs: BlobStore,
+    cfg: RelayConfig,
+    *,
+    now: int,
+    leases: Leases,
+    locks: TransferLocks | None = None,
+    force: bool = False,
+) -> GcReport | None:
+    """``gc``, unless another gc runs on this database (``sealdrop-relay gc``,
+    or any relay process's reaper): then None, at once, nothing done.
+
+    Why one at a time: two gcs would list the same blobs and rows and delete
+    the same transfers twice, and each would judge its bounded share
+    (``GC_MAX_SHARE``) against a store the other is emptying. The lease is
+    held, renewed, for the whole run; a leader that dies lets go of it
+    within ``server.leases.LEASE_SECONDS``."""
+    owner = leases.new_owner()
+    if not await leases.try_take(GC_LEASE, owner):
+        return None
+    async with leases.held(GC_LEASE, owner):
+        return await gc(store, blobs, cfg, now=now, locks=locks, force=force)
 
 
 async def gc(
@@ -144,6 +177,8 @@ async def gc(
         report.orphan_blobs += 1
         _log.info("gc_delete", extra={"fields": {"transfer": key, "reason": "orphan"}})
     report.nonces = await store.purge_nonces(now)
+    report.rate_buckets = await store.purge_rate_buckets(
+        RateLimit(rate=cfg.rate_per_second, burst=cfg.rate_burst))
     return report
 
 

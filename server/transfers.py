@@ -32,6 +32,7 @@ from sealdrop.crypto.protocol import ErrorCode, new_transfer_id
 
 from .blobs import check_key, chunk_list_digest
 from .errors import (
+    Busy,
     Conflict,
     InvalidInput,
     NotFound,
@@ -39,6 +40,7 @@ from .errors import (
     StoreUnavailable,
     TooLarge,
 )
+from .locks import exclusive, upload_lease
 from .metadata import COMPLETE, UPLOADING, Account, RecipientStatus, Transfer
 from .state import Relay
 
@@ -199,7 +201,7 @@ async def upload_chunk(
             f"the chunk ends past the declared transfer size ({t.size} bytes)",
             code=ErrorCode.CHUNK_PAST_END,
         )
-    async with relay.locks(t.id):
+    async with exclusive(relay.locks, relay.leases, t.id) as owner:
         # Re-read under the lock: another request may have advanced the offset.
         progress = await relay.store.progress(t.id)
         if progress is None:
@@ -241,9 +243,18 @@ async def upload_chunk(
                 committed=committed,
             )
         await relay.blobs.write_chunk(t.id, offset, source, length=length, digest=digest)
+        lease = upload_lease(t.id)
         if not await relay.store.advance(
-            t.id, old=offset, new=offset + length, sha256=digest, now=relay.now()
+            t.id, old=offset, new=offset + length, sha256=digest, now=relay.now(),
+            fence=(lease, owner),
         ):
+            held = await relay.store.lease_holder(lease)
+            if held is None or held[0] != owner:
+                # Overtaken: this request stalled past its lease and another
+                # holds the upload now. Its bytes past the offset are the new
+                # holder's to write: cut nothing, commit nothing.
+                raise Busy("this upload was taken over by another request; try again",
+                           code=ErrorCode.UPLOAD_BUSY)
             await relay.blobs.truncate_partial(t.id, offset)
             raise OffsetMismatch("the upload moved on concurrently; ask for the offset again")
     relay.metrics.inc("sealdrop_upload_bytes_total", length)
@@ -253,7 +264,7 @@ async def upload_chunk(
 async def complete(relay: Relay, t: Transfer) -> Transfer:
     if t.state == COMPLETE:
         return t
-    async with relay.locks(t.id):
+    async with exclusive(relay.locks, relay.leases, t.id):
         # Re-read under the lock, with the chunk records: one read.
         fresh, recorded = await relay.store.completion(t.id)
         if fresh is None:
@@ -314,7 +325,7 @@ async def dismiss(relay: Relay, who: Account, t: Transfer) -> None:
 async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:
     # Row first, then blob: a crash in between leaves a blob without a row,
     # which gc and verify remove; the reverse would serve a row with no data.
-    async with relay.locks(t.id):
+    async with exclusive(relay.locks, relay.leases, t.id):
         await relay.store.delete_transfer(t.id)
         await relay.blobs.delete(t.id)
     relay.locks.drop(t.id)
