@@ -65,8 +65,8 @@ _log = logging.getLogger(LOGGER_NAME)
 
 def _take_statement(dialect: str) -> sa.Insert:
     insert = sqlite_insert(leases) if dialect == "sqlite" else pg_insert(leases)
-    stmt = insert.values(name=sa.bindparam("name"), owner=sa.bindparam("owner"),
-                         expires_at=sa.bindparam("until", type_=sa.BigInteger))
+    stmt = insert.values(name=sa.bindparam("lname"), owner=sa.bindparam("lowner"),
+                         expires_at=sa.bindparam("luntil", type_=sa.BigInteger))
     return stmt.on_conflict_do_update(
         index_elements=[leases.c.name],
         set_={"owner": stmt.excluded.owner, "expires_at": stmt.excluded.expires_at},
@@ -78,14 +78,14 @@ def _take_statement(dialect: str) -> sa.Insert:
 _TAKE = {name: _take_statement(name) for name in ("sqlite", "postgresql")}
 _RENEW = (
     sa.update(leases)
-    .where(leases.c.name == sa.bindparam("name"), leases.c.owner == sa.bindparam("owner"))
-    .values(expires_at=sa.bindparam("until"))
+    .where(leases.c.name == sa.bindparam("lname"), leases.c.owner == sa.bindparam("lowner"))
+    .values(expires_at=sa.bindparam("luntil"))
 )
 _RELEASE = sa.delete(leases).where(
-    leases.c.name == sa.bindparam("name"), leases.c.owner == sa.bindparam("owner")
+    leases.c.name == sa.bindparam("lname"), leases.c.owner == sa.bindparam("lowner")
 )
 _HOLDER = sa.select(leases.c.owner, leases.c.expires_at).where(
-    leases.c.name == sa.bindparam("name")
+    leases.c.name == sa.bindparam("lname")
 )
 
 
@@ -97,20 +97,20 @@ def held_by(name: str, owner: str) -> sa.ColumnElement[bool]:
 def take(conn: sa.Connection, name: str, owner: str, *, now: int, until: int) -> bool:
     """Take ``name`` for ``owner`` until ``until`` unless someone else holds it."""
     row = conn.execute(_TAKE[conn.dialect.name],
-                       {"name": name, "owner": owner, "until": until, "now": now}).first()
+                       {"lname": name, "lowner": owner, "luntil": until, "now": now}).first()
     return row is not None and row[0] == owner
 
 
 def renew(conn: sa.Connection, name: str, owner: str, *, until: int) -> bool:
-    return conn.execute(_RENEW, {"name": name, "owner": owner, "until": until}).rowcount == 1
+    return conn.execute(_RENEW, {"lname": name, "lowner": owner, "luntil": until}).rowcount == 1
 
 
 def release(conn: sa.Connection, name: str, owner: str) -> None:
-    conn.execute(_RELEASE, {"name": name, "owner": owner})
+    conn.execute(_RELEASE, {"lname": name, "lowner": owner})
 
 
 def holder(conn: sa.Connection, name: str) -> tuple[str, int] | None:
-    row = conn.execute(_HOLDER, {"name": name}).first()
+    row = conn.execute(_HOLDER, {"lname": name}).first()
     return None if row is None else (str(row[0]), int(row[1]))
 
 

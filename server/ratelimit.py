@@ -67,7 +67,7 @@ def _take_statement(dialect: str) -> sa.Insert:
     granted = sa.case((refill >= n, n), else_=whole)
     insert = sqlite_insert(rate_buckets) if dialect == "sqlite" else pg_insert(rate_buckets)
     stmt = insert.values(
-        key=sa.bindparam("key"),
+        key=sa.bindparam("bkey"),
         tokens=sa.bindparam("fresh_tokens", type_=sa.Float),
         updated_at=now,
         granted=sa.bindparam("fresh_granted", type_=sa.Integer),
@@ -93,7 +93,7 @@ def take(
     caller's transaction: (how many were granted, tokens left)."""
     first = min(n, limit.burst)  # a bucket seen for the first time is full
     row = conn.execute(_TAKE[conn.dialect.name], {
-        "key": key, "now": now, "rate": limit.rate, "burst": float(limit.burst), "n": n,
+        "bkey": key, "now": now, "rate": limit.rate, "burst": float(limit.burst), "n": n,
         "fresh_tokens": float(limit.burst - first), "fresh_granted": first,
     }).one()
     return int(row[1]), float(row[0])
