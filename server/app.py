@@ -60,7 +60,7 @@ def _context(
             # Before anything reads or repairs blobs: refuse a database that is
             # not this blob store's (a brand-new relay is bound here).
             await binding.bind(store, local, adopt=False)
-            repaired = await ops.recover(store, relay.blobs)
+            repaired = await ops.recover(store, relay.blobs, relay.leases)
             if repaired:
                 relay.logger.warning(
                     "recovered_partial_uploads", extra={"fields": {"count": repaired}}

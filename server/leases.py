@@ -24,7 +24,10 @@ analysis and cost):
 * SQLite has no advisory locks; the lease row is one code path for both.
 
 What it costs: a crashed holder's upload waits up to ``LEASE_SECONDS``
-(clients retry a ``503 upload_busy``). A holder that stalls longer than that
+(clients retry a ``503 upload_busy``), unless the holder was a process of
+the same host (the owner string names host and pid): a waiter that finds
+that pid gone takes the lease over at once (``take_over_dead``), and so does
+start-up recovery after a crash. A holder that stalls longer than that
 (it cannot renew) loses the lease; its later commit is refused
 (``SqlMetadataStore.advance`` checks the lease in the committing statement),
 so the row never takes a chunk from a holder that was overtaken.
@@ -81,6 +84,11 @@ _RENEW = (
     .where(leases.c.name == sa.bindparam("lname"), leases.c.owner == sa.bindparam("lowner"))
     .values(expires_at=sa.bindparam("luntil"))
 )
+_STEAL = (
+    sa.update(leases)
+    .where(leases.c.name == sa.bindparam("lname"), leases.c.owner == sa.bindparam("ldead"))
+    .values(owner=sa.bindparam("lowner"), expires_at=sa.bindparam("luntil"))
+)
 _RELEASE = sa.delete(leases).where(
     leases.c.name == sa.bindparam("lname"), leases.c.owner == sa.bindparam("lowner")
 )
@@ -105,6 +113,12 @@ def renew(conn: sa.Connection, name: str, owner: str, *, until: int) -> bool:
     return conn.execute(_RENEW, {"lname": name, "lowner": owner, "luntil": until}).rowcount == 1
 
 
+def steal(conn: sa.Connection, name: str, dead: str, owner: str, *, until: int) -> bool:
+    """Hand ``name`` from ``dead`` to ``owner``, if ``dead`` still holds it."""
+    params = {"lname": name, "ldead": dead, "lowner": owner, "luntil": until}
+    return conn.execute(_STEAL, params).rowcount == 1
+
+
 def release(conn: sa.Connection, name: str, owner: str) -> None:
     conn.execute(_RELEASE, {"lname": name, "lowner": owner})
 
@@ -112,6 +126,10 @@ def release(conn: sa.Connection, name: str, owner: str) -> None:
 def holder(conn: sa.Connection, name: str) -> tuple[str, int] | None:
     row = conn.execute(_HOLDER, {"lname": name}).first()
     return None if row is None else (str(row[0]), int(row[1]))
+
+
+# The process tokens of this process's ``Leases`` (``dead_here``).
+_LIVE: set[str] = set()
 
 
 def process_owner() -> str:
@@ -134,6 +152,7 @@ class Leases:
         self._ttl = ttl
         self._renew_every = renew_every
         self.process = process_owner()
+        _LIVE.add(self.process)
         self._count = itertools.count(1)
 
     def _now(self) -> int:
@@ -146,24 +165,69 @@ class Leases:
         now = self._now()
         return await self._store.take_lease(name, owner, now=now, until=now + self._ttl)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, name: str, *, wait: float = WAIT_SECONDS) -> AsyncIterator[str]:
-        """Hold ``name`` for the block, renewed meanwhile; yields the owner string.
-
-        Waits up to ``wait`` seconds for another holder to let go (or its lease
-        to run out), then raises ``Busy`` (503 ``upload_busy``, retried by clients)."""
-        owner = self.new_owner()
+    async def acquire(self, name: str, owner: str, *, wait: float) -> None:
+        """Take ``name`` for ``owner``, waiting up to ``wait`` seconds for another
+        holder to let go (or its lease to run out); else ``Busy`` (503
+        ``upload_busy``, which clients send again)."""
         deadline = asyncio.get_running_loop().time() + wait
         pause = _POLL_FIRST
+        polls = 0
         while not await self.try_take(name, owner):
+            # Now and then: is the holder a process of this host that died (its
+            # lease then need not run out first)? One read, on contention only.
+            if polls % 20 == 0 and await self.take_over_dead(name, owner):
+                return
+            polls += 1
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise Busy("another request is writing this upload; try again shortly",
                            code=ErrorCode.UPLOAD_BUSY)
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, _POLL_MAX)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str, *, wait: float = WAIT_SECONDS) -> AsyncIterator[str]:
+        """Hold ``name`` for the block, renewed meanwhile; yields the owner string
+        (``acquire`` says how long it waits)."""
+        owner = self.new_owner()
+        await self.acquire(name, owner, wait=wait)
         async with self.held(name, owner):
             yield owner
+
+    async def take_over_dead(self, name: str, owner: str) -> bool:
+        """Take ``name`` for ``owner`` at once if its holder is a process of this
+        host that no longer runs (start-up after a crash: its leases would
+        otherwise block for ``LEASE_SECONDS``)."""
+        held = await self._store.lease_holder(name)
+        if held is None or not self.dead_here(held[0]):
+            return False
+        now = self._now()
+        return await self._store.steal_lease(name, held[0], owner, until=now + self._ttl)
+
+    def dead_here(self, owner: str) -> bool:
+        """Whether ``owner`` (``process_owner`` form) was a process of this host
+        that is gone: another process token with this process's pid (the pid
+        was reused), or a pid that no longer exists."""
+        parts = owner.split(":")
+        if len(parts) < 3 or owner.startswith(self.process + ":"):
+            return False
+        host, pid_text = parts[0], parts[1]
+        if host != socket.gethostname()[:32] or not pid_text.isdigit():
+            return False
+        pid = int(pid_text)
+        if pid == os.getpid():
+            # This pid: dead unless it is the token of a ``Leases`` of this very
+            # process (a command may make several); else a process before us had it.
+            token = ":".join(parts[:3])
+            return token not in _LIVE
+
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # alive, someone else's
+        return False
 
     @contextlib.asynccontextmanager
     async def held(self, name: str, owner: str) -> AsyncIterator[None]:

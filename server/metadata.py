@@ -630,6 +630,10 @@ class SqlMetadataStore:
         return await self._run.write(
             lambda conn: lease_sql.renew(conn, name, owner, until=until), synced=False)
 
+    async def steal_lease(self, name: str, dead: str, owner: str, *, until: int) -> bool:
+        return await self._run.write(
+            lambda conn: lease_sql.steal(conn, name, dead, owner, until=until), synced=False)
+
     async def release_lease(self, name: str, owner: str) -> None:
         await self._run.write(lambda conn: lease_sql.release(conn, name, owner), synced=False)
 

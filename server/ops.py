@@ -15,15 +15,17 @@ from pathlib import Path
 
 from .blobs import BlobStore, chunk_list_digest
 from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, RelayConfig
-from .errors import ConfigError
-from .leases import Leases
-from .locks import TransferLocks
+from .errors import Busy, ConfigError
+from .leases import LEASE_SECONDS, Leases
+from .locks import TransferLocks, upload_lease
 from .logs import LOGGER_NAME
 from .metadata import COMPLETE, UPLOADING, SqlMetadataStore, Transfer
 from .ratelimit import RateLimit
 
 
-async def recover(store: SqlMetadataStore, blobs: BlobStore) -> int:
+async def recover(
+    store: SqlMetadataStore, blobs: BlobStore, leases: Leases | None = None
+) -> int:
     """After a crash: make every partial blob exactly its last intact chunk.
 
     Chunks are not fsynced as they arrive (server.blobs), so after a power loss
@@ -34,11 +36,35 @@ async def recover(store: SqlMetadataStore, blobs: BlobStore) -> int:
     chunk records past it are dropped and the bytes past it cut. After a mere
     SIGKILL every chunk verifies and only an uncommitted tail is cut. Costs one
     read of every partial blob per start.
+
+    ``leases``: the serving relay's (``server.leases``). Another relay process
+    sharing the blob folder may be writing a chunk of an upload right now,
+    past its committed offset: recovering that upload would cut the chunk
+    under it. So each upload is recovered holding its lease: taken at once
+    if free or its holder is a dead process of this host (a crash, a power
+    loss), else waited for up to ``LEASE_SECONDS`` (a holder that died
+    elsewhere lets go by then); one held still longer is being written by a
+    live process, which renews it, and is left to it.
     """
     fixed = 0
     for t in await store.all_transfers():
-        if t.state == UPLOADING and await _recover_one(store, blobs, t):
-            fixed += 1
+        if t.state != UPLOADING:
+            continue
+        if leases is None:
+            fixed += await _recover_one(store, blobs, t)
+            continue
+        name, owner = upload_lease(t.id), leases.new_owner()
+        if not await leases.take_over_dead(name, owner):
+            try:
+                await leases.acquire(name, owner, wait=LEASE_SECONDS + 5)
+            except Busy:
+                _log.info("recover_skipped", extra={"fields": {"transfer": t.id}})
+                continue
+        async with leases.held(name, owner):
+            # Read again under the lease: the holder may have moved it meanwhile.
+            fresh = await store.get_transfer(t.id)
+            if fresh is not None and fresh.state == UPLOADING:
+                fixed += await _recover_one(store, blobs, fresh)
     return fixed
 
 

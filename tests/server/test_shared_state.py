@@ -302,3 +302,37 @@ def test_one_gc_at_a_time_and_a_dead_leader_lets_go(db_url: str, tmp_path: Path)
         assert await _rows(a, leases) == []
 
     _run(db_url, tmp_path, test)
+
+
+def test_a_dead_process_of_this_host_is_taken_over_at_once(db_url: str, tmp_path: Path) -> None:
+    """A relay killed while holding a lease, on this host: the next waiter (or
+    start-up recovery) sees its pid gone and need not wait the lease out."""
+    import os
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid names no process now
+    host = socket.gethostname()[:32]
+
+    async def test(a: SqlMetadataStore, b: SqlMetadataStore) -> None:
+        clock = Clock()
+        lb = Leases(b, clock)
+        live = Leases(a, clock)  # a live holder in this very process
+        dead_owner = f"{host}:{gone.pid}:0badf00d:1"
+        assert await a.take_lease("upload:dead", dead_owner, now=T0, until=T0 + LEASE_SECONDS)
+        async with lb.hold("upload:dead", wait=5) as owner:
+            assert await b.lease_holder("upload:dead") == (owner, T0 + LEASE_SECONDS)
+        # Never a live one: in this process, another host, or a pid that runs.
+        for holder in (live.new_owner(), f"other-host:{gone.pid}:0badf00d:1",
+                       f"{host}:{os.getppid()}:0badf00d:1"):
+            assert await a.take_lease("upload:live", holder, now=T0, until=T0 + LEASE_SECONDS)
+            assert not lb.dead_here(holder)
+            with pytest.raises(Busy):
+                async with lb.hold("upload:live", wait=0.2):
+                    pass
+            await a.release_lease("upload:live", holder)
+        # A pid reused by this process, under another token, was a process before us.
+        assert lb.dead_here(f"{host}:{os.getpid()}:0badf00d:1")
+
+    _run(db_url, tmp_path, test)
