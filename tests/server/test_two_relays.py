@@ -1,17 +1,19 @@
-"""Two real `sealdrop-relay serve` processes on one PostgreSQL database (issue 14):
-an account's rate limit holds in total, whichever process its requests reach,
-and of two `sealdrop-relay gc` runs at once only one does the work.
+"""Two real `sealdrop-relay serve` processes on one PostgreSQL database and one
+data folder (issue 14): an upload moves between them chunk by chunk and
+survives one killed mid-chunk, an account's rate limit holds in total,
+whichever process its requests reach, and of two `sealdrop-relay gc` runs at
+once only one does the work.
 
-PostgreSQL only (SEALDROP_TEST_PG_URL, which CI sets): several relay
-processes on one SQLite file are not a supported deployment. Both processes
-use one data folder: no upload runs here while a process starts, the one
-moment that is unsafe with the local-files store (start-up recovery trims
-every partial blob, docs/operations.md "PostgreSQL and several processes")."""
+PostgreSQL only (SEALDROP_TEST_PG_URL, which CI sets). One data folder for
+both is safe on one host: every chunk write, ``complete``, ``delete`` and
+start-up recovery of an upload holds its lease (server.leases)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,11 +30,17 @@ from sealdrop.server.db import make_engine
 from .relaykit import (
     PG_URL,
     RELAY_CMD,
+    Identity,
     RelayProcess,
+    blob_digest,
     fresh_database,
     invite_via_cli,
     make_identity,
+    upload_blob,
 )
+from .test_faults import _partial, _start_partial_chunk, _wait_for
+
+MiB = 1024 * 1024
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (SEALDROP_TEST_PG_URL)")
 
@@ -151,3 +159,51 @@ def test_two_gc_runs_at_once_do_the_work_once(
     # A run left alone says what it did in the usual words.
     run = p1.cli("gc")
     assert run.stdout.startswith("transfers_deleted=0 "), run.stdout
+
+
+def test_an_upload_moves_between_processes_and_outlives_one_killed_mid_chunk(
+        two: tuple[RelayProcess, RelayProcess], pg_url: str) -> None:
+    p1, p2 = two
+    a, b = make_identity("alice"), make_identity("bob-lab")
+    for ident in (a, b):
+        RelayClient(p1.base_url, handle=ident.handle, signing_key=ident.signing_key).register(
+            invite_via_cli(p1), ident.bundle)
+
+    def as_(ident: Identity, proc: RelayProcess) -> RelayClient:
+        return RelayClient(proc.base_url, handle=ident.handle, signing_key=ident.signing_key)
+
+    blob = os.urandom(14 * MiB + 123)
+    tid = as_(a, p1).create_transfer(["bob-lab"], len(blob))["id"]
+    # Chunk by chunk on alternate processes: each reads the offset the other committed.
+    for i, proc in enumerate([p1, p2, p1]):
+        assert as_(a, proc).upload_chunk(tid, 2 * i * MiB, blob[2 * i * MiB:2 * (i + 1) * MiB]) \
+            == 2 * (i + 1) * MiB
+
+    # p1 dies (SIGKILL) half-way through a chunk, holding the upload's lease.
+    part = _partial(p1.data_dir, tid)
+    s = _start_partial_chunk("127.0.0.1", p1.port, a, tid, 6 * MiB, blob[6 * MiB:12 * MiB],
+                             3 * MiB)
+    _wait_for(lambda: part.stat().st_size > 6 * MiB)
+    assert [r[0] for r in _sql(pg_url, "SELECT name FROM leases")] == [f"upload:{tid}"]
+    p1.kill()
+    s.close()
+
+    # The client resumes through p2 at once: p2 sees the holder's pid gone on
+    # this host and takes the lease over (no 503, no wait for it to run out);
+    # its write cuts the dead chunk's bytes first.
+    alice = as_(a, p2)
+    assert alice.upload_offset(tid) == 6 * MiB
+    upload_blob(alice, tid, blob, chunk_size=3 * MiB)
+    done = alice.complete(tid)
+    ends = [2 * MiB, 4 * MiB, 6 * MiB, 9 * MiB, 12 * MiB, len(blob)]
+    assert done["digest"] == blob_digest(blob, ends)
+    assert _sql(pg_url, "SELECT name FROM leases") == []
+
+    # Both processes serve it, byte for byte; nothing for verify to repair.
+    p1.start()
+    for proc in (p1, p2):
+        out = io.BytesIO()
+        as_(b, proc).download(tid, out)
+        assert out.getvalue() == blob
+    report = json.loads(p2.cli("verify", "--json").stdout)
+    assert report["ok"] and report["checked"] == 1, report
