@@ -44,6 +44,7 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -128,6 +129,21 @@ def holder(conn: sa.Connection, name: str) -> tuple[str, int] | None:
     return None if row is None else (str(row[0]), int(row[1]))
 
 
+@dataclass(slots=True)
+class Held:
+    """A lease this process holds. A transaction that ends the work may delete
+    the lease row itself (``SqlMetadataStore.advance``, ``complete``: one
+    commit less per chunk); it then sets ``released``."""
+
+    name: str
+    owner: str
+    released: bool = False
+
+    @property
+    def fence(self) -> tuple[str, str]:
+        return self.name, self.owner
+
+
 # The process tokens of this process's ``Leases`` (``dead_here``).
 _LIVE: set[str] = set()
 
@@ -186,13 +202,13 @@ class Leases:
             pause = min(pause * 2, _POLL_MAX)
 
     @contextlib.asynccontextmanager
-    async def hold(self, name: str, *, wait: float = WAIT_SECONDS) -> AsyncIterator[str]:
-        """Hold ``name`` for the block, renewed meanwhile; yields the owner string
-        (``acquire`` says how long it waits)."""
+    async def hold(self, name: str, *, wait: float = WAIT_SECONDS) -> AsyncIterator[Held]:
+        """Hold ``name`` for the block, renewed meanwhile (``acquire`` says how
+        long it waits)."""
         owner = self.new_owner()
         await self.acquire(name, owner, wait=wait)
-        async with self.held(name, owner):
-            yield owner
+        async with self.held(name, owner) as lease:
+            yield lease
 
     async def take_over_dead(self, name: str, owner: str) -> bool:
         """Take ``name`` for ``owner`` at once if its holder is a process of this
@@ -230,18 +246,21 @@ class Leases:
         return False
 
     @contextlib.asynccontextmanager
-    async def held(self, name: str, owner: str) -> AsyncIterator[None]:
-        """Keep an already taken lease renewed for the block, then release it."""
+    async def held(self, name: str, owner: str) -> AsyncIterator[Held]:
+        """Keep an already taken lease renewed for the block, then release it
+        (unless the block's last transaction released it: ``Held.released``)."""
+        lease = Held(name, owner)
         renewer = asyncio.create_task(self._renew(name, owner))
         try:
-            yield
+            yield lease
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            # Shielded: a request cancelled here (its client went away) still lets
-            # go, or the name would stay blocked until the lease ran out.
-            await asyncio.shield(self._store.release_lease(name, owner))
+            if not lease.released:
+                # Shielded: a request cancelled here (its client went away) still
+                # lets go, or the name would stay blocked until the lease ran out.
+                await asyncio.shield(self._store.release_lease(name, owner))
 
     async def _renew(self, name: str, owner: str) -> None:
         while True:

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from sealdrop.crypto.protocol import ErrorCode
 
 from .errors import Busy
-from .leases import WAIT_SECONDS, Leases
+from .leases import WAIT_SECONDS, Held, Leases
 
 
 class TransferLocks:
@@ -68,9 +68,9 @@ def upload_lease(transfer_id: str) -> str:
 @contextlib.asynccontextmanager
 async def exclusive(
     locks: TransferLocks, leases: Leases, transfer_id: str, *, wait: float = WAIT_SECONDS
-) -> AsyncIterator[str]:
+) -> AsyncIterator[Held]:
     """Hold ``transfer_id``'s lock in this process and its lease in the database
-    for the block; yields the lease owner, to fence the commit with
+    for the block; yields the lease, to fence the commit with
     (``SqlMetadataStore.advance``). ``Busy`` after ``wait`` seconds in all."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -83,7 +83,7 @@ async def exclusive(
                    code=ErrorCode.UPLOAD_BUSY) from None
     try:
         left = max(0.0, deadline - loop.time())
-        async with leases.hold(upload_lease(transfer_id), wait=left) as owner:
-            yield owner
+        async with leases.hold(upload_lease(transfer_id), wait=left) as lease:
+            yield lease
     finally:
         lock.release()

@@ -907,7 +907,7 @@ class SqlMetadataStore:
 
     async def advance(
         self, transfer_id: str, *, old: int, new: int, sha256: str, now: int,
-        fence: tuple[str, str] | None = None,
+        fence: tuple[str, str] | None = None, release: bool = False,
     ) -> bool:
         """Commit the chunk [old, new) with its SHA-256: move the committed offset
         and record the chunk, in one transaction; False if the offset moved meanwhile.
@@ -923,6 +923,8 @@ class SqlMetadataStore:
         ``fence``: (lease name, owner): commit only while that owner still holds
         the lease (``server.leases``), in the same statement, so a holder whose
         lease ran out and was taken over can no longer move the offset.
+        ``release``: and let go of that lease in the same transaction, if the
+        chunk was committed.
         """
         params = {"tid": transfer_id, "old": old, "new": new, "now": now, "sha": sha256}
         update = _ADVANCE if fence is None else _ADVANCE.where(lease_sql.held_by(*fence))
@@ -934,6 +936,8 @@ class SqlMetadataStore:
             # replaced, never trusted.
             conn.execute(_DROP_CHUNKS_PAST, params)
             conn.execute(_ADD_CHUNK, params)
+            if fence is not None and release:
+                lease_sql.release(conn, *fence)
             return True
 
         return await self._run.write(work, synced=False)
@@ -971,10 +975,17 @@ class SqlMetadataStore:
 
         await self._run.write(work)
 
-    async def complete(self, transfer_id: str, *, digest: str, now: int) -> bool:
+    async def complete(self, transfer_id: str, *, digest: str, now: int,
+                       release: tuple[str, str] | None = None) -> bool:
+        """Mark the upload complete; ``release``: (lease name, owner) to let go
+        of in the same transaction (``server.leases``)."""
+
         def work(conn: sa.Connection) -> bool:
             params = {"tid": transfer_id, "dig": digest, "now": now}
-            return conn.execute(_COMPLETE, params).rowcount == 1
+            done = conn.execute(_COMPLETE, params).rowcount == 1
+            if release is not None:
+                lease_sql.release(conn, *release)
+            return done
 
         return await self._run.write(work)
 

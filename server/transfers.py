@@ -40,7 +40,7 @@ from .errors import (
     StoreUnavailable,
     TooLarge,
 )
-from .locks import exclusive, upload_lease
+from .locks import exclusive
 from .metadata import COMPLETE, UPLOADING, Account, RecipientStatus, Transfer
 from .state import Relay
 
@@ -201,7 +201,7 @@ async def upload_chunk(
             f"the chunk ends past the declared transfer size ({t.size} bytes)",
             code=ErrorCode.CHUNK_PAST_END,
         )
-    async with exclusive(relay.locks, relay.leases, t.id) as owner:
+    async with exclusive(relay.locks, relay.leases, t.id) as lease:
         # Re-read under the lock: another request may have advanced the offset.
         progress = await relay.store.progress(t.id)
         if progress is None:
@@ -243,13 +243,13 @@ async def upload_chunk(
                 committed=committed,
             )
         await relay.blobs.write_chunk(t.id, offset, source, length=length, digest=digest)
-        lease = upload_lease(t.id)
+        # Fenced by the lease, which the same transaction lets go of.
         if not await relay.store.advance(
             t.id, old=offset, new=offset + length, sha256=digest, now=relay.now(),
-            fence=(lease, owner),
+            fence=lease.fence, release=True,
         ):
-            held = await relay.store.lease_holder(lease)
-            if held is None or held[0] != owner:
+            held = await relay.store.lease_holder(lease.name)
+            if held is None or held[0] != lease.owner:
                 # Overtaken: this request stalled past its lease and another
                 # holds the upload now. Its bytes past the offset are the new
                 # holder's to write: cut nothing, commit nothing.
@@ -257,6 +257,7 @@ async def upload_chunk(
                            code=ErrorCode.UPLOAD_BUSY)
             await relay.blobs.truncate_partial(t.id, offset)
             raise OffsetMismatch("the upload moved on concurrently; ask for the offset again")
+        lease.released = True
     relay.metrics.inc("sealdrop_upload_bytes_total", length)
     return ChunkResult(offset + length, t.size)
 
@@ -264,7 +265,7 @@ async def upload_chunk(
 async def complete(relay: Relay, t: Transfer) -> Transfer:
     if t.state == COMPLETE:
         return t
-    async with exclusive(relay.locks, relay.leases, t.id):
+    async with exclusive(relay.locks, relay.leases, t.id) as lease:
         # Re-read under the lock, with the chunk records: one read.
         fresh, recorded = await relay.store.completion(t.id)
         if fresh is None:
@@ -289,7 +290,12 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
             raise StoreUnavailable("the uploaded blob is missing from the blob store")
         now = relay.now()
         digest = chunk_list_digest(recorded)
-        if not await relay.store.complete(t.id, digest=digest, now=now):
+        # Lets go of the lease in the same transaction (if that raises, the
+        # rollback kept it, and leaving the block lets go of it).
+        completed = await relay.store.complete(t.id, digest=digest, now=now,
+                                               release=lease.fence)
+        lease.released = True
+        if not completed:
             raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     relay.locks.drop(t.id)
     relay.metrics.inc("sealdrop_transfers_completed_total")
