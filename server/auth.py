@@ -101,11 +101,11 @@ def _limited(relay: Relay, wait: float) -> RateLimited:
     )
 
 
-async def take_token(relay: Relay, rate_key: str) -> None:
-    """Spend one of ``rate_key``'s tokens in its own transaction, or
-    ``RateLimited`` (registrations; a signed request's token is spent with its
-    nonce, ``authenticate``)."""
-    wait = await relay.store.take_tokens(rate_key, relay.limiter)
+def take_registration_token(relay: Relay, address: str) -> None:
+    """Spend one of ``address``'s registration tokens (in memory:
+    ``server.ratelimit``), or ``RateLimited``. A signed request's token is
+    spent with its nonce (``authenticate``)."""
+    wait = relay.registrations.take(address)
     if wait > 0:
         raise _limited(relay, wait)
 

@@ -602,18 +602,6 @@ class SqlMetadataStore:
 
         return await self._run.write(work)
 
-    async def take_tokens(self, key: str, limit: RateLimit) -> float:
-        """Spend one of ``key``'s tokens in a transaction of its own: 0 if
-        granted, else seconds until one is free (registrations, whose nonce is
-        not batched)."""
-        now = self.rate_clock()
-
-        def work(conn: sa.Connection) -> float:
-            granted, tokens = ratelimit.take(conn, key, n=1, now=now, limit=limit)
-            return 0.0 if granted else limit.wait(tokens)
-
-        return await self._run.write(work, synced=False)
-
     async def purge_rate_buckets(self, limit: RateLimit) -> int:
         """Delete the buckets full again (idle ``burst / rate`` seconds): no change."""
         stmt = ratelimit.purge_statement(limit, self.rate_clock())

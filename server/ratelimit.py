@@ -1,4 +1,5 @@
-"""Per-key request rate limiting: token buckets kept in the shared database.
+"""Request rate limiting: per-account token buckets kept in the shared database,
+per-address registration buckets in memory.
 
 Why in the database: every relay process behind a load balancer sees a share
 of an account's requests, and buckets in process memory let N processes
@@ -21,11 +22,20 @@ Times are fractional seconds of the relays' wall clocks (several hosts must
 keep them in step, as request signatures already require); a clock that steps
 back never refills a bucket (the elapsed time counts as zero) and never
 moves ``updated_at`` back.
+
+Registrations are limited per client address (no account yet), and those
+buckets stay in process memory (``AddressBuckets``): the relay promises to
+keep addresses in memory only (docs/protocol.md), and a row keyed by address
+would store them. So N processes allow N times the registration rate per
+address; the invite, claimed in the database, is what admits an account.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -103,3 +113,30 @@ def purge_statement(limit: RateLimit, now: float) -> sa.Delete:
     """The buckets idle long enough to be full again: deleting them changes nothing."""
     idle = limit.burst / limit.rate
     return sa.delete(rate_buckets).where(rate_buckets.c.updated_at < now - idle)
+
+
+class AddressBuckets:
+    """In-process token buckets by client address (registrations only: see above)."""
+
+    def __init__(self, limit: RateLimit, *, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 100_000) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Spend one token; returns 0 if allowed, else seconds until one is free."""
+        now = self.clock()
+        burst = float(self.limit.burst)
+        tokens, last = self._buckets.pop(key, (burst, now))
+        tokens = min(burst, tokens + max(0.0, now - last) * self.limit.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = self.limit.wait(tokens)
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait

@@ -16,7 +16,7 @@ from .leases import Leases
 from .locks import TransferLocks
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
-from .ratelimit import RateLimit
+from .ratelimit import AddressBuckets, RateLimit
 
 
 @dataclass(slots=True, kw_only=True)
@@ -33,9 +33,12 @@ class Relay:
     clock: Callable[[], float] = time.time
     trusted_proxies: tuple[Network, ...] = ()  # parsed config.trusted_proxies
     leases: Leases = field(init=False)
+    # Registrations by client address: in memory, never stored (server.ratelimit).
+    registrations: AddressBuckets = field(init=False)
 
     def __post_init__(self) -> None:
         self.leases = Leases(self.store, self.clock)
+        self.registrations = AddressBuckets(self.limiter)
 
     def now(self) -> int:
         return int(self.clock())

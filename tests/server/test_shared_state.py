@@ -179,10 +179,10 @@ def test_the_holder_renews_its_lease_while_it_works(db_url: str, tmp_path: Path)
     async def test(a: SqlMetadataStore, b: SqlMetadataStore) -> None:
         clock = Clock()
         la = Leases(a, clock, ttl=30, renew_every=0.05)
-        async with la.hold("upload:" + "e" * 32) as owner:
+        async with la.hold("upload:" + "e" * 32) as held:
             clock.now += 100  # far past the first expiry: only renewal keeps it
             deadline = asyncio.get_running_loop().time() + 30
-            while (await a.lease_holder("upload:" + "e" * 32)) != (owner, T0 + 130):
+            while (await a.lease_holder("upload:" + "e" * 32)) != (held.owner, T0 + 130):
                 assert asyncio.get_running_loop().time() < deadline, "never renewed"
                 await asyncio.sleep(0.02)
             assert not await b.take_lease("upload:" + "e" * 32, "B", now=int(clock.now),
@@ -197,17 +197,28 @@ def test_the_holder_renews_its_lease_while_it_works(db_url: str, tmp_path: Path)
 
 def test_rate_buckets_are_shared_and_exact_under_concurrency(
         db_url: str, tmp_path: Path) -> None:
+    """Every signed request's token is spent in its nonce batch's transaction
+    (server.noncebatch): many concurrent requests of one account through two
+    stores never get more than burst + rate * t between them."""
     async def test(a: SqlMetadataStore, b: SqlMetadataStore) -> None:
         clock = Clock()
-        a.rate_clock = b.rate_clock = clock
         limit = RateLimit(rate=4.0, burst=10)
+        for store in (a, b):
+            store.rate_clock = clock
+            store.rate_limit = limit
+        await _upload(a, "f" * 32)  # the account alice
+        sent = iter(range(10**6))
+
+        async def one(store: SqlMetadataStore) -> tuple[bool, bool]:
+            fresh, state = await store.remember_nonce_as(
+                f"n{next(sent):031d}", expires_at=T0 + 60, handle="alice")
+            assert state is not None and state[:2] == ("k", False)
+            return fresh, state[2]
 
         async def flood(n: int) -> int:
-            waits = await asyncio.gather(*(
-                store.take_tokens("register:192.0.2.1", limit) for store in [a, b] * n))
-            # a refusal says how long until a token: never more than one refill
-            assert all(0 <= w <= 1 / limit.rate + 1e-6 for w in waits), waits
-            return sum(1 for w in waits if w == 0)
+            got = await asyncio.gather(*(one(s) for s in [a, b] * n))
+            assert all(fresh for fresh, _ in got)  # every nonce was new
+            return sum(allowed for _, allowed in got)
 
         # The clock stands still: the burst and not one more, over both stores.
         assert await flood(60) == 10
@@ -224,9 +235,14 @@ def test_rate_buckets_are_shared_and_exact_under_concurrency(
         clock.now -= 50
         assert await flood(5) == 0
         (key, tokens, at, _), = await _rows(a, rate_buckets)
-        assert key == "register:192.0.2.1" and tokens == 0 and at == T0 + 2.25
+        assert key == "acct:alice" and tokens == 0 and at == T0 + 2.25
+        # A replay is refused as before, and spends a token like any signed request.
+        clock.now = T0 + 2.25 + 1
+        fresh, state = await b.remember_nonce_as(f"n{0:031d}", expires_at=T0 + 60,
+                                                 handle="alice")
+        assert fresh is False and state is not None and state[2] is True
         # Idle past burst / rate: full again, so gc may delete it (a missing row is full).
-        clock.now = T0 + 2.25 + 10 / 4 - 0.125
+        clock.now = T0 + 2.25 + 1 + 10 / 4 - 0.125
         assert await b.purge_rate_buckets(limit) == 0
         clock.now += 0.25
         assert await b.purge_rate_buckets(limit) == 1
@@ -235,33 +251,21 @@ def test_rate_buckets_are_shared_and_exact_under_concurrency(
     _run(db_url, tmp_path, test)
 
 
-def test_an_accounts_requests_spend_one_bucket_across_stores(
+def test_without_a_limit_or_for_a_disabled_account_no_bucket_is_kept(
         db_url: str, tmp_path: Path) -> None:
-    """The path every signed request takes: the token is spent in the nonce
-    batch's transaction (server.noncebatch), granted to the batch's first requests."""
     async def test(a: SqlMetadataStore, b: SqlMetadataStore) -> None:
-        clock = Clock()
-        for store in (a, b):
-            store.rate_clock = clock
-            store.rate_limit = RateLimit(rate=1.0, burst=7)
-        await _upload(a, "f" * 32)  # the account alice
-
-        async def one(store: SqlMetadataStore, i: int) -> tuple[bool, bool]:
-            fresh, state = await store.remember_nonce_as(
-                f"n{i:031d}", expires_at=T0 + 60, handle="alice")
-            assert state is not None and state[:2] == ("k", False)
-            return fresh, state[2]
-
-        got = await asyncio.gather(*(one(s, i) for i, s in enumerate([a, b] * 40)))
-        assert all(fresh for fresh, _ in got)  # every nonce was new ...
-        assert sum(allowed for _, allowed in got) == 7  # ... the bucket held 7 tokens
-        clock.now += 3
-        got = await asyncio.gather(*(one(s, 100 + i) for i, s in enumerate([a, b] * 10)))
-        assert sum(allowed for _, allowed in got) == 3
-        # A replay is still a replay, and spends a token like any signed request.
-        fresh, state = await b.remember_nonce_as(f"n{0:031d}", expires_at=T0 + 60,
-                                                 handle="alice")
-        assert fresh is False
+        await _upload(a, "f" * 32)
+        # operator commands and tests open stores without a limit
+        for i in range(30):
+            _, state = await a.remember_nonce_as(f"m{i:031d}", expires_at=T0, handle="alice")
+            assert state is not None and state[2] is True
+        assert await _rows(a, rate_buckets) == []
+        # a disabled account is refused anyway: it spends nothing
+        b.rate_limit = RateLimit(rate=1.0, burst=1)
+        assert await a.set_disabled("alice", True)
+        _, state = await b.remember_nonce_as("d" * 32, expires_at=T0, handle="alice")
+        assert state == ("k", True, True)
+        assert await _rows(b, rate_buckets) == []
 
     _run(db_url, tmp_path, test)
 
@@ -321,8 +325,8 @@ def test_a_dead_process_of_this_host_is_taken_over_at_once(db_url: str, tmp_path
         live = Leases(a, clock)  # a live holder in this very process
         dead_owner = f"{host}:{gone.pid}:0badf00d:1"
         assert await a.take_lease("upload:dead", dead_owner, now=T0, until=T0 + LEASE_SECONDS)
-        async with lb.hold("upload:dead", wait=5) as owner:
-            assert await b.lease_holder("upload:dead") == (owner, T0 + LEASE_SECONDS)
+        async with lb.hold("upload:dead", wait=5) as held:
+            assert await b.lease_holder("upload:dead") == (held.owner, T0 + LEASE_SECONDS)
         # Never a live one: in this process, another host, or a pid that runs.
         for holder in (live.new_owner(), f"other-host:{gone.pid}:0badf00d:1",
                        f"{host}:{os.getppid()}:0badf00d:1"):
