@@ -19,8 +19,9 @@ analysis and cost):
 * an advisory lock pins one pooled connection for the whole chunk write, and
   a 16 MiB chunk may take 1,024 s at the minimum body rate: the pool (15
   connections by default) would cap the uploads in progress per process,
-  where ``scripts/bench_relay`` runs 200 at once. A lease costs two short
-  unsynced commits per hold and pins nothing;
+  where ``scripts/bench_relay`` runs 200 at once. A lease costs one short
+  unsynced commit to take (a chunk's and ``complete``'s own commit lets go
+  of it) and pins nothing;
 * SQLite has no advisory locks; the lease row is one code path for both.
 
 What it costs: a crashed holder's upload waits up to ``LEASE_SECONDS``
