@@ -126,6 +126,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     INSUFFICIENT_STORAGE = "insufficient_storage"
     STORE_UNAVAILABLE = "store_unavailable"
+    UPLOAD_BUSY = "upload_busy"
     CONFIG_ERROR = "config_error"
     # authentication
     AUTH_REQUIRED = "auth_required"

@@ -25,7 +25,7 @@ from .logs import LOGGER_NAME
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
 from .middleware import access_log_middleware, error_middleware, metrics_middleware
-from .ratelimit import TokenBuckets
+from .ratelimit import RateLimit
 from .routes import setup_routes
 from .state import CONFIG_KEY, RELAY_KEY, Relay
 
@@ -58,10 +58,12 @@ async def _serve(
         blobs=blobs,
         logger=logging.getLogger(LOGGER_NAME),
         metrics=Metrics(routes=_route_table(app)),
-        limiter=TokenBuckets(rate=config.rate_per_second, burst=config.rate_burst),
+        limiter=RateLimit(rate=config.rate_per_second, burst=config.rate_burst),
         clock=clock,
         trusted_proxies=networks(config.trusted_proxies),
     )
+    # Signed requests spend their account's token with their nonce.
+    store.rate_limit, store.rate_clock = relay.limiter, clock
     count_work(
         engine,
         statement=lambda: relay.metrics.inc("sealdrop_db_statements_total"),
@@ -73,7 +75,7 @@ async def _serve(
         # Before anything reads or repairs blobs: refuse a database that is
         # not this blob store's (a brand-new relay is bound here).
         await binding.bind(store, blobs, adopt=False)
-        repaired = await ops.recover(store, relay.blobs)
+        repaired = await ops.recover(store, relay.blobs, relay.leases)
         if repaired:
             relay.logger.warning(
                 "recovered_partial_uploads", extra={"fields": {"count": repaired}}
@@ -102,13 +104,19 @@ def _route_table(app: web.Application) -> list[tuple[str, str]]:
 
 
 async def _reaper(relay: Relay) -> None:
-    """Background gc: expired transfers, abandoned uploads, old nonces."""
+    """Background gc: expired transfers, abandoned uploads, old nonces, full
+    rate buckets; one gc at a time across every process on the database."""
     while True:
         await asyncio.sleep(relay.config.gc_interval_seconds)
         try:
-            report = await ops.gc(
-                relay.store, relay.blobs, relay.config, now=relay.now(), locks=relay.locks
+            report = await ops.gc_as_leader(
+                relay.store, relay.blobs, relay.config, now=relay.now(), locks=relay.locks,
+                leases=relay.leases,
             )
+            if report is None:
+                # Another process (or `sealdrop-relay gc`) runs it: this round is theirs.
+                relay.logger.info("gc_skipped", extra={"fields": {"reason": "another_gc"}})
+                continue
             relay.metrics.inc("sealdrop_transfers_deleted_total", len(report.deleted), reason="gc")
             relay.logger.info("gc", extra={"fields": report.counts()})
         except Exception:

@@ -94,14 +94,20 @@ def client_of(request: web.Request) -> str:
     )
 
 
-def take_token(relay: Relay, rate_key: str) -> None:
-    """Spend one of ``rate_key``'s tokens, or ``RateLimited``."""
-    wait = relay.limiter.take(rate_key)
+def _limited(relay: Relay, wait: float) -> RateLimited:
+    relay.metrics.inc("sealdrop_rate_limited_total")
+    return RateLimited(
+        "too many requests; slow down", retry_after=relay.limiter.retry_after(wait)
+    )
+
+
+def take_registration_token(relay: Relay, address: str) -> None:
+    """Spend one of ``address``'s registration tokens (in memory:
+    ``server.ratelimit``), or ``RateLimited``. A signed request's token is
+    spent with its nonce (``authenticate``)."""
+    wait = relay.registrations.take(address)
     if wait > 0:
-        relay.metrics.inc("sealdrop_rate_limited_total")
-        raise RateLimited(
-            "too many requests; slow down", retry_after=relay.limiter.retry_after(wait)
-        )
+        raise _limited(relay, wait)
 
 
 def nonce_expiry(relay: Relay, signed: SignedHeaders) -> int:
@@ -146,11 +152,12 @@ async def authenticate(request: web.Request, body_sha256: str) -> Account:
 
     The account's key may come from memory (``server.keycache``); the
     transaction that commits the nonce reads the account again, and the request
-    acts only if it still holds that key and is not disabled."""
+    acts only if it still holds that key and is not disabled. The same
+    transaction spends the account's rate-limit token (``server.ratelimit``),
+    shared by every relay process on the database."""
     relay = request.app[RELAY_KEY]
     signed = parse_headers(request)
     account = await _signer(relay, request, signed, body_sha256)
-    take_token(relay, "acct:" + account.handle)
     fresh, state = await relay.store.remember_nonce_as(
         signed.nonce, expires_at=nonce_expiry(relay, signed), handle=account.handle
     )
@@ -169,4 +176,7 @@ async def authenticate(request: web.Request, body_sha256: str) -> Account:
             ErrorCode.REPLAYED_REQUEST,
             "this signed request was already used (replay refused)",
         )
+    if not state[2]:
+        # The batch spent what the bucket held: a token is 1/rate seconds away at best.
+        raise _limited(relay, relay.limiter.wait(0.0))
     return account

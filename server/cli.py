@@ -377,13 +377,20 @@ def gc(data_dir: Path, as_json: bool, force: bool) -> None:
     """Delete expired, abandoned and dismissed transfers, orphan blobs and old nonces.
 
     Refuses (deleting nothing) a run that would delete more than half of the
-    stored blobs, unless --force; each deletion is logged to stderr."""
+    stored blobs, unless --force; each deletion is logged to stderr. If
+    another gc is running on the same database (this command or a relay
+    process's), says so and exits 0 without doing anything."""
     from . import ops
+    from .leases import Leases
 
     cfg = _config(data_dir)
     setup_logging(cfg.log_level)
-    report = _with_store(cfg, lambda store, blobs: ops.gc(
-        store, blobs, cfg, now=int(time.time()), force=force))
+    report = _with_store(cfg, lambda store, blobs: ops.gc_as_leader(
+        store, blobs, cfg, now=int(time.time()), force=force, leases=Leases(store)))
+    if report is None:
+        click.echo(json.dumps({"skipped": "another gc is running"}) if as_json else
+                   "another gc is running on this database; nothing done")
+        return
     counts = report.counts()
     click.echo(json.dumps(counts) if as_json else
                " ".join(f"{k}={v}" for k, v in counts.items()))

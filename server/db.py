@@ -142,6 +142,30 @@ cards = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
 
+# State that relay processes share instead of keeping it in memory (migration
+# 0007). A lease is a named lock with an owner and an expiry (server.leases):
+# "upload:<transfer id>" around a chunk write, "gc" for the one gc running.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(80), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+# One token bucket per rate-limit key (server.ratelimit). Times in fractional
+# seconds here, unlike everywhere else: a bucket refills many tokens a second.
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    # How many requests the bucket's last update let through.
+    sa.Column("granted", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_rate_buckets_updated_at", "updated_at"),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -107,6 +107,19 @@ class StoreUnavailable(RelayError):
     code = ErrorCode.STORE_UNAVAILABLE
 
 
+class Busy(RelayError):
+    """Another request, in this relay process or another, holds the transfer's
+    lock (``server.leases``) longer than a request waits: nothing was changed,
+    send it again (HTTP 503 with ``Retry-After``, which clients retry)."""
+
+    code = ErrorCode.UPLOAD_BUSY
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None,
+                 retry_after: int = 1) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class ConfigError(RelayError):
     """The operator's configuration is invalid, or cannot do what was asked."""
 

@@ -147,7 +147,7 @@ async def register(request: web.Request) -> web.Response:
     # Why: the request must be signed by the bundle's own key, proving the
     # registrant holds it (a copied bundle cannot be registered elsewhere).
     auth.check_signature(relay, request, signed, accounts.signing_key_b64(bundle), body_sha)
-    auth.take_token(relay, "register:" + auth.client_of(request))
+    auth.take_registration_token(relay, auth.client_of(request))
     # One transaction claims the invite, remembers the nonce and adds the account.
     await accounts.register(
         relay, handle, invite, bundle,

@@ -1,10 +1,20 @@
-"""The per-transfer lock table of one relay process.
+"""The per-transfer upload lock: an in-process queue in front of a database lease.
 
 Chunk writes, ``complete`` and ``delete`` of one transfer run one at a time
-under its lock: the committed offset is re-read under it, so two requests for
-the same upload never write the partial blob at once. (Several relay
-processes are kept apart by the database's conditional updates instead; see
-server.metadata.)
+under its lock (``exclusive``): the committed offset is re-read under it, so
+two requests for the same upload never write the partial blob at once, in
+one relay process or across several on one database. Two layers:
+
+* the lease ``upload:<transfer id>`` in the database (``server.leases``) is
+  what excludes other processes, and what a request resumed on another
+  process after this one died waits for (at most the lease's lifetime);
+* in front of it, this process's ``asyncio.Lock`` per transfer, so requests
+  arriving here for the same upload (the client's two upload lanes) queue in
+  order without polling the database. The lock alone excludes nothing
+  across processes.
+
+Either wait is bounded (``server.leases.WAIT_SECONDS``), then the request is
+answered ``503 upload_busy``, which clients send again.
 
 An entry lives as long as its upload: whatever removes an upload (complete,
 delete, gc of an expired or abandoned one) drops it, so the table holds at
@@ -14,6 +24,13 @@ most the uploads in progress, never every transfer the process has seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from sealdrop.crypto.protocol import ErrorCode
+
+from .errors import Busy
+from .leases import WAIT_SECONDS, Held, Leases
 
 
 class TransferLocks:
@@ -41,3 +58,32 @@ class TransferLocks:
 
     def __contains__(self, transfer_id: object) -> bool:
         return transfer_id in self._locks
+
+
+def upload_lease(transfer_id: str) -> str:
+    """The name of a transfer's lease (``server.leases``)."""
+    return "upload:" + transfer_id
+
+
+@contextlib.asynccontextmanager
+async def exclusive(
+    locks: TransferLocks, leases: Leases, transfer_id: str, *, wait: float = WAIT_SECONDS
+) -> AsyncIterator[Held]:
+    """Hold ``transfer_id``'s lock in this process and its lease in the database
+    for the block; yields the lease, to fence the commit with
+    (``SqlMetadataStore.advance``). ``Busy`` after ``wait`` seconds in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    lock = locks(transfer_id)
+    try:
+        async with asyncio.timeout(wait):
+            await lock.acquire()
+    except TimeoutError:
+        raise Busy("another request is writing this upload; try again shortly",
+                   code=ErrorCode.UPLOAD_BUSY) from None
+    try:
+        left = max(0.0, deadline - loop.time())
+        async with leases.hold(upload_lease(transfer_id), wait=left) as lease:
+            yield lease
+    finally:
+        lock.release()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sealdrop.crypto.protocol import ErrorCode
 
+from . import leases as lease_sql
+from . import ratelimit
 from .db import (
     accounts,
     blocks,
@@ -53,7 +57,8 @@ from .errors import (
     Unauthenticated,
 )
 from .keycache import KeyCache
-from .noncebatch import NonceBatcher
+from .noncebatch import AccountState, NonceBatcher
+from .ratelimit import RateLimit
 from .sqlrun import AsyncRunner, Runner, SqliteRunner
 
 UPLOADING = "uploading"
@@ -351,6 +356,10 @@ class SqlMetadataStore:
         self._nonces = NonceBatcher(self._insert_nonces)
         # Accounts that signed recent requests; checked at every nonce commit.
         self.keys = KeyCache()
+        # Per-account token buckets, spent in each nonce batch's transaction
+        # (``server.ratelimit``); None: no limit (operator commands, tests).
+        self.rate_limit: RateLimit | None = None
+        self.rate_clock: Callable[[], float] = time.time
 
     @classmethod
     def open(cls, url: str) -> SqlMetadataStore:
@@ -553,21 +562,25 @@ class SqlMetadataStore:
 
     async def remember_nonce_as(
         self, nonce: str, *, expires_at: int, handle: str
-    ) -> tuple[bool, tuple[str, bool] | None]:
+    ) -> tuple[bool, AccountState | None]:
         """``remember_nonce``, and the account ``handle`` as that same commit saw
-        it: (signing key, disabled), or None if there is no such account."""
+        it: (signing key, disabled, whether its rate limit let this request
+        through), or None if there is no such account."""
         return await self._nonces.remember_as(nonce, expires_at=expires_at, handle=handle)
 
     async def _insert_nonces(
-        self, batch: list[tuple[str, int]], handles: list[str]
-    ) -> tuple[set[str], dict[str, tuple[str, bool]]]:
+        self, batch: list[tuple[str, int]], handles: dict[str, int]
+    ) -> tuple[set[str], dict[str, tuple[str, bool, int]]]:
         """Insert the nonces of ``batch`` that are not stored yet, in one synced
         transaction; return those inserted, and the accounts of ``handles``
-        (signing key, disabled) read in that transaction. Race-free across relay
-        processes: the primary key decides, ``ON CONFLICT DO NOTHING`` skips the
-        taken ones."""
+        (signing key, disabled, requests its token bucket granted of the
+        ``handles[h]`` in the batch) read and spent in that transaction.
+        Race-free across relay processes: the primary key decides,
+        ``ON CONFLICT DO NOTHING`` skips the taken ones; each bucket's take is
+        one atomic upsert (``server.ratelimit``)."""
+        limit, now = self.rate_limit, self.rate_clock()
 
-        def work(conn: sa.Connection) -> tuple[set[str], dict[str, tuple[str, bool]]]:
+        def work(conn: sa.Connection) -> tuple[set[str], dict[str, tuple[str, bool, int]]]:
             insert = (
                 sqlite_insert(nonces) if conn.dialect.name == "sqlite" else pg_insert(nonces)
             )
@@ -576,13 +589,45 @@ class SqlMetadataStore:
                 .on_conflict_do_nothing(index_elements=[nonces.c.nonce])
                 .returning(nonces.c.nonce)
             ).scalars().all()
-            states: dict[str, tuple[str, bool]] = {}
+            states: dict[str, tuple[str, bool, int]] = {}
             if handles:
-                for h, key, off in conn.execute(_SIGNERS, {"handles": handles}):
-                    states[str(h)] = (str(key), bool(off))
+                for h, key, off in conn.execute(_SIGNERS, {"handles": list(handles)}):
+                    n = handles[str(h)]
+                    granted = n
+                    if limit is not None and not off:
+                        granted, _ = ratelimit.take(conn, "acct:" + str(h), n=n, now=now,
+                                                    limit=limit)
+                    states[str(h)] = (str(key), bool(off), granted)
             return {str(n) for n in rows}, states
 
         return await self._run.write(work)
+
+    async def purge_rate_buckets(self, limit: RateLimit) -> int:
+        """Delete the buckets full again (idle ``burst / rate`` seconds): no change."""
+        stmt = ratelimit.purge_statement(limit, self.rate_clock())
+        return await self._run.write(lambda conn: conn.execute(stmt).rowcount)
+
+    # -- leases (server.leases) ------------------------------------------------
+
+    async def take_lease(self, name: str, owner: str, *, now: int, until: int) -> bool:
+        # Unsynced: a lease lost to a power loss died with its holder anyway.
+        return await self._run.write(
+            lambda conn: lease_sql.take(conn, name, owner, now=now, until=until), synced=False)
+
+    async def renew_lease(self, name: str, owner: str, *, until: int) -> bool:
+        return await self._run.write(
+            lambda conn: lease_sql.renew(conn, name, owner, until=until), synced=False)
+
+    async def steal_lease(self, name: str, dead: str, owner: str, *, until: int) -> bool:
+        return await self._run.write(
+            lambda conn: lease_sql.steal(conn, name, dead, owner, until=until), synced=False)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._run.write(lambda conn: lease_sql.release(conn, name, owner), synced=False)
+
+    async def lease_holder(self, name: str) -> tuple[str, int] | None:
+        """(owner, expires_at) of the lease ``name``, if any row holds it."""
+        return await self._run.read(lambda conn: lease_sql.holder(conn, name))
 
     async def purge_nonces(self, now: int) -> int:
         def work(conn: sa.Connection) -> int:
@@ -849,7 +894,8 @@ class SqlMetadataStore:
         return await self._run.read(work)
 
     async def advance(
-        self, transfer_id: str, *, old: int, new: int, sha256: str, now: int
+        self, transfer_id: str, *, old: int, new: int, sha256: str, now: int,
+        fence: tuple[str, str] | None = None, release: bool = False,
     ) -> bool:
         """Commit the chunk [old, new) with its SHA-256: move the committed offset
         and record the chunk, in one transaction; False if the offset moved meanwhile.
@@ -861,16 +907,25 @@ class SqlMetadataStore:
         the chunk records and the blob whichever of them lost what. The next
         synced commit (every request's nonce, ``complete``) makes it durable.
         Saves a WAL fsync per chunk, which waits behind the chunk's own writeback.
+
+        ``fence``: (lease name, owner): commit only while that owner still holds
+        the lease (``server.leases``), in the same statement, so a holder whose
+        lease ran out and was taken over can no longer move the offset.
+        ``release``: and let go of that lease in the same transaction, if the
+        chunk was committed.
         """
         params = {"tid": transfer_id, "old": old, "new": new, "now": now, "sha": sha256}
+        update = _ADVANCE if fence is None else _ADVANCE.where(lease_sql.held_by(*fence))
 
         def work(conn: sa.Connection) -> bool:
-            if conn.execute(_ADVANCE, params).rowcount != 1:
+            if conn.execute(update, params).rowcount != 1:
                 return False  # nothing changed: the empty transaction commits
             # A row left past the offset (rolled back without being deleted) is
             # replaced, never trusted.
             conn.execute(_DROP_CHUNKS_PAST, params)
             conn.execute(_ADD_CHUNK, params)
+            if fence is not None and release:
+                lease_sql.release(conn, *fence)
             return True
 
         return await self._run.write(work, synced=False)
@@ -908,10 +963,17 @@ class SqlMetadataStore:
 
         await self._run.write(work)
 
-    async def complete(self, transfer_id: str, *, digest: str, now: int) -> bool:
+    async def complete(self, transfer_id: str, *, digest: str, now: int,
+                       release: tuple[str, str] | None = None) -> bool:
+        """Mark the upload complete; ``release``: (lease name, owner) to let go
+        of in the same transaction (``server.leases``)."""
+
         def work(conn: sa.Connection) -> bool:
             params = {"tid": transfer_id, "dig": digest, "now": now}
-            return conn.execute(_COMPLETE, params).rowcount == 1
+            done = conn.execute(_COMPLETE, params).rowcount == 1
+            if release is not None:
+                lease_sql.release(conn, *release)
+            return done
 
         return await self._run.write(work)
 

@@ -26,6 +26,7 @@ from aiohttp.http_exceptions import PayloadEncodingError
 from sealdrop.crypto.protocol import H_UPLOAD_OFFSET, ErrorCode
 
 from .errors import (
+    Busy,
     Conflict,
     InvalidInput,
     NotFound,
@@ -74,6 +75,7 @@ STATUS: dict[type[RelayError], int] = {
     RangeNotSatisfiable: 416,
     RateLimited: 429,
     StoreUnavailable: 503,
+    Busy: 503,
     StorageFull: 507,
 }
 
@@ -102,7 +104,7 @@ def status_of(exc: RelayError) -> int:
 
 def _error_headers(exc: RelayError) -> dict[str, str]:
     """The headers some errors carry so the client can act without asking again."""
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Busy):
         return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, OffsetMismatch) and exc.committed is not None:
         return {H_UPLOAD_OFFSET: str(exc.committed)}

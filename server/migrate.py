@@ -50,9 +50,10 @@ from .config import DB_NAME
 from .errors import ConfigError, InvalidInput
 from .metadata import COMPLETE, SqlMetadataStore, Transfer
 
-# Rows that describe one process's moment, not the relay: replay nonces expire
-# within minutes and the clients re-sign; copying them is harmless but pointless.
-_NOT_MOVED = frozenset({"nonces"})
+# Rows that describe a moment, not the relay: replay nonces expire within
+# minutes and the clients re-sign; upload and gc leases belong to processes of
+# the old relay; rate buckets refill within seconds.
+_NOT_MOVED = frozenset({"nonces", "leases", "rate_buckets"})
 _BATCH = 500  # rows per INSERT
 
 

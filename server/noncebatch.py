@@ -20,7 +20,11 @@ The same transaction reads back the accounts of the requests in the batch
 (``remember_as``: one indexed query per batch), so the relay's cache of
 signing keys (``server.keycache``) is checked against the database in the
 very transaction that lets the request act: an account disabled, or a handle
-whose key changed, is refused however it got into the cache.
+whose key changed, is refused however it got into the cache. It also spends
+the accounts' rate-limit tokens (``server.ratelimit``): one statement per
+account in the batch, no commit of its own; an account with ``n`` requests
+in the batch asks for ``n`` tokens, and the first ones in arrival order get
+those granted.
 """
 
 from __future__ import annotations
@@ -28,15 +32,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-# An account as the batch's transaction saw it: (signing key, disabled).
-AccountState = tuple[str, bool]
+# An account as the batch's transaction saw it: (signing key, disabled,
+# whether its rate limit let this request through).
+AccountState = tuple[str, bool, bool]
 
 # Stores a batch of (nonce, expires_at) in one transaction and returns the
 # nonces it inserted (those not already stored); in the same transaction it
-# reads the accounts of the handles listed (those that exist).
+# reads the accounts of the handles given, each with how many requests of
+# the batch it signed, and answers (signing key, disabled, how many of those
+# requests its rate limit grants) for those that exist.
 StoreBatch = Callable[
-    [list[tuple[str, int]], list[str]],
-    Awaitable[tuple[set[str], dict[str, AccountState]]],
+    [list[tuple[str, int]], dict[str, int]],
+    Awaitable[tuple[set[str], dict[str, tuple[str, bool, int]]]],
 ]
 
 # What one waiter learns: whether its nonce was fresh, and its account's state
@@ -79,13 +86,13 @@ class NonceBatcher:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             first: dict[str, int] = {}
-            handles: dict[str, None] = {}
+            handles: dict[str, int] = {}
             for nonce, expires_at, handle, _ in batch:
                 first.setdefault(nonce, expires_at)
                 if handle is not None:
-                    handles[handle] = None
+                    handles[handle] = handles.get(handle, 0) + 1
             try:
-                fresh, states = await self._store_batch(list(first.items()), list(handles))
+                fresh, states = await self._store_batch(list(first.items()), handles)
             except BaseException as exc:  # noqa: BLE001 - each waiter gets the failure
                 for _, _, _, fut in batch:
                     if not fut.done():
@@ -93,10 +100,17 @@ class NonceBatcher:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
+            granted = {h: state[2] for h, state in states.items()}
             for nonce, _, handle, fut in batch:
                 # The first waiter of a nonce the database took gets True; a
                 # second use of it in the same batch is a replay like any other.
                 accepted = nonce in fresh
                 fresh.discard(nonce)
+                answer: AccountState | None = None
+                if handle is not None and handle in states:
+                    key, disabled, _ = states[handle]
+                    # The first requests of the account in the batch get its tokens.
+                    answer = (key, disabled, granted[handle] > 0)
+                    granted[handle] -= 1
                 if not fut.done():
-                    fut.set_result((accepted, None if handle is None else states.get(handle)))
+                    fut.set_result((accepted, answer))

@@ -16,13 +16,17 @@ from pathlib import Path
 
 from .blobs import BlobStore, chunk_list_digest
 from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, RelayConfig
-from .errors import ConfigError
-from .locks import TransferLocks
+from .errors import Busy, ConfigError
+from .leases import LEASE_SECONDS, Leases
+from .locks import TransferLocks, upload_lease
 from .logs import LOGGER_NAME
 from .metadata import COMPLETE, UPLOADING, SqlMetadataStore, Transfer
+from .ratelimit import RateLimit
 
 
-async def recover(store: SqlMetadataStore, blobs: BlobStore) -> int:
+async def recover(
+    store: SqlMetadataStore, blobs: BlobStore, leases: Leases | None = None
+) -> int:
     """After a crash: make every partial blob exactly its last intact chunk.
 
     Chunks are not fsynced as they arrive (server.blobs), so after a power loss
@@ -33,11 +37,35 @@ async def recover(store: SqlMetadataStore, blobs: BlobStore) -> int:
     chunk records past it are dropped and the bytes past it cut. After a mere
     SIGKILL every chunk verifies and only an uncommitted tail is cut. Costs one
     read of every partial blob per start.
+
+    ``leases``: the serving relay's (``server.leases``). Another relay process
+    sharing the blob folder may be writing a chunk of an upload right now,
+    past its committed offset: recovering that upload would cut the chunk
+    under it. So each upload is recovered holding its lease: taken at once
+    if free or its holder is a dead process of this host (a crash, a power
+    loss), else waited for up to ``LEASE_SECONDS`` (a holder that died
+    elsewhere lets go by then); one held still longer is being written by a
+    live process, which renews it, and is left to it.
     """
     fixed = 0
     for t in await store.all_transfers():
-        if t.state == UPLOADING and await _recover_one(store, blobs, t):
-            fixed += 1
+        if t.state != UPLOADING:
+            continue
+        if leases is None:
+            fixed += await _recover_one(store, blobs, t)
+            continue
+        name, owner = upload_lease(t.id), leases.new_owner()
+        if not await leases.take_over_dead(name, owner):
+            try:
+                await leases.acquire(name, owner, wait=LEASE_SECONDS + 5)
+            except Busy:
+                _log.info("recover_skipped", extra={"fields": {"transfer": t.id}})
+                continue
+        async with leases.held(name, owner):
+            # Read again under the lease: the holder may have moved it meanwhile.
+            fresh = await store.get_transfer(t.id)
+            if fresh is not None and fresh.state == UPLOADING:
+                fixed += await _recover_one(store, blobs, fresh)
     return fixed
 
 
@@ -84,6 +112,7 @@ class GcReport:
     orphan_blobs: int = 0
     stale_partials: int = 0
     nonces: int = 0
+    rate_buckets: int = 0
 
     def counts(self) -> dict[str, int]:
         return {
@@ -91,7 +120,37 @@ class GcReport:
             "orphan_blobs_deleted": self.orphan_blobs,
             "stale_partials_discarded": self.stale_partials,
             "nonces_purged": self.nonces,
+            "rate_buckets_purged": self.rate_buckets,
         }
+
+
+# The lease (server.leases) of the one gc running on a database.
+GC_LEASE = "gc"
+
+
+async def gc_as_leader(
+    store: SqlMetadataStore,
+    blobs: BlobStore,
+    cfg: RelayConfig,
+    *,
+    now: int,
+    leases: Leases,
+    locks: TransferLocks | None = None,
+    force: bool = False,
+) -> GcReport | None:
+    """``gc``, unless another gc runs on this database (``sealdrop-relay gc``,
+    or any relay process's reaper): then None, at once, nothing done.
+
+    Why one at a time: two gcs would list the same blobs and rows and delete
+    the same transfers twice, and each would judge its bounded share
+    (``GC_MAX_SHARE``) against a store the other is emptying. The lease is
+    held, renewed, for the whole run; a leader that dies lets go of it
+    within ``server.leases.LEASE_SECONDS``."""
+    owner = leases.new_owner()
+    if not await leases.try_take(GC_LEASE, owner):
+        return None
+    async with leases.held(GC_LEASE, owner):
+        return await gc(store, blobs, cfg, now=now, locks=locks, force=force)
 
 
 async def gc(
@@ -155,6 +214,8 @@ async def gc(
         report.stale_partials += 1
         _log.info("gc_delete", extra={"fields": {"transfer": key, "reason": "stale_partial"}})
     report.nonces = await store.purge_nonces(now)
+    report.rate_buckets = await store.purge_rate_buckets(
+        RateLimit(rate=cfg.rate_per_second, burst=cfg.rate_burst))
     return report
 
 

@@ -12,10 +12,11 @@ from aiohttp import web
 from .blobs import BlobStore
 from .clientaddr import Network
 from .config import RelayConfig
+from .leases import Leases
 from .locks import TransferLocks
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
-from .ratelimit import TokenBuckets
+from .ratelimit import AddressBuckets, RateLimit
 
 
 @dataclass(slots=True, kw_only=True)
@@ -25,10 +26,19 @@ class Relay:
     blobs: BlobStore
     logger: logging.Logger
     metrics: Metrics
-    limiter: TokenBuckets
+    limiter: RateLimit  # its buckets are rows of the database (server.ratelimit)
+    # Orders this process's requests for one transfer; ``leases`` excludes the
+    # other processes' (server.locks).
     locks: TransferLocks = field(default_factory=TransferLocks)
     clock: Callable[[], float] = time.time
     trusted_proxies: tuple[Network, ...] = ()  # parsed config.trusted_proxies
+    leases: Leases = field(init=False)
+    # Registrations by client address: in memory, never stored (server.ratelimit).
+    registrations: AddressBuckets = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.leases = Leases(self.store, self.clock)
+        self.registrations = AddressBuckets(self.limiter)
 
     def now(self) -> int:
         return int(self.clock())

@@ -32,6 +32,7 @@ from sealdrop.crypto.protocol import ErrorCode, new_transfer_id
 
 from .blobs import check_key, chunk_list_digest
 from .errors import (
+    Busy,
     Conflict,
     InvalidInput,
     NotFound,
@@ -39,6 +40,7 @@ from .errors import (
     StoreUnavailable,
     TooLarge,
 )
+from .locks import exclusive
 from .metadata import COMPLETE, UPLOADING, Account, RecipientStatus, Transfer
 from .state import Relay
 
@@ -207,7 +209,7 @@ async def upload_chunk(
             "bytes on this relay (GET /v1/info: min_chunk_bytes)",
             code=ErrorCode.CHUNK_TOO_SMALL,
         )
-    async with relay.locks(t.id):
+    async with exclusive(relay.locks, relay.leases, t.id) as lease:
         # Re-read under the lock: another request may have advanced the offset.
         progress = await relay.store.progress(t.id)
         if progress is None:
@@ -249,11 +251,21 @@ async def upload_chunk(
                 committed=committed,
             )
         await relay.blobs.write_chunk(t.id, offset, source, length=length, digest=digest)
+        # Fenced by the lease, which the same transaction lets go of.
         if not await relay.store.advance(
-            t.id, old=offset, new=offset + length, sha256=digest, now=relay.now()
+            t.id, old=offset, new=offset + length, sha256=digest, now=relay.now(),
+            fence=lease.fence, release=True,
         ):
+            held = await relay.store.lease_holder(lease.name)
+            if held is None or held[0] != lease.owner:
+                # Overtaken: this request stalled past its lease and another
+                # holds the upload now. Its bytes past the offset are the new
+                # holder's to write: cut nothing, commit nothing.
+                raise Busy("this upload was taken over by another request; try again",
+                           code=ErrorCode.UPLOAD_BUSY)
             await relay.blobs.truncate_partial(t.id, offset)
             raise OffsetMismatch("the upload moved on concurrently; ask for the offset again")
+        lease.released = True
     relay.metrics.inc("sealdrop_upload_bytes_total", length)
     return ChunkResult(offset + length, t.size)
 
@@ -261,7 +273,7 @@ async def upload_chunk(
 async def complete(relay: Relay, t: Transfer) -> Transfer:
     if t.state == COMPLETE:
         return t
-    async with relay.locks(t.id):
+    async with exclusive(relay.locks, relay.leases, t.id) as lease:
         # Re-read under the lock, with the chunk records: one read.
         fresh, recorded = await relay.store.completion(t.id)
         if fresh is None:
@@ -286,7 +298,12 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
             raise StoreUnavailable("the uploaded blob is missing from the blob store")
         now = relay.now()
         digest = chunk_list_digest(recorded)
-        if not await relay.store.complete(t.id, digest=digest, now=now):
+        # Lets go of the lease in the same transaction (if that raises, the
+        # rollback kept it, and leaving the block lets go of it).
+        completed = await relay.store.complete(t.id, digest=digest, now=now,
+                                               release=lease.fence)
+        lease.released = True
+        if not completed:
             raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     relay.locks.drop(t.id)
     relay.metrics.inc("sealdrop_transfers_completed_total")
@@ -322,7 +339,7 @@ async def dismiss(relay: Relay, who: Account, t: Transfer) -> None:
 async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:
     # Row first, then blob: a crash in between leaves a blob without a row,
     # which gc and verify remove; the reverse would serve a row with no data.
-    async with relay.locks(t.id):
+    async with exclusive(relay.locks, relay.leases, t.id):
         await relay.store.delete_transfer(t.id)
         await relay.blobs.delete(t.id)
     relay.locks.drop(t.id)

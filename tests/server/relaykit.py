@@ -278,10 +278,12 @@ def make_config(data_dir: Path, db_url: str, **overrides: Any) -> RelayConfig:
 
 
 class RelayProcess:
-    def __init__(self, data_dir: Path, db_url: str, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, db_url: str, log_path: Path,
+                 settings: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.db_url = db_url
         self.log_path = log_path
+        self.settings = settings or {}  # e.g. {"rate_burst": "5"}: SEALDROP_RELAY_RATE_BURST
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -289,6 +291,7 @@ class RelayProcess:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_RELAY_")}
         env["SEALDROP_RELAY_DATABASE_URL"] = self.db_url
+        env.update({"SEALDROP_RELAY_" + k.upper(): v for k, v in self.settings.items()})
         return env
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

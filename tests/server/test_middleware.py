@@ -28,7 +28,7 @@ from sealdrop.server.middleware import (
     metrics_middleware,
     status_of,
 )
-from sealdrop.server.ratelimit import TokenBuckets
+from sealdrop.server.ratelimit import RateLimit
 from sealdrop.server.state import RELAY_KEY, Relay
 
 # The statuses clients have always seen for each kind of error.
@@ -46,6 +46,7 @@ EXPECTED_STATUS: dict[type[errors.RelayError], int] = {
     http_parse.RangeNotSatisfiable: 416,
     errors.RateLimited: 429,
     errors.StoreUnavailable: 503,
+    errors.Busy: 503,
     errors.StorageFull: 507,
     errors.ConfigError: 400,  # operator commands only; never raised while serving
 }
@@ -88,7 +89,7 @@ async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
         blobs=LocalBlobStore(tmp_path / "blobs"),
         logger=logging.getLogger(LOGGER_NAME),
         metrics=Metrics(),
-        limiter=TokenBuckets(rate=1.0, burst=1),
+        limiter=RateLimit(rate=1.0, burst=1),
     )
     await store.close()
 
@@ -116,6 +117,7 @@ CASES: list[tuple[BaseException, int, str, dict[str, str]]] = [
      {"Content-Range": "bytes */10"}),
     (errors.RateLimited("slow", retry_after=7), 429, "rate_limited", {"Retry-After": "7"}),
     (errors.StoreUnavailable("down"), 503, "store_unavailable", {}),
+    (errors.Busy("held", retry_after=2), 503, "upload_busy", {"Retry-After": "2"}),
     (errors.StorageFull("full"), 507, "insufficient_storage", {}),
     (web.HTTPNotFound(), 404, "not_found", {}),
     (web.HTTPMethodNotAllowed("PUT", ["GET"]), 405, "method_not_allowed", {"Allow": "GET"}),

@@ -27,11 +27,12 @@ class _FakeStore:
         self.gate.set()
 
         self.accounts: dict[str, tuple[str, bool]] = {}
-        self.asked: list[list[str]] = []
+        self.tokens: dict[str, int] = {}  # a handle listed here has that many left
+        self.asked: list[dict[str, int]] = []
 
     async def store(
-        self, batch: list[tuple[str, int]], handles: list[str]
-    ) -> tuple[set[str], dict[str, tuple[str, bool]]]:
+        self, batch: list[tuple[str, int]], handles: dict[str, int]
+    ) -> tuple[set[str], dict[str, tuple[str, bool, int]]]:
         self.batches.append(batch)
         self.asked.append(handles)
         await self.gate.wait()
@@ -39,7 +40,14 @@ class _FakeStore:
             raise self.fail
         fresh = {n for n, _ in batch if n not in self.stored}
         self.stored |= fresh
-        return fresh, {h: self.accounts[h] for h in handles if h in self.accounts}
+        states = {}
+        for h, n in handles.items():
+            if h in self.accounts:
+                granted = min(n, self.tokens.get(h, n))
+                if h in self.tokens:
+                    self.tokens[h] -= granted
+                states[h] = (*self.accounts[h], granted)
+        return fresh, states
 
 
 def test_concurrent_nonces_share_one_batch_and_a_repeat_is_a_replay() -> None:
@@ -160,9 +168,32 @@ def test_a_batch_reads_back_the_accounts_of_its_signers_once() -> None:
         fake.gate.set()
         assert await first is True
         got = [await t for t in rest]
-        assert got == [(True, ("ka", False)), (True, ("kb", True)), (True, ("ka", False)),
-                       (True, None)]
-        # Each handle asked for once per batch; a plain nonce asks for none.
-        assert fake.asked == [[], ["alice", "bob", "gone"]]
+        assert got == [(True, ("ka", False, True)), (True, ("kb", True, True)),
+                       (True, ("ka", False, True)), (True, None)]
+        # Each handle asked for once per batch, with its number of requests;
+        # a plain nonce asks for none.
+        assert fake.asked == [{}, {"alice": 2, "bob": 1, "gone": 1}]
+
+    asyncio.run(run())
+
+
+def test_the_tokens_granted_to_a_batch_go_to_its_first_requests() -> None:
+    async def run() -> None:
+        fake = _FakeStore()
+        fake.accounts = {"alice": ("ka", False), "bob": ("kb", False)}
+        fake.tokens = {"alice": 2, "bob": 0}
+        batcher = NonceBatcher(fake.store)
+        fake.gate.clear()
+        first = asyncio.create_task(batcher.remember("n0", expires_at=1))
+        await asyncio.sleep(0)
+        rest = [asyncio.create_task(batcher.remember_as(f"a{i}", expires_at=1, handle=h))
+                for i, h in enumerate(["alice", "bob", "alice", "alice", "alice"])]
+        await asyncio.sleep(0)
+        fake.gate.set()
+        await first
+        allowed = [(await t)[1] for t in rest]
+        # alice's two tokens go to her first two requests in arrival order; bob has none.
+        assert [a[2] if a else None for a in allowed] == [True, False, True, False, False]
+        assert fake.asked[-1] == {"alice": 4, "bob": 1} and fake.tokens == {"alice": 0, "bob": 0}
 
     asyncio.run(run())
