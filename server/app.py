@@ -75,7 +75,7 @@ async def _serve(
         # Before anything reads or repairs blobs: refuse a database that is
         # not this blob store's (a brand-new relay is bound here).
         await binding.bind(store, blobs, adopt=False)
-        repaired = await ops.recover(store, relay.blobs, relay.leases)
+        repaired = await ops.recover(store, relay.blobs, relay.upload_leases)
         if repaired:
             relay.logger.warning(
                 "recovered_partial_uploads", extra={"fields": {"count": repaired}}

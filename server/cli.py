@@ -7,6 +7,7 @@ holding relay.toml, the SQLite database and the blobs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import click
 
 from sealdrop.crypto.alloc import tune_allocator
 
-from . import binding, s3url, schema
+from . import binding, s3url, schema, serving
 from .accounts import create_invite, invite_hash
 from .blobs import BlobStore, LocalBlobStore
 from .blobstores import blob_store
@@ -159,6 +160,13 @@ def serve(data_dir: Path, host: str | None, port: int | None) -> None:
 
 
 async def _serve(cfg: RelayConfig, logger: Any) -> None:
+    with contextlib.ExitStack() as held:
+        if cfg.sqlite_path is not None:  # one server per SQLite database (server.serving)
+            held.enter_context(serving.only_server(cfg.sqlite_path))
+        await _run_site(cfg, logger)
+
+
+async def _run_site(cfg: RelayConfig, logger: Any) -> None:
     from aiohttp import web
 
     from .app import create_app, make_runner

@@ -40,6 +40,12 @@ class Relay:
         self.leases = Leases(self.store, self.clock)
         self.registrations = AddressBuckets(self.limiter)
 
+    @property
+    def upload_leases(self) -> Leases | None:
+        """The upload leases, where other processes may write this relay's
+        uploads (PostgreSQL); None on SQLite, one process per database."""
+        return None if self.config.is_sqlite else self.leases
+
     def now(self) -> int:
         return int(self.clock())
 

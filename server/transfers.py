@@ -209,7 +209,7 @@ async def upload_chunk(
             "bytes on this relay (GET /v1/info: min_chunk_bytes)",
             code=ErrorCode.CHUNK_TOO_SMALL,
         )
-    async with exclusive(relay.locks, relay.leases, t.id) as lease:
+    async with exclusive(relay.locks, relay.upload_leases, t.id) as lease:
         # Re-read under the lock: another request may have advanced the offset.
         progress = await relay.store.progress(t.id)
         if progress is None:
@@ -254,10 +254,10 @@ async def upload_chunk(
         # Fenced by the lease, which the same transaction lets go of.
         if not await relay.store.advance(
             t.id, old=offset, new=offset + length, sha256=digest, now=relay.now(),
-            fence=lease.fence, release=True,
+            fence=None if lease is None else lease.fence, release=lease is not None,
         ):
-            held = await relay.store.lease_holder(lease.name)
-            if held is None or held[0] != lease.owner:
+            held = None if lease is None else await relay.store.lease_holder(lease.name)
+            if lease is not None and (held is None or held[0] != lease.owner):
                 # Overtaken: this request stalled past its lease and another
                 # holds the upload now. Its bytes past the offset are the new
                 # holder's to write: cut nothing, commit nothing.
@@ -265,7 +265,8 @@ async def upload_chunk(
                            code=ErrorCode.UPLOAD_BUSY)
             await relay.blobs.truncate_partial(t.id, offset)
             raise OffsetMismatch("the upload moved on concurrently; ask for the offset again")
-        lease.released = True
+        if lease is not None:
+            lease.released = True
     relay.metrics.inc("sealdrop_upload_bytes_total", length)
     return ChunkResult(offset + length, t.size)
 
@@ -273,7 +274,7 @@ async def upload_chunk(
 async def complete(relay: Relay, t: Transfer) -> Transfer:
     if t.state == COMPLETE:
         return t
-    async with exclusive(relay.locks, relay.leases, t.id) as lease:
+    async with exclusive(relay.locks, relay.upload_leases, t.id) as lease:
         # Re-read under the lock, with the chunk records: one read.
         fresh, recorded = await relay.store.completion(t.id)
         if fresh is None:
@@ -300,9 +301,10 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
         digest = chunk_list_digest(recorded)
         # Lets go of the lease in the same transaction (if that raises, the
         # rollback kept it, and leaving the block lets go of it).
-        completed = await relay.store.complete(t.id, digest=digest, now=now,
-                                               release=lease.fence)
-        lease.released = True
+        completed = await relay.store.complete(
+            t.id, digest=digest, now=now, release=None if lease is None else lease.fence)
+        if lease is not None:
+            lease.released = True
         if not completed:
             raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     relay.locks.drop(t.id)
@@ -339,7 +341,7 @@ async def dismiss(relay: Relay, who: Account, t: Transfer) -> None:
 async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:
     # Row first, then blob: a crash in between leaves a blob without a row,
     # which gc and verify remove; the reverse would serve a row with no data.
-    async with exclusive(relay.locks, relay.leases, t.id):
+    async with exclusive(relay.locks, relay.upload_leases, t.id):
         await relay.store.delete_transfer(t.id)
         await relay.blobs.delete(t.id)
     relay.locks.drop(t.id)
