@@ -320,6 +320,26 @@ def _copy_prefix(src: Path, dst: Path, length: int | None) -> bool:
     return copied
 
 
+async def _stream_file(path: Path, start: int, end: int) -> AsyncGenerator[bytes, None]:
+    """Bytes [start, end) of the file at ``path``, a block at a time, each read
+    in a worker thread."""
+    try:
+        f = await asyncio.to_thread(path.open, "rb")
+    except FileNotFoundError as exc:
+        raise StoreUnavailable("the blob is missing from the blob store") from exc
+    try:
+        await asyncio.to_thread(f.seek, start)
+        left = end - start
+        while left > 0:
+            block = await asyncio.to_thread(f.read, min(IO_BLOCK, left))
+            if not block:
+                raise StoreUnavailable("the blob is shorter than its recorded size")
+            left -= len(block)
+            yield block
+    finally:
+        f.close()
+
+
 class LocalBlobStore:
     """Blobs as files under ``root``: ``partial/<id>`` and ``complete/<id[:2]>/<id>``."""
 
@@ -533,23 +553,13 @@ class LocalBlobStore:
         except FileNotFoundError as exc:
             raise StoreUnavailable("the uploaded blob is missing from the blob store") from exc
 
-    async def read(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
-        path = self.complete_path(key)
-        try:
-            f = await asyncio.to_thread(path.open, "rb")
-        except FileNotFoundError as exc:
-            raise StoreUnavailable("the blob is missing from the blob store") from exc
-        try:
-            await asyncio.to_thread(f.seek, start)
-            left = end - start
-            while left > 0:
-                block = await asyncio.to_thread(f.read, min(IO_BLOCK, left))
-                if not block:
-                    raise StoreUnavailable("the blob is shorter than its recorded size")
-                left -= len(block)
-                yield block
-        finally:
-            f.close()
+    def read(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        return _stream_file(self.complete_path(key), start, end)
+
+    def read_partial(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """Bytes [start, end) of the partial blob (``migrate`` moves uploads in
+        progress; the relay itself never reads one back)."""
+        return _stream_file(self.partial_path(key), start, end)
 
     async def open_file(self, key: str, end: int) -> BinaryIO | None:
         return await asyncio.to_thread(_open_span, self.complete_path(key), end)

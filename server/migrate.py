@@ -33,7 +33,6 @@ start over with an empty target.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sealdrop.crypto import chunkhash
 
 from . import db, schema
-from .blobs import IO_BLOCK, BlobStore, Chunk, LocalBlobStore
+from .blobs import BlobStore, Chunk, LocalBlobStore
 from .config import DB_NAME
 from .errors import ConfigError, InvalidInput
 from .metadata import COMPLETE, SqlMetadataStore, Transfer
@@ -297,28 +296,11 @@ async def _group_digest(
     return chunkhash.tag(chunkhash.BLAKE3, whole.hexdigest())
 
 
-async def _read(
+def _read(
     source: LocalBlobStore, key: str, complete: bool, start: int, end: int
 ) -> AsyncIterator[bytes]:
     """Bytes [start, end) of the source blob, complete or partial."""
-    if complete:
-        async for piece in source.read(key, start, end):
-            yield piece
-        return
-    f = await asyncio.to_thread(source.partial_path(key).open, "rb")
-    try:
-        await asyncio.to_thread(f.seek, start)
-        left = end - start
-        while left > 0:
-            block = await asyncio.to_thread(f.read, min(IO_BLOCK, left))
-            if not block:
-                raise MigrateError(
-                    f"the source's partial blob {key} is shorter than its committed offset; "
-                    "run `sealdrop-relay verify` on the source first")
-            left -= len(block)
-            yield block
-    finally:
-        f.close()
+    return (source.read if complete else source.read_partial)(key, start, end)
 
 
 def _tables() -> list[sa.Table]:

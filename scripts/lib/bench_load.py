@@ -30,7 +30,6 @@ import json
 import math
 import os
 import random
-import re
 import ssl as _ssl
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_relay import Account, _account, _cpu_seconds, _Lean, _seal  # noqa: E402
+from bench_relay import Account, _account, _cpu_seconds, _Lean, _seal, _start  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -153,26 +152,9 @@ class Deployment:
             stop()
 
 
-def _serve(data: Path, log: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(["sealdrop-relay", "serve", "--data", str(data), "--host",
-                                 "127.0.0.1", "--port", "0"], stdout=out, stderr=out, env=env)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        m = re.search(r'"event":"listening".*?"port":(\d+)', log.read_text("utf-8", "replace"))
-        if m:
-            return proc, int(m.group(1))
-        if proc.poll() is not None:
-            raise SystemExit("relay exited:\n" + log.read_text("utf-8", "replace"))
-        time.sleep(0.05)
-    raise SystemExit("relay did not start")
-
-
 def single(tmp: Path) -> Deployment:
     data = tmp / "single"
-    subprocess.run(["sealdrop-relay", "init", "--data", str(data)], check=True,
-                   capture_output=True)
-    proc, port = _serve(data, tmp / "single.log", dict(os.environ))
+    proc, port = _start(data, tmp / "single.log")
     return Deployment("single (SQLite + files, 1 process)", f"http://127.0.0.1:{port}",
                       [proc], data)
 
@@ -216,9 +198,7 @@ def scaled(tmp: Path, processes: int, pg: str) -> Deployment:
         data = tmp / f"scaled-{i}"
         data.mkdir()
         (data / "relay.toml").write_text(conf)
-        subprocess.run(["sealdrop-relay", "init", "--data", str(data)], check=True,
-                       capture_output=True, env=env)
-        proc, port = _serve(data, tmp / f"scaled-{i}.log", env)
+        proc, port = _start(data, tmp / f"scaled-{i}.log", env)
         relays.append(proc)
         ports.append(port)
     front = Nginx(tmp / "nginx", ports)

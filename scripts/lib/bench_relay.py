@@ -57,12 +57,14 @@ COUNTED = (REQUESTS, STATEMENTS, COMMITS)
 Account = tuple[str, SigningKey, age.X25519Identity]
 
 
-def _start(data: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start(data: Path, log: Path, env: dict[str, str] | None = None
+           ) -> tuple[subprocess.Popen[bytes], int]:
+    """``init`` then ``serve`` on a free port; the process and its port."""
     subprocess.run(["sealdrop-relay", "init", "--data", str(data)], check=True,
-                   capture_output=True)
+                   capture_output=True, env=env)
     with log.open("ab") as out:
         proc = subprocess.Popen(["sealdrop-relay", "serve", "--data", str(data), "--host",
-                                 "127.0.0.1", "--port", "0"], stdout=out, stderr=out)
+                                 "127.0.0.1", "--port", "0"], stdout=out, stderr=out, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:
         m = re.search(r'"event":"listening".*?"port":(\d+)', log.read_text("utf-8", "replace"))
