@@ -142,7 +142,7 @@ async def gc_as_leader(
     or any relay process's reaper): then None, at once, nothing done.
 
     Why one at a time: two gcs would list the same blobs and rows and delete
-    the same transfers twice, and each would judge its bounded share
+    the same uploads twice, and each would judge its bounded share
     (``GC_MAX_SHARE``) against a store the other is emptying. The lease is
     held, renewed, for the whole run; a leader that dies lets go of it
     within ``server.leases.LEASE_SECONDS``."""

@@ -120,6 +120,12 @@ def run_alembic(connection: sa.Connection, action: str, target: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
+    if connection.dialect.name == "sqlite":
+        # pysqlite opens a transaction only before DML, so DDL would run (and
+        # stay) one statement at a time: a migration refused halfway (0006 down
+        # with BLAKE3 records) would leave 0007's tables dropped under a
+        # revision that still says head. One explicit transaction for the run.
+        connection.exec_driver_sql("BEGIN")
     getattr(command, action)(cfg, target)
 
 
