@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.kit import free_port, wait_for
+from tests.e2e.kit import free_port, kill_process, stop_process, wait_for
 
 WEED = Path(sys.executable).parent / "weed"
 ACCESS_KEY = "sealdrop-test"
@@ -93,17 +92,10 @@ class Seaweed:
         return True
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
+        kill_process(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc)
 
     def client(self):  # type: ignore[no-untyped-def]
         """A plain (synchronous) botocore client: the test's own look at the bucket."""
