@@ -131,11 +131,9 @@ async def migrate(
                             if moved.kept < t.committed else ""))
             report.cut_back = sum(1 for t in transfers
                                   if t.id in cut and cut[t.id][0] < t.committed)
-            if not rows:
-                pass
-            elif report.already:
+            if rows and report.already:
                 await _same_rows(snapshot.engine.raw, target_engine)
-            else:
+            elif rows:
                 report.rows = await _move_rows(snapshot.engine.raw, target_engine, cut)
                 progress("rows: " + " ".join(f"{k}={v}" for k, v in report.rows.items()))
         finally:

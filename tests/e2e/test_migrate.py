@@ -256,3 +256,22 @@ def test_a_files_relay_moves_into_s3_with_small_chunks_gathered_into_parts(
         lab.run("receive", "--into", str(into), "--", t, timeout=300)
         assert tree(into / c.name) == tree(c)
     assert seaweed.uploads(s3_bucket) == []
+
+
+def test_blobs_only_copies_the_bulk_and_the_next_run_moves_the_rest(
+    tmp_path: Path, pair: tuple[User, User], target_url: str
+) -> None:
+    """The short-downtime path: blobs copied while the relay serves, then a
+    transfer more, then the relay stopped and the rows moved."""
+    practice, lab = pair
+    relay = practice.relay
+    practice.run("send", str(make_case(tmp_path / "src", marker="A")), "--to", lab.handle)
+    dest = _target_folder(tmp_path, relay, target_url)
+    bulk = json.loads(_migrate(relay, target_url, dest / "blobs", "--blobs-only",
+                               "--json").stdout)
+    assert bulk["copied"] == 1 and bulk["rows"] == {}
+    practice.run("send", str(make_case(tmp_path / "src", marker="B")), "--to", lab.handle)
+    relay.stop()
+    last = json.loads(_migrate(relay, target_url, dest / "blobs", "--json").stdout)
+    assert last["skipped"] == 1 and last["copied"] == 1
+    assert last["rows"]["transfers"] == 2 and not last["already_moved"]
