@@ -217,7 +217,6 @@ async def _move_blob(
     # chunks (ranged reads); an open upload, along its writes (its parts).
     records = ([c for g in plan for c in g] if complete else
                [(g[-1][0], await digest(i)) for i, g in enumerate(plan)])
-    writes_done = _writes_done(plan, complete)
     intact, size = await target.check_chunks(t.id, records, complete=complete)
     moved = Moved(0, plan[-1][-1][0],
                   None if complete or records == list(chunks) else records)
@@ -226,7 +225,7 @@ async def _move_blob(
     if complete and size is not None:
         await target.delete(t.id)  # a wrong complete blob is never resumed into
         intact = 0
-    done = writes_done(intact)  # resume after the last write the target holds intact
+    done = _writes_done(plan, complete, intact)  # resume after the last intact write
     start = _start_of(plan, done)
     await target.truncate_partial(t.id, start)
     wrote = 0
@@ -254,20 +253,18 @@ async def _move_blob(
     return Moved(wrote, moved.kept, moved.records)
 
 
-def _writes_done(plan: Sequence[Sequence[Chunk]], complete: bool) -> Callable[[int], int]:
+def _writes_done(plan: Sequence[Sequence[Chunk]], complete: bool, intact: int) -> int:
     """How many whole writes ``intact`` checked records cover: records are
     chunks for a complete blob, writes for an open upload."""
-    def done(intact: int) -> int:
-        if not complete:
-            return intact
-        n = k = 0
-        for g in plan:
-            if n + len(g) > intact:
-                break
-            n += len(g)
-            k += 1
-        return k
-    return done
+    if not complete:
+        return intact
+    n = k = 0
+    for g in plan:
+        if n + len(g) > intact:
+            break
+        n += len(g)
+        k += 1
+    return k
 
 
 def _start_of(plan: Sequence[Sequence[Chunk]], i: int) -> int:

@@ -6,9 +6,11 @@ parser), and what it promises to print is described there.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,12 +41,17 @@ def test_the_wormhole_baseline_is_pinned_and_not_a_runtime_dependency() -> None:
     assert "wormhole" not in pyproject
 
 
-def test_bench_wan_reads_resends_and_idle_link_from_the_relay_log(tmp_path: Path) -> None:
+def _bench(name: str) -> Any:
+    """The bench module ``name`` from scripts/lib (not a package)."""
     sys.path.insert(0, str(LIB))
     try:
-        import bench_wan
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(LIB))
+
+
+def test_bench_wan_reads_resends_and_idle_link_from_the_relay_log(tmp_path: Path) -> None:
+    bench_wan = _bench("bench_wan")
     log = tmp_path / "relay.log"
     lines = [
         '{"ts": 100.5, "event": "request", "method": "POST", "route": "/v1/transfers", '
@@ -69,11 +76,7 @@ def test_bench_wan_reads_resends_and_idle_link_from_the_relay_log(tmp_path: Path
 
 
 def test_the_durable_copy_baseline_copies_fsyncs_and_cleans_up(tmp_path: Path) -> None:
-    sys.path.insert(0, str(LIB))
-    try:
-        import bench_e2e
-    finally:
-        sys.path.remove(str(LIB))
+    bench_e2e = _bench("bench_e2e")
     src = tmp_path / "src.bin"
     src.write_bytes(b"x" * 5_000_000)
     took = bench_e2e.durable_copy(src, tmp_path / "dst.bin")
