@@ -18,6 +18,7 @@ class, syntaxes) pairs need.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +131,34 @@ def _send(assoc: Any, i: Instance) -> tuple[Any, str]:
     return assoc.send_c_store(pydicom.dcmread(i.placed)), ""
 
 
+class _DeadLinkWatch:
+    """Wakes a C-STORE that waits for an answer on an association whose link is gone.
+
+    When the PACS dies while pynetdicom's link thread is writing a data set, that
+    thread ends without telling the waiter, which then sleeps through the whole
+    DIMSE timeout (120 s) for an answer nobody can send: a lab's receive hung two
+    minutes per dead PACS. The empty item put here is the one pynetdicom itself
+    queues when it sees a link close, so the C-STORE returns "no answer" at once.
+    """
+
+    def __init__(self, assoc: Any, period: float = 0.5) -> None:
+        self._assoc = assoc
+        self._period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pacs-link-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            if not self._assoc.dul.is_alive():
+                self._assoc.dimse.msg_queue.put((None, None))
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def store(target: PacsTarget, instances: Sequence[Instance], *,
           calling_aet: str = DEFAULT_CALLING_AET, timeout: float = 60.0,
           on_outcome: Callable[[Outcome], None] | None = None) -> Attempt:
@@ -155,6 +184,7 @@ def store(target: PacsTarget, instances: Sequence[Instance], *,
         if not assoc.is_established:
             refused = _refused(target, assoc)
             return Attempt(tuple(outcomes), refused.error, refused.transient)
+        watch = _DeadLinkWatch(assoc)
         try:
             for i in batch:
                 try:
@@ -178,6 +208,7 @@ def store(target: PacsTarget, instances: Sequence[Instance], *,
                              "" if stored else str(status.get("ErrorComment", "")
                                                    or "the PACS refused to store it")[:200]))
         finally:
+            watch.stop()  # before release: a released link's thread ends too
             if assoc.is_established:
                 assoc.release()
     return Attempt(tuple(outcomes))
