@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -47,6 +48,7 @@ from sealdrop.crypto import chunkhash
 from sealdrop.crypto.protocol import ErrorCode
 
 from .errors import ConfigError, InvalidInput, StorageFull, StoreUnavailable
+from .writelocks import WriteLocks
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,32}")
 # Why 1 MiB: each block is one hop to a worker thread, which writes it while
@@ -60,6 +62,7 @@ _IOV_MAX = 512  # pieces per pwritev call, well under any platform's IOV_MAX
 Chunk = tuple[int, str]
 # The marker file binding a blob store to its database (server.ops.check_binding).
 RELAY_ID_FILE = "relay-id"
+WRITE_LOCKS_FILE = "write-locks"  # server.writelocks: holds no data, only locks
 RELAY_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
@@ -104,6 +107,12 @@ class BlobStore(Protocol):
 
     async def ready(self) -> None:
         """Raise ``StoreUnavailable`` unless the store can be written now."""
+
+    def write_lock(self, key: str, *, wait: float) -> AbstractAsyncContextManager[None]:
+        """Exclude other relay processes from changing ``key``'s partial blob for
+        the block, where a stalled writer could otherwise cut bytes another
+        process committed (``server.writelocks``); ``Busy`` after ``wait``
+        seconds. Taken under the upload lease, by ``server.locks.exclusive``."""
 
     async def write_chunk(
         self,
@@ -349,6 +358,7 @@ class LocalBlobStore:
         self.root = Path(root)
         self.partial_dir = self.root / "partial"
         self.complete_dir = self.root / "complete"
+        self._write_locks = WriteLocks(self.root / WRITE_LOCKS_FILE)
 
     @property
     def where(self) -> str:
@@ -365,7 +375,10 @@ class LocalBlobStore:
         await asyncio.to_thread(self.create_dirs)
 
     async def close(self) -> None:
-        pass
+        self._write_locks.close()
+
+    def write_lock(self, key: str, *, wait: float) -> AbstractAsyncContextManager[None]:
+        return self._write_locks.hold(check_key(key), wait=wait)
 
     @property
     def marker_path(self) -> Path:

@@ -211,6 +211,11 @@ class Leases:
         async with self.held(name, owner) as lease:
             yield lease
 
+    async def holds(self, lease: Held) -> bool:
+        """Whether ``lease`` is still its owner's: no other took it over (one read)."""
+        held = await self._store.lease_holder(lease.name)
+        return held is not None and held[0] == lease.owner
+
     async def take_over_dead(self, name: str, owner: str) -> bool:
         """Take ``name`` for ``owner`` at once if its holder is a process of this
         host that no longer runs (start-up after a crash: its leases would

@@ -13,6 +13,13 @@ one relay process or across several on one database. Two layers:
   order without polling the database. The lock alone excludes nothing
   across processes.
 
+A third layer where processes share a blob folder: under the lease, the
+blob's write lock (``server.writelocks``), and under that the lease is read
+once more. A holder that stalled past its lease (a paused VM) and wakes finds
+it gone there and touches nothing; one that stalled inside its write holds
+the write lock, so the new holder waits for it instead of having its
+committed bytes cut by the stalled one's clean-up.
+
 Either wait is bounded (``server.leases.WAIT_SECONDS``), then the request is
 answered ``503 upload_busy``, which clients send again.
 
@@ -26,11 +33,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from sealdrop.crypto.protocol import ErrorCode
 
 from .errors import Busy
 from .leases import WAIT_SECONDS, Held, Leases
+
+if TYPE_CHECKING:
+    from .blobs import BlobStore
 
 
 class TransferLocks:
@@ -67,7 +78,7 @@ def upload_lease(transfer_id: str) -> str:
 
 @contextlib.asynccontextmanager
 async def exclusive(
-    locks: TransferLocks, leases: Leases | None, transfer_id: str, *,
+    locks: TransferLocks, leases: Leases | None, blobs: BlobStore, transfer_id: str, *,
     wait: float = WAIT_SECONDS,
 ) -> AsyncIterator[Held | None]:
     """Hold ``transfer_id``'s lock in this process and its lease in the database
@@ -93,6 +104,11 @@ async def exclusive(
             return
         left = max(0.0, deadline - loop.time())
         async with leases.hold(upload_lease(transfer_id), wait=left) as lease:
-            yield lease
+            left = max(0.0, deadline - loop.time())
+            async with blobs.write_lock(transfer_id, wait=left):
+                if not await leases.holds(lease):
+                    raise Busy("this upload was taken over by another request; try again",
+                               code=ErrorCode.UPLOAD_BUSY)
+                yield lease
     finally:
         lock.release()

@@ -61,11 +61,16 @@ async def recover(
             except Busy:
                 _log.info("recover_skipped", extra={"fields": {"transfer": t.id}})
                 continue
-        async with leases.held(name, owner):
-            # Read again under the lease: the holder may have moved it meanwhile.
-            fresh = await store.get_transfer(t.id)
-            if fresh is not None and fresh.state == UPLOADING:
-                fixed += await _recover_one(store, blobs, fresh)
+        try:
+            async with leases.held(name, owner), blobs.write_lock(t.id, wait=LEASE_SECONDS + 5):
+                # Read again under the lease: the holder may have moved it meanwhile.
+                # Under the write lock too: a holder that stalled inside a write
+                # past its lease may still be writing (server.writelocks).
+                fresh = await store.get_transfer(t.id)
+                if fresh is not None and fresh.state == UPLOADING:
+                    fixed += await _recover_one(store, blobs, fresh)
+        except Busy:  # that stalled writer did not finish: left to it
+            _log.info("recover_skipped", extra={"fields": {"transfer": t.id}})
     return fixed
 
 

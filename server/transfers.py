@@ -209,7 +209,7 @@ async def upload_chunk(
             "bytes on this relay (GET /v1/info: min_chunk_bytes)",
             code=ErrorCode.CHUNK_TOO_SMALL,
         )
-    async with exclusive(relay.locks, relay.upload_leases, t.id) as lease:
+    async with exclusive(relay.locks, relay.upload_leases, relay.blobs, t.id) as lease:
         # Re-read under the lock: another request may have advanced the offset.
         progress = await relay.store.progress(t.id)
         if progress is None:
@@ -274,7 +274,7 @@ async def upload_chunk(
 async def complete(relay: Relay, t: Transfer) -> Transfer:
     if t.state == COMPLETE:
         return t
-    async with exclusive(relay.locks, relay.upload_leases, t.id) as lease:
+    async with exclusive(relay.locks, relay.upload_leases, relay.blobs, t.id) as lease:
         # Re-read under the lock, with the chunk records: one read.
         fresh, recorded = await relay.store.completion(t.id)
         if fresh is None:
@@ -341,7 +341,7 @@ async def dismiss(relay: Relay, who: Account, t: Transfer) -> None:
 async def delete(relay: Relay, t: Transfer, *, reason: str = "sender") -> None:
     # Row first, then blob: a crash in between leaves a blob without a row,
     # which gc and verify remove; the reverse would serve a row with no data.
-    async with exclusive(relay.locks, relay.upload_leases, t.id):
+    async with exclusive(relay.locks, relay.upload_leases, relay.blobs, t.id):
         await relay.store.delete_transfer(t.id)
         await relay.blobs.delete(t.id)
     relay.locks.drop(t.id)

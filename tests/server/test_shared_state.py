@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from sealdrop.crypto import chunkhash
 from sealdrop.crypto.protocol import ErrorCode
 from sealdrop.server import ops
 from sealdrop.server.blobs import LocalBlobStore
@@ -24,6 +25,7 @@ from sealdrop.server.leases import LEASE_SECONDS, Leases
 from sealdrop.server.locks import TransferLocks, exclusive, upload_lease
 from sealdrop.server.metadata import SqlMetadataStore
 from sealdrop.server.ratelimit import RateLimit
+from sealdrop.server.writelocks import position
 
 from .relaykit import migrate_url
 from .test_migration_0002 import _url
@@ -74,6 +76,23 @@ async def _upload(store: SqlMetadataStore, tid: str) -> None:
             disabled=False))
     await store.create_transfer(transfer_id=tid, sender="alice", to=["alice"], size=30,
                                 now=T0, expires_at=T0 + 3600, quota=10**9)
+
+
+def _shared_blobs(tmp_path: Path) -> tuple[LocalBlobStore, LocalBlobStore]:
+    """One blob folder as two relay processes see it: a store each."""
+    blobs_a = LocalBlobStore(tmp_path / "blobs")
+    blobs_a.create_dirs()
+    return blobs_a, LocalBlobStore(tmp_path / "blobs")
+
+
+def _chunk(data: bytes) -> str:
+    h = chunkhash.new("blake3")
+    h.update(data)
+    return chunkhash.tag("blake3", h.hexdigest())
+
+
+async def _body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 # -- the upload lease ------------------------------------------------------------
@@ -143,6 +162,8 @@ def test_a_dead_holders_lease_runs_out_and_its_commit_is_refused(
 
 def test_a_waiting_request_gets_the_lease_once_free_or_busy_in_bounded_time(
         db_url: str, tmp_path: Path) -> None:
+    blobs_a, blobs_b = _shared_blobs(tmp_path)
+
     async def test(a: SqlMetadataStore, b: SqlMetadataStore) -> None:
         clock = Clock()
         la, lb = Leases(a, clock), Leases(b, clock)
@@ -150,7 +171,7 @@ def test_a_waiting_request_gets_the_lease_once_free_or_busy_in_bounded_time(
         order: list[str] = []
 
         async def holder(release: asyncio.Event) -> None:
-            async with exclusive(TransferLocks(), la, tid):
+            async with exclusive(TransferLocks(), la, blobs_a, tid):
                 order.append("a in")
                 await release.wait()
                 order.append("a out")
@@ -161,18 +182,156 @@ def test_a_waiting_request_gets_the_lease_once_free_or_busy_in_bounded_time(
             await asyncio.sleep(0.01)
         # B waits a bounded time, then answers busy, retried by clients.
         with pytest.raises(Busy) as e:
-            async with exclusive(TransferLocks(), lb, tid, wait=0.3):
+            async with exclusive(TransferLocks(), lb, blobs_b, tid, wait=0.3):
                 order.append("b in (wrong)")
         assert e.value.code == ErrorCode.UPLOAD_BUSY
         # B waits again; A lets go meanwhile: B gets in after A is out, never before.
         asyncio.get_running_loop().call_later(0.2, release.set)
-        async with exclusive(TransferLocks(), lb, tid, wait=30):
+        async with exclusive(TransferLocks(), lb, blobs_b, tid, wait=30):
             order.append("b in")
         await task
         assert order == ["a in", "a out", "b in"]
         assert await a.lease_holder(upload_lease(tid)) is None  # released on the way out
 
     _run(db_url, tmp_path, test)
+
+
+def test_a_holder_stalled_past_its_lease_cuts_nothing_the_next_one_committed(
+        db_url: str, tmp_path: Path) -> None:
+    """Two processes on one blob folder. A stalled holder (a paused VM) must
+    never cut bytes another process committed after taking its lease over:
+    - stalled inside its write, it holds the blob's write lock, so the new
+      holder waits (503 upload_busy) rather than write bytes it could cut;
+    - stalled before the write lock, it finds its lease gone under it and
+      touches nothing.
+    Without the write lock, the first case ended with B's committed chunk cut
+    to nothing by A's clean-up, and the upload stuck at `complete`."""
+    blobs_a, blobs_b = _shared_blobs(tmp_path)
+    tid = "e" * 32
+    one, two = b"0123456789", b"abcdefghij"
+
+    class Stalling(LocalBlobStore):
+        """A's store, whose next write lock waits until the test lets it go on:
+        the process stalled between taking its lease and its write lock."""
+
+        gate: asyncio.Event | None = None
+
+        def write_lock(self, key: str, *, wait: float) -> AbstractAsyncContextManager[None]:
+            inner = super().write_lock(key, wait=wait)
+            gate = self.gate
+
+            @asynccontextmanager
+            async def stalled() -> AsyncIterator[None]:
+                if gate is not None:
+                    await gate.wait()
+                async with inner:
+                    yield
+
+            return stalled()
+
+    async def test(a: SqlMetadataStore, b: SqlMetadataStore) -> None:
+        await _upload(a, tid)
+        clock = Clock()
+        # No renewal during the test: A is stalled, it could not renew.
+        la = Leases(a, clock, renew_every=3600)
+        lb = Leases(b, clock, renew_every=3600)
+
+        # 1. A holds the upload and is inside its write when it stalls.
+        inside, wake = asyncio.Event(), asyncio.Event()
+
+        async def a_writes() -> None:
+            with pytest.raises(Busy):  # its commit is refused: B took the lease
+                async with exclusive(TransferLocks(), la, blobs_a, tid) as lease:
+                    assert lease is not None
+                    await blobs_a.write_chunk(tid, 0, _body(one), length=10, digest=_chunk(one))
+                    inside.set()
+                    await wake.wait()  # stalled, past its lease
+                    if not await a.advance(tid, old=0, new=10, sha256=_chunk(one), now=T0,
+                                           fence=lease.fence, release=True):
+                        raise Busy("overtaken", code=ErrorCode.UPLOAD_BUSY)
+
+        task = asyncio.create_task(a_writes())
+        await inside.wait()
+        clock.now += LEASE_SECONDS
+        # B takes the lease over, but not the blob: A may still write or cut it.
+        with pytest.raises(Busy) as busy:
+            async with exclusive(TransferLocks(), lb, blobs_b, tid, wait=0.5):
+                raise AssertionError("B wrote while A was inside its write")
+        assert busy.value.code == ErrorCode.UPLOAD_BUSY
+        wake.set()
+        await task
+        assert await a.progress(tid) == ("uploading", 0)  # A committed nothing
+
+        # B, once A is out, writes and commits the first chunk.
+        async with exclusive(TransferLocks(), lb, blobs_b, tid) as lease:
+            assert lease is not None
+            await blobs_b.write_chunk(tid, 0, _body(one), length=10, digest=_chunk(one))
+            assert await b.advance(tid, old=0, new=10, sha256=_chunk(one), now=T0,
+                                   fence=lease.fence, release=True)
+            lease.released = True
+
+        # 2. A takes the lease for the next chunk and stalls before the write lock;
+        # meanwhile its lease runs out and B writes that chunk.
+        Stalling.gate = asyncio.Event()
+        stalling = Stalling(tmp_path / "blobs")
+        reached: list[str] = []
+
+        async def a_stalls() -> None:
+            async with exclusive(TransferLocks(), la, stalling, tid):
+                reached.append("A wrote")
+
+        task = asyncio.create_task(a_stalls())
+        while await a.lease_holder(upload_lease(tid)) is None:
+            await asyncio.sleep(0.01)
+        clock.now += LEASE_SECONDS
+        async with exclusive(TransferLocks(), lb, blobs_b, tid) as lease:
+            assert lease is not None
+            await blobs_b.write_chunk(tid, 10, _body(two), length=10, digest=_chunk(two))
+            assert await b.advance(tid, old=10, new=20, sha256=_chunk(two), now=T0,
+                                   fence=lease.fence, release=True)
+            lease.released = True
+        Stalling.gate.set()
+        with pytest.raises(Busy):
+            await task
+        assert reached == []
+        # B's two committed chunks are whole on disk.
+        assert blobs_a.partial_path(tid).read_bytes() == one + two
+        assert await a.progress(tid) == ("uploading", 20)
+        await stalling.close()
+
+    try:
+        _run(db_url, tmp_path, test)
+    finally:
+        asyncio.run(blobs_a.close())
+        asyncio.run(blobs_b.close())
+
+
+def test_write_locks_exclude_two_stores_of_one_process_and_let_go_on_close(
+        tmp_path: Path) -> None:
+    """OFD locks, not POSIX record locks: two stores in one process exclude each
+    other (POSIX locks would let both in), other keys are free, and closing a
+    store lets go of what it held."""
+    blobs_a, blobs_b = _shared_blobs(tmp_path)
+    k1, k2 = "1" * 32, "2" * 32
+    assert position(k1) != position(k2) and 0 <= position(k1) < 2**62
+
+    async def run() -> None:
+        async with blobs_a.write_lock(k1, wait=1):
+            with pytest.raises(Busy):
+                async with blobs_b.write_lock(k1, wait=0.2):
+                    pass
+            async with blobs_b.write_lock(k2, wait=0.2):
+                pass
+        async with blobs_b.write_lock(k1, wait=0.2):
+            pass
+        lock = blobs_a.write_lock(k1, wait=1)
+        await lock.__aenter__()
+        await blobs_a.close()  # a process that exits lets go
+        async with blobs_b.write_lock(k1, wait=0.2):
+            pass
+        await blobs_b.close()
+
+    asyncio.run(run())
 
 
 def test_the_holder_renews_its_lease_while_it_works(db_url: str, tmp_path: Path) -> None:
