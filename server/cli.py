@@ -500,7 +500,7 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
               help="A backup of a PostgreSQL relay (a folder `backup` wrote).")
 @click.option("--drill", is_flag=True,
               help="A restore drill: into another prefix than the backup's, then verify, "
-                   "then delete the drill's copies (the database stays: drop it).")
+                   "then delete the drill's copies and empty its database again.")
 def restore(data_dir: Path, source: Path, drill: bool) -> None:
     """Restore a PostgreSQL + S3 relay from a backup, then verify it.
 
@@ -518,7 +518,8 @@ def restore(data_dir: Path, source: Path, drill: bool) -> None:
         click.echo(line)
     if drill:
         n = asyncio.run(pgrestore.discard_drill(cfg, report.manifest))
-        click.echo(f"drill: deleted the {n} object version(s) it wrote under {cfg.blobs}")
+        click.echo(f"drill: deleted the {n} object version(s) it wrote under {cfg.blobs} "
+                   "and emptied its database")
     if not checked.ok:
         sys.exit(1)
 

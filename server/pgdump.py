@@ -143,19 +143,36 @@ async def exported_snapshot(engine: AsyncEngine) -> AsyncIterator[Snapshot]:
             yield Snapshot(str(row[0]), float(row[1]), int(counts[0]), int(counts[1]))
 
 
+# Tables, views and sequences outside PostgreSQL's own schemas: what makes a
+# database not empty, and what a drill drops again.
+_OWN_RELATIONS = (
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') "
+    "AND s.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND s.nspname NOT LIKE 'pg_toast%'"
+)
+_DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+
+
 async def require_empty(engine: AsyncEngine, url: str) -> None:
     """Refuse a database holding any table: a restore writes into an empty one only."""
     async with engine.connect() as conn:
-        n = (await conn.execute(sa.text(
-            "SELECT count(*) FROM pg_catalog.pg_class c "
-            "JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') "
-            "AND s.nspname NOT IN ('pg_catalog', 'information_schema') "
-            "AND s.nspname NOT LIKE 'pg_toast%'"
-        ))).scalar_one()
+        n = (await conn.execute(sa.text("SELECT count(*) " + _OWN_RELATIONS))).scalar_one()
     if n:
         raise ConfigError(
             f"the database {database_name(url)} is not empty ({n} tables or sequences); "
             "a restore writes only into an empty database: create one (createdb), point "
             "database_url at it and run the restore again; nothing was changed"
         )
+
+
+async def empty(engine: AsyncEngine) -> int:
+    """Drop every table, view and sequence ``require_empty`` counts: a drill's
+    database, which was empty before its restore, made empty again."""
+    async with engine.begin() as conn:
+        rows = (await conn.execute(sa.text(
+            "SELECT s.nspname, c.relname, c.relkind::text " + _OWN_RELATIONS))).all()
+        for schema, name, kind in rows:
+            q = ".".join('"' + str(n).replace('"', '""') + '"' for n in (schema, name))
+            await conn.execute(sa.text(f"DROP {_DROP[kind]} IF EXISTS {q} CASCADE"))  # noqa: S608
+    return len(rows)

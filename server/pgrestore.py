@@ -120,13 +120,19 @@ async def restore(cfg: RelayConfig, source: Path, *, drill: bool = False,
 
 
 async def discard_drill(cfg: RelayConfig, manifest: Manifest) -> int:
-    """Delete every version the drill wrote under the data folder's prefix."""
+    """Delete every version the drill wrote under the data folder's prefix and
+    drop what it restored into its database (empty before: ``restore`` checked),
+    so the next drill starts from the same place."""
     target, origin = cfg.s3, source_location(cfg, manifest)
     if target is None or (target.bucket, target.prefix) == (origin.bucket, origin.prefix):
         raise ConfigError("refusing to discard the live relay's blobs")
     blobs = S3BlobStore(target)
+    engine = make_engine(cfg.db_url)
     try:
         await blobs.open()
-        return await s3versions.purge(blobs)
+        n = await s3versions.purge(blobs)
+        await pgdump.empty(engine)
+        return n
     finally:
         await blobs.close()
+        await engine.dispose()

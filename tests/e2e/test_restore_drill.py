@@ -6,8 +6,9 @@ and gc'd and one retracted; the database dropped and every object deleted;
 `sealdrop-relay restore`, `verify`, and every transfer complete at the backup
 downloads byte-identical. Then the bad paths on the same relay: a second
 restore refused (the database is not empty), a drill over the live prefix
-refused, a drill with a blob's versions gone naming it; and a bucket without
-versioning refused by `backup`."""
+refused, and the drill script (deploy/restore-drill) with a blob's versions
+gone: it names that transfer, writes nothing live and cleans up after itself;
+and a bucket without versioning refused by `backup`."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.skipif(not PG_URL, reason="needs SEALDROP_TEST_PG_URL")
 
 MiB = 1024 * 1024
 PART = 5 * MiB
+DRILL_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "restore-drill"
 
 
 def _sql(url: str, *queries: str) -> None:
@@ -42,6 +44,20 @@ def _sql(url: str, *queries: str) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+def _tables(url: str) -> int:
+    import asyncpg
+
+    async def run() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 def _setup(data: Path, bucket: str, endpoint: str, db_url: str, prefix: str = "relay") -> None:
@@ -183,15 +199,21 @@ def test_backup_wipe_restore_verify_and_every_transfer_downloads(
     for v in c.list_object_versions(Bucket=bucket, Prefix=f"relay/blobs/{gone}")["Versions"]:
         c.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
     live = seaweed.objects(bucket)
-    drill = tmp_path / "drill"
-    _setup(drill, bucket, seaweed.endpoint, drill_db, prefix="drill")
-    ran = _cmd(relay.env, drill, "restore", "--drill", "--from", str(slot))
+    ran = subprocess.run(
+        [str(DRILL_SCRIPT), str(target)], capture_output=True, text=True, timeout=300,
+        env={**relay.env, "SEALDROP_RELAY_BIN": RELAY, "SEALDROP_DRILL_DATABASE_URL": drill_db,
+             "TMPDIR": str(tmp_path)})
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert f"missing: {gone} sender=cabinet-martin: the bucket holds no version" in ran.stdout
     assert f"lost: {gone} " in ran.stdout and "3 brought back" in ran.stdout
     assert "restore incomplete: 1 complete transfer(s) lost" in ran.stdout
-    assert seaweed.objects(bucket) == live
-    assert c.list_object_versions(Bucket=bucket, Prefix="drill/").get("Versions", []) == []
+    assert f"into the drill database and s3://{bucket}/relay/drill-" in ran.stderr
+    assert "FAILED (1)" in ran.stderr
+    assert seaweed.objects(bucket) == live  # nothing of the live relay written
+    left = c.list_object_versions(Bucket=bucket, Prefix="relay/drill-")
+    assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []
+    assert [p.name for p in tmp_path.glob("sealdrop-drill.*")] == []
+    assert _tables(drill_db) == 0  # the drill's database is empty again
 
 
 def test_backup_refuses_a_bucket_without_versioning(
