@@ -8,7 +8,7 @@ downloads byte-identical. Then the bad paths on the same relay: a second
 restore refused (the database is not empty), a drill over the live prefix
 refused, and the drill script (deploy/restore-drill) with a blob's versions
 gone: it names that transfer, writes nothing live and cleans up after itself;
-and a bucket without versioning refused by `backup`."""
+and, first, `backup` refusing the bucket before its versioning is on."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,13 +84,6 @@ def _wipe_bucket(seaweed: Seaweed, bucket: str) -> None:  # noqa: F811
 
 
 @pytest.fixture
-def versioned(seaweed: Seaweed, s3_bucket: str) -> str:  # noqa: F811
-    seaweed.client().put_bucket_versioning(
-        Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
-    return s3_bucket
-
-
-@pytest.fixture
 def databases(tmp_path: Path) -> Iterator[list[str]]:
     """Two fresh PostgreSQL databases: the relay's and a drill's."""
     gens = [fresh_database("postgresql", tmp_path) for _ in range(2)]
@@ -101,13 +95,46 @@ def databases(tmp_path: Path) -> Iterator[list[str]]:
             next(g, None)
 
 
+def _invites(db_url: str, n: int) -> list[str]:
+    """Invites made in this process: a `sealdrop-relay invite create` each
+    would start a Python process for every user."""
+    from sealdrop.server.accounts import create_invite
+    from sealdrop.server.config import async_url
+    from sealdrop.server.db import make_engine
+    from sealdrop.server.metadata import SqlMetadataStore
+
+    async def run() -> list[str]:
+        engine = make_engine(async_url(db_url))
+        try:
+            store = SqlMetadataStore(engine)
+            return [await create_invite(store, now=int(time.time()), ttl=3600)
+                    for _ in range(n)]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def test_backup_wipe_restore_verify_and_every_transfer_downloads(
-    tmp_path: Path, seaweed: Seaweed, versioned: str, databases: list[str],  # noqa: F811
+    tmp_path: Path, seaweed: Seaweed, s3_bucket: str, databases: list[str],  # noqa: F811
 ) -> None:
-    bucket, (db_url, drill_db) = versioned, databases
+    bucket, (db_url, drill_db) = s3_bucket, databases
     data = tmp_path / "relay-data"
     _setup(data, bucket, seaweed.endpoint, db_url)
     relay = Relay(data, tmp_path / "relay.log")
+    relay._invites = _invites(db_url, 2)  # noqa: SLF001 - what the kit's template does
+    target = tmp_path / "backups"
+
+    # A bucket that keeps no versions: backup refuses and writes nothing.
+    refused = _cmd(relay.env, data, "backup", "--into", str(target))
+    assert refused.returncode == 1
+    assert "does not keep versions" in refused.stderr
+    assert "no backup was written" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert list(target.iterdir()) == []  # the half-written slot is gone
+    seaweed.client().put_bucket_versioning(
+        Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
     relay.start()
     practice, lab = User(tmp_path, "cabinet-martin", relay), User(tmp_path, "labo", relay)
     practice.init()
@@ -130,7 +157,6 @@ def test_backup_wipe_restore_verify_and_every_transfer_downloads(
         proc.wait(30)
     relay.link.drop_connections()
 
-    target = tmp_path / "backups"
     made = _cmd(relay.env, data, "backup", "--into", str(target))
     assert made.returncode == 0, made.stderr
     (slot,) = [p for p in target.iterdir()]
@@ -165,12 +191,11 @@ def test_backup_wipe_restore_verify_and_every_transfer_downloads(
     assert sorted(seaweed.objects(bucket)) == sorted(
         [f"relay/blobs/{t}" for t in sent.values()] + ["relay/relay-id"])
 
-    # verify --repair rolls back the partial upload only; then verify is clean.
+    # verify --repair rolls back the partial upload, and nothing else.
     repaired = _cmd(relay.env, data, "verify", "--repair", "--json")
     removed = json.loads(repaired.stdout)["removed"]
-    assert [(r["transfer"], r["action"]) for r in removed] == [(partial_id, "rolled_back")]
-    clean = _cmd(relay.env, data, "verify", "--json")
-    assert clean.returncode == 0 and json.loads(clean.stdout)["ok"], clean.stdout
+    assert [(r["transfer"], r["problem"], r["action"]) for r in removed] == [
+        (partial_id, "missing", "rolled_back")]
 
     # Every transfer complete at the backup downloads and verifies, byte-identical.
     relay.start()
@@ -214,23 +239,3 @@ def test_backup_wipe_restore_verify_and_every_transfer_downloads(
     assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []
     assert [p.name for p in tmp_path.glob("sealdrop-drill.*")] == []
     assert _tables(drill_db) == 0  # the drill's database is empty again
-
-
-def test_backup_refuses_a_bucket_without_versioning(
-    tmp_path: Path, seaweed: Seaweed, s3_bucket: str,  # noqa: F811
-) -> None:
-    gen = fresh_database("postgresql", tmp_path)
-    db_url = next(gen)
-    try:
-        data = tmp_path / "relay-data"
-        _setup(data, s3_bucket, seaweed.endpoint, db_url)
-        relay = Relay(data, tmp_path / "relay.log")  # init binds; no serving needed
-        target = tmp_path / "backups"
-        made = _cmd(relay.env, data, "backup", "--into", str(target))
-        assert made.returncode == 1
-        assert "does not keep versions" in made.stderr and "no backup was written" in made.stderr
-        assert len(made.stderr.strip().splitlines()) == 1
-        assert list(target.iterdir()) == []  # the half-written slot is gone
-        relay.link.close()
-    finally:
-        next(gen, None)
