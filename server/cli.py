@@ -463,23 +463,20 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
     else:
         raise click.UsageError("give --to FOLDER or --into TARGET")
 
-    async def run(store: SqlMetadataStore, blobs: BlobStore) -> str:
-        if not cfg.is_sqlite:
-            m = await pgbackup.backup(store, blobs, cfg, out)
-            return (f"dumped {m.transfers} transfer(s) ({m.complete} complete) as of "
-                    f"{_when(int(m.taken_at))} to {{out}}; their blobs stay in the versions "
-                    f"of {m.blobs}")
+    async def run(store: SqlMetadataStore,
+                  blobs: BlobStore) -> ops.BackupReport | pgbackup.Manifest:
+        if not cfg.is_sqlite:  # a dump; the blobs stay in the bucket's versions
+            return await pgbackup.backup(store, blobs, cfg, out)
         report = await ops.backup(store, blobs, cfg, out)
         # The copy is the same relay: its blob store carries the id its database
         # snapshot holds, so `serve --data` on a restored copy accepts the pair.
         relay_id = await store.relay_id()
         if relay_id is not None:
             LocalBlobStore(out / BLOB_DIR).write_relay_id_now(relay_id)
-        return (f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {{out}}"
-                + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
+        return report
 
     try:
-        said = _with_store(cfg, run)
+        report = _with_store(cfg, run)
     except BaseException:
         if slot is not None:
             rotation.abandon(slot)  # a half-written backup must never count as one
@@ -487,7 +484,13 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
     if slot is not None:
         rotation.finish(slot)
         out = slot.final
-    click.echo(said.replace("{out}", str(out)))
+    if isinstance(report, pgbackup.Manifest):
+        click.echo(f"dumped {report.transfers} transfer(s) ({report.complete} complete) as of "
+                   f"{_when(int(report.taken_at))} to {out}; their blobs stay in the versions "
+                   f"of {report.blobs}")
+    else:
+        click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {out}"
+                   + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
     if target is not None and keep is not None:
         for old in rotation.prune(target, keep):
             click.echo(f"removed old backup {old}")
@@ -513,13 +516,18 @@ def restore(data_dir: Path, source: Path, drill: bool) -> None:
     cfg = _config(data_dir)
     setup_logging(cfg.log_level)
     report = asyncio.run(pgrestore.restore(cfg, source, drill=drill, say=click.echo))
-    checked = _with_store(cfg, lambda store, blobs: restore_report.check(store, blobs, report))
-    for line in checked.lines():
-        click.echo(line)
-    if drill:
-        n = asyncio.run(pgrestore.discard_drill(cfg, report.manifest))
-        click.echo(f"drill: deleted the {n} object version(s) it wrote under {cfg.blobs} "
-                   "and emptied its database")
+    try:
+        checked = _with_store(cfg, lambda store, blobs: restore_report.check(store, blobs, report))
+        for line in checked.lines():
+            click.echo(line)
+    finally:
+        # The restore went through, so the database was empty and the prefix
+        # not the live one: what is there now is the drill's alone, even when
+        # verify could not run (a backup of an older schema, say).
+        if drill:
+            n = asyncio.run(pgrestore.discard_drill(cfg, report.manifest))
+            click.echo(f"drill: deleted the {n} object version(s) it wrote under {cfg.blobs} "
+                       "and emptied its database")
     if not checked.ok:
         sys.exit(1)
 
