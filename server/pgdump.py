@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import dbfail
 from .db import transfers
 from .errors import ConfigError
 from .metadata import COMPLETE
@@ -156,8 +157,15 @@ _DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S":
 
 async def require_empty(engine: AsyncEngine, url: str) -> None:
     """Refuse a database holding any table: a restore writes into an empty one only."""
-    async with engine.connect() as conn:
-        n = (await conn.execute(sa.text("SELECT count(*) " + _OWN_RELATIONS))).scalar_one()
+    try:
+        async with engine.connect() as conn:
+            n = (await conn.execute(sa.text("SELECT count(*) " + _OWN_RELATIONS))).scalar_one()
+    except Exception as exc:
+        if not dbfail.is_unreachable(exc):
+            raise
+        raise ConfigError(f"cannot use the database {database_name(url)}: "
+                          f"{dbfail.describe(exc)}; create it (createdb) or correct "
+                          "database_url; nothing was changed") from exc
     if n:
         raise ConfigError(
             f"the database {database_name(url)} is not empty ({n} tables or sequences); "

@@ -14,6 +14,7 @@ import pytest
 from sealdrop.server import pgdump
 from sealdrop.server.errors import ConfigError
 from sealdrop.server.pgbackup import Manifest
+from tests.server.relaykit import PG_URL
 
 
 def test_libpq_env_from_the_relay_url() -> None:
@@ -71,3 +72,29 @@ def test_manifest_round_trip_and_refusals(tmp_path: Path) -> None:
         Manifest.read(tmp_path / "empty")
     with pytest.raises(ConfigError, match="is not a backup folder"):
         Manifest.read(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs SEALDROP_TEST_PG_URL")
+def test_restore_names_a_database_it_cannot_use(tmp_path: Path) -> None:
+    from sealdrop.server.config import async_url
+    from sealdrop.server.db import make_engine
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(async_url(PG_URL)).set(password="pw-secret",
+                                          database="sealdrop_no_such_database")
+    url = url.render_as_string(hide_password=False)
+
+    async def run() -> None:
+        engine = make_engine(url)
+        try:
+            await pgdump.require_empty(engine, url)
+        finally:
+            await engine.dispose()
+
+    with pytest.raises(ConfigError) as caught:
+        asyncio.run(run())
+    msg = caught.value.message
+    assert msg.startswith("cannot use the database postgresql+asyncpg://") and ":***@" in msg
+    assert "sealdrop_no_such_database" in msg and "does not exist" in msg
+    assert "pw-secret" not in msg and "\n" not in msg
