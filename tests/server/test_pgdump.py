@@ -76,10 +76,10 @@ def test_manifest_round_trip_and_refusals(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not PG_URL, reason="needs SEALDROP_TEST_PG_URL")
 def test_restore_names_a_database_it_cannot_use(tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
     from sealdrop.server.config import async_url
     from sealdrop.server.db import make_engine
-
-    from sqlalchemy.engine import make_url
 
     url = make_url(async_url(PG_URL)).set(password="pw-secret",
                                           database="sealdrop_no_such_database")
