@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from sealdrop.server import pgrestore
+from sealdrop.server.config import load_config
+from sealdrop.server.errors import ConfigError
 from tests.e2e.kit import RELAY, Relay, User, make_case, tree, wait_for
 from tests.s3kit import Seaweed, s3_bucket, seaweed  # noqa: F401
 from tests.server.relaykit import PG_URL, fresh_database
@@ -209,12 +212,14 @@ def test_backup_wipe_restore_verify_and_every_transfer_downloads(
     finally:
         relay.close()
 
-    # Bad paths on the restored relay.
-    again = _cmd(relay.env, data, "restore", "--from", str(slot))
-    assert again.returncode == 1 and "is not empty" in again.stderr, again.stderr
-    assert len(again.stderr.strip().splitlines()) == 1
-    over_live = _cmd(relay.env, data, "restore", "--drill", "--from", str(slot))
-    assert over_live.returncode == 1 and "never over its blobs" in over_live.stderr
+    # Bad paths on the restored relay, in this process (the command's one-line
+    # error is the same path as backup's refusal above): a second restore into
+    # the now full database, and a drill over the live prefix.
+    cfg = load_config(data, env={})
+    with pytest.raises(ConfigError, match="is not empty .* nothing was changed"):
+        asyncio.run(pgrestore.restore(cfg, slot))
+    with pytest.raises(ConfigError, match="never over its blobs"):
+        asyncio.run(pgrestore.restore(cfg, slot, drill=True))
 
     # A drill beside the live relay, with one blob's versions all gone: it names
     # that transfer and its sender, restores the rest, writes nothing live, and
