@@ -441,9 +441,12 @@ def verify(data_dir: Path, repair: bool, as_json: bool) -> None:
 @click.option("--keep", type=click.IntRange(min=1), default=None,
               help="With --into: keep the newest N backups there, delete older ones.")
 def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | None) -> None:
-    """Copy the database (SQLite online backup) and blobs, consistently, while serving."""
+    """Copy the database (SQLite online backup) and blobs, consistently, while serving.
+
+    On PostgreSQL (blobs in a versioned S3 bucket): a pg_dump and its time; the
+    blobs stay in the bucket's versions. `restore --from` brings both back."""
     from . import backup_rotation as rotation
-    from . import ops
+    from . import ops, pgbackup
 
     if dest is not None and target is not None:
         raise click.UsageError("give either --to FOLDER or --into TARGET, not both")
@@ -460,7 +463,10 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
     else:
         raise click.UsageError("give --to FOLDER or --into TARGET")
 
-    async def run(store: SqlMetadataStore, blobs: BlobStore) -> ops.BackupReport:
+    async def run(store: SqlMetadataStore,
+                  blobs: BlobStore) -> ops.BackupReport | pgbackup.Manifest:
+        if not cfg.is_sqlite:  # a dump; the blobs stay in the bucket's versions
+            return await pgbackup.backup(store, blobs, cfg, out)
         report = await ops.backup(store, blobs, cfg, out)
         # The copy is the same relay: its blob store carries the id its database
         # snapshot holds, so `serve --data` on a restored copy accepts the pair.
@@ -478,11 +484,52 @@ def backup(data_dir: Path, dest: Path | None, target: Path | None, keep: int | N
     if slot is not None:
         rotation.finish(slot)
         out = slot.final
-    click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {out}"
-               + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
+    if isinstance(report, pgbackup.Manifest):
+        click.echo(f"dumped {report.transfers} transfer(s) ({report.complete} complete) as of "
+                   f"{_when(int(report.taken_at))} to {out}; their blobs stay in the versions "
+                   f"of {report.blobs}")
+    else:
+        click.echo(f"backed up {report.transfers} transfer(s), {report.bytes} bytes to {out}"
+                   + (f" ({report.dropped} deleted during the backup)" if report.dropped else ""))
     if target is not None and keep is not None:
         for old in rotation.prune(target, keep):
             click.echo(f"removed old backup {old}")
+
+
+@cli.command()
+@data_option
+@click.option("--from", "source", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A backup of a PostgreSQL relay (a folder `backup` wrote).")
+@click.option("--drill", is_flag=True,
+              help="A restore drill: into another prefix than the backup's, then verify, "
+                   "then delete the drill's copies and empty its database again.")
+def restore(data_dir: Path, source: Path, drill: bool) -> None:
+    """Restore a PostgreSQL + S3 relay from a backup, then verify it.
+
+    Loads the dump into the empty database named in DIR/relay.toml and makes
+    each blob of the dump current again as it was at the backup (from the
+    bucket's versions). Exit 1 if a complete transfer could not be restored.
+    SQLite backups are data folders: copy one instead (docs/operations.md)."""
+    from . import pgrestore, restore_report
+
+    cfg = _config(data_dir)
+    setup_logging(cfg.log_level)
+    report = asyncio.run(pgrestore.restore(cfg, source, drill=drill, say=click.echo))
+    try:
+        checked = _with_store(cfg, lambda store, blobs: restore_report.check(store, blobs, report))
+        for line in checked.lines():
+            click.echo(line)
+    finally:
+        # The restore went through, so the database was empty and the prefix
+        # not the live one: what is there now is the drill's alone, even when
+        # verify could not run (a backup of an older schema, say).
+        if drill:
+            n = asyncio.run(pgrestore.discard_drill(cfg, report.manifest))
+            click.echo(f"drill: deleted the {n} object version(s) it wrote under {cfg.blobs} "
+                       "and emptied its database")
+    if not checked.ok:
+        sys.exit(1)
 
 
 @cli.command()

@@ -120,6 +120,11 @@ class S3BlobStore:
     def bucket(self) -> str:
         return self.location.bucket
 
+    @property
+    def client(self) -> Any:
+        """The open botocore client: for server.s3versions (backup and restore)."""
+        return self._client
+
     def object_key(self, key: str) -> str:
         return f"{self.location.prefix}{BLOB_FOLDER}{check_key(key)}"
 
