@@ -179,7 +179,7 @@ async def gc(
 
     A blob store failure (``StoreUnavailable``: S3 refusing or not answering)
     stops the run there: a transfer whose row went and whose blob did not is
-    an orphan, which the next run deletes (``tests/server/test_s3_faults.py``)."""
+    an orphan, which the next run deletes (``tests/server/test_s3_relay_faults.py``)."""
     report = GcReport()
     listed = await blobs.list()
     # Expired, abandoned, and dismissed by every recipient (nobody wants the blob).
