@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from sealdrop.server.blobstores import blob_store
+from sealdrop.server.config import load_config
 from sealdrop.server.errors import StoreUnavailable
+from sealdrop.server.s3blobs import S3BlobStore
 from sealdrop.server.s3faults import PacedDeadline, code_in_xml, s3_call
 
 SECONDS = 0.1
@@ -96,3 +100,12 @@ def test_s3_failures_become_store_unavailable_without_the_request() -> None:
         asyncio.run(silent())
     assert str(e.value) == "the object store did not answer to store the chunk; try again later"
     assert e.value.code.value == "store_unavailable"
+
+
+def test_s3_timeout_seconds_reaches_the_store(tmp_path: Path) -> None:
+    env = {"SEALDROP_RELAY_BLOBS": "s3://sealdrop-blobs/r"}
+    default = blob_store(load_config(tmp_path, env=env))
+    assert isinstance(default, S3BlobStore) and default.timeout == 30.0
+    env["SEALDROP_RELAY_S3_TIMEOUT_SECONDS"] = "7"
+    chosen = blob_store(load_config(tmp_path, env=env))
+    assert isinstance(chosen, S3BlobStore) and chosen.timeout == 7.0
