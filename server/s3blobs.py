@@ -36,6 +36,9 @@ for them on every download unless told "when_required"; several S3-compatible
 servers refuse or mangle those requests, so both are set to "when_required".
 The chunk's own BLAKE3/SHA-256, checked here, and ``verify``'s re-hash of
 every complete blob are what guard the bytes.
+
+Failures and timeouts (what an S3 error becomes, how long a stalled object
+store may hold a request): server.s3faults.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ DEFAULT_TIMEOUT = 30.0
 # timeouts, connection errors), with backoff; a chunk's UploadPart is tried
 # once, its client sends it again.
 _ATTEMPTS = 3
+
+
 class S3BlobStore:
     """Blobs as objects ``PREFIX/blobs/<id>`` in one bucket; the relay-id marker
     is ``PREFIX/relay-id``."""
