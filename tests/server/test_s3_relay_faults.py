@@ -7,10 +7,11 @@ Which fault comes from where:
   itself; the relay's deadline on the object store's side of the part ends
   the request (s3_timeout_seconds). SeaweedFS killed mid-upload is
   tests/server/test_s3_relay.py and tests/e2e/test_s3_relay.py.
-* 503 SlowDown and 500 InternalError on UploadPart, an error on
-  CompleteMultipartUpload, an UploadPart or CompleteMultipartUpload whose
-  answer is lost after SeaweedFS did the work, errors on DeleteObject and
-  AbortMultipartUpload during a delete and gc: injected by the proxy, since
+* 503 SlowDown on UploadPart, 500 InternalError on CompleteMultipartUpload
+  (every try botocore makes), an UploadPart or CompleteMultipartUpload whose
+  answer is lost after SeaweedFS did the work, 403 AccessDenied on
+  DeleteObject and AbortMultipartUpload during a delete and gc: injected by
+  the proxy (tests/s3proxy.py), since
   SeaweedFS cannot be made to produce them on cue. A proxy, not moto: the
   request still reaches the real engine, so what a fault leaves in the
   bucket is what SeaweedFS really holds.
@@ -138,7 +139,11 @@ def _assert_clean(env: Env) -> None:
     """No orphan object, upload or row, and verify (what `sealdrop-relay
     verify` runs; the command itself after faults: tests/e2e/test_s3_faults_send.py)
     has nothing to repair."""
-    transfers = env.relay.rows()["transfers"]
+    rows = env.relay.rows()
+    transfers = rows["transfers"]
+    ids = {t["id"] for t in transfers}
+    for table in ("transfer_chunks", "transfer_recipients"):
+        assert {r["transfer_id"] for r in rows[table]} <= ids, table
     complete = sorted(t["id"] for t in transfers if t["state"] == "complete")
     uploading = sorted(t["id"] for t in transfers if t["state"] != "complete"
                        and t["committed"] > 0)
@@ -298,7 +303,10 @@ def test_delete_and_gc_with_s3_refusing_deletions(s3: Env) -> None:
     done, blob = _started(s3, PART + 5)
     _finish(s3, done, blob)
     abandoned, _ = _started(s3, PART + 5)
-    s3.proxy.fail("DELETE", "", 503, "SlowDown")
+    # 403: the relay's key lacks DeleteObject and AbortMultipartUpload (an
+    # operator's policy mistake); botocore does not retry it, so it costs
+    # one request each (5xx are retried: the complete test above).
+    s3.proxy.fail("DELETE", "", 403, "AccessDenied")
     # The sender deletes: the row goes first, then the object, which S3 refuses.
     with pytest.raises(RelayError) as e:
         s3.alice.delete(done)
@@ -307,7 +315,8 @@ def test_delete_and_gc_with_s3_refusing_deletions(s3: Env) -> None:
     s3.relay.clock.advance(relay.config.abandoned_upload_seconds + 10)
     with pytest.raises(StoreUnavailable) as gc_error:
         s3.relay.run(ops.gc(relay.store, relay.blobs, relay.config, now=relay.now()))
-    assert "abort" in str(gc_error.value) and s3.bucket not in str(gc_error.value)
+    assert "abort" in str(gc_error.value) and "AccessDenied" in str(gc_error.value)
+    assert s3.bucket not in str(gc_error.value)
     rows = s3.relay.rows()
     assert done not in {t["id"] for t in rows["transfers"]}
     assert abandoned not in {t["id"] for t in rows["transfers"]}
