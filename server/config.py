@@ -54,7 +54,7 @@ class RelayConfig:
     s3_region: str = ""
     # The longest the object store may take to accept a connection or to
     # answer (server.s3faults); each S3 call is tried up to 3 times.
-    s3_timeout_seconds: float = 30.0
+    s3_timeout_seconds: float = 20.0
     host: str = "127.0.0.1"
     port: int = 8780
     default_expiry_seconds: int = 30 * DAY
@@ -361,7 +361,7 @@ database_url = ""
 # blobs = "s3://sealdrop-blobs/relay1"
 # s3_endpoint = "https://s3.example.net"   # empty for AWS itself
 # s3_region = "eu-west-1"
-# s3_timeout_seconds = 30.0   # to connect, and for each answer (3 tries)
+# s3_timeout_seconds = 20.0   # to connect, and for each answer (3 tries)
 blobs = ""
 host = "127.0.0.1"
 port = 8780

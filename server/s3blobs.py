@@ -89,7 +89,7 @@ BLOB_FOLDER = "blobs/"
 _PRESIGN_SECONDS = 3600
 # How long the object store may take to accept a connection, or to answer
 # (RelayConfig.s3_timeout_seconds): docs/operations.md, "Object storage (S3)".
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 20.0
 # botocore's tries of one call (its "standard" retries: 5xx, throttling,
 # timeouts, connection errors), with backoff; a chunk's UploadPart is tried
 # once, its client sends it again.

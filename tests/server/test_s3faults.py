@@ -105,7 +105,7 @@ def test_s3_failures_become_store_unavailable_without_the_request() -> None:
 def test_s3_timeout_seconds_reaches_the_store(tmp_path: Path) -> None:
     env = {"SEALDROP_RELAY_BLOBS": "s3://sealdrop-blobs/r"}
     default = blob_store(load_config(tmp_path, env=env))
-    assert isinstance(default, S3BlobStore) and default.timeout == 30.0
+    assert isinstance(default, S3BlobStore) and default.timeout == 20.0
     env["SEALDROP_RELAY_S3_TIMEOUT_SECONDS"] = "7"
     chosen = blob_store(load_config(tmp_path, env=env))
     assert isinstance(chosen, S3BlobStore) and chosen.timeout == 7.0
