@@ -36,7 +36,7 @@ def test_send_rides_over_s3_faults_mid_upload(
     data.mkdir(parents=True, exist_ok=True)
     (data / "relay.toml").write_text(
         f'blobs = "s3://{s3_bucket}/relay"\ns3_endpoint = "{proxy.endpoint}"\n'
-        f'database_url = "{db_url}"\ns3_timeout_seconds = 2.0\n')
+        f'database_url = "{db_url}"\ns3_timeout_seconds = 3.0\n')
     relay = Relay(data, tmp_path / "relay.log")  # `sealdrop-relay init` binds the bucket
     relay.start()
     try:
