@@ -104,8 +104,8 @@ class PacedDeadline:
 
     def _set(self, running: bool) -> None:
         # The body is pulled by the HTTP client's writer task, which may run
-        # on after the block has ended (an error elsewhere): then no-op.
-        if self._timeout is None:
+        # on after the deadline fired or the block ended: then no-op.
+        if self._timeout is None or self._timeout.expired():
             return
         loop = asyncio.get_running_loop()
         self._timeout.reschedule(loop.time() + self.seconds if running else None)
