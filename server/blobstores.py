@@ -17,4 +17,4 @@ def blob_store(cfg: RelayConfig) -> BlobStore:
         return LocalBlobStore(cfg.blob_dir)
     from .s3blobs import S3BlobStore
 
-    return S3BlobStore(location)
+    return S3BlobStore(location, timeout=cfg.s3_timeout_seconds)

@@ -52,6 +52,9 @@ class RelayConfig:
     blobs: str = ""
     s3_endpoint: str = ""
     s3_region: str = ""
+    # The longest the object store may take to accept a connection or to
+    # answer (server.s3faults); each S3 call is tried up to 3 times.
+    s3_timeout_seconds: float = 20.0
     host: str = "127.0.0.1"
     port: int = 8780
     default_expiry_seconds: int = 30 * DAY
@@ -231,13 +234,14 @@ def _validate(cfg: RelayConfig) -> RelayConfig:
         "header_timeout_seconds",
         "body_timeout_seconds",
         "min_body_bytes_per_second",
+        "s3_timeout_seconds",
     ]
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"configuration: {name} must be positive")
     if cfg.rate_per_second <= 0:
         raise ConfigError("configuration: rate_per_second must be positive")
-    for name in ("header_timeout_seconds", "body_timeout_seconds"):
+    for name in ("header_timeout_seconds", "body_timeout_seconds", "s3_timeout_seconds"):
         # nan slips past "<= 0", and inf would mean no timeout at all.
         if not math.isfinite(getattr(cfg, name)):
             raise ConfigError(f"configuration: {name} must be a finite number of seconds")
@@ -357,6 +361,7 @@ database_url = ""
 # blobs = "s3://sealdrop-blobs/relay1"
 # s3_endpoint = "https://s3.example.net"   # empty for AWS itself
 # s3_region = "eu-west-1"
+# s3_timeout_seconds = 20.0   # to connect, and for each answer (3 tries)
 blobs = ""
 host = "127.0.0.1"
 port = 8780

@@ -140,10 +140,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except RelayError as exc:
         if isinstance(exc, StoreUnavailable):
-            # The client sees only "unreachable"; the operator needs the cause.
+            # The operator needs the cause: its type, and the sentence (which
+            # names S3's error code, never a bucket, key or URL: server.s3faults).
             request.app[RELAY_KEY].logger.warning("store_unavailable", extra={"fields": {
                 "route": route_name(request),
                 "cause": type(exc.__cause__ or exc).__name__,
+                "error": exc.message,
             }})
         return error_response(status_of(exc), exc.code, exc.message, _error_headers(exc))
     except web.HTTPException as exc:

@@ -180,7 +180,11 @@ async def gc(
     Bounded: without ``force``, a run that would delete more than
     ``GC_MAX_SHARE`` of the stored blobs (and more than ``GC_FLOOR``) raises
     ``GcRefused`` before deleting anything. Every deletion is logged
-    (``gc_delete``: transfer id and reason)."""
+    (``gc_delete``: transfer id and reason).
+
+    A blob store failure (``StoreUnavailable``: S3 refusing or not answering)
+    stops the run there: a transfer whose row went and whose blob did not is
+    an orphan, which the next run deletes (``tests/server/test_s3_relay_faults.py``)."""
     report = GcReport()
     listed = await blobs.list()
     # Expired, abandoned, and dismissed by every recipient (nobody wants the blob).
@@ -198,6 +202,11 @@ async def gc(
             "this relay's database, then run `sealdrop-relay gc --force` if the deletions are "
             "right"
         )
+    # The database's own clean-up first: an object store that fails below
+    # (gc stops at its first failure) must not leave nonces to pile up.
+    report.nonces = await store.purge_nonces(now)
+    report.rate_buckets = await store.purge_rate_buckets(
+        RateLimit(rate=cfg.rate_per_second, burst=cfg.rate_burst))
     for tid in doomed:
         await _delete(store, blobs, tid)
         if locks is not None:
@@ -218,9 +227,6 @@ async def gc(
         await blobs.discard_partial(key)
         report.stale_partials += 1
         _log.info("gc_delete", extra={"fields": {"transfer": key, "reason": "stale_partial"}})
-    report.nonces = await store.purge_nonces(now)
-    report.rate_buckets = await store.purge_rate_buckets(
-        RateLimit(rate=cfg.rate_per_second, burst=cfg.rate_burst))
     return report
 
 

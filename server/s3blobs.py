@@ -36,6 +36,9 @@ for them on every download unless told "when_required"; several S3-compatible
 servers refuse or mangle those requests, so both are set to "when_required".
 The chunk's own BLAKE3/SHA-256, checked here, and ``verify``'s re-hash of
 every complete blob are what guard the bytes.
+
+Failures and timeouts (what an S3 error becomes, how long a stalled object
+store may hold a request): server.s3faults.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from typing import Any, BinaryIO
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, NoCredentialsError
 from yarl import URL
 
 from sealdrop.crypto.protocol import ErrorCode
@@ -66,6 +69,17 @@ from .blobs import (
     check_key,
 )
 from .errors import ConfigError, InvalidInput, StoreUnavailable
+from .s3faults import (
+    DENIED,
+    MISSING,
+    NETWORK_ERRORS,
+    PacedDeadline,
+    code_in_xml,
+    code_of,
+    refused,
+    s3_call,
+    silent,
+)
 from .s3parts import ChunkHasher, Part, live_parts, part_ends, verified_body
 from .s3url import CREDENTIALS_HINT, MAX_PARTS, MIN_PART_BYTES, S3Location
 
@@ -73,28 +87,13 @@ BLOB_FOLDER = "blobs/"
 # A presigned part URL is used at once; an hour covers the slowest chunk the
 # relay's body timeouts let through.
 _PRESIGN_SECONDS = 3600
-_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
-_DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "")) or "error"
-
-
-@contextlib.asynccontextmanager
-async def _s3(what: str) -> AsyncIterator[None]:
-    """S3 and network failures as ``StoreUnavailable`` (503 ``store_unavailable``):
-    the relay's answer names what failed, never a traceback or a request."""
-    try:
-        yield
-    except ClientError as exc:
-        raise StoreUnavailable(
-            f"the object store refused to {what} ({_code(exc)}); try again later"
-        ) from exc
-    except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
-        raise StoreUnavailable(
-            f"the object store did not answer to {what}; try again later"
-        ) from exc
+# How long the object store may take to accept a connection, or to answer
+# (RelayConfig.s3_timeout_seconds): docs/operations.md, "Object storage (S3)".
+DEFAULT_TIMEOUT = 20.0
+# botocore's tries of one call (its "standard" retries: 5xx, throttling,
+# timeouts, connection errors), with backoff; a chunk's UploadPart is tried
+# once, its client sends it again.
+_ATTEMPTS = 3
 
 
 class S3BlobStore:
@@ -103,8 +102,9 @@ class S3BlobStore:
 
     min_chunk_bytes = MIN_PART_BYTES
 
-    def __init__(self, location: S3Location) -> None:
+    def __init__(self, location: S3Location, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.location = location
+        self.timeout = timeout
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
         self._http: aiohttp.ClientSession | None = None
@@ -145,9 +145,9 @@ class S3BlobStore:
             # SigV4 presigned URLs sign the host alone; SigV2 ones (botocore's
             # default for presigning) also sign the Content-Type aiohttp adds.
             signature_version="s3v4",
-            connect_timeout=10,
-            read_timeout=120,
-            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=self.timeout,
+            read_timeout=self.timeout,
+            retries={"max_attempts": _ATTEMPTS, "mode": "standard"},
         )
         self._client = await self._stack.enter_async_context(
             get_session().create_client(
@@ -158,9 +158,11 @@ class S3BlobStore:
             )
         )
         # No read timeout: a part's request body arrives at the client's pace
-        # (the relay's body timeouts bound that), and aiohttp would count it.
+        # (the relay's body timeouts bound that), and aiohttp would count it;
+        # write_chunk bounds the object store's share (s3faults.PacedDeadline).
         self._http = await self._stack.enter_async_context(
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout))
         )
         try:
             await self._client.head_bucket(Bucket=loc.bucket)
@@ -169,21 +171,21 @@ class S3BlobStore:
             raise ConfigError(f"no S3 credentials for {self.where}: {CREDENTIALS_HINT}") from exc
         except ClientError as exc:
             await self.close()
-            code = _code(exc)
+            code = code_of(exc)
             at = loc.endpoint or "AWS"
-            if code in _MISSING or code == "NoSuchBucket":
+            if code in MISSING or code == "NoSuchBucket":
                 raise ConfigError(
                     f"the bucket {loc.bucket} does not exist at {at}; create it (with "
                     "versioning, docs/operations.md) or correct blobs in relay.toml"
                 ) from exc
-            if code in _DENIED:
+            if code in DENIED:
                 raise ConfigError(
                     f"the S3 server at {at} refused the relay's credentials for the bucket "
                     f"{loc.bucket} ({code}); {CREDENTIALS_HINT}"
                 ) from exc
             raise ConfigError(f"the S3 server at {at} refused access to {loc.bucket} ({code})"
                               ) from exc
-        except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             await self.close()
             raise ConfigError(
                 f"cannot reach the S3 server at {loc.endpoint or 'AWS'}: check s3_endpoint"
@@ -203,7 +205,7 @@ class S3BlobStore:
         return contextlib.nullcontext()
 
     async def ready(self) -> None:
-        async with _s3("answer"):
+        async with s3_call("answer"):
             await self._client.head_bucket(Bucket=self.bucket)
 
     # -- relay id marker ---------------------------------------------------------
@@ -226,18 +228,18 @@ class S3BlobStore:
     async def write_relay_id(self, relay_id: str) -> None:
         if not RELAY_ID_RE.fullmatch(relay_id):
             raise ValueError("relay id must be 32 lowercase hex digits")
-        async with _s3("store the relay id"):
+        async with s3_call("store the relay id"):
             # A PUT is atomic: readers see the old object or the new one.
             await self._client.put_object(
                 Bucket=self.bucket, Key=self._marker_key, Body=(relay_id + "\n").encode()
             )
 
     async def _get_small(self, object_key: str) -> bytes | None:
-        async with _s3("read the relay id"):
+        async with s3_call("read the relay id"):
             try:
                 resp = await self._client.get_object(Bucket=self.bucket, Key=object_key)
             except ClientError as exc:
-                if _code(exc) in _MISSING:
+                if code_of(exc) in MISSING:
                     return None
                 raise
             async with resp["Body"] as body:
@@ -278,7 +280,7 @@ class S3BlobStore:
             try:
                 return hint, await self._parts(obj, hint)
             except ClientError as exc:
-                if _code(exc) not in _MISSING:
+                if code_of(exc) not in MISSING:
                     raise
                 self._uploads.pop(key, None)
         ids = await self._all_uploads(obj)
@@ -298,7 +300,7 @@ class S3BlobStore:
         length: int,
         digest: str,
     ) -> None:
-        async with _s3("store the chunk"):
+        async with s3_call("store the chunk"):
             found = await self._upload(key)
             if found is None:
                 if offset != 0:
@@ -334,25 +336,21 @@ class S3BlobStore:
         if self._http is None:
             raise StoreUnavailable("the blob store is not open")
         try:
-            # encoded=True: the signature covers the URL exactly as signed.
-            async with self._http.put(
-                URL(url, encoded=True), data=body, headers={"Content-Length": str(length)}
-            ) as resp:
-                if resp.status != 200:
-                    text = (await resp.text())[:2000]
-                    code = text.split("<Code>", 1)[1].split("<", 1)[0] if "<Code>" in text else ""
-                    raise StoreUnavailable(
-                        f"the object store refused to store the chunk "
-                        f"({code or resp.status}); try again later"
-                    )
+            async with PacedDeadline(self.timeout) as deadline:
+                # encoded=True: the signature covers the URL exactly as signed.
+                async with self._http.put(
+                    URL(url, encoded=True), data=deadline.pace(body),
+                    headers={"Content-Length": str(length)},
+                ) as resp:
+                    if resp.status != 200:
+                        text = (await resp.text())[:2000]
+                        raise refused("store the chunk", code_in_xml(resp.status, text))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             if failure:  # the client's body failed first: that is the error
                 raise failure[0] from None
             # S3 may have stored the part before the answer was lost: it holds
             # the verified chunk, and the chunk sent again replaces it.
-            raise StoreUnavailable(
-                "the object store did not answer to store the chunk; try again later"
-            ) from exc
+            raise silent("store the chunk") from exc
         if failure:
             raise failure[0]
 
@@ -366,7 +364,7 @@ class S3BlobStore:
     ) -> tuple[int, int | None]:
         if complete:
             return await self._check_complete(key, chunks)
-        async with _s3("list the upload's parts"):
+        async with s3_call("list the upload's parts"):
             found = await self._upload(key)
         if found is None:
             return 0, None
@@ -379,7 +377,7 @@ class S3BlobStore:
         return good, ends[-1] if ends else 0
 
     async def _check_complete(self, key: str, chunks: Sequence[Chunk]) -> tuple[int, int | None]:
-        async with _s3("read the blob"):
+        async with s3_call("read the blob"):
             try:
                 if not chunks:  # only the size: no need for the bytes
                     head = await self._client.head_object(
@@ -387,7 +385,7 @@ class S3BlobStore:
                     return 0, int(head["ContentLength"])
                 resp = await self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
             except ClientError as exc:
-                if _code(exc) in _MISSING:
+                if code_of(exc) in MISSING:
                     return 0, None
                 raise
             size = int(resp["ContentLength"])
@@ -400,7 +398,7 @@ class S3BlobStore:
 
     async def truncate_partial(self, key: str, size: int) -> int:
         # Cuts nothing (see the module's docstring): says how long the blob is.
-        async with _s3("list the upload's parts"):
+        async with s3_call("list the upload's parts"):
             found = await self._upload(key)
         if found is None:
             return 0
@@ -408,7 +406,7 @@ class S3BlobStore:
         return ends[-1] if ends else 0
 
     async def finalize(self, key: str, size: int) -> None:
-        async with _s3("complete the upload"):
+        async with s3_call("complete the upload"):
             found = await self._upload(key)
             if found is None:
                 raise StoreUnavailable("the uploaded blob is missing from the blob store")
@@ -431,13 +429,13 @@ class S3BlobStore:
     async def read(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
         if end <= start:
             return
-        async with _s3("read the blob"):
+        async with s3_call("read the blob"):
             try:
                 resp = await self._client.get_object(
                     Bucket=self.bucket, Key=self.object_key(key), Range=f"bytes={start}-{end - 1}"
                 )
             except ClientError as exc:
-                if _code(exc) in _MISSING or _code(exc) == "InvalidRange":
+                if code_of(exc) in MISSING or code_of(exc) == "InvalidRange":
                     raise StoreUnavailable("the blob is missing from the blob store") from exc
                 raise
             left = end - start
@@ -456,26 +454,26 @@ class S3BlobStore:
 
     async def delete(self, key: str) -> None:
         await self.discard_partial(key)
-        async with _s3("delete the blob"):
+        async with s3_call("delete the blob"):
             await self._client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
     async def discard_partial(self, key: str) -> None:
         obj = self.object_key(key)
-        async with _s3("abort the partial upload"):
+        async with s3_call("abort the partial upload"):
             for upload_id in await self._all_uploads(obj):
                 try:
                     await self._client.abort_multipart_upload(
                         Bucket=self.bucket, Key=obj, UploadId=upload_id
                     )
                 except ClientError as exc:
-                    if _code(exc) not in _MISSING:
+                    if code_of(exc) not in MISSING:
                         raise
         self._uploads.pop(key, None)
 
     async def list(self) -> list[BlobInfo]:
         folder = self.location.prefix + BLOB_FOLDER
         out: list[BlobInfo] = []
-        async with _s3("list the blobs"):
+        async with s3_call("list the blobs"):
             async for page in self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=folder
             ):
@@ -506,11 +504,11 @@ class S3BlobStore:
             return True
         target = copy.complete_path(key) if complete else copy.partial_path(key)
         want = None if complete else length
-        async with _s3("read the blob for the backup"):
+        async with s3_call("read the blob for the backup"):
             try:
                 resp = await self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
             except ClientError as exc:
-                if _code(exc) in _MISSING:
+                if code_of(exc) in MISSING:
                     return False
                 raise
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

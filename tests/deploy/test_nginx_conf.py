@@ -81,6 +81,10 @@ def test_nginx_waits_longer_than_the_relays_own_timeouts() -> None:
     for name in ("client_body_timeout", "proxy_send_timeout"):
         [pause] = SHIPPED[name]
         assert seconds(pause) > DEFAULTS.body_timeout_seconds, name
+    # A part stalled in the object store stops the relay reading the chunk:
+    # the relay's 503 (s3_timeout_seconds) comes before nginx's send timeout.
+    [send] = SHIPPED["proxy_send_timeout"]
+    assert seconds(send) > DEFAULTS.s3_timeout_seconds
     [read] = SHIPPED["proxy_read_timeout"]
     slowest_chunk = (DEFAULTS.body_timeout_seconds
                      + DEFAULTS.max_chunk_bytes / DEFAULTS.min_body_bytes_per_second)

@@ -61,7 +61,8 @@ def test_bad_trusted_proxies_are_refused(tmp_path: Path, value: str) -> None:
         load_config(tmp_path, env={})
 
 
-@pytest.mark.parametrize("name", ["header_timeout_seconds", "body_timeout_seconds"])
+@pytest.mark.parametrize(
+    "name", ["header_timeout_seconds", "body_timeout_seconds", "s3_timeout_seconds"])
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
 def test_timeouts_must_be_positive_and_finite(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):

@@ -22,7 +22,7 @@ SERVER = Path(__file__).resolve().parents[2] / "server"
 HTTP_EDGE = {"app", "routes", "handlers", "middleware", "http_parse", "auth", "state", "cli"}
 # The S3 blob store speaks HTTP to the object store, never to a client: it may
 # use aiohttp's client (aiobotocore's own transport), not aiohttp.web.
-OBJECT_STORE_CLIENTS = {"s3blobs"}
+OBJECT_STORE_CLIENTS = {"s3blobs", "s3faults"}
 # ...and only these may name aiohttp's HTTP exceptions (web.HTTPNotFound, ...).
 HTTP_EXCEPTIONS_ALLOWED = {"app", "routes", "handlers", "middleware"}
 
