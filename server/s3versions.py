@@ -16,7 +16,8 @@ from typing import Any
 from .blobs import RELAY_ID_FILE
 from .errors import ConfigError
 from .restore_plan import Version
-from .s3blobs import BLOB_FOLDER, S3BlobStore, _s3
+from .s3blobs import BLOB_FOLDER, S3BlobStore
+from .s3faults import s3_call
 from .s3url import MIN_PART_BYTES, S3Location
 
 # CopyObject copies at most 5 GiB; a larger blob (max_transfer_bytes allows
@@ -28,7 +29,7 @@ COPY_PART = 512 * 1024 * 1024
 async def require_versioning(store: S3BlobStore) -> None:
     """Refuse a bucket without versioning: a dump alone cannot bring back a blob
     deleted or overwritten after it."""
-    async with _s3("say whether the bucket keeps versions"):
+    async with s3_call("say whether the bucket keeps versions"):
         status = (await store.client.get_bucket_versioning(Bucket=store.bucket)).get("Status")
     if status != "Enabled":
         raise ConfigError(
@@ -49,7 +50,7 @@ async def list_versions(store: S3BlobStore, location: S3Location) -> dict[str, l
     transfer id, newest first (the latest one first whatever its time)."""
     folder = blob_folder(location)
     found: dict[str, list[Version]] = {}
-    async with _s3("list the blobs' versions"):
+    async with s3_call("list the blobs' versions"):
         pages = store.client.get_paginator("list_object_versions").paginate(
             Bucket=location.bucket, Prefix=folder)
         async for page in pages:
@@ -72,7 +73,7 @@ async def copy_version(store: S3BlobStore, source: S3Location, key: str, version
            "VersionId": version.version_id}
     dest = store.object_key(key)
     c: Any = store.client
-    async with _s3("copy the blob's version back"):
+    async with s3_call("copy the blob's version back"):
         if version.size <= copy_max:
             await c.copy_object(Bucket=store.bucket, Key=dest, CopySource=src)
             return
@@ -96,7 +97,7 @@ async def copy_version(store: S3BlobStore, source: S3Location, key: str, version
 
 async def unmark(store: S3BlobStore, key: str, markers: tuple[str, ...]) -> None:
     """Remove the delete markers hiding the blob's data version (in place)."""
-    async with _s3("remove the blob's delete marker"):
+    async with s3_call("remove the blob's delete marker"):
         for version_id in markers:
             await store.client.delete_object(
                 Bucket=store.bucket, Key=store.object_key(key), VersionId=version_id)
@@ -111,7 +112,7 @@ async def purge(store: S3BlobStore) -> int:
     marker = loc.prefix + RELAY_ID_FILE
     n = 0
     c: Any = store.client
-    async with _s3("delete the drill's copies"):
+    async with s3_call("delete the drill's copies"):
         for prefix in (blob_folder(loc), marker):
             async for page in c.get_paginator("list_object_versions").paginate(
                     Bucket=loc.bucket, Prefix=prefix):
