@@ -190,7 +190,14 @@ class Leases:
 
     async def try_take(self, name: str, owner: str) -> bool:
         now = self._now()
-        return await self._store.take_lease(name, owner, now=now, until=now + self._ttl)
+        try:
+            return await self._store.take_lease(name, owner, now=now, until=now + self._ttl)
+        except Exception:
+            # The database may have committed the take and lost only its answer
+            # (it went down in between): let go of it as soon as it is back.
+            # Deleting a lease ``owner`` does not hold changes nothing.
+            self._release_later(name, owner)
+            raise
 
     async def acquire(self, name: str, owner: str, *, wait: float) -> None:
         """Take ``name`` for ``owner``, waiting up to ``wait`` seconds for another

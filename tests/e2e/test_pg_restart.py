@@ -222,6 +222,7 @@ def test_a_restart_and_a_crash_under_traffic_fail_cleanly_and_recover(site: Site
         # Held down until the sends have met it too: a chunk answered 503.
         wait_for(lambda: _chunk_refused_since(site, crash), 120, "a chunk to meet the crash")
         site.db.start()
+        back_at = time.time()
         results = [p.communicate(timeout=300) for p in sends]
         for p, (out, err) in zip(sends, results, strict=True):
             assert p.returncode == 0, err
@@ -234,6 +235,11 @@ def test_a_restart_and_a_crash_under_traffic_fail_cleanly_and_recover(site: Site
                      120, f"{c.name} to be received")
         wait_for(lambda: all(_status(f"http://127.0.0.1:{r.port}/readyz") == 200
                              for r in site.relays), 60, "/readyz 200 again")
+        # Each process's background gc outlived the outage (it logged gc_failed
+        # meanwhile) and one of them leads a run again.
+        wait_for(lambda: all(_gc_rounds(r, back_at) for r in site.relays)
+                 and any("gc" in _gc_rounds(r, back_at) for r in site.relays),
+                 60, "the reapers to run gc again")
     finally:
         slow.close()
         watchers.close()
@@ -303,6 +309,12 @@ def _after(logged: list[dict[str, object]], since: float, *, method: str, route_
                 and isinstance(status, int) and (200 <= status < 300) == ok):
             return True
     return False
+
+
+def _gc_rounds(r: Relay, since: float) -> set[str]:
+    """The reaper's rounds ``r`` logged since ``since``: gc, gc_skipped."""
+    return {str(e["event"]) for e in _relay_lines(_tail(r.log, 0))
+            if e.get("event") in ("gc", "gc_skipped") and float(str(e["ts"])) >= since}
 
 
 def _gc_twice(site: Site) -> list[dict[str, object]]:

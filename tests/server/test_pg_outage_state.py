@@ -1,6 +1,7 @@
 """What a PostgreSQL outage must not leave behind in the state relay processes
 share (issue 14): a lease whose holder could not release it while the
-database was away is released once it is back, not left to run out
+database was away (or whose take committed with its answer lost) is
+released once it is back, not left to run out
 (``LEASE_SECONDS``: every upload in flight would stall that long, gc skip);
 and a chunk's commit is synced on PostgreSQL, so a database crash does not
 take back a chunk the relay acknowledged. The whole fault, with relay
@@ -23,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from sealdrop.server.config import async_url
+from sealdrop.server.db import make_engine
 from sealdrop.server.errors import StoreUnavailable
 from sealdrop.server.leases import LEASE_SECONDS, Leases
 from sealdrop.server.metadata import SqlMetadataStore
@@ -74,6 +76,36 @@ def test_a_lease_left_by_an_outage_is_released_once_the_database_is_back() -> No
                     owner = lb.new_owner()
                     await lb.acquire(name, owner, wait=LEASE_SECONDS / 3)
                     await b.release_lease(name, owner)
+            finally:
+                await a.close()
+                await b.close()
+
+    asyncio.run(run())
+
+
+class _AnswerLost(SqlMetadataStore):
+    """A store whose lease takes commit and then fail, as when the database
+    goes down between the commit and its answer. A stand-in: no real outage
+    can be timed to fall in that gap."""
+
+    async def take_lease(self, name: str, owner: str, *, now: int, until: int) -> bool:
+        await super().take_lease(name, owner, now=now, until=until)
+        raise StoreUnavailable("the relay's database is unreachable")
+
+
+def test_a_take_whose_answer_was_lost_is_let_go() -> None:
+    async def run() -> None:
+        async with _database() as (url, _):
+            a, b = _AnswerLost(make_engine(url)), SqlMetadataStore.open(url)
+            try:
+                la, lb = Leases(a), Leases(b)
+                with pytest.raises(StoreUnavailable):
+                    async with la.hold("upload:t4"):
+                        pass
+                assert (await b.lease_holder("upload:t4")) is not None  # the row is there
+                owner = lb.new_owner()
+                # Without the release, Busy after 10 s: the row runs out after 30.
+                await lb.acquire("upload:t4", owner, wait=LEASE_SECONDS / 3)
             finally:
                 await a.close()
                 await b.close()
