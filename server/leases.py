@@ -176,10 +176,11 @@ class Leases:
         self.process = process_owner()
         _LIVE.add(self.process)
         self._count = itertools.count(1)
-        # Holds that ended while the database could not be told (name: owner,
-        # and when the row runs out):
-        # released in the background once it can (``_release_later``).
-        self._let_go: dict[str, tuple[str, int]] = {}
+        # Holds that ended while the database could not be told, released in
+        # the background once it can (``_release_later``): (name, owner) ->
+        # when its row runs out anyway. By owner, not name: the retries of one
+        # upload during an outage each leave an owner that may hold the row.
+        self._let_go: dict[tuple[str, str], int] = {}
         self._releasing: asyncio.Task[None] | None = None
 
     def _now(self) -> int:
@@ -192,7 +193,7 @@ class Leases:
         now = self._now()
         try:
             return await self._store.take_lease(name, owner, now=now, until=now + self._ttl)
-        except Exception:
+        except BaseException:  # cancelled too: the statement may have run all the same
             # The database may have committed the take and lost only its answer
             # (it went down in between): let go of it as soon as it is back.
             # Deleting a lease ``owner`` does not hold changes nothing.
@@ -281,7 +282,7 @@ class Leases:
                 # lets go, or the name would stay blocked until the lease ran out.
                 try:
                     await asyncio.shield(self._store.release_lease(name, owner))
-                except Exception:
+                except BaseException:  # cancelled too: the shielded release may fail
                     self._release_later(name, owner)
                     raise
 
@@ -298,8 +299,7 @@ class Leases:
                     "lease": name, "cause": type(exc).__name__}})
 
     def _ended_here(self, name: str, owner: str) -> bool:
-        left = self._let_go.get(name)
-        return left is not None and left[0] == owner
+        return (name, owner) in self._let_go
 
     def _release_later(self, name: str, owner: str) -> None:
         """Release a lease whose hold ended while the database was away (a
@@ -308,7 +308,7 @@ class Leases:
         database came back (each upload in flight stalled, gc skipped). A
         waiter in this process takes it over at once (``take_over_dead``)."""
         # Past its ttl from now the row has run out: anyone may take it anyway.
-        self._let_go[name] = (owner, self._now() + self._ttl)
+        self._let_go[name, owner] = self._now() + self._ttl
         if self._releasing is None or self._releasing.done():
             self._releasing = asyncio.create_task(self._release_let_go())
 
@@ -317,11 +317,10 @@ class Leases:
         while self._let_go:
             await asyncio.sleep(pause)
             pause = min(pause * 2, _RELEASE_RETRY_MAX)
-            for name, (owner, until) in list(self._let_go.items()):
+            for (name, owner), until in list(self._let_go.items()):
                 if self._now() < until:
                     try:
                         await self._store.release_lease(name, owner)
                     except Exception:  # noqa: BLE001 - still away: the next round
                         break
-                if self._ended_here(name, owner):
-                    del self._let_go[name]
+                del self._let_go[name, owner]

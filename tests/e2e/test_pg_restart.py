@@ -69,8 +69,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         url = db.createdb("sealdrop")
         data = root / "relay"  # one data folder, both processes (local files, one host)
         data.mkdir(mode=0o700)
-        # The reaper runs gc every other second on each process, so gc is running (and
-        # holding its lease) on one of them when PostgreSQL goes.
+        # The reaper runs gc every other second on each process: gc runs, and
+        # holds its lease, now and then through the faults.
         (data / "relay.toml").write_text(f'database_url = "{url}"\ngc_interval_seconds = 2\n')
         for name in ("a", "b"):
             r = Relay(data, root / f"relay-{name}.log")  # the second `init` finds it done
@@ -80,7 +80,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for r, code in zip(relays, _invites(url, 2), strict=True):
             r._invites = [code]
         # nginx reaches each process through its link (tests.e2e.kit.Link), which
-        # the rounds throttle so the sends are still going when the fault comes.
+        # the test throttles so the sends are still going when the faults come.
         front = Nginx(root / "nginx", [r.link.port for r in relays])
         front.start()
         practice = FrontedUser(root, "cabinet-martin", relays[0], front)

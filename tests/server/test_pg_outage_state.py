@@ -102,7 +102,14 @@ def test_a_take_whose_answer_was_lost_is_let_go() -> None:
                 with pytest.raises(StoreUnavailable):
                     async with la.hold("upload:t4"):
                         pass
-                assert (await b.lease_holder("upload:t4")) is not None  # the row is there
+                holder = await b.lease_holder("upload:t4")
+                assert holder is not None  # the row is there
+                # The client's retry fails too, with another owner: the first
+                # owner, who holds the row, must not be forgotten for it.
+                with pytest.raises(StoreUnavailable):
+                    async with la.hold("upload:t4"):
+                        pass
+                assert await b.lease_holder("upload:t4") == holder
                 owner = lb.new_owner()
                 # Without the release, Busy after 10 s: the row runs out after 30.
                 await lb.acquire("upload:t4", owner, wait=LEASE_SECONDS / 3)
