@@ -305,8 +305,12 @@ def test_a_restart_and_a_crash_under_traffic_fail_cleanly_and_recover(site: Site
     assert site.sql("SELECT name FROM leases WHERE name LIKE 'upload:%'") == []
     assert float(str(site.sql("SELECT max(updated_at) FROM rate_buckets")[0][0])) >= fault_at
     # gc's leader lease is taken again: of two gcs at once, one runs (a lease
-    # the reaper held when the database went would have made both skip).
-    answers = _gc_twice(site)
+    # the reaper held when the database went would make both skip). A pair
+    # may also meet a reaper's round (every 2 s, a few ms long): three tries.
+    for _ in range(3):
+        answers = _gc_twice(site)
+        if any("skipped" not in a for a in answers):
+            break
     assert any("skipped" not in a for a in answers), answers
 
 
