@@ -38,6 +38,7 @@ import io
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -429,10 +430,12 @@ class LocalBlobStore:
 
     async def ready(self) -> None:
         def probe() -> None:
-            probe_path = self.partial_dir / ".ready-probe"
-            with probe_path.open("wb") as f:
+            # A file of its own per probe (unnamed where the kernel can): the
+            # relay processes sharing one data folder probe it at once, and a
+            # shared name let one delete the other's file (a /readyz 503 for
+            # a healthy process, tests/server/test_ready_probe.py).
+            with tempfile.TemporaryFile(dir=self.partial_dir) as f:
                 f.write(b"ok")
-            probe_path.unlink()
 
         try:
             await asyncio.to_thread(probe)

@@ -28,7 +28,7 @@ from sealdrop.crypto.protocol import (
 )
 
 from . import accounts, auth, blocking, schema, transfers
-from .errors import Conflict, InvalidInput, NotFound, NotPermitted, TooLarge
+from .errors import Conflict, InvalidInput, NotFound, NotPermitted, StoreUnavailable, TooLarge
 from .http_parse import (
     chunk_length,
     end_batching,
@@ -74,6 +74,8 @@ async def readyz(request: web.Request) -> web.Response:
         # upgrade`, a restored backup) makes it unfit to serve: say so.
         try:
             schema.judge(await relay.store.schema_revision())
+        except StoreUnavailable as exc:  # gone since the ping: the database, not the schema
+            problems["database"] = type(exc).__name__
         except Exception as exc:  # noqa: BLE001
             problems["schema"] = type(exc).__name__
     try:

@@ -31,7 +31,11 @@ that pid gone takes the lease over at once (``take_over_dead``), and so does
 start-up recovery after a crash. A holder that stalls longer than that
 (it cannot renew) loses the lease; its later commit is refused
 (``SqlMetadataStore.advance`` checks the lease in the committing statement),
-so the row never takes a chunk from a holder that was overtaken.
+so the row never takes a chunk from a holder that was overtaken. A hold
+that ends while the database is away (a restart, a crash) cannot delete its
+row then: the process releases it in the background once the database is
+back (``_release_later``), so a PostgreSQL restart does not stall every
+upload in flight, and gc, until their leases run out.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ LEASE_SECONDS = 30  # how long a dead holder can block a name
 RENEW_EVERY = 10.0  # a live holder renews well before that
 WAIT_SECONDS = 30.0  # a request waits this long for a held lease, then 503 upload_busy
 _POLL_FIRST, _POLL_MAX = 0.02, 0.25  # backoff while waiting on another process's lease
+_RELEASE_RETRY_MAX = 2.0  # a lease left behind by a database outage: released this soon after
 _log = logging.getLogger(LOGGER_NAME)
 
 
@@ -171,6 +176,12 @@ class Leases:
         self.process = process_owner()
         _LIVE.add(self.process)
         self._count = itertools.count(1)
+        # Holds that ended while the database could not be told, released in
+        # the background once it can (``_release_later``): (name, owner) ->
+        # when its row runs out anyway. By owner, not name: the retries of one
+        # upload during an outage each leave an owner that may hold the row.
+        self._let_go: dict[tuple[str, str], int] = {}
+        self._releasing: asyncio.Task[None] | None = None
 
     def _now(self) -> int:
         return int(self._clock())
@@ -180,7 +191,14 @@ class Leases:
 
     async def try_take(self, name: str, owner: str) -> bool:
         now = self._now()
-        return await self._store.take_lease(name, owner, now=now, until=now + self._ttl)
+        try:
+            return await self._store.take_lease(name, owner, now=now, until=now + self._ttl)
+        except BaseException:  # cancelled too: the statement may have run all the same
+            # The database may have committed the take and lost only its answer
+            # (it went down in between): let go of it as soon as it is back.
+            # Deleting a lease ``owner`` does not hold changes nothing.
+            self._release_later(name, owner)
+            raise
 
     async def acquire(self, name: str, owner: str, *, wait: float) -> None:
         """Take ``name`` for ``owner``, waiting up to ``wait`` seconds for another
@@ -219,9 +237,10 @@ class Leases:
     async def take_over_dead(self, name: str, owner: str) -> bool:
         """Take ``name`` for ``owner`` at once if its holder is a process of this
         host that no longer runs (start-up after a crash: its leases would
-        otherwise block for ``LEASE_SECONDS``)."""
+        otherwise block for ``LEASE_SECONDS``), or a hold of this process that
+        ended while the database was away (``_release_later``)."""
         held = await self._store.lease_holder(name)
-        if held is None or not self.dead_here(held[0]):
+        if held is None or not (self.dead_here(held[0]) or self._ended_here(name, held[0])):
             return False
         now = self._now()
         return await self._store.steal_lease(name, held[0], owner, until=now + self._ttl)
@@ -266,7 +285,11 @@ class Leases:
             if not lease.released:
                 # Shielded: a request cancelled here (its client went away) still
                 # lets go, or the name would stay blocked until the lease ran out.
-                await asyncio.shield(self._store.release_lease(name, owner))
+                try:
+                    await asyncio.shield(self._store.release_lease(name, owner))
+                except BaseException:  # cancelled too: the shielded release may fail
+                    self._release_later(name, owner)
+                    raise
 
     async def _renew(self, name: str, owner: str) -> None:
         while True:
@@ -279,3 +302,30 @@ class Leases:
                 # The lease name only: it holds a transfer id, already in the access log.
                 _log.warning("lease_renew_failed", extra={"fields": {
                     "lease": name, "cause": type(exc).__name__}})
+
+    def _ended_here(self, name: str, owner: str) -> bool:
+        return (name, owner) in self._let_go
+
+    def _release_later(self, name: str, owner: str) -> None:
+        """Release a lease whose hold ended while the database was away (a
+        restart, a crash, the network): without this its row would block the
+        name on every process until it ran out, ``LEASE_SECONDS`` after the
+        database came back (each upload in flight stalled, gc skipped). A
+        waiter in this process takes it over at once (``take_over_dead``)."""
+        # Past its ttl from now the row has run out: anyone may take it anyway.
+        self._let_go[name, owner] = self._now() + self._ttl
+        if self._releasing is None or self._releasing.done():
+            self._releasing = asyncio.create_task(self._release_let_go())
+
+    async def _release_let_go(self) -> None:
+        pause = _POLL_MAX
+        while self._let_go:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _RELEASE_RETRY_MAX)
+            for (name, owner), until in list(self._let_go.items()):
+                if self._now() < until:
+                    try:
+                        await self._store.release_lease(name, owner)
+                    except Exception:  # noqa: BLE001 - still away: the next round
+                        break
+                del self._let_go[name, owner]

@@ -900,13 +900,21 @@ class SqlMetadataStore:
         """Commit the chunk [old, new) with its SHA-256: move the committed offset
         and record the chunk, in one transaction; False if the offset moved meanwhile.
 
-        The transaction is atomic but not synced to disk on its own (SQLite
-        ``synchronous=NORMAL`` for it, PostgreSQL ``synchronous_commit=off``): the
-        chunk's bytes are not fsynced either (server.blobs), so after a power loss
-        the offset may move back anyway, and start-up recovery reconciles the row,
-        the chunk records and the blob whichever of them lost what. The next
-        synced commit (every request's nonce, ``complete``) makes it durable.
-        Saves a WAL fsync per chunk, which waits behind the chunk's own writeback.
+        On SQLite the transaction is atomic but not synced to disk on its own
+        (``synchronous=NORMAL`` for it): the chunk's bytes are not fsynced either
+        (server.blobs), so after a power loss the offset may move back anyway,
+        and start-up recovery reconciles the row, the chunk records and the blob
+        whichever of them lost what. The next synced commit (every request's
+        nonce, ``complete``) makes it durable. Saves a WAL fsync per chunk, which
+        waits behind the chunk's own writeback.
+
+        On PostgreSQL it is synced: there the database fails on its own (a
+        crash, ``pg_ctl restart -m immediate``, the OOM killer) while the
+        chunk's bytes survive on the relay's disk or in the bucket, and an
+        acknowledged chunk lost then would stop every send in flight ("the relay
+        lost the chunks ...; run the same send again") instead of letting it
+        retry through the outage (tests/e2e/test_pg_restart.py). PostgreSQL's
+        group commit shares one WAL flush among the chunks committing together.
 
         ``fence``: (lease name, owner): commit only while that owner still holds
         the lease (``server.leases``), in the same statement, so a holder whose
@@ -928,7 +936,7 @@ class SqlMetadataStore:
                 lease_sql.release(conn, *fence)
             return True
 
-        return await self._run.write(work, synced=False)
+        return await self._run.write(work, synced=self.engine.dialect.name != "sqlite")
 
     async def completion(
         self, transfer_id: str

@@ -196,3 +196,21 @@ def test_judge_names_each_case() -> None:
         assert info.value.current == rev and info.value.head == schema.head()
     assert schema.known_revisions()[0] == OLDEST
     assert schema.known_revisions()[-1] == schema.head()
+
+
+def test_readyz_names_the_database_when_it_goes_between_its_two_reads(
+    relay: RunningRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database answers the ping, then is gone for the schema read (a
+    restart at that moment, which tests/e2e/test_pg_restart.py's polls of
+    /readyz may hit): /readyz says `database`, not `schema`. A stand-in for
+    the second read, which no real outage can be timed to hit."""
+    from sealdrop.server.errors import StoreUnavailable
+
+    async def gone() -> str | None:
+        raise StoreUnavailable("the relay's database is unreachable")
+
+    monkeypatch.setattr(relay.relay.store, "schema_revision", gone)
+    status, _, body = relay.raw("GET", "/readyz")
+    assert status == 503
+    assert json.loads(body)["failing"] == ["database"]
