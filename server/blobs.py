@@ -109,6 +109,12 @@ class BlobStore(Protocol):
     async def ready(self) -> None:
         """Raise ``StoreUnavailable`` unless the store can be written now."""
 
+    @property
+    def writes_can_cut(self) -> bool:
+        """Whether a write's clean-up can cut bytes past its own offset (local
+        files: ``write_chunk`` truncates). Then ``server.locks.exclusive`` takes
+        ``write_lock`` under the lease and reads the lease again under it."""
+
     def write_lock(self, key: str, *, wait: float) -> AbstractAsyncContextManager[None]:
         """Exclude other relay processes from changing ``key``'s partial blob for
         the block, where a stalled writer could otherwise cut bytes another
@@ -354,6 +360,7 @@ class LocalBlobStore:
     """Blobs as files under ``root``: ``partial/<id>`` and ``complete/<id[:2]>/<id>``."""
 
     min_chunk_bytes = 1
+    writes_can_cut = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -104,6 +104,9 @@ async def exclusive(
             return
         left = max(0.0, deadline - loop.time())
         async with leases.hold(upload_lease(transfer_id), wait=left) as lease:
+            if not blobs.writes_can_cut:
+                yield lease
+                return
             left = max(0.0, deadline - loop.time())
             async with blobs.write_lock(transfer_id, wait=left):
                 if not await leases.holds(lease):

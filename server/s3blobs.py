@@ -199,9 +199,12 @@ class S3BlobStore:
         self._http = None
         await self._stack.aclose()
 
+    # Nothing here cuts a blob (truncate_partial only reads): a stalled writer's
+    # late part replaces a part whole, with the same bytes. No write lock, and
+    # no second read of the lease per chunk.
+    writes_can_cut = False
+
     def write_lock(self, key: str, *, wait: float) -> contextlib.AbstractAsyncContextManager[None]:
-        # Nothing here cuts a blob (truncate_partial only reads): a stalled
-        # writer's late part replaces a part whole, with the same bytes.
         return contextlib.nullcontext()
 
     async def ready(self) -> None:
