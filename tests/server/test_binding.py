@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from sealdrop.client.relay_api import RelayClient
+from sealdrop.server.blobs import WRITE_LOCKS_FILE
 
 from .relaykit import (
     PG_URL,
@@ -36,11 +37,13 @@ DB_KINDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
 def blob_files(data: Path) -> dict[str, str]:
-    """Every file under the blob folder, with its SHA-256: what must survive."""
+    """Every file under the blob folder, with its SHA-256: what must survive.
+    Not the write-locks file, which holds no data (a PostgreSQL relay makes it
+    on its first chunk; server.writelocks)."""
     root = data / "blobs"
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*")) if p.is_file() and p.name != WRITE_LOCKS_FILE
     }
 
 
