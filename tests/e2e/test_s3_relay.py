@@ -50,6 +50,9 @@ def _relay_cmd(relay: Relay, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
+# Each end-to-end S3 test on one database, the two between them: the S3 path
+# does not depend on it, and tests/server/test_s3_relay.py runs both (CI time).
+@pytest.mark.parametrize("s3_relay", ["sqlite"], indirect=True)
 def test_send_killed_resumed_received_on_s3(
     tmp_path: Path, s3_relay: Relay, seaweed: Seaweed, s3_bucket: str,  # noqa: F811
 ) -> None:
@@ -107,6 +110,7 @@ def test_send_killed_resumed_received_on_s3(
     assert SECRET_KEY not in log and "X-Amz-Signature" not in log
 
 
+@pytest.mark.parametrize("s3_relay", ["postgresql" if PG_URL else "sqlite"], indirect=True)
 def test_s3_stopped_mid_send_the_send_waits_and_finishes(
     tmp_path: Path, s3_relay: Relay, seaweed: Seaweed, s3_bucket: str,  # noqa: F811
 ) -> None:
