@@ -22,7 +22,7 @@ def test_help_names_both_deployments_and_the_error_line() -> None:
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
     for word in ("--transfers", "--concurrency", "nginx", "SeaweedFS", "p99", "errors=N",
-                 "1.5x"):
+                 "1.5x", "--breakdown"):
         assert word in text
 
 

