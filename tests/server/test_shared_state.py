@@ -262,13 +262,17 @@ def test_a_holder_stalled_past_its_lease_cuts_nothing_the_next_one_committed(
         await task
         assert await a.progress(tid) == ("uploading", 0)  # A committed nothing
 
+        async def b_commits(at: int, data: bytes) -> None:
+            async with exclusive(TransferLocks(), lb, blobs_b, tid) as lease:
+                assert lease is not None
+                await blobs_b.write_chunk(tid, at, _body(data), length=len(data),
+                                          digest=_chunk(data))
+                assert await b.advance(tid, old=at, new=at + len(data), sha256=_chunk(data),
+                                       now=T0, fence=lease.fence, release=True)
+                lease.released = True
+
         # B, once A is out, writes and commits the first chunk.
-        async with exclusive(TransferLocks(), lb, blobs_b, tid) as lease:
-            assert lease is not None
-            await blobs_b.write_chunk(tid, 0, _body(one), length=10, digest=_chunk(one))
-            assert await b.advance(tid, old=0, new=10, sha256=_chunk(one), now=T0,
-                                   fence=lease.fence, release=True)
-            lease.released = True
+        await b_commits(0, one)
 
         # 2. A takes the lease for the next chunk and stalls before the write lock;
         # meanwhile its lease runs out and B writes that chunk.
@@ -284,12 +288,7 @@ def test_a_holder_stalled_past_its_lease_cuts_nothing_the_next_one_committed(
         while await a.lease_holder(upload_lease(tid)) is None:
             await asyncio.sleep(0.01)
         clock.now += LEASE_SECONDS
-        async with exclusive(TransferLocks(), lb, blobs_b, tid) as lease:
-            assert lease is not None
-            await blobs_b.write_chunk(tid, 10, _body(two), length=10, digest=_chunk(two))
-            assert await b.advance(tid, old=10, new=20, sha256=_chunk(two), now=T0,
-                                   fence=lease.fence, release=True)
-            lease.released = True
+        await b_commits(10, two)
         Stalling.gate.set()
         with pytest.raises(Busy):
             await task
