@@ -434,6 +434,8 @@ class ChunkUploader:
         while True:
             if self._stopping.is_set():
                 raise ClientError("upload stopped")
+            with self._order:
+                known = self._confirmed  # what the relay had confirmed before this attempt
             try:
                 client.upload_chunk(self._id, offset, chunk, hex_digest=digest,
                                     algorithm=self._algorithm)
@@ -442,9 +444,14 @@ class ChunkUploader:
                 # Our previous attempt may have been committed before its answer was lost.
                 if exc.offset is not None and exc.offset >= offset + len(chunk):
                     return
-                if exc.offset is not None and exc.offset < offset and exc.code == (
-                        ErrorCode.OFFSET_MISMATCH) and self._predecessor_pending(offset):
-                    continue  # our chunk overtook the previous one: send it again
+                if exc.offset is not None and known <= exc.offset < offset and exc.code == (
+                        ErrorCode.OFFSET_MISMATCH):
+                    # Our chunk overtook an earlier one: the relay answered before
+                    # that one was in, though it may be confirmed by now (the other
+                    # lane's answer came first). Not a loss: the relay went back
+                    # from nothing it had confirmed. Send it again once that one is in.
+                    self._predecessor_pending(offset)
+                    continue
                 if exc.offset is not None and exc.offset < offset:
                     # The relay lost chunks it had committed (a power loss; it does not
                     # fsync each one) and rolled back: they must be regenerated.
