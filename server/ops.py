@@ -55,13 +55,9 @@ async def recover(
             fixed += await _recover_one(store, blobs, t)
             continue
         name, owner = upload_lease(t.id), leases.new_owner()
-        if not await leases.take_over_dead(name, owner):
-            try:
-                await leases.acquire(name, owner, wait=LEASE_SECONDS + 5)
-            except Busy:
-                _log.info("recover_skipped", extra={"fields": {"transfer": t.id}})
-                continue
         try:
+            if not await leases.take_over_dead(name, owner):
+                await leases.acquire(name, owner, wait=LEASE_SECONDS + 5)
             async with leases.held(name, owner), blobs.write_lock(t.id, wait=LEASE_SECONDS + 5):
                 # Read again under the lease: the holder may have moved it meanwhile.
                 # Under the write lock too: a holder that stalled inside a write
@@ -69,7 +65,7 @@ async def recover(
                 fresh = await store.get_transfer(t.id)
                 if fresh is not None and fresh.state == UPLOADING:
                     fixed += await _recover_one(store, blobs, fresh)
-        except Busy:  # that stalled writer did not finish: left to it
+        except Busy:  # held by a live process (or its stalled write): left to it
             _log.info("recover_skipped", extra={"fields": {"transfer": t.id}})
     return fixed
 

@@ -54,6 +54,10 @@ class RestoreReport:
     partial: list[str] = field(default_factory=list)  # uploads in progress at the backup
 
 
+def _same_place(a: s3url.S3Location, b: s3url.S3Location) -> bool:
+    return (a.bucket, a.prefix) == (b.bucket, b.prefix)
+
+
 def source_location(cfg: RelayConfig, manifest: Manifest) -> s3url.S3Location:
     """Where the backup's blobs are: its bucket and prefix, on this relay's S3 server."""
     return s3url.parse(manifest.blobs, endpoint=cfg.s3_endpoint, region=cfg.s3_region)
@@ -68,7 +72,7 @@ async def restore(cfg: RelayConfig, source: Path, *, drill: bool = False,
             "restore loads a PostgreSQL backup: the data folder's relay.toml must name an "
             "empty PostgreSQL database (database_url) and the S3 bucket (blobs)")
     origin = source_location(cfg, manifest)
-    in_place = (origin.bucket, origin.prefix) == (target.bucket, target.prefix)
+    in_place = _same_place(origin, target)
     if drill and in_place:
         raise ConfigError(
             f"a drill restores beside the live relay, never over its blobs: set blobs in "
@@ -124,7 +128,7 @@ async def discard_drill(cfg: RelayConfig, manifest: Manifest) -> int:
     drop what it restored into its database (empty before: ``restore`` checked),
     so the next drill starts from the same place."""
     target, origin = cfg.s3, source_location(cfg, manifest)
-    if target is None or (target.bucket, target.prefix) == (origin.bucket, origin.prefix):
+    if target is None or _same_place(target, origin):
         raise ConfigError("refusing to discard the live relay's blobs")
     blobs = S3BlobStore(target)
     engine = make_engine(cfg.db_url)

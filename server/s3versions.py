@@ -11,6 +11,7 @@ server, answers all of them.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .blobs import RELAY_ID_FILE
@@ -45,23 +46,30 @@ def blob_folder(location: S3Location) -> str:
     return location.prefix + BLOB_FOLDER
 
 
+async def _entries(store: S3BlobStore, bucket: str,
+                   prefix: str) -> AsyncIterator[tuple[dict[str, Any], bool]]:
+    """Every version and delete marker under ``prefix``: (entry, is a delete marker)."""
+    pages = store.client.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, Prefix=prefix)
+    async for page in pages:
+        for kind, deleted in (("Versions", False), ("DeleteMarkers", True)):
+            for v in page.get(kind, []):
+                yield v, deleted
+
+
 async def list_versions(store: S3BlobStore, location: S3Location) -> dict[str, list[Version]]:
     """Every version and delete marker of every blob under ``location``, by
     transfer id, newest first (the latest one first whatever its time)."""
     folder = blob_folder(location)
     found: dict[str, list[Version]] = {}
     async with s3_call("list the blobs' versions"):
-        pages = store.client.get_paginator("list_object_versions").paginate(
-            Bucket=location.bucket, Prefix=folder)
-        async for page in pages:
-            for kind, deleted in (("Versions", False), ("DeleteMarkers", True)):
-                for v in page.get(kind, []):
-                    key = v["Key"][len(folder):]
-                    if "/" in key or not key:
-                        continue
-                    found.setdefault(key, []).append(Version(
-                        str(v["VersionId"]), v["LastModified"].timestamp(),
-                        int(v.get("Size", 0)), deleted, bool(v["IsLatest"])))
+        async for v, deleted in _entries(store, location.bucket, folder):
+            key = v["Key"][len(folder):]
+            if "/" in key or not key:
+                continue
+            found.setdefault(key, []).append(Version(
+                str(v["VersionId"]), v["LastModified"].timestamp(),
+                int(v.get("Size", 0)), deleted, bool(v["IsLatest"])))
     # Stable: versions listed in the same second keep S3's order.
     return {k: sorted(vs, key=lambda v: (not v.latest, -v.modified)) for k, vs in found.items()}
 
@@ -114,12 +122,10 @@ async def purge(store: S3BlobStore) -> int:
     c: Any = store.client
     async with s3_call("delete the drill's copies"):
         for prefix in (blob_folder(loc), marker):
-            async for page in c.get_paginator("list_object_versions").paginate(
-                    Bucket=loc.bucket, Prefix=prefix):
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                    if prefix == marker and v["Key"] != marker:
-                        continue
-                    await c.delete_object(Bucket=loc.bucket, Key=v["Key"],
-                                          VersionId=v["VersionId"])
-                    n += 1
+            async for v, _ in _entries(store, loc.bucket, prefix):
+                if prefix == marker and v["Key"] != marker:
+                    continue
+                await c.delete_object(Bucket=loc.bucket, Key=v["Key"],
+                                      VersionId=v["VersionId"])
+                n += 1
     return n
