@@ -73,6 +73,7 @@ class Account:
     bundle_created: int
     created_at: int
     disabled: bool
+    log_index: int | None = None  # the current bundle's key entry (server.tlog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,9 @@ class Transfer:
     completed_at: int | None
     expires_at: int
     recipients: tuple[RecipientStatus, ...]
+    # Once complete (migration 0008): the transfer entry and its commitment's salt.
+    log_salt: bytes | None = None
+    log_index: int | None = None
 
     def recipient(self, handle: str) -> RecipientStatus | None:
         for r in self.recipients:
@@ -140,6 +144,7 @@ def _account(row: sa.Row[tuple[object, ...]]) -> Account:
         bundle_created=m["bundle_created"],
         created_at=m["created_at"],
         disabled=bool(m["disabled"]),
+        log_index=m["log_index"],
     )
 
 
@@ -280,6 +285,8 @@ def _transfer_of(rows: list[sa.Row[tuple[object, ...]]]) -> Transfer | None:
         updated_at=m["updated_at"],
         completed_at=m["completed_at"],
         expires_at=m["expires_at"],
+        log_salt=None if m["log_salt"] is None else bytes(m["log_salt"]),
+        log_index=m["log_index"],
         recipients=tuple(
             RecipientStatus(
                 r._mapping["recipient"],
@@ -309,7 +316,13 @@ def _load(conn: sa.Connection, rows: list[sa.Row[tuple[object, ...]]]) -> list[T
                 RecipientStatus(m["recipient"], m["downloaded_at"], m["verified_at"],
                                 m["dismissed_at"])
             )
-    return [Transfer(**r._mapping, recipients=tuple(by_id[r._mapping["id"]])) for r in rows]
+    out = []
+    for r in rows:
+        m = dict(r._mapping)
+        if m["log_salt"] is not None:
+            m["log_salt"] = bytes(m["log_salt"])  # memoryview on some drivers
+        out.append(Transfer(**m, recipients=tuple(by_id[m["id"]])))
+    return out
 
 
 def _lock_sender(conn: sa.Connection, sender: str) -> None:
