@@ -9,7 +9,8 @@ alone, against the log key the relay publishes.
   forged one is refused with ``bad_receipt`` and records nothing, and the old
   ack form still works and logs nothing;
 * ``sealdrop-relay log verify`` passes, then names the entry after one row of
-  ``tlog_entries`` or ``tlog_hashes`` is edited behind the relay's back;
+  ``tlog_entries`` or ``tlog_hashes`` is edited behind the relay's back, and
+  the account or transfer whose row no longer matches what was logged;
 * past 256 entries: full tiles are immutable, partial ones short-lived, a
   tile beyond the tree is 404, a malformed path 400, and a consistency proof
   from the first checkpoint to the last verifies."""
@@ -207,6 +208,17 @@ def test_a_third_party_verifies_the_relays_log(relay: Relay) -> None:
     problems = _check_in_process(relay).problems
     assert problems and problems[0].startswith("entries 2-3: the stored hash of level 1")
     relay.sql("update tlog_hashes set hash = ? where level = 1 and idx = 1", kept)
+    # A key swapped in the database, a transfer's digest changed: named too.
+    (kept,) = relay.sql("select bundle from accounts where handle = 'labo-b'")[0]
+    relay.sql("update accounts set bundle = ? where handle = 'labo-b'", carol.bundle.dumps())
+    relay.sql("update transfers set digest = ?", "0" * 64)
+    assert _check_in_process(relay).problems == [
+        f"account labo-b's current bundle is not the one logged at entry {index['labo-b']}: "
+        "the bundle it serves was changed outside the relay",
+        f"entry 3: transfer {tid} (from cabinet-a) no longer matches the commitment logged "
+        "for it: its sender, recipients, digest or salt was changed"]
+    relay.sql("update accounts set bundle = ? where handle = 'labo-b'", kept)
+    relay.sql("update transfers set digest = ?", done["digest"])
     assert _check_in_process(relay).ok
 
     # -- past one full tile --------------------------------------------------------
