@@ -85,7 +85,7 @@ def parse_vkey(vkey: str, key_type: int) -> tuple[str, bytes]:
     its key id must be the one its name and key give."""
     if not isinstance(vkey, str):
         raise NoteError("a verifier key must be text")
-    parts = vkey.split("+")
+    parts = vkey.split("+", 2)  # base64 may hold "+"; a name never does
     if len(parts) != 3 or not _HEX8.fullmatch(parts[1]):
         raise NoteError("a verifier key must read <name>+<8 hex digits>+<base64 key>")
     name, id_hex, key64 = parts
@@ -112,7 +112,7 @@ def parse_private_key(text: str, key_type: int) -> tuple[str, bytes]:
     """(name, seed) of a ``PRIVATE+KEY+…`` text. Messages never quote the key."""
     if not isinstance(text, str):
         raise NoteError("a private key must be text")
-    parts = text.split("+")
+    parts = text.split("+", 4)  # base64 may hold "+"; a name never does
     if (
         len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY"
         or not _HEX8.fullmatch(parts[3])
