@@ -131,7 +131,8 @@ def _verified(witness: WitnessConfig, note: str, checkpoint: Checkpoint, data: b
     good = []
     for line in split_signature_lines(data):
         try:
-            open_note(checkpoint.text() + "\n" + line, [verifier])
+            # The spec's way: the line appended to the note, opened with only this key.
+            open_note(note + line, [verifier])
         except (NoteError, LogFormatError):
             continue  # another key's line, or a bad one: never served
         good.append(line)

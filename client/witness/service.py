@@ -72,7 +72,7 @@ class Witness:
                 heads = {**self.heads, cp.origin: verdict.head}
                 save_state(self.state_path, heads)  # durable BEFORE the cosignature leaves
                 self.heads = heads
-            line = self.signer.cosign(cp.text(), int(self._clock()))
+            line = self.signer.cosign(verdict.text, int(self._clock()))
         _log.info("cosigned %s at size %d", cp.origin, cp.size)
         return _text(200, line, end="")
 
