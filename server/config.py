@@ -82,6 +82,8 @@ class RelayConfig:
     # Reverse proxies whose X-Forwarded-For the relay believes (CIDR blocks).
     # Empty: the connection's peer address is the client, whatever the header says.
     trusted_proxies: tuple[str, ...] = ()
+    # Witnesses asked to cosign each new checkpoint (server.witnessing); none by default.
+    witness: tuple[WitnessConfig, ...] = ()
     # Slow clients: request line and headers must arrive whole within
     # header_timeout_seconds; a JSON body within body_timeout_seconds; an upload
     # chunk may pause at most body_timeout_seconds and must average at least
@@ -89,8 +91,6 @@ class RelayConfig:
     header_timeout_seconds: float = 60.0
     body_timeout_seconds: float = 60.0
     min_body_bytes_per_second: int = 16 * 1024
-    # Witnesses asked to cosign each new checkpoint (server.witnessing); none by default.
-    witness: tuple[WitnessConfig, ...] = ()
 
     @property
     def db_url(self) -> str:
