@@ -431,10 +431,4 @@ trusted_proxies = []
 header_timeout_seconds = 60.0      # request line and headers, whole; idle keep-alive
 body_timeout_seconds = 60.0        # a JSON body, whole; the longest pause in an upload
 min_body_bytes_per_second = 16384  # an upload chunk's slowest average, after that grace
-
-# Witnesses asked to cosign each new log checkpoint (docs/transparency.md);
-# tables go last in this file. One [[witness]] table each:
-# [[witness]]
-# url = "https://witness.clinic-it.example"
-# vkey = "witness.clinic-it.example/w1+1a2b3c4d+BH..."
 """
