@@ -109,7 +109,7 @@ async def _one(http: aiohttp.ClientSession, witness: WitnessConfig, note: str,
                         sizes[witness.vkey] = known
                         continue
                     reason = data[:200].decode("utf-8", "replace").strip()
-                    raise _Refused(f"{where} refused size {checkpoint.size} with HTTP "
+                    raise _Refused(f"{where} refused size {checkpoint.size} with status "
                                    f"{resp.status}: {reason}")
             raise _Refused(f"{where} kept asking for another old size")  # unreachable
     except _Refused as exc:
