@@ -23,7 +23,7 @@ from sealdrop.client.witness.policy import check_cosignatures
 from sealdrop.crypto.tlog.note import NoteSigner, NoteVerifier
 from sealdrop.crypto.witness import SIZE_CONTENT_TYPE, format_add_checkpoint
 from sealdrop.server.config import WitnessConfig
-from sealdrop.server.witnessing import collect_cosignatures
+from sealdrop.server.witnessing import CosignedCheckpoints, collect_cosignatures
 from tests.e2e.kit import SEALDROP, free_port, kill_process, stop_process, wait_for
 from tests.witnesskit import LOG_KEY, ORIGIN, WITNESS_KEY, Tree, seed
 
@@ -182,3 +182,34 @@ def test_an_unreachable_witness_never_blocks(caplog: pytest.LogCaptureFixture) -
                                                  tree.proof_for, 5.0))
     assert lines == []
     assert "did not answer" in caplog.text and "served without its cosignature" in caplog.text
+
+
+def test_the_relays_cache_asks_once_per_size_and_again_for_a_missing_witness(
+        witness: WitnessProcess) -> None:
+    gone = WitnessConfig(url=f"http://127.0.0.1:{free_port()}", vkey=WITNESS_KEY.vkey)
+    now = [0.0]
+    tree = Tree(4)
+
+    def asked() -> int:
+        return witness.log.read_text().count(f"cosigned {ORIGIN} at size 4")
+
+    async def run(cache: CosignedCheckpoints) -> str:
+        return await cache.note_for(tree.note, tree.checkpoint, tree.proof_for)
+
+    partial = CosignedCheckpoints([witness.config(), gone], retry_seconds=60,
+                                  clock=lambda: now[0])
+    note = asyncio.run(run(partial))
+    assert note.startswith(tree.note) and cosigned(witness, tree, [note[len(tree.note):]])
+    assert asked() == 1
+    now[0] = 59.0
+    assert asyncio.run(run(partial)) == note and asked() == 1  # from memory
+    now[0] = 61.0
+    asyncio.run(run(partial))
+    assert asked() == 2  # `gone` may be back by now: both are asked again
+    whole = CosignedCheckpoints([witness.config()], clock=lambda: now[0])
+    asyncio.run(run(whole))
+    now[0] = 1e9
+    asyncio.run(run(whole))
+    assert asked() == 3  # every witness cosigned: never asked again at this size
+    assert asyncio.run(CosignedCheckpoints([]).note_for(tree.note, tree.checkpoint,
+                                                        tree.proof_for)) == tree.note
