@@ -112,10 +112,6 @@ class Activity:
         with self._lock:
             self._last.pop(study, None)
 
-    def open_count(self) -> int:
-        with self._lock:
-            return len(self._open)
-
 
 class Dispatcher:
     """Seal ready studies and send sealed ones, one at a time, from one thread."""
