@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -28,6 +29,7 @@ from tests.e2e.kit import SEALDROP, free_port, kill_process, stop_process, wait_
 from tests.witnesskit import LOG_KEY, ORIGIN, WITNESS_KEY, Tree, seed
 
 LOG_VERIFIER = NoteVerifier.from_vkey(LOG_KEY.vkey)
+OTHER_LOG = NoteSigner("other.invalid/log", seed("other"))  # followed too
 
 
 class WitnessProcess:
@@ -46,10 +48,12 @@ class WitnessProcess:
     def start(self) -> None:
         start_at = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
+            # The log keys from the environment, as a service unit would set them.
+            env = {**os.environ, "SEALDROP_WITNESS_LOG": f"{LOG_KEY.vkey} {OTHER_LOG.vkey}"}
             self.proc = subprocess.Popen(
                 [SEALDROP, "witness", "serve", "--key-file", str(self.key_file),
-                 "--log", LOG_KEY.vkey, "--state", str(self.state),
-                 "--listen", f"127.0.0.1:{self.port}"], stdout=log, stderr=log)
+                 "--state", str(self.state), "--listen", f"127.0.0.1:{self.port}"],
+                stdout=log, stderr=log, env=env)
 
         def serving() -> bool:
             assert self.proc is not None
@@ -162,15 +166,17 @@ def test_refuses_unknown_logs_bad_signatures_and_malformed_requests(
     assert collect(witness, impostor) == []
     status, _, body = witness.post(format_add_checkpoint(0, [], impostor.note))
     assert status == 403 and b"no valid signature" in body
-    other = NoteSigner("other.invalid/log", seed("other"))
+    unknown = NoteSigner("unknown.invalid/log", seed("unknown"))
     status, _, _ = witness.post(format_add_checkpoint(
-        0, [], Tree(3, signer=other, origin="other.invalid/log").note))
+        0, [], Tree(3, signer=unknown, origin="unknown.invalid/log").note))
     assert status == 404
+    other = Tree(3, signer=OTHER_LOG, origin=OTHER_LOG.name)  # the second --log: its own head
+    assert witness.post(format_add_checkpoint(0, [], other.note))[0] == 200
     status, _, _ = witness.post(format_add_checkpoint(4, [], tree.note))
     assert status == 400  # old size above the checkpoint's
     status, _, body = witness.post(b"old 01\n\n" + tree.note.encode())
     assert status == 400 and b"not a decimal size" in body
-    assert not witness.state.exists()  # nothing was cosigned
+    assert set(json.loads(witness.state.read_text())["logs"]) == {OTHER_LOG.name}
     assert cosigned(witness, tree, collect(witness, tree))
 
 
