@@ -6,13 +6,16 @@ them verifies) or, at equal sizes, their roots are equal. Anything else means
 the relay signed two histories: it showed one to this practice and another to
 whoever holds the other checkpoint (``sealdrop audit --compare``).
 
-Pure: the proof is computed from ``hashes`` (e.g. ``TileHashes`` over the
-relay's tiles at a size at least the larger one) and checked against both
-signed roots, so the hashes need no trust: a relay that serves wrong tiles
-fails the check exactly like one that forked.
+Pure: the proof is computed from ``hashes_for_size(n)``, the subtree hashes
+of the relay's tree at the larger size n (``lambda n: TileHashes(n, fetch)``
+over its tiles), and checked against both signed roots, so the hashes need no
+trust: a relay that serves wrong tiles fails the check exactly like one that
+forked.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sealdrop.crypto.errors import LogFormatError, LogProofError, NoteError
 from sealdrop.crypto.tlog.checkpoint import Checkpoint, open_checkpoint
@@ -36,7 +39,8 @@ def _open(note: str, whose: str, log_verifier: NoteVerifier) -> Checkpoint:
 
 
 def compare_checkpoints(mine: str, theirs: str, log_verifier: NoteVerifier,
-                        hashes: SubtreeHashes) -> tuple[Checkpoint, Checkpoint]:
+                        hashes_for_size: Callable[[int], SubtreeHashes],
+                        ) -> tuple[Checkpoint, Checkpoint]:
     """Both checkpoints, parsed, if one history explains them; else SplitViewError."""
     a = _open(mine, "this profile's", log_verifier)
     b = _open(theirs, "the other", log_verifier)
@@ -48,7 +52,7 @@ def compare_checkpoints(mine: str, theirs: str, log_verifier: NoteVerifier,
         return a, b
     small, large = (a, b) if a.size < b.size else (b, a)
     try:
-        proof = consistency_proof(small.size, large.size, hashes)
+        proof = consistency_proof(small.size, large.size, hashes_for_size(large.size))
         verify_consistency(small.size, large.size, proof, small.root, large.root)
     except (LogProofError, LogFormatError) as exc:
         raise SplitViewError(
