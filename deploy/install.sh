@@ -63,10 +63,11 @@ fi
 # sealdrop-relay@.service (one process per port, behind nginx) is installed,
 # not enabled: docs/operations.md, "Several relay processes".
 for unit in sealdrop-relay.service sealdrop-relay@.service sealdrop-relay-gc.service \
-            sealdrop-relay-gc.timer sealdrop-relay-backup.service sealdrop-relay-backup.timer; do
+            sealdrop-relay-gc.timer sealdrop-relay-backup.service sealdrop-relay-backup.timer \
+            sealdrop-relay-verify.service sealdrop-relay-verify.timer; do
   run install -m 0644 "$SRC/deploy/$unit" "$UNITS/$unit"
 done
 run systemctl daemon-reload
 run systemctl enable --now sealdrop-relay.service sealdrop-relay-gc.timer \
-  sealdrop-relay-backup.timer
+  sealdrop-relay-backup.timer sealdrop-relay-verify.timer
 echo "install.sh: done; next: docs/operations.md, \"Serve behind a TLS reverse proxy\"" >&2

@@ -416,21 +416,34 @@ def gc(data_dir: Path, as_json: bool, force: bool) -> None:
 @click.option("--repair", is_flag=True, help="Delete broken transfers and orphan blobs.")
 @click.option("--json", "as_json", is_flag=True)
 def verify(data_dir: Path, repair: bool, as_json: bool) -> None:
-    """Re-hash every complete blob along its recorded chunks (exit 1 on problems)."""
+    """Re-hash every complete blob along its recorded chunks (exit 1 on problems).
+
+    Uploads holding bytes past their committed offset (a chunk being written)
+    are listed as information, not as a problem; --repair leaves them."""
     from . import ops, verify_metrics
 
     cfg = _config(data_dir)
     setup_logging(cfg.log_level)
     report = _with_store(cfg, lambda store, blobs: ops.verify(store, blobs, repair=repair))
-    if repair:
+    # Every run, so that a stale timestamp shows a verify that stopped running.
+    try:
         verify_metrics.write(cfg.data_dir, report, now=int(time.time()))
+    except OSError as exc:
+        # The findings below still count; the metric's staleness shows the rest.
+        click.echo(f"sealdrop-relay: warning: could not write {verify_metrics.FILE_NAME} "
+                   f"in {cfg.data_dir} ({exc.strerror}); run verify as the relay's user",
+                   err=True)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:
         click.echo(f"checked {report.checked} transfer(s)")
-        for kind in ("tampered", "missing", "orphans", "trailing"):
+        for kind in ("tampered", "missing", "orphans"):
             for tid in getattr(report, kind):
                 click.echo(f"{kind}: {tid}")
+        if report.trailing:
+            click.echo(ops.TRAILING_NOTE.format(n=len(report.trailing)))
+            for tid in report.trailing:
+                click.echo(f"trailing: {tid}")
         for r in report.removed:
             click.echo(f"removed: {r.transfer} sender={r.sender or '-'} "
                        f"problem={r.problem} action={r.action}")

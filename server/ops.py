@@ -232,12 +232,17 @@ class Removal:
 
     transfer: str
     sender: str  # "" for a blob without a row: nobody to tell
-    problem: str  # tampered | missing | orphan | trailing
-    action: str  # deleted (row and blob) | rolled_back | truncated | blob_deleted
+    problem: str  # tampered | missing | orphan
+    action: str  # deleted (row and blob) | rolled_back | blob_deleted | partial_deleted
 
     def to_json(self) -> dict[str, str]:
         return {"transfer": self.transfer, "sender": self.sender,
                 "problem": self.problem, "action": self.action}
+
+
+# Said by `verify` about ``VerifyReport.trailing``: information, not a problem.
+TRAILING_NOTE = ("{n} upload(s) in progress or abandoned hold bytes past their committed "
+                 "offset; the next chunk or gc cuts them")
 
 
 @dataclass(slots=True)
@@ -246,13 +251,19 @@ class VerifyReport:
     tampered: list[str] = field(default_factory=list)  # complete blob ≠ its recorded chunks
     missing: list[str] = field(default_factory=list)  # row without its blob
     orphans: list[str] = field(default_factory=list)  # blob without a row
-    trailing: list[str] = field(default_factory=list)  # partial blob longer than committed
+    # Information, not damage (so not in ``ok``, and --repair leaves them):
+    # uploads whose partial blob is longer than their committed offset. A
+    # chunk being written is exactly that, and the relay cuts such bytes
+    # itself: the next chunk is written at the committed offset under the
+    # upload's write lock, a failed chunk truncates back to it, start-up
+    # recovery cuts them, and gc deletes an abandoned upload.
+    trailing: list[str] = field(default_factory=list)
     repaired: bool = False
     removed: list[Removal] = field(default_factory=list)  # what --repair did, one per fix
 
     @property
     def ok(self) -> bool:
-        return not (self.tampered or self.missing or self.orphans or self.trailing)
+        return not (self.tampered or self.missing or self.orphans)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -275,10 +286,24 @@ class VerifyReport:
         return out
 
 
+async def _unchanged(store: SqlMetadataStore, t: Transfer) -> bool:
+    """Whether ``t``'s row still reads as verify read it, before its blob was checked.
+
+    Why: verify reads every row first and then takes its time over the blobs
+    (on a timer, beside a serving relay and hourly gc). A transfer deleted
+    meanwhile (rows go before blobs), or an upload that moved on or completed,
+    left a blob that no longer matches the old row: not damage.
+    """
+    now = await store.get_transfer(t.id)
+    return now is not None and now.state == t.state and now.committed == t.committed
+
+
 async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> VerifyReport:
     """Re-hash every complete blob along its recorded chunks; find rows without
     blobs and blobs without rows. ``repair`` fixes each and records (and logs,
-    ``verify_removed``) what it removed, with the transfer's sender."""
+    ``verify_removed``) what it removed, with the transfer's sender. Safe to run
+    beside a serving relay: what uploads, deletions and gc change while it runs
+    is not reported."""
     report = VerifyReport()
     listed = await blobs.list()
     rows = await store.all_transfers()
@@ -286,27 +311,35 @@ async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> 
     for t in rows:
         report.checked += 1
         recorded = await store.chunks(t.id)
+        problem: list[str] | None = None
         if t.state == COMPLETE:
             good, size = await blobs.check_chunks(t.id, recorded, complete=True)
             if size is None:
-                report.missing.append(t.id)
+                problem = report.missing
             elif (size != t.size or good != len(recorded) or not recorded
                   or recorded[-1][0] != t.size or chunk_list_digest(recorded) != t.digest):
-                report.tampered.append(t.id)
+                problem = report.tampered
         else:
             # Only the length is checked: an upload in progress may be writing.
             # Start-up recovery re-hashes partial blobs.
             _, size = await blobs.check_chunks(t.id, [], complete=False)
             if (size or 0) < t.committed:
-                report.missing.append(t.id)
+                if size is None and (await blobs.check_chunks(
+                        t.id, [], complete=True))[1] == t.size:
+                    continue  # finalised, its row not yet updated: a `complete` in flight
+                problem = report.missing
             elif (size or 0) > t.committed:
                 report.trailing.append(t.id)
+        if problem is not None and await _unchanged(store, t):
+            problem.append(t.id)
     for b in listed:
         row = by_id.get(b.key)
-        if row is None:
-            report.orphans.append(b.key)
-        elif row.state == COMPLETE and not b.complete:
-            report.orphans.append(b.key)  # a stale partial beside a complete blob
+        if row is None or (row.state == COMPLETE and not b.complete):
+            # A blob without a row, or a stale partial beside a complete blob;
+            # unless gone by now: gc deleting a transfer (row first) or a
+            # `complete` renaming its partial blob after the listing.
+            if (await blobs.check_chunks(b.key, [], complete=b.complete))[1] is not None:
+                report.orphans.append(b.key)
     if repair:
         def removed(tid: str, problem: str, action: str) -> None:
             row = by_id.get(tid)
@@ -314,21 +347,16 @@ async def verify(store: SqlMetadataStore, blobs: BlobStore, *, repair: bool) -> 
             report.removed.append(item)
             _log.warning("verify_removed", extra={"fields": item.to_json()})
 
-        for problem, tids in (("tampered", report.tampered), ("missing", report.missing)):
+        for problem_name, tids in (("tampered", report.tampered), ("missing", report.missing)):
             for tid in tids:
                 if by_id[tid].state == UPLOADING:
                     # A partial blob shorter than its offset (a power loss): roll the
                     # upload back to its last intact chunk; the sender resumes.
                     await _recover_one(store, blobs, by_id[tid])
-                    removed(tid, problem, "rolled_back")
+                    removed(tid, problem_name, "rolled_back")
                     continue
                 await _delete(store, blobs, tid)
-                removed(tid, problem, "deleted")
-        for tid in report.trailing:
-            left = await blobs.truncate_partial(tid, by_id[tid].committed)
-            # An S3 store cannot cut a multipart upload: its extra part is
-            # replaced by the sender's next chunk or dropped at completion.
-            removed(tid, "trailing", "truncated" if left <= by_id[tid].committed else "kept")
+                removed(tid, problem_name, "deleted")
         for tid in report.orphans:
             if tid in by_id:
                 await blobs.discard_partial(tid)

@@ -3,9 +3,10 @@ each read for what it means after a restore.
 
 * a complete transfer ``missing`` or ``tampered``: lost; the restore failed
   for it (exit 1), and its sender must send it again;
-* an upload in progress at the backup, ``missing`` or ``trailing``: its parts
-  did not come back (S3 keeps no versions of them), expected;
-  ``sealdrop-relay verify --repair`` rolls it back and its sender resumes;
+* an upload in progress at the backup, ``missing``: its parts did not come
+  back (S3 keeps no versions of them), expected; ``sealdrop-relay verify
+  --repair`` rolls it back and its sender resumes (one that is only
+  ``trailing`` survived in the bucket: verify's information, nothing to do);
 * an orphan: a blob of a transfer the backup does not have (sent after it),
   expected after a restore in place; gc deletes it.
 """
@@ -56,6 +57,6 @@ async def check(store: SqlMetadataStore, blobs: BlobStore, restored: RestoreRepo
     report = await ops.verify(store, blobs, repair=False)
     uploading = {t.id for t in await store.all_transfers() if t.state != COMPLETE}
     out = Checked(restored, report)
-    for tid in sorted(set(report.missing + report.tampered + report.trailing)):
+    for tid in sorted(set(report.missing + report.tampered)):
         (out.partial if tid in uploading else out.lost).append(tid)
     return out

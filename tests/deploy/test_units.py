@@ -63,9 +63,10 @@ def verify(units: list[Path], tmp: Path) -> str:
 def test_deploy_ships_the_units() -> None:
     assert {p.name for p in SERVICES} == {
         "sealdrop-relay.service", "sealdrop-relay@.service", "sealdrop-relay-gc.service",
-        "sealdrop-relay-backup.service", "sealdrop-watch.service",
-        "sealdrop-dicom-listen.service"}
-    assert {p.name for p in TIMERS} == {"sealdrop-relay-gc.timer", "sealdrop-relay-backup.timer"}
+        "sealdrop-relay-backup.service", "sealdrop-relay-verify.service",
+        "sealdrop-watch.service", "sealdrop-dicom-listen.service"}
+    assert {p.name for p in TIMERS} == {"sealdrop-relay-gc.timer", "sealdrop-relay-backup.timer",
+                                        "sealdrop-relay-verify.timer"}
 
 
 @needs_systemd
@@ -121,8 +122,8 @@ def test_relay_units_run_as_the_system_user_on_the_data_folder(unit: Path) -> No
 
 
 def test_only_the_relay_creates_the_data_folder() -> None:
-    """serve (one process, or one per port) may create a fresh data folder; gc
-    and backup must fail on a missing one instead of running against an empty folder."""
+    """serve (one process, or one per port) may create a fresh data folder; gc,
+    backup and verify must fail on a missing one instead of running against an empty folder."""
     serves = {"sealdrop-relay.service", "sealdrop-relay@.service"}
     for unit in RELAY_SERVICES:
         state = parse(unit).get("[Service]StateDirectory", [])
@@ -154,6 +155,17 @@ def test_backup_unit_creates_its_target_and_keeps_fourteen() -> None:
     assert keys["[Service]ExecStartPre"] == [
         f"+/usr/bin/install -d -m 0700 -o sealdrop -g sealdrop {target}"]
     assert target in words(keys, "[Service]ReadWritePaths")
+
+
+def test_verify_unit_checks_and_never_repairs() -> None:
+    """The timer's verify only reports (exit 1 fails the unit): --repair deletes
+    transfers, which is the operator's decision."""
+    keys = parse(DEPLOY / "sealdrop-relay-verify.service")
+    [start] = keys["[Service]ExecStart"]
+    assert start.split()[1:] == ["verify"]
+    assert keys["[Service]Type"] == ["oneshot"]
+    assert parse(DEPLOY / "sealdrop-relay-verify.timer")["[Timer]OnCalendar"] == [
+        "Sun *-*-* 03:30:00"]  # weekly: the alerts' periods (tests/server/test_alert_rules.py)
 
 
 def test_every_timer_starts_a_shipped_service() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sealdrop.server import metrics
+from sealdrop.server import metrics, verify_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "sealdrop-alerts.yml"
@@ -25,6 +25,7 @@ PROMISED = {
     "clock drift": "SealdropClockDrift",
     "failed gc, backup or verify": "SealdropUnitFailed",
     "timers that stopped": "SealdropTimerLate",
+    "a verify that stopped finishing": "SealdropVerifyStale",
     "database reachability": "SealdropDatabaseUnreachable",
     "certificate expiry": "SealdropCertificateExpiresSoon",
     "scrape failures": "SealdropScrapeFailing",
@@ -41,7 +42,10 @@ def _exported() -> set[str]:
     names = set(metrics.COUNTERS) | set(metrics.GAUGES)
     for name in metrics.HISTOGRAMS:
         names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
-    return names
+    # verify runs as its own short process, not behind /metrics: its series come
+    # from the file it writes (DATA/verify.prom) through node_exporter's textfile
+    # collector, so they are the relay's too.
+    return names | set(verify_metrics.NAMES)
 
 
 def test_every_promised_alert_is_there_and_well_formed() -> None:
@@ -86,6 +90,19 @@ def test_unit_names_match_deploy() -> None:
     assert units and all(re.fullmatch(regex, u) for u in units), units
     assert "sealdrop-relay@8781.service" in units
     assert not re.fullmatch(regex, "sealdrop-relay@.service")  # the template never runs
+
+
+def test_every_shipped_timer_is_watched_at_its_period() -> None:
+    late = next(r for r in _rules() if r["alert"] == "SealdropTimerLate")["expr"]
+    watched: dict[str, int] = {}
+    for selector, days in re.findall(r'\{name=~?"([^"]+)"\}(?: > 0\))? > (\d+) \* 86400', late):
+        regex = selector.replace("\\\\", "\\")
+        for timer in (ROOT / "deploy").glob("*.timer"):
+            if re.fullmatch(regex, timer.name):
+                watched[timer.name] = int(days)
+    # Longer than the period, or the alert fires between two runs on time.
+    assert watched == {"sealdrop-relay-gc.timer": 2, "sealdrop-relay-backup.timer": 2,
+                       "sealdrop-relay-verify.timer": 8}
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")

@@ -103,6 +103,8 @@ def test_verify_finds_and_repairs(relay: RunningRelay) -> None:
     good = _complete(relay, alice, os.urandom(3000))
     tampered = _complete(relay, alice, os.urandom(3000))
     missing = _complete(relay, alice, os.urandom(3000))
+    longer = _complete(relay, alice, os.urandom(3000))
+    shorter = _complete(relay, alice, os.urandom(3000))
     pending = alice.create_transfer(["bob-lab"], 3000)["id"]
     alice.upload_chunk(pending, 0, os.urandom(1000))
     blobs = relay.config.blob_dir
@@ -111,24 +113,32 @@ def test_verify_finds_and_repairs(relay: RunningRelay) -> None:
     data[100] ^= 1
     p.write_bytes(bytes(data))
     (blobs / "complete" / missing[:2] / missing).unlink()
+    # A complete blob has exactly its size: bytes past it, or too few, are damage.
+    with (blobs / "complete" / longer[:2] / longer).open("ab") as f:
+        f.write(b"past the end")
+    os.truncate(blobs / "complete" / shorter[:2] / shorter, 2999)
     orphan = "O" * 22
     (blobs / "partial" / orphan).write_bytes(b"no row")
+    # Past an upload's committed offset: information, as for a chunk being written.
     with (blobs / "partial" / pending).open("ab") as f:
         f.write(b"garbage past the committed offset")
 
     result = run_cli(relay, "verify", "--json", ok=False)
     assert result.exit_code == 1
     report = json.loads(result.output)
-    assert report["tampered"] == [tampered] and report["missing"] == [missing]
+    assert sorted(report["tampered"]) == sorted([tampered, longer, shorter])
+    assert report["missing"] == [missing]
     assert report["orphans"] == [orphan] and report["trailing"] == [pending]
     assert "problems found" in run_cli(relay, "verify", ok=False).output
 
     run_cli(relay, "verify", "--repair")
-    assert json.loads(run_cli(relay, "verify", "--json").output)["ok"]
+    after = json.loads(run_cli(relay, "verify", "--json").output)
+    assert after["ok"] and after["trailing"] == [pending]  # --repair leaves an upload alone
     ids = {t["id"] for t in relay.rows()["transfers"]}
     assert ids == {good, pending}
     assert {b.key for b in relay.run(relay.relay.blobs.list())} == {good, pending}
-    assert (blobs / "partial" / pending).stat().st_size == 1000
+    assert (blobs / "partial" / pending).stat().st_size == 1000 + len(
+        b"garbage past the committed offset")
     assert [t["id"] for t in bob.inbox()] == [good]
 
 

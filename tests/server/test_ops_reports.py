@@ -1,20 +1,26 @@
 """Operator commands that say what they did: gc's bound and its deletion log,
-what verify --repair removed (per transfer and sender, log and metric), and
+what verify --repair removed (per transfer and sender, log and metric), what
+verify reports beside a serving relay (an upload mid-chunk, gc deleting), and
 the per-account listings."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections.abc import Sequence
+from typing import cast
 
 import sqlalchemy as sa
 from click.testing import Result
 
 from sealdrop.server import ops
+from sealdrop.server.blobs import BlobInfo, BlobStore
 from sealdrop.server.db import transfers
 
 from .relaykit import RunningRelay
-from .test_ops import _complete, run_cli
+from .test_faults import _start_partial_chunk, _wait_for
+from .test_ops import MiB, _complete, run_cli
 
 
 def _log_lines(result: Result) -> list[dict[str, object]]:
@@ -87,10 +93,14 @@ def test_verify_repair_reports_each_removal_with_its_sender(relay: RunningRelay)
     orphan = "O" * 22
     (blobs / "partial" / orphan).write_bytes(b"no row")
 
-    # Without --repair: nothing removed, no metric file.
+    # Without --repair: nothing removed; the metric says what was found, and when.
     r = run_cli(relay, "verify", "--json", ok=False)
     assert json.loads(r.stdout)["removed"] == []
-    assert not (relay.config.data_dir / "verify.prom").exists()
+    prom = (relay.config.data_dir / "verify.prom").read_text()
+    assert 'sealdrop_verify_problems{problem="tampered"} 1' in prom
+    assert 'sealdrop_verify_problems{problem="orphan"} 1' in prom
+    assert "\nsealdrop_verify_last_run_timestamp_seconds " in prom
+    assert "sealdrop_verify_repair" not in prom  # no repair has run
 
     r = run_cli(relay, "verify", "--repair", "--json")
     removed = json.loads(r.stdout)["removed"]
@@ -109,11 +119,93 @@ def test_verify_repair_reports_each_removal_with_its_sender(relay: RunningRelay)
     assert ('sealdrop_verify_repair_removed{sender="carol-rad",problem="missing",'
             'action="deleted"} 1') in prom
     assert 'sealdrop_verify_repair_removed{sender="",problem="orphan",' in prom
+    # A plain verify (the weekly timer) keeps what the last repair removed.
+    run_cli(relay, "verify")
+    kept = (relay.config.data_dir / "verify.prom").read_text()
+    assert 'sealdrop_verify_problems{problem="tampered"} 0' in kept
+    assert [x for x in kept.splitlines() if "repair" in x] == \
+        [x for x in prom.splitlines() if "repair" in x]
     text = run_cli(relay, "verify", "--repair").stdout
     assert "removed:" not in text and "ok" in text  # nothing left to remove
     assert "sealdrop_verify_repair_removed{" not in \
         (relay.config.data_dir / "verify.prom").read_text()
     assert {t["id"] for t in relay.rows()["transfers"]} == {good}
+
+
+def test_verify_beside_an_upload_mid_chunk_says_so_exits_0_and_repair_leaves_it(
+    relay: RunningRelay,
+) -> None:
+    """A chunk being written makes the partial blob longer than its committed
+    offset, as during every upload: the weekly verify must not fail on it, and
+    --repair must not cut under the writer."""
+    alice, a = relay.user("alice")
+    bob, _ = relay.user("bob-lab")
+    blob = os.urandom(11 * MiB)
+    tid = alice.create_transfer(["bob-lab"], len(blob))["id"]
+    alice.upload_chunk(tid, 0, blob[:MiB])
+    part = relay.config.blob_dir / "partial" / tid
+    # Well past one write block (1 MiB) plus a receive batch the relay may still
+    # wait to fill (server.http_parse): some of it is surely written.
+    chunk, sent = blob[MiB:], 6 * MiB + 5
+    s = _start_partial_chunk(relay.host, relay.port, a, tid, MiB, chunk, sent)
+    with s:
+        _wait_for(lambda: part.stat().st_size > MiB)
+
+        text = run_cli(relay, "verify").stdout  # exit status 0: run_cli checks it
+        assert ("1 upload(s) in progress or abandoned hold bytes past their committed offset; "
+                "the next chunk or gc cuts them") in text
+        assert f"trailing: {tid}" in text and text.rstrip().endswith("ok")
+        assert "sealdrop_verify_uploads_past_offset 1" in \
+            (relay.config.data_dir / "verify.prom").read_text()
+        r = json.loads(run_cli(relay, "verify", "--repair", "--json").stdout)
+        assert r["ok"] and r["trailing"] == [tid] and r["removed"] == []
+        assert part.stat().st_size > MiB  # not cut
+
+        s.sendall(chunk[sent:])  # the writer finishes its chunk, undisturbed
+        assert s.recv(64).startswith(b"HTTP/1.1 204")
+    alice.complete(tid)
+    out = io.BytesIO()
+    bob.download(tid, out)
+    assert out.getvalue() == blob
+
+
+class _GcDuringVerify:
+    """The relay's blob store, with gc deleting a transfer (row, then blob, as
+    ops._delete does) at two moments of a verify: just after its listing of
+    the blobs, and just before it reads one transfer's blob. What an hourly gc
+    does during a long weekly verify, made to happen at those instants."""
+
+    def __init__(self, relay: RunningRelay, after_list: str, before_read: str) -> None:
+        self.inner, self.store = relay.relay.blobs, relay.relay.store
+        self.after_list, self.before_read = after_list, before_read
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def list(self) -> list[BlobInfo]:
+        listed = await self.inner.list()
+        await ops._delete(self.store, self.inner, self.after_list)
+        return listed
+
+    async def check_chunks(self, key: str, chunks: Sequence[tuple[int, str]], *,
+                           complete: bool) -> tuple[int, int | None]:
+        if key == self.before_read:
+            self.before_read = ""
+            await ops._delete(self.store, self.inner, key)
+        return await self.inner.check_chunks(key, chunks, complete=complete)
+
+
+def test_verify_reports_nothing_that_gc_deleted_while_it_ran(relay: RunningRelay) -> None:
+    alice, _ = relay.user("alice")
+    relay.user("bob-lab")
+    keep, listed, read = (_complete(relay, alice, os.urandom(500)) for _ in range(3))
+    blobs = cast(BlobStore, _GcDuringVerify(relay, after_list=listed, before_read=read))
+    report = relay.run(ops.verify(relay.relay.store, blobs, repair=False))
+    # Without the re-checks: `listed` an orphan (its row gone after the listing),
+    # `read` missing (its blob gone after the rows were read).
+    assert (report.orphans, report.missing, report.tampered) == ([], [], [])
+    assert report.ok and report.checked == 2
+    assert [b.key for b in relay.run(relay.relay.blobs.list())] == [keep]
 
 
 def test_account_usage_and_transfers(relay: RunningRelay) -> None:
