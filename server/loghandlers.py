@@ -14,9 +14,10 @@ from aiohttp import web
 
 from sealdrop.crypto.errors import LogFormatError
 from sealdrop.crypto.protocol import ErrorCode
+from sealdrop.crypto.tlog.checkpoint import Checkpoint
 from sealdrop.crypto.tlog.tiles import TILE_WIDTH, parse_tile_path
 
-from . import logtiles
+from . import logtiles, tlog
 from .errors import InvalidInput, NotFound, StoreUnavailable
 from .logkey import LogSigner
 from .state import RELAY_KEY, Relay
@@ -42,7 +43,15 @@ def _signer(relay: Relay) -> LogSigner:
 async def checkpoint(request: web.Request) -> web.Response:
     relay = _relay(request)
     size, root = await relay.store.log_head()
-    note = _signer(relay).checkpoint(size, root)
+    log = _signer(relay)
+    note = log.checkpoint(size, root)
+    if relay.config.witness:
+        # Each witness cosigns once per size, asked by one request at a time;
+        # one that fails costs its cosignature, never the answer.
+        async def proof_for(old: int) -> list[bytes]:
+            return await relay.store.log_read(lambda conn: tlog.consistency(conn, old, size))
+
+        note = await relay.cosigned.note_for(note, Checkpoint(log.origin, size, root), proof_for)
     return web.Response(text=note, content_type="text/plain", charset="utf-8",
                         headers=NO_STORE)
 

@@ -18,6 +18,7 @@ from .logkey import LogSigner
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
 from .ratelimit import AddressBuckets, RateLimit
+from .witnessing import CosignedCheckpoints
 
 
 @dataclass(slots=True, kw_only=True)
@@ -39,10 +40,13 @@ class Relay:
     leases: Leases = field(init=False)
     # Registrations by client address: in memory, never stored (server.ratelimit).
     registrations: AddressBuckets = field(init=False)
+    # The checkpoint with its witnesses' cosignatures, per tree size (server.witnessing).
+    cosigned: CosignedCheckpoints = field(init=False)
 
     def __post_init__(self) -> None:
         self.leases = Leases(self.store, self.clock)
         self.registrations = AddressBuckets(self.limiter)
+        self.cosigned = CosignedCheckpoints(self.config.witness)
 
     @property
     def upload_leases(self) -> Leases | None:

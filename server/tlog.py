@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from sealdrop.crypto.tlog.merkle import leaf_hash, node_hash
+from sealdrop.crypto.tlog.merkle import consistency_proof, leaf_hash, node_hash
 
 from .db import tlog_entries, tlog_hashes, tlog_head
 from .errors import StoreUnavailable
@@ -160,3 +160,29 @@ def read_entries(conn: sa.Connection, start: int, count: int) -> list[bytes]:
     ).scalars().all()
     return [bytes(d) for d in rows]
 
+
+
+class _StoredHashes:
+    """``SubtreeHashes`` over ``tlog_hashes``: every complete subtree is a row."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def subtree(self, level: int, index: int) -> bytes:
+        h = self._conn.execute(
+            sa.select(tlog_hashes.c.hash)
+            .where(tlog_hashes.c.level == level, tlog_hashes.c.idx == index)
+        ).scalar_one_or_none()
+        if h is None:
+            raise StoreUnavailable(
+                f"the transparency log lacks the hash of subtree ({level}, {index}); run "
+                "`sealdrop-relay log verify`"
+            )
+        return bytes(h)
+
+
+def consistency(conn: sa.Connection, old_size: int, new_size: int) -> list[bytes]:
+    """The consistency proof from ``old_size`` to ``new_size`` (what a witness
+    asks for), from stored hashes: complete subtrees never change, so it holds
+    even when the tree has grown past ``new_size`` meanwhile."""
+    return consistency_proof(old_size, new_size, _StoredHashes(conn))

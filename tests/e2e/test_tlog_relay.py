@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from nacl.signing import SigningKey
 
 from sealdrop.crypto.tlog.checkpoint import Checkpoint, open_checkpoint
+from sealdrop.crypto.tlog.cosignature import CosignatureVerifier
 from sealdrop.crypto.tlog.entries import (
     KeyEntry,
     Receipt,
@@ -50,7 +51,7 @@ from sealdrop.crypto.tlog.merkle import (
 from sealdrop.crypto.tlog.note import NoteVerifier
 from sealdrop.crypto.tlog.tiles import TileHashes, split_entry_bundle
 from sealdrop.server import logverify, tlog
-from tests.e2e.kit import RELAY, Relay
+from tests.e2e.kit import RELAY, SEALDROP, Relay, free_port, stop_process, wait_for
 from tests.server.relaykit import Identity, blob_digest, make_identity, sign_headers
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -257,3 +258,47 @@ def test_a_third_party_verifies_the_relays_log(relay: Relay) -> None:
                       "tile/64/000", "tile/0/000.p/01", "tile/entries/-01", "tile/00/000"):
         st, _, body = web.get("/v1/log/" + malformed)
         assert st == 400 and json.loads(body)["code"] == "bad_request", malformed
+
+
+def test_the_relay_serves_its_witnesses_cosignatures(tmp_path: Path, relay: Relay) -> None:
+    """With a ``[[witness]]`` configured, the checkpoint carries that witness's
+    cosignature (a real `sealdrop witness serve` following this relay's log),
+    for the first size it sees and, from a consistency proof out of the
+    relay's stored hashes, for the next one."""
+    web = Http(relay)
+    log = json.loads(web.get("/v1/info")[2])["log"]
+    key_file, state = tmp_path / "w.key", tmp_path / "w-state.json"
+    wvkey = subprocess.run([SEALDROP, "witness", "init", "--name", "witness.test/w9",
+                            "--key-file", str(key_file)], capture_output=True, text=True,
+                           check=True, timeout=60).stdout.strip()
+    port, wlog = free_port(), tmp_path / "witness.log"
+    with wlog.open("ab") as out:
+        witness = subprocess.Popen(
+            [SEALDROP, "witness", "serve", "--key-file", str(key_file), "--state", str(state),
+             "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=out,
+            env={**relay.env, "SEALDROP_WITNESS_LOG": log["vkey"]})
+    try:
+        wait_for(lambda: b"serving http://" in wlog.read_bytes(), 60, "the witness to serve")
+        for h in ("cabinet-w", "labo-w"):
+            ident = make_identity(h)
+            st, _ = web.call(ident, "POST", "/v1/accounts", {
+                "handle": h, "invite": relay.invite(), "bundle": ident.bundle.to_json()})
+            assert st == 201
+        relay.stop()
+        relay.env["SEALDROP_RELAY_WITNESS"] = f"http://127.0.0.1:{port} {wvkey}"
+        relay.start()
+        verifier = NoteVerifier.from_vkey(log["vkey"])
+        cosigner = CosignatureVerifier.from_vkey(wvkey)
+        sizes = []
+        for h in ("", "labo-w2"):
+            if h:  # one more entry: the witness now needs a consistency proof
+                ident = make_identity(h)
+                st, _ = web.call(ident, "POST", "/v1/accounts", {
+                    "handle": h, "invite": relay.invite(), "bundle": ident.bundle.to_json()})
+                assert st == 201
+            note = web.get("/v1/log/checkpoint")[2].decode()
+            cp = open_checkpoint(note, log["origin"], [verifier], cosigners=[cosigner], need=1)
+            sizes.append(cp.size)
+        assert sizes == [2, 3]
+    finally:
+        stop_process(witness)
