@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
