@@ -59,6 +59,7 @@ def contacts() -> None:
 def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home: Path | None,
             passphrase_file: Path | None, as_json: bool) -> None:
     """Pin HANDLE's key bundle (unverified unless --fingerprint matches)."""
+    proof: str | None = None
     if bundle_file is not None:
         try:
             bundle = KeyBundle.loads(bundle_file.read_bytes())
@@ -72,11 +73,16 @@ def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home
     else:
         with open_session(resolve_home(home), passphrase_file) as session:
             try:
-                bundle = session.relay.get_bundle(handle)
+                bundle, index = session.relay.get_logged_bundle(handle)
             except RelayNotFound as exc:
                 raise ContactError(f"the relay has no account {handle!r}",
                                    hint="check the spelling of the handle") from exc
-    contact = _store(home).add(bundle, now=int(time.time()), fingerprint=fingerprint)
+            # Pinned only if the relay's log holds exactly this bundle for HANDLE.
+            proof = session.log.check_bundle(bundle, index)
+    store = _store(home)
+    contact = store.add(bundle, now=int(time.time()), fingerprint=fingerprint)
+    if bundle_file is None and proof is not None:
+        store.keep_log_proof(bundle, proof)
     if as_json:
         emit_json({"handle": contact.handle, "state": contact.state.value,
                    "safety_number": contact.safety_number})
