@@ -37,8 +37,12 @@ def refresh_recipients(session: Session, handles: Sequence[str], *, allow_unveri
             fresh, index = session.relay.get_logged_bundle(handle)
         except RelayNotFound as exc:
             raise ContactError(f"the relay has no account {handle!r}") from exc
-        # In the relay's log for its handle before anything is encrypted to it.
-        session.log.vouch_for(fresh, (fresh, index))
+        # In the relay's log for its handle before anything is encrypted to it (or
+        # pinned on first use); a pinned contact's changed key is refused as such
+        # first: calling them is what to do about it, whatever the log says.
+        pinned = session.contacts.get(handle)
+        if pinned is None or pinned.bundle.signing_key == fresh.signing_key:
+            session.log.vouch_for(fresh, (fresh, index))
         out.append(session.contacts.check_recipient(
             fresh, allow_unverified=allow_unverified, now=now))
     return out
