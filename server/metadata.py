@@ -1,4 +1,5 @@
-"""The metadata store: accounts, invites, transfers, recipients and nonces.
+"""The metadata store: accounts, invites, transfers, recipients and nonces,
+and the transparency log's appends in their transactions (``server.tlog``).
 
 It raises the relay's domain errors (``server.errors``), never HTTP ones. It
 also makes the database half of a backup: ``backup`` writes a snapshot, which
@@ -1238,6 +1239,31 @@ class SqlMetadataStore:
                 return str(current)
             conn.execute(sa.insert(relay_meta).values(key="relay_id", value=relay_id))
             return relay_id
+
+        return await self._run.write(work)
+
+    async def meta(self, key: str) -> str | None:
+        """A fact about this relay kept in ``relay_meta`` (None: not set)."""
+
+        def work(conn: sa.Connection) -> str | None:
+            value = conn.execute(
+                sa.select(relay_meta.c.value).where(relay_meta.c.key == key)
+            ).scalar_one_or_none()
+            return None if value is None else str(value)
+
+        return await self._run.read(work)
+
+    async def set_meta_once(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless one is stored; the one stored
+        (the first writer wins, across processes: the primary key decides)."""
+
+        def work(conn: sa.Connection) -> str:
+            insert = (sqlite_insert(relay_meta) if conn.dialect.name == "sqlite"
+                      else pg_insert(relay_meta))
+            conn.execute(insert.values(key=key, value=value)
+                         .on_conflict_do_nothing(index_elements=[relay_meta.c.key]))
+            return str(conn.execute(
+                sa.select(relay_meta.c.value).where(relay_meta.c.key == key)).scalar_one())
 
         return await self._run.write(work)
 
