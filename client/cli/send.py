@@ -236,8 +236,8 @@ def _vouched(state: str, r: dict[str, Any]) -> str:
     if receipts is None or status is None:
         return state
     if receipts.get(status) == "signed":
-        return f"{state} (verified: signed receipt)"
-    return f"relay says {state} (no signed receipt)"
+        return f"{state} \u2014 signed receipt"
+    return f"relay says {state} \u2014 no signed receipt"
 
 
 @click.command("retract", epilog=examples(f"sealdrop retract {EXAMPLE_RELAY_ID}"))

@@ -46,7 +46,8 @@ def test_pinned_at_init_and_receipts_signed_then_a_forged_one_refused(
     (rcpt,) = row["recipients"]
     assert rcpt["verified"] and rcpt["receipts"] == {"downloaded": "signed",
                                                      "verified": "signed"}
-    assert "(verified: signed receipt)" in practice.run("status", tid).stdout
+    assert "opened and verified" in (out := practice.run("status", tid).stdout)
+    assert "\u2014 signed receipt" in out and "relay says" not in out
     # the second run advanced by consistency: a larger checkpoint, every entry read
     now = _log(practice)
     assert now["size"] > first and now["scanned"] == now["size"]
