@@ -13,6 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nacl.signing import SigningKey
+
+from sealdrop.crypto.bundle import KeyBundle
+from sealdrop.crypto.tlog import entries
 from tests.e2e.kit import Relay, User, make_case, tree
 
 
@@ -92,31 +96,33 @@ def test_a_rolled_back_log_is_refused(tmp_path: Path, relay: Relay) -> None:
     assert _log(practice)["size"] == grown  # the verified checkpoint is kept
 
 
-def test_a_key_under_our_own_handle_is_refused(tmp_path: Path, relay: Relay) -> None:
+def _append(relay: Relay, entry: bytes) -> None:
+    """The relay's own append (server.tlog), in its database while it runs."""
     import sqlalchemy as sa
-    from nacl.signing import SigningKey
 
-    from sealdrop.crypto.bundle import KeyBundle
-    from sealdrop.crypto.tlog import entries
     from sealdrop.server import tlog
 
-    practice = User(tmp_path, "cabinet-martin", relay)
-    practice.init()
-    ours = KeyBundle.loads((practice.home / "bundle.json").read_text())
-    # A bundle for our handle made by someone else (the relay's operator, say).
+    engine = sa.create_engine(f"sqlite:///{relay.data / 'relay.db'}",
+                              connect_args={"timeout": 30})
+    try:
+        with engine.begin() as conn:
+            tlog.append(conn, entry, now=int(time.time()))
+    finally:
+        engine.dispose()
+
+
+def _foreign_key_entry(user: User) -> tuple[KeyBundle, bytes]:
+    """A key entry for ``user``'s handle whose bundle someone else made."""
+    ours = KeyBundle.loads((user.home / "bundle.json").read_text())
     theirs = KeyBundle.create(handle=ours.handle, signing_key=SigningKey.generate(),
                               x25519=ours.x25519, pq=ours.pq, created=ours.created + 1)
-    entry = entries.KeyEntry.for_bundle(theirs).to_bytes()
+    return ours, entries.KeyEntry.for_bundle(theirs).to_bytes()
 
-    def append() -> None:  # the relay's own append, in its database, while it runs
-        engine = sa.create_engine(f"sqlite:///{relay.data / 'relay.db'}",
-                                  connect_args={"timeout": 30})
-        try:
-            with engine.begin() as conn:
-                tlog.append(conn, entry, now=int(time.time()))
-        finally:
-            engine.dispose()
 
+def test_a_key_under_our_own_handle_is_refused(tmp_path: Path, relay: Relay) -> None:
+    practice = User(tmp_path, "cabinet-martin", relay)
+    practice.init()
+    ours, entry = _foreign_key_entry(practice)
     # A profile from before the log pins it at its next command, and says so once.
     (practice.home / "log.json").unlink()
     first = practice.run("inbox")
@@ -124,9 +130,21 @@ def test_a_key_under_our_own_handle_is_refused(tmp_path: Path, relay: Relay) -> 
     assert "pinned" not in practice.run("inbox").stderr
     kept = _log(practice)
     assert kept["own"] == [entries.bundle_digest(ours).hex()]
-    append()
+    _append(relay, entry)
     r = practice.run("inbox", check=False)
     _refused(r, 26, f"the relay logged a key for {ours.handle} that this profile never made")
     assert _log(practice) == kept  # nothing stored from a log that failed a check
     r = practice.run("inbox", check=False)  # and it stays refused
     _refused(r, 26, ours.handle)
+
+
+def test_a_new_key_logged_for_a_pinned_contact_is_an_alert(
+        tmp_path: Path, pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    _, entry = _foreign_key_entry(lab)
+    _append(practice.relay, entry)  # the relay keeps serving the lab's real bundle
+    r = practice.run("inbox", check=False)
+    _refused(r, 27, f"NEW KEY for your contact {lab.handle}")
+    assert "call labo-dupont by phone" in r.stderr
+    # the lab's own client sees the same entry as a key it never made
+    _refused(lab.run("inbox", check=False), 26, lab.handle)
