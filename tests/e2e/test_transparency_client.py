@@ -52,6 +52,11 @@ def test_pinned_at_init_and_receipts_signed_then_a_forged_one_refused(
                                                      "verified": "signed"}
     assert "opened and verified" in (out := practice.run("status", tid).stdout)
     assert "\u2014 signed receipt" in out and "relay says" not in out
+    # the pinned contact keeps its tlog-proof; the relay logged both of the lab's receipts
+    kept = json.loads((practice.home / "contacts.json").read_text())["contacts"][lab.handle]
+    assert kept["log_proof"].startswith("c2sp.org/tlog-proof@v1\n")
+    assert sorted(practice.relay.sql("select recipient, status from tlog_receipts")) == [
+        (lab.handle, "downloaded"), (lab.handle, "verified")]
     # the second run advanced by consistency: a larger checkpoint, every entry read
     now = _log(practice)
     assert now["size"] > first and now["scanned"] == now["size"]
