@@ -199,8 +199,10 @@ def test_two_bound_relays_are_never_mixed(tmp_path: Path, kind: str) -> None:
 
 
 def _unbind(data: Path, db_url: str) -> None:
-    """Make a bound relay look like one from before the binding existed."""
+    """Make a bound relay look like one from before the binding existed (and
+    so from before the transparency log's key: relay_meta goes whole)."""
     (data / "blobs" / "relay-id").unlink()
+    (data / "log-key").unlink()
     if not db_url:
         con = sqlite3.connect(data / "relay.db")
         try:
