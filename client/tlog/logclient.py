@@ -53,8 +53,12 @@ from ..errors import (
 )
 from ..profile.contacts import ContactStore
 from ..profile.logstate import LogState, LogStateStore
-from ..relay_api import RelayClient, RelayError, RelayNotFound
+from ..relay_api import RelayClient, RelayNotFound, RelayProtocolError
 from .overlay import LeafOverlay
+
+# A tile the relay does not have, or answers malformed: the relay's doing. Not
+# RelayUnavailable (the network, an outage): that is retried, never a verdict.
+_TILE_TROUBLE = (LogError, RelayNotFound, RelayProtocolError)
 
 # What a dental assistant can do about any of these: stop, and call.
 CALL = ("do not send or receive anything until this is cleared up: call the relay's "
@@ -204,11 +208,15 @@ class LogClient:
         try:
             proof = merkle.consistency_proof(old.size, new.size, hashes)
             merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
-        except (LogError, RelayError) as exc:
+        except LogProofError as exc:
             raise LogForkError(
                 f"the relay REWROTE its transparency log: its tree of {new.size} entries "
-                f"does not extend the tree of {old.size} this profile verified ({exc})",
+                f"does not extend the tree of {old.size} this profile verified",
                 hint=CALL) from exc
+        except _TILE_TROUBLE as exc:  # tiles missing or malformed
+            raise LogForkError(
+                f"the relay cannot show that its transparency log of {new.size} entries "
+                f"extends the {old.size} this profile verified: {exc}", hint=CALL) from exc
 
     def _read_entries(self, start: int, size: int) -> list[bytes]:
         """Entries ``start..size`` from the entry tiles (unverified yet)."""
@@ -219,7 +227,7 @@ class LogClient:
             try:
                 data = self.relay.log_tile(tiles.entries_path(n, width))
                 got = tiles.split_entry_bundle(data)
-            except (LogError, RelayNotFound) as exc:
+            except _TILE_TROUBLE as exc:
                 raise LogForkError(
                     f"the relay does not serve the entries of its own transparency log "
                     f"(entries {n * w}-{n * w + width - 1}): {exc}", hint=CALL) from exc
@@ -236,7 +244,7 @@ class LogClient:
         overlay = LeafOverlay(hashes, start, read)
         try:
             root = merkle.root(new.size, overlay)
-        except (LogError, RelayError, IndexError) as exc:
+        except (*_TILE_TROUBLE, IndexError) as exc:
             raise LogForkError(f"the relay's log tiles are inconsistent: {exc}",
                                hint=CALL) from exc
         if root != new.root:
@@ -303,7 +311,7 @@ class LogClient:
             proof = merkle.inclusion_proof(index, size, verified.hashes)
             merkle.verify_inclusion(index, size, merkle.leaf_hash(leaf), proof,
                                     verified.checkpoint.root)
-        except (LogError, RelayError) as exc:
+        except _TILE_TROUBLE as exc:
             raise LogInclusionError(
                 f"{what} is not what the relay's log holds at entry {index}: the relay "
                 "serves something it did not log", hint=CALL) from exc
@@ -370,8 +378,13 @@ class LogClient:
         if self.pinned() is None or (not required and info.get("log") is None):
             return None
         where = parse_transfer_log(info, relay_id)
-        commitment = entries.transfer_commitment(where.salt, relay_id, sender,
-                                                 list(recipients), digest)
+        try:
+            commitment = entries.transfer_commitment(where.salt, relay_id, sender,
+                                                     list(recipients), digest)
+        except LogError as exc:  # e.g. no chunk-list digest in the relay's answer
+            raise LogInclusionError(
+                f"transfer {relay_id} cannot be checked against the relay's log: {exc}",
+                hint=CALL) from exc
         self._included(where.index, entries.TransferEntry(commitment).to_bytes(),
                        f"transfer {relay_id}")
         return TransferLog(where.index, where.salt, commitment)
@@ -383,6 +396,9 @@ class LogClient:
 
 @dataclass(frozen=True, slots=True)
 class TransferLog:
+    """Where a transfer is in the log, the salt of its commitment, and the
+    commitment (what our receipts for it are signed over)."""
+
     index: int
     salt: bytes
     commitment: bytes = b""
@@ -400,7 +416,3 @@ def parse_transfer_log(info: dict[str, Any], relay_id: str) -> TransferLog:
             f"the relay did not log transfer {relay_id} (no valid log entry in its answer)",
             hint=CALL) from exc
     return TransferLog(index, salt)
-
-
-__all__ = ["CALL", "LogClient", "LogProofError", "TransferLog", "Verified",
-           "parse_transfer_log"]

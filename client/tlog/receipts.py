@@ -25,7 +25,7 @@ from sealdrop.crypto.tlog import entries
 
 from ..errors import ForgedReceiptError, LogInclusionError
 from ..profile.contacts import ContactStore
-from .logclient import CALL, LogClient, TransferLog, parse_transfer_log
+from .logclient import CALL, LogClient, TransferLog
 
 STATUSES = ("downloaded", "verified")
 SIGNED = "signed"  # the recipient's own signed receipt, verified and logged
@@ -143,7 +143,3 @@ def signed_for(signing_key: SigningKey, me: str, relay_id: str, logged: Transfer
     if logged is None or not logged.commitment:
         return None
     return sign(signing_key, relay_id, logged.commitment, me, status)
-
-
-__all__ = ["CLAIMED", "SIGNED", "ReceiptCheck", "check_receipts", "parse_transfer_log", "sign",
-           "signed_for"]
