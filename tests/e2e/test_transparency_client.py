@@ -141,6 +141,11 @@ def test_a_key_under_our_own_handle_is_refused(tmp_path: Path, relay: Relay) -> 
     assert _log(practice) == kept  # nothing stored from a log that failed a check
     r = practice.run("inbox", check=False)  # and it stays refused
     _refused(r, 26, ours.handle)
+    # The relay now hides that entry: its entry tiles serve another in its place.
+    hidden = entries.TransferEntry(bytes(32)).to_bytes()
+    relay.sql("update tlog_entries set data = ? where idx = ?", hidden, kept["size"])
+    r = practice.run("inbox", check=False)
+    _refused(r, 24, "hiding or changing entries")
 
 
 def test_a_new_key_logged_for_a_pinned_contact_is_an_alert(
