@@ -52,3 +52,23 @@ class IdentityFileError(SealdropCryptoError):
 
 class SafetyNumberError(SealdropCryptoError):
     """A safety number typed by the user is malformed."""
+
+
+class LogError(SealdropCryptoError):
+    """The relay's transparency log, or something read from it, does not check out."""
+
+
+class LogProofError(LogError):
+    """An inclusion or consistency proof does not verify against a signed root."""
+
+
+class NoteError(LogError):
+    """A signed note is malformed, or carries no valid signature by a known key."""
+
+
+class LogFormatError(LogError):
+    """A checkpoint, tile, entry bundle, log entry or proof bundle is malformed."""
+
+
+class ReceiptError(LogError):
+    """A recipient's signed receipt does not verify with that recipient's key."""

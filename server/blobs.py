@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import re
@@ -45,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from sealdrop.crypto import chunkhash
+from sealdrop.crypto import chunkhash, chunklist
 from sealdrop.crypto.protocol import ErrorCode
 
 from .errors import ConfigError, InvalidInput, StorageFull, StoreUnavailable
@@ -187,19 +186,10 @@ def check_key(key: str) -> str:
 
 
 def chunk_list_digest(chunks: Sequence[Chunk]) -> str:
-    """The relay's digest of a blob: SHA-256 of its chunk list, one
-    ``"<end offset> <chunk tagged hash>\\n"`` line per chunk (bare hex for a
-    SHA-256 chunk, so blobs uploaded before BLAKE3 keep their digest).
-
-    Why not the SHA-256 of the whole blob: that is a second full pass over
-    every byte (the chunk hashes are needed anyway), and this digest pins the
-    content just as firmly. Recipients never rely on it: the age payload
-    authenticates itself.
-    """
-    h = hashlib.sha256()
-    for end, sha in chunks:
-        h.update(f"{end} {sha}\n".encode("ascii"))
-    return h.hexdigest()
+    """The relay's digest of a blob (SHA-256 of its chunk list): the pure
+    core lives in ``crypto.chunklist`` so that a sender computes the same
+    bytes from its own journal for the transparency log."""
+    return chunklist.chunk_list_digest(chunks)
 
 
 def _fsync_dir(path: Path) -> None:
