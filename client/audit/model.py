@@ -42,7 +42,7 @@ class KeyEvent:
     """One of the profile's own key bundles (registration, then each rotation)."""
 
     bundle_digest: str  # hex SHA-256 of the bundle's signed message (crypto.tlog.entries)
-    created: int  # the bundle's own creation time
+    created: int | None  # the bundle's own time; None for a key this profile never made
     log_index: int | None  # its key entry in the log; None if the relay gave none
     verified: bool  # the entry at log_index is this bundle and is in the checkpoint
 
@@ -147,11 +147,14 @@ class AuditReport:
         """Only what happened at or after ``since``: the keys, contacts and transfers
         dated before it, and their failures, are left out; the checkpoint, the own
         key in force at ``since`` and log-wide failures stay."""
-        keys = sorted(self.own_keys, key=lambda k: k.created)
-        in_force = [k for k in keys if k.created < since][-1:]
+        dated = sorted((k for k in self.own_keys if k.created is not None),
+                       key=lambda k: k.created or 0)
+        in_force = [k for k in dated if (k.created or 0) < since][-1:]
         return dataclasses.replace(
             self,
-            own_keys=tuple(in_force + [k for k in keys if k.created >= since]),
+            # a key this profile never made has no date: always listed
+            own_keys=tuple(in_force + [k for k in self.own_keys
+                                       if k.created is None or k.created >= since]),
             contacts=tuple(c for c in self.contacts if c.added >= since),
             sent=tuple(t for t in self.sent if t.at >= since),
             received=tuple(t for t in self.received if t.at >= since),
@@ -178,7 +181,7 @@ class AuditReport:
         return out
 
     def _dates(self) -> Iterable[int]:
-        yield from (k.created for k in self.own_keys)
+        yield from (k.created for k in self.own_keys if k.created is not None)
         yield from (c.added for c in self.contacts)
         yield from (t.at for t in self.sent)
         yield from (t.at for t in self.received)
@@ -187,9 +190,13 @@ class AuditReport:
         def inside(ts: int) -> bool:
             return month_of(ts) == (year, month)
 
+        # A key this profile never made has no date: it shows on the page of the
+        # month it was found in, the checkpoint's.
+        found = month_of(self.checkpoint.verified_at) == (year, month)
         return MonthView(
             year=year, month=month,
-            own_keys=tuple(k for k in self.own_keys if inside(k.created)),
+            own_keys=tuple(k for k in self.own_keys
+                           if (found if k.created is None else inside(k.created))),
             contacts=tuple(c for c in self.contacts if inside(c.added)),
             sent=tuple(t for t in self.sent if inside(t.at)),
             received=tuple(t for t in self.received if inside(t.at)),

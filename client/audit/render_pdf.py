@@ -67,7 +67,8 @@ def _month_lines(view: MonthView) -> list[tuple[str, str]]:
         rows.extend(("", f.text) for f in view.failures)
     rows.append(("h", "Key events"))
     for k in view.own_keys:
-        rows.append(("", f"{utc_day(k.created)}  own key {k.bundle_digest[:16]}...  "
+        day = "date unknown" if k.created is None else utc_day(k.created)
+        rows.append(("", f"{day}  own key {k.bundle_digest[:16]}...  "
                          f"{_index(k.log_index)}, {_yes(k.verified)}"))
     for c in view.contacts:
         phone = "verified by phone" if c.verified_by_phone else "not verified by phone"
