@@ -79,3 +79,64 @@ def join_hints(first: str | None, then: str) -> str:
         return then
     first = first.rstrip()
     return f"{first} {then}" if first.endswith((".", "?", "!")) else f"{first}. {then}"
+
+
+class LogVerificationError(ClientError):
+    """The relay's transparency log does not check out (docs/transparency.md).
+
+    Never a warning: the command stops, says what the relay did wrong, and
+    exits with the subclass's own ``exit_status`` so a script or a monitoring
+    tool can tell one refusal from another (the table is in
+    docs/transparency.md, "What the client checks").
+    """
+
+    exit_status = 20
+
+
+class LogUnavailableError(LogVerificationError):
+    """The pinned relay no longer serves its log, or serves one this client cannot read."""
+
+    exit_status = 21
+
+
+class LogSignatureError(LogVerificationError):
+    """The checkpoint is not signed by the log key pinned at init, or names another log."""
+
+    exit_status = 22
+
+
+class LogRollbackError(LogVerificationError):
+    """The relay shows a smaller log than one this profile verified before."""
+
+    exit_status = 23
+
+
+class LogForkError(LogVerificationError):
+    """The new checkpoint does not extend the one verified before: history was rewritten."""
+
+    exit_status = 24
+
+
+class LogInclusionError(LogVerificationError):
+    """A key bundle or a transfer the relay serves is not (exactly) in its log."""
+
+    exit_status = 25
+
+
+class ForeignOwnKeyError(LogVerificationError):
+    """The log holds a key for this profile's own handle that this profile never made."""
+
+    exit_status = 26
+
+
+class LoggedKeyChangeError(LogVerificationError):
+    """The log holds a new signing key for a pinned contact: a key change to check by phone."""
+
+    exit_status = 27
+
+
+class ForgedReceiptError(LogVerificationError):
+    """A signed receipt the relay shows does not verify with the recipient's pinned key,
+    or is not in the log."""
+
+    exit_status = 28

@@ -69,6 +69,8 @@ MAX_ERROR_TEXT = 300  # characters of the relay's error message shown to the use
 CALL_DEADLINE = 120.0  # seconds for one control request, answer included
 DOWNLOAD_GRACE = 300.0  # seconds a download may take beyond its size's share
 DOWNLOAD_MIN_RATE = 32 * 1024  # bytes per second a download is allowed to fall to
+MAX_CHECKPOINT = 64 * 1024  # a signed note: C2SP signed-note caps it far below
+MAX_TILE = 256 * (2 + 512)  # the largest tile: 256 entries of at most 512 bytes each
 
 
 class Sink(Protocol):
@@ -183,6 +185,16 @@ def _error_from(status: int, headers: Any, body: bytes, url: str = "") -> RelayE
             "the relay is having trouble: try again in a few minutes; if it lasts, tell "
             "the relay's operator"), **kw)
     return RelayError(message, **kw)
+
+
+def _log_index(obj: object) -> int | None:
+    """The ``log_index`` of an answer (a key entry's place in the log), if any."""
+    index = obj.get("log_index") if isinstance(obj, dict) else None
+    if index is None:
+        return None
+    if type(index) is not int or index < 0:
+        raise RelayProtocolError("the relay answered a malformed log index")
+    return index
 
 
 # -- deadlines ---------------------------------------------------------------
@@ -525,19 +537,78 @@ class RelayClient:
             raise RelayProtocolError("the relay said a smallest chunk size it cannot take")
         return limit, least, chunkhash.pick(obj.get("chunk_hashes"))
 
+    # -- the transparency log (docs/transparency.md) -----------------------------
+
+    def log_key(self) -> tuple[str, str] | None:
+        """The log's origin and verifier key from ``GET /v1/info`` (unsigned), or
+        None from a relay that serves no log."""
+        try:
+            obj, _ = self._call("GET", "/v1/info", signed=False)
+        except RelayNotFound:
+            return None
+        log = obj.get("log") if isinstance(obj, dict) else None
+        if log is None:
+            return None
+        origin = log.get("origin") if isinstance(log, dict) else None
+        vkey = log.get("vkey") if isinstance(log, dict) else None
+        if not (isinstance(origin, str) and isinstance(vkey, str) and origin and vkey
+                and len(origin) + len(vkey) < 1024):
+            raise RelayProtocolError("the relay described its log in a malformed way")
+        return origin, vkey
+
+    def log_checkpoint(self) -> str:
+        """The log's current signed checkpoint (``GET /v1/log/checkpoint``), as text."""
+        data = self._get_bytes("/v1/log/checkpoint", MAX_CHECKPOINT)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RelayProtocolError("the relay's log checkpoint is not UTF-8 text") from exc
+
+    def log_tile(self, path: str) -> bytes:
+        """One tile of the log (``path``: ``tile/…``, crypto.tlog.tiles), unverified."""
+        if not path.startswith("tile/") or ".." in path:
+            raise ValueError("not a tile path")
+        return self._get_bytes(f"/v1/log/{path}", MAX_TILE)
+
+    def _get_bytes(self, path: str, limit: int) -> bytes:
+        """An unsigned GET's body, bounded by ``limit`` (the log is public)."""
+        deadline = _Deadline(self, self._call_deadline)
+        try:
+            resp = self._send("GET", path, signed=False, deadline=deadline)
+            if resp.status >= 400:
+                raise self._error(resp, deadline)
+            data = self._read_body(resp, limit, deadline)
+        finally:
+            deadline.cancel()
+        if deadline.fired.is_set():
+            self.close()
+        if data is None:
+            raise RelayProtocolError(f"the relay's answer to {path} is too large; refused",
+                                     hint="the relay is misconfigured or hostile; tell its "
+                                     "operator")
+        return data
+
     # -- accounts ------------------------------------------------------------
 
-    def register(self, invite: str, bundle: KeyBundle) -> None:
-        """Register ``bundle`` (signed by this client's key) with an invite code."""
+    def register(self, invite: str, bundle: KeyBundle) -> int | None:
+        """Register ``bundle`` (signed by this client's key) with an invite code.
+        Returns the log index of its key entry (None from a relay without a log)."""
         if bundle.handle != self.handle:
             raise RelayError("the bundle names a different handle than this client")
-        self._call(
+        obj, _ = self._call(
             "POST", "/v1/accounts",
             {"handle": self.handle, "invite": invite, "bundle": bundle.to_json()},
         )
+        return _log_index(obj)
 
     def get_bundle(self, handle: str) -> KeyBundle:
         """A contact's key bundle, its signature and handle checked (not pinned)."""
+        return self.get_logged_bundle(handle)[0]
+
+    def get_logged_bundle(self, handle: str) -> tuple[KeyBundle, int | None]:
+        """``get_bundle`` and the log index the relay gives for that bundle's key
+        entry (None from a relay without a log). The index is a claim:
+        ``client.tlog.LogClient.check_bundle`` checks it."""
         obj, _ = self._call("GET", f"/v1/accounts/{urllib.parse.quote(handle, safe='')}/bundle")
         try:
             bundle = KeyBundle.from_json(obj.get("bundle") if isinstance(obj, dict) else None)
@@ -546,7 +617,7 @@ class RelayClient:
             raise RelayProtocolError(f"the relay served a bad key bundle: {exc}") from exc
         if bundle.handle != handle:
             raise RelayProtocolError("the relay served a key bundle for a different handle")
-        return bundle
+        return bundle, _log_index(obj)
 
     def rotate_bundle(self, bundle: KeyBundle) -> None:
         self._call("PUT", f"/v1/accounts/{self.handle}/bundle", {"bundle": bundle.to_json()})
@@ -806,9 +877,16 @@ class RelayClient:
             hint="the relay restarted or the network dropped; what arrived is kept: run the "
                  "same command again to resume")
 
-    def ack(self, relay_id: str, status: str) -> dict[str, Any]:
-        """Tell the sender: ``downloaded`` or ``verified`` (decrypted and checked)."""
+    def ack(self, relay_id: str, status: str,
+            receipt: tuple[int, bytes] | None = None) -> dict[str, Any]:
+        """Tell the sender: ``downloaded`` or ``verified`` (decrypted and checked).
+        ``receipt``: (unix time, Ed25519 signature) of our signed receipt for it
+        (crypto.tlog.entries.sign_receipt), which the relay logs."""
         if status not in ("downloaded", "verified"):
             raise ValueError("status must be 'downloaded' or 'verified'")
-        obj, _ = self._call("POST", f"/v1/transfers/{relay_id}/ack", {"status": status})
+        body: dict[str, Any] = {"status": status}
+        if receipt is not None:
+            body["receipt"] = {"at": receipt[0],
+                               "sig": base64.b64encode(receipt[1]).decode("ascii")}
+        obj, _ = self._call("POST", f"/v1/transfers/{relay_id}/ack", body)
         return dict(obj["transfer"])

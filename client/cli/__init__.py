@@ -84,7 +84,8 @@ def main() -> None:
         click.echo(f"sealdrop: error: {for_terminal(str(exc))}", err=True)
         if getattr(exc, "hint", None):
             click.echo(f"sealdrop: hint: {for_terminal(exc.hint)}", err=True)
-        sys.exit(1)
+        # A transparency-log refusal has its own status (errors.LogVerificationError).
+        sys.exit(getattr(exc, "exit_status", 1))
     except Interrupted as exc:  # says how to resume
         click.echo(f"sealdrop: interrupted: {for_terminal(exc.message)}", err=True)
         sys.exit(130)

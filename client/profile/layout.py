@@ -11,6 +11,8 @@ it is created with mode 0700 and holds::
     received.json   relay ids received here, and whether the relay was told
     refused.json    relay ids refused here, and why (so watch and receive --all move on)
     forwards.json   forwards into a PACS: per relay id and target, each instance stored or not
+    log.json        the relay's transparency log: its pinned key, the last verified
+                    checkpoint, the digests of our own key bundles (profile/logstate.py)
     forwarding-<hash>.lock          held while one forward runs (removed after)
     outbox/<relay id>.age           an unfinished send's record (to resume it)
     outbox/<relay id>.chunks        its chunk log
@@ -46,6 +48,7 @@ ACCEPTED_FILE = "accepted.json"
 RECEIPTS_FILE = "received.json"
 REFUSED_FILE = "refused.json"
 FORWARDS_FILE = "forwards.json"
+LOGSTATE_FILE = "log.json"
 FORWARD_LOCK_PREFIX = "forwarding-"
 STAGING_DIR = "staging"
 OUTBOX_DIR = "outbox"

@@ -85,7 +85,7 @@ def parse_vkey(vkey: str, key_type: int) -> tuple[str, bytes]:
     its key id must be the one its name and key give."""
     if not isinstance(vkey, str):
         raise NoteError("a verifier key must be text")
-    parts = vkey.split("+")
+    parts = vkey.split("+", 2)  # names hold no '+'; base64 may
     if len(parts) != 3 or not _HEX8.fullmatch(parts[1]):
         raise NoteError("a verifier key must read <name>+<8 hex digits>+<base64 key>")
     name, id_hex, key64 = parts
@@ -112,7 +112,7 @@ def parse_private_key(text: str, key_type: int) -> tuple[str, bytes]:
     """(name, seed) of a ``PRIVATE+KEY+…`` text. Messages never quote the key."""
     if not isinstance(text, str):
         raise NoteError("a private key must be text")
-    parts = text.split("+")
+    parts = text.split("+", 4)
     if (
         len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY"
         or not _HEX8.fullmatch(parts[3])
@@ -219,6 +219,7 @@ class OpenedNote:
     text: str
     signatures: tuple[str, ...]  # names of the known keys that signed, in note order
     timestamps: Mapping[str, int] = field(default_factory=dict)  # cosigner name -> time
+    signers: tuple[tuple[str, bytes], ...] = ()  # (name, key id) of each, in note order
 
 
 def check_text(text: str) -> bytes:
@@ -276,6 +277,7 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> OpenedNote:
         raise NoteError(f"a signed note has more than {MAX_SIGNATURES} signatures")
     seen: set[tuple[str, bytes]] = set()
     names: list[str] = []
+    idents: list[tuple[str, bytes]] = []
     times: dict[str, int] = {}
     for line in lines:
         if not line.startswith(SIG_PREFIX):
@@ -302,8 +304,11 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> OpenedNote:
                 "or signed by another key"
             )
         names.append(name)
+        idents.append(ident)
         if stated >= 0:
             times[name] = stated
     if not names:
         raise NoteError("the note is not signed by any of the expected keys")
-    return OpenedNote(text=text, signatures=tuple(names), timestamps=times)
+    return OpenedNote(
+        text=text, signatures=tuple(names), timestamps=times, signers=tuple(idents)
+    )

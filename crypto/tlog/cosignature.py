@@ -1,0 +1,120 @@
+"""C2SP tlog-cosignature (``cosignature/v1``, Ed25519, key type 0x04).
+
+A witness cosigns a checkpoint to state that, at the time it names, this is
+the largest tree it has seen for the log and that it checked it consistent
+with every one before. Clients that require N cosignatures from independent
+witnesses cannot be shown a split view unless those witnesses collude.
+
+The signature line is a note signature whose bytes are ``key id || 8-byte
+big-endian timestamp || Ed25519 signature`` over::
+
+    cosignature/v1\\ntime <timestamp>\\n<checkpoint text>
+
+The message does not commit to the cosigner's name (the spec's Ed25519 form),
+so one key must serve one cosigner only.
+"""
+
+from __future__ import annotations
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from ..errors import LogFormatError, NoteError
+from .checkpoint import Checkpoint
+from .note import (
+    check_name,
+    encode_private_key,
+    encode_vkey,
+    key_id,
+    parse_private_key,
+    parse_vkey,
+    signature_line,
+)
+
+COSIGNATURE_V1 = 0x04
+_MAX_TIME = 2**63 - 1
+
+
+def cosigned_message(checkpoint_text: str, timestamp: int) -> bytes:
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or not (
+        0 <= timestamp <= _MAX_TIME
+    ):
+        raise NoteError("a cosignature's time must be a unix time below 2**63")
+    Checkpoint.parse(checkpoint_text)  # only checkpoints are cosigned
+    return f"cosignature/v1\ntime {timestamp}\n{checkpoint_text}".encode()
+
+
+class CosignatureSigner:
+    """A witness's cosigning key: ``CosignatureSigner(name, seed)``."""
+
+    key_type = COSIGNATURE_V1
+
+    def __init__(self, name: str, seed: bytes) -> None:
+        if not isinstance(seed, bytes) or len(seed) != 32:
+            raise NoteError("an Ed25519 cosigner key seed must be 32 bytes")
+        self.name = check_name(name)
+        self._key = SigningKey(seed)
+        self.public_key = bytes(self._key.verify_key)
+        self.key_id = key_id(name, self.key_type, self.public_key)
+
+    def __repr__(self) -> str:  # never the seed
+        return f"{type(self).__name__}({self.name!r}, key id {self.key_id.hex()})"
+
+    @property
+    def vkey(self) -> str:
+        return encode_vkey(self.name, self.key_type, self.public_key)
+
+    def private_key_text(self) -> str:
+        return encode_private_key(self.name, self.key_type, bytes(self._key))
+
+    @classmethod
+    def from_private_key_text(cls, text: str) -> CosignatureSigner:
+        return cls(*parse_private_key(text.strip(), cls.key_type))
+
+    def cosign(self, checkpoint_text: str, timestamp: int) -> str:
+        """The signature line to append to the checkpoint note."""
+        sig = self._key.sign(cosigned_message(checkpoint_text, timestamp)).signature
+        return signature_line(self.name, self.key_id, timestamp.to_bytes(8, "big") + sig)
+
+
+class CosignatureVerifier:
+    """A witness's public key, usable in ``open_note`` and ``open_checkpoint``
+    (``OpenedNote.timestamps`` holds the verified time, by cosigner name)."""
+
+    key_type = COSIGNATURE_V1
+
+    def __init__(self, name: str, public_key: bytes) -> None:
+        if len(public_key) != 32:
+            raise NoteError("an Ed25519 public key must be 32 bytes")
+        self._name = check_name(name)
+        self.public_key = public_key
+        self._key_id = key_id(name, self.key_type, public_key)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key_id(self) -> bytes:
+        return self._key_id
+
+    @property
+    def vkey(self) -> str:
+        return encode_vkey(self.name, self.key_type, self.public_key)
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> CosignatureVerifier:
+        return cls(*parse_vkey(vkey.strip(), cls.key_type))
+
+    def verify(self, text: bytes, signature: bytes) -> int | None:
+        """The cosigned time if ``signature`` (key id removed) verifies over the
+        checkpoint ``text``; None otherwise."""
+        if len(signature) != 8 + 64:
+            return None
+        timestamp = int.from_bytes(signature[:8], "big")
+        try:
+            message = cosigned_message(text.decode("utf-8"), timestamp)
+            VerifyKey(self.public_key).verify(message, signature[8:])
+        except (BadSignatureError, ValueError, NoteError, LogFormatError):
+            return None  # LogFormatError: the text is not a checkpoint
+        return timestamp
