@@ -61,6 +61,18 @@ class FilesChangedError(ClientError):
     """The files changed since an interrupted send started: it cannot be resumed."""
 
 
+class WitnessError(ClientError):
+    """`sealdrop witness` cannot start or keep its state (key file, state file, address)."""
+
+
+class CosignatureError(ClientError):
+    """The relay's checkpoint lacks the witness cosignatures this profile requires."""
+
+
+class SplitViewError(ClientError):
+    """Two checkpoints of one log, both signed by the relay, that no one history explains."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a transfer that the same command resumes.
 

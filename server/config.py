@@ -43,6 +43,14 @@ MiB = 1024 * 1024
 DAY = 86400
 
 
+@dataclass(frozen=True, slots=True)
+class WitnessConfig:
+    """A tlog-witness the relay asks to cosign its checkpoints (``[[witness]]``)."""
+
+    url: str  # the submission prefix: POST {url}/add-checkpoint
+    vkey: str  # its cosignature vkey (type 0x04), to keep only its valid cosignatures
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelayConfig:
     data_dir: Path
@@ -81,6 +89,8 @@ class RelayConfig:
     header_timeout_seconds: float = 60.0
     body_timeout_seconds: float = 60.0
     min_body_bytes_per_second: int = 16 * 1024
+    # Witnesses asked to cosign each new checkpoint (server.witnessing); none by default.
+    witness: tuple[WitnessConfig, ...] = ()
 
     @property
     def db_url(self) -> str:
@@ -174,6 +184,8 @@ _FIELDS.pop("data_dir")
 
 _KIND_NAMES = {
     "tuple[str, ...]": 'a list of network blocks, e.g. ["127.0.0.1/32", "10.0.0.0/8"]',
+    "tuple[WitnessConfig, ...]": 'tables [[witness]] with url = "https://..." and '
+    'vkey = "NAME+ID+KEY" (in the environment: "URL VKEY" pairs, comma-separated)',
 }
 
 
@@ -190,6 +202,8 @@ def _coerce(name: str, value: object, source: str) -> object:
             out = float(value)  # type: ignore[arg-type]
         elif kind == "tuple[str, ...]":
             out = _networks(value)
+        elif kind == "tuple[WitnessConfig, ...]":
+            out = _witnesses(value)
         else:
             if not isinstance(value, str):
                 raise ValueError
@@ -214,6 +228,39 @@ def _networks(value: object) -> tuple[str, ...]:
             raise ValueError
         # strict=False: "10.0.0.1/8" means the block 10.0.0.0/8, as in nginx's set_real_ip_from.
         out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+    return tuple(out)
+
+
+def _witnesses(value: object) -> tuple[WitnessConfig, ...]:
+    """``[[witness]]`` tables, or "URL VKEY" pairs comma-separated in the environment."""
+    from urllib.parse import urlsplit
+
+    from sealdrop.crypto.errors import SealdropCryptoError
+    from sealdrop.crypto.tlog.cosignature import CosignatureVerifier
+
+    if isinstance(value, str):
+        pairs = [item.split() for item in value.split(",") if item.strip()]
+        items: list[object] = [{"url": p[0], "vkey": p[1]} if len(p) == 2 else None
+                               for p in pairs]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) != {"url", "vkey"}:
+            raise ValueError
+        url, vkey = item["url"], item["vkey"]
+        if not isinstance(url, str) or not isinstance(vkey, str):
+            raise ValueError
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError
+        try:
+            CosignatureVerifier.from_vkey(vkey)
+        except (SealdropCryptoError, ValueError):
+            raise ValueError from None
+        out.append(WitnessConfig(url=url.rstrip("/"), vkey=vkey))
     return tuple(out)
 
 
@@ -384,4 +431,10 @@ trusted_proxies = []
 header_timeout_seconds = 60.0      # request line and headers, whole; idle keep-alive
 body_timeout_seconds = 60.0        # a JSON body, whole; the longest pause in an upload
 min_body_bytes_per_second = 16384  # an upload chunk's slowest average, after that grace
+
+# Witnesses asked to cosign each new log checkpoint (docs/transparency.md);
+# tables go last in this file. One [[witness]] table each:
+# [[witness]]
+# url = "https://witness.clinic-it.example"
+# vkey = "witness.clinic-it.example/w1+1a2b3c4d+BH..."
 """

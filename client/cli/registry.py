@@ -65,10 +65,13 @@ COMMANDS: dict[str, CommandSpec] = {
         "Receive studies from a scanner (DICOM C-STORE) and send each as one transfer."),
     "config": CommandSpec(
         "config", "config_group",
-        "Profile settings: the certificate authority the relay's certificate comes from."),
+        "Profile settings: the relay's certificate authority and the witnesses required."),
     "identity": CommandSpec(
         "identity", "identity",
         "Your keys: a signing key and the age keys it vouches for."),
+    "witness": CommandSpec(
+        "witness", "witness_group",
+        "Cosign a relay's log checkpoints as an independent witness (C2SP tlog-witness)."),
     "age": CommandSpec(
         "age", "age_command",
         "Encrypt or decrypt [IN] (default stdin) in the age v1 format, like the age CLI."),

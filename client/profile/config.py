@@ -13,6 +13,11 @@ relay an environment variable points at today.
 relay's TLS certificate besides the system's (``sealdrop init --ca-file`` or
 ``sealdrop config ca-file``). An absolute path: the file is read at each
 connection, so a renewed CA certificate needs no new setting.
+
+``witnesses`` and ``require_cosignatures`` (optional): the cosignature vkeys of
+the witnesses this practice trusts, and how many of them must have cosigned
+the relay's checkpoint (``sealdrop config witness add``, ``require-cosignatures``;
+``client.witness.policy``). Absent: no witness required.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class ProfileConfig:
     relay: str
     handle: str
     ca_file: str | None = None
+    witnesses: tuple[str, ...] = ()
+    require_cosignatures: int = 0
 
 
 def is_set_up(home: Path) -> bool:
@@ -67,17 +74,28 @@ def load_config(home: Path) -> ProfileConfig:
         ca_file = obj.get("ca_file")
         if ca_file is not None and not (isinstance(ca_file, str) and Path(ca_file).is_absolute()):
             raise ValueError("ca_file must be an absolute path")
+        witnesses = obj.get("witnesses", [])
+        need = obj.get("require_cosignatures", 0)
+        if not isinstance(witnesses, list) or not all(isinstance(w, str) for w in witnesses):
+            raise ValueError("witnesses must be a list of vkeys")
+        if not isinstance(need, int) or isinstance(need, bool) or not 0 <= need <= len(witnesses):
+            raise ValueError("require_cosignatures must be 0 to the number of witnesses")
         return ProfileConfig(relay=check_relay_url(str(obj["relay"])),
-                             handle=check_handle(str(obj["handle"])), ca_file=ca_file)
+                             handle=check_handle(str(obj["handle"])), ca_file=ca_file,
+                             witnesses=tuple(witnesses), require_cosignatures=need)
     except (AttributeError, KeyError, ValueError, BundleError) as exc:
         raise ClientError(f"{path} is damaged: {exc}") from exc
 
 
 def save_config(home: Path, config: ProfileConfig) -> None:
     path = Path(home) / CONFIG_FILE
-    obj = {"v": 1, "relay": config.relay, "handle": config.handle}
+    obj: dict[str, object] = {"v": 1, "relay": config.relay, "handle": config.handle}
     if config.ca_file is not None:
         obj["ca_file"] = config.ca_file
+    if config.witnesses:
+        obj["witnesses"] = list(config.witnesses)
+    if config.require_cosignatures:
+        obj["require_cosignatures"] = config.require_cosignatures
     data = json.dumps(obj, indent=1, sort_keys=True) + "\n"
     try:
         with atomic_output(path, mode=0o600) as f:
