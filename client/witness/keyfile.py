@@ -1,6 +1,6 @@
 """The witness's cosignature key file: ``PRIVATE+KEY+<name>+<keyid>+<base64(0x04||seed)>``.
 
-The Go ``note`` private-key form (``crypto.tlog.note``), with the cosignature
+The Go ``note`` private-key form (``crypto.tlog.cosignature``), with the cosignature
 key type 0x04 (C2SP tlog-cosignature) in place of 0x01, so that the key id in
 the file is the one verifiers compute from the vkey. One line, mode 0600,
 never overwritten: a witness that lost its key is a new witness, and every
@@ -14,11 +14,9 @@ from pathlib import Path
 
 from sealdrop.crypto.errors import NoteError
 from sealdrop.crypto.tlog.cosignature import CosignatureSigner
-from sealdrop.crypto.tlog.note import check_name, encode_private_key, parse_private_key
+from sealdrop.crypto.tlog.note import check_name
 
 from ..errors import WitnessError
-
-COSIGNATURE_KEY_TYPE = 0x04
 
 
 def create_key_file(path: Path, name: str, *, seed: bytes | None = None) -> CosignatureSigner:
@@ -29,7 +27,8 @@ def create_key_file(path: Path, name: str, *, seed: bytes | None = None) -> Cosi
         raise WitnessError(f"the witness name {name!r} must be non-empty, without spaces "
                            "or '+' (e.g. witness.clinic-it.example/w1)") from None
     seed = os.urandom(32) if seed is None else seed
-    text = encode_private_key(name, COSIGNATURE_KEY_TYPE, seed) + "\n"
+    signer = CosignatureSigner(name, seed)
+    text = signer.private_key_text() + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
@@ -42,7 +41,7 @@ def create_key_file(path: Path, name: str, *, seed: bytes | None = None) -> Cosi
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    return CosignatureSigner(name, seed)
+    return signer
 
 
 def load_key_file(path: Path) -> CosignatureSigner:
@@ -52,7 +51,6 @@ def load_key_file(path: Path) -> CosignatureSigner:
         raise WitnessError(f"cannot read the witness key file {path}",
                            hint="create one with: sealdrop witness init") from exc
     try:
-        name, seed = parse_private_key(text, COSIGNATURE_KEY_TYPE)
+        return CosignatureSigner.from_private_key_text(text)
     except NoteError as exc:  # its messages never quote the key
         raise WitnessError(f"{path} is not a witness key file: {exc}") from None
-    return CosignatureSigner(name, seed)

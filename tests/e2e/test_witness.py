@@ -24,22 +24,19 @@ from sealdrop.crypto.tlog.note import NoteSigner, NoteVerifier
 from sealdrop.crypto.witness import SIZE_CONTENT_TYPE, format_add_checkpoint
 from sealdrop.server.config import WitnessConfig
 from sealdrop.server.witnessing import collect_cosignatures
-from tests.e2e.kit import SEALDROP, free_port, stop_process, wait_for
+from tests.e2e.kit import SEALDROP, free_port, kill_process, stop_process, wait_for
 from tests.witnesskit import LOG_KEY, ORIGIN, WITNESS_KEY, Tree, seed
 
 LOG_VERIFIER = NoteVerifier.from_vkey(LOG_KEY.vkey)
 
 
 class WitnessProcess:
-    def __init__(self, tmp: Path) -> None:
-        self.key_file = tmp / "witness.key"
+    def __init__(self, tmp: Path, key_file: Path, vkey: str) -> None:
+        self.key_file = key_file
+        self.vkey = vkey
         self.state = tmp / "witness-state.json"
         self.log = tmp / "witness.log"
         self.port = free_port()
-        out = subprocess.run([SEALDROP, "witness", "init", "--name", "witness.test/w1",
-                              "--key-file", str(self.key_file)],
-                             capture_output=True, text=True, check=True, timeout=60)
-        self.vkey = out.stdout.strip()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,6 +62,9 @@ class WitnessProcess:
     def stop(self) -> None:
         stop_process(self.proc)
 
+    def crash(self) -> None:
+        kill_process(self.proc)  # SIGKILL: no clean-up, only what reached the disk
+
     def config(self) -> WitnessConfig:
         return WitnessConfig(url=self.url, vkey=self.vkey)
 
@@ -77,9 +77,20 @@ class WitnessProcess:
             return e.code, e.headers.get_content_type(), e.read()
 
 
+@pytest.fixture(scope="module")
+def witness_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One `sealdrop witness init` for the module: the key, and the vkey it printed."""
+    key_file = tmp_path_factory.mktemp("witness-key") / "witness.key"
+    out = subprocess.run([SEALDROP, "witness", "init", "--name", "witness.test/w1",
+                          "--key-file", str(key_file)],
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.startswith("witness.test/w1+")
+    return key_file, out.stdout.strip()
+
+
 @pytest.fixture
-def witness(tmp_path: Path) -> Iterator[WitnessProcess]:
-    w = WitnessProcess(tmp_path)
+def witness(tmp_path: Path, witness_key: tuple[Path, str]) -> Iterator[WitnessProcess]:
+    w = WitnessProcess(tmp_path, *witness_key)
     w.start()
     try:
         yield w
@@ -119,7 +130,7 @@ def test_cosigns_extensions_learning_its_size_from_409(witness: WitnessProcess) 
     assert (status, ctype, body) == (409, SIZE_CONTENT_TYPE, b"9\n")
 
 
-def test_refuses_forks_and_keeps_refusing_after_restart(
+def test_refuses_forks_and_keeps_refusing_after_a_crash(
         witness: WitnessProcess, caplog: pytest.LogCaptureFixture) -> None:
     honest = Tree(6)
     assert cosigned(witness, honest, collect(witness, honest))
@@ -136,7 +147,7 @@ def test_refuses_forks_and_keeps_refusing_after_restart(
     assert same_size_fork.note in log  # the evidence, signed by the log, is kept
     assert json.loads(witness.state.read_text())["logs"][ORIGIN]["size"] == 6
 
-    witness.stop()
+    witness.crash()
     witness.start()
     assert collect(witness, same_size_fork) == []
     assert collect(witness, larger_fork) == []
