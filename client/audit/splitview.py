@@ -1,0 +1,53 @@
+"""``sealdrop audit --compare FILE``: the checkpoint another client saw, held against ours.
+
+Another practice (or a witness, or the DPO of another practice) saves the
+relay's checkpoint note it verified (``sealdrop audit --json`` prints it as
+``checkpoint.note``) and hands it over. The two are one history iff the
+smaller tree is a prefix of the larger; the check itself is
+``client.witness.compare.compare_checkpoints``, over the tree this audit just
+rebuilt from every entry (so it needs no more requests). A checkpoint larger
+than the relay's current one cannot be a prefix of it: the relay went back,
+or shows the other client a tree this one does not see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sealdrop.crypto.errors import LogFormatError, NoteError
+from sealdrop.crypto.tlog.checkpoint import Checkpoint
+from sealdrop.crypto.tlog.merkle import MemoryHashes, leaf_hash
+from sealdrop.crypto.tlog.note import NoteVerifier, open_note
+
+from ..errors import ClientError, SplitViewError
+from ..witness.compare import compare_checkpoints
+from .model import Comparison, Failure
+
+MAX_NOTE = 64 * 1024  # a signed note; C2SP signed-note's limits are far below
+
+
+def compare(mine: str, theirs: str, vkey: str, entries: Sequence[bytes]
+            ) -> tuple[Comparison, Failure | None]:
+    """``mine``: the note this audit verified, of ``len(entries)`` entries.
+    Raises ClientError if ``theirs`` is not a checkpoint signed by the pinned key."""
+    verifier = NoteVerifier.from_vkey(vkey)
+    try:
+        other = Checkpoint.parse(open_note(theirs, [verifier]).text)
+    except (NoteError, LogFormatError) as exc:
+        raise ClientError(f"the checkpoint to compare with is not one signed by the relay's "
+                          f"pinned key ({exc}); it proves nothing about this relay") from exc
+    seen = Comparison(origin=other.origin, size=other.size, root=other.root, consistent=True)
+    if other.size > len(entries):
+        return (Comparison(origin=other.origin, size=other.size, root=other.root,
+                           consistent=False),
+                Failure(text=(
+                    f"the other client saw the relay's log at {other.size} entries, more than "
+                    f"the {len(entries)} it shows now: the relay went back or shows two "
+                    "different histories")))
+    try:
+        compare_checkpoints(mine, theirs, verifier,
+                            MemoryHashes([leaf_hash(e) for e in entries]))
+    except SplitViewError as exc:
+        return (Comparison(origin=other.origin, size=other.size, root=other.root,
+                           consistent=False), Failure(text=str(exc)))
+    return seen, None
