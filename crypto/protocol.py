@@ -181,6 +181,8 @@ class ErrorCode(StrEnum):
     # case cards
     BAD_CARD = "bad_card"
     CARD_TOO_LARGE = "card_too_large"
+    # transparency log (docs/transparency.md)
+    BAD_RECEIPT = "bad_receipt"
 
 
 # -- signed requests -----------------------------------------------------------

@@ -2,9 +2,10 @@
 
 The relay never makes or changes a bundle: it checks the bundle's
 self-signature and that it names the handle being registered, stores it
-verbatim, and serves it verbatim. Clients pin what they see (the relay could
-still withhold or serve an old bundle; the key log of a later issue covers
-that), so a relay that swapped a key would be caught.
+verbatim, and serves it verbatim. Every bundle registered or rotated is also
+appended to the transparency log in the same transaction (``server.tlog``),
+so a client can check that the bundle it is served is the one everybody
+else sees (docs/transparency.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sealdrop.crypto.bundle import HANDLE_RE, KeyBundle
 from sealdrop.crypto.errors import BundleError
 from sealdrop.crypto.protocol import INVITE_RE, ErrorCode, new_invite_code
+from sealdrop.crypto.tlog.entries import bundle_digest
 
 from .errors import Conflict, InvalidInput
 from .metadata import Account, SqlMetadataStore
@@ -91,10 +93,11 @@ def signing_key_b64(bundle: KeyBundle) -> str:
 async def register(
     relay: Relay, handle: str, invite: str, bundle: KeyBundle, *, nonce: str,
     nonce_expires_at: int,
-) -> None:
-    """Claim the invite, remember the request's nonce and add the account, all
-    or nothing: a replayed registration leaves the invite open and adds no row."""
-    await relay.store.register(
+) -> int:
+    """Claim the invite, remember the request's nonce, add the account and log
+    its bundle, all or nothing: a replayed registration leaves the invite open
+    and adds no row. The key entry's log index."""
+    return await relay.store.register(
         handle=handle,
         signing_key=signing_key_b64(bundle),
         bundle=bundle.dumps(),
@@ -103,10 +106,14 @@ async def register(
         now=relay.now(),
         nonce=nonce,
         nonce_expires_at=nonce_expires_at,
+        bundle_digest=bundle_digest(bundle),
     )
 
 
-async def rotate(relay: Relay, account: Account, body: dict[str, Any]) -> KeyBundle:
+async def rotate(
+    relay: Relay, account: Account, body: dict[str, Any]
+) -> tuple[KeyBundle, int]:
+    """The new bundle, stored and logged, and its key entry's log index."""
     if set(body) != {"bundle"}:
         raise InvalidInput("the body must be {\"bundle\": {...}}", code=ErrorCode.BAD_JSON)
     bundle = parse_bundle(body["bundle"])
@@ -119,10 +126,12 @@ async def rotate(relay: Relay, account: Account, body: dict[str, Any]) -> KeyBun
             "a rotated bundle must be signed by the account's existing signing key",
             code=ErrorCode.SIGNING_KEY_MISMATCH,
         )
-    await relay.store.rotate_bundle(
+    index = await relay.store.rotate_bundle(
         handle=account.handle,
         signing_key=account.signing_key,
         bundle=bundle.dumps(),
         bundle_created=bundle.created,
+        bundle_digest=bundle_digest(bundle),
+        now=relay.now(),
     )
-    return bundle
+    return bundle, index

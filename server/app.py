@@ -21,6 +21,8 @@ from .blobstores import blob_store
 from .clientaddr import networks
 from .config import RelayConfig
 from .db import count_work, make_engine
+from .errors import ConfigError
+from .logkey import open_log
 from .logs import LOGGER_NAME
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
@@ -75,6 +77,7 @@ async def _serve(
         # Before anything reads or repairs blobs: refuse a database that is
         # not this blob store's (a brand-new relay is bound here).
         await binding.bind(store, blobs, adopt=False)
+        await _open_log(relay)
         repaired = await ops.recover(store, relay.blobs, relay.upload_leases)
         if repaired:
             relay.logger.warning(
@@ -92,6 +95,23 @@ async def _serve(
                 pass
     finally:
         await store.close()  # its SQLite thread, then the engine
+
+
+async def _open_log(relay: Relay) -> None:
+    """The transparency log's key (made if missing: every process on the
+    database must then be given that same file) and a key entry for every
+    account registered before the relay kept a log."""
+    relay_id = await relay.store.relay_id()
+    if relay_id is None:  # bind() just stored one
+        raise ConfigError("the database holds no relay id; run `sealdrop-relay init`")
+    cfg = relay.config
+    relay.log, made = open_log(cfg.log_origin, cfg.log_key_path, relay_id)
+    if made:
+        relay.logger.warning("log_key_created", extra={"fields": {
+            "path": str(cfg.log_key_path), "origin": relay.log.origin}})
+    logged = await relay.store.log_unlogged_accounts(now=relay.now())
+    if logged:
+        relay.logger.info("log_accounts_backfilled", extra={"fields": {"count": logged}})
 
 
 def _route_table(app: web.Application) -> list[tuple[str, str]]:

@@ -144,6 +144,12 @@ def init(data_dir: Path) -> None:
     # whose database holds the rows of the blobs found); refuses a mismatch.
     rid = _with_store(cfg, relay_id, adopt=True)
     click.echo(f"relay data folder ready: {data_dir} (relay id {rid})")
+    if rid is not None:
+        from .logkey import open_log
+
+        log, made = open_log(cfg.log_origin, cfg.log_key_path, rid)
+        click.echo(f"transparency log {log.origin}: key {cfg.log_key_path} "
+                   + ("made now; back it up with the database" if made else "kept"))
 
 
 @cli.command()
@@ -606,6 +612,32 @@ def migrate(data_dir: Path, to_url: str, blobs_spec: str, s3_endpoint: str, s3_r
         click.echo("blobs only: stop the relay and run again without --blobs-only" if blobs_only
                    else "rows already moved by an earlier run" if report.already
                    else "rows moved: point relay.toml at the target (docs/operations.md)")
+
+
+@cli.group()
+def log() -> None:
+    """The transparency log of keys, transfers and receipts (docs/transparency.md)."""
+
+
+@log.command("verify")
+@data_option
+@click.option("--json", "as_json", is_flag=True)
+def log_verify(data_dir: Path, as_json: bool) -> None:
+    """Recompute the log from its entries and check it against its stored hashes,
+    its head and the relay's rows (bundles, transfers, receipts); exit 1 and
+    name each entry that does not match."""
+    from . import logverify
+
+    cfg = _config(data_dir)
+    rows = _with_store(cfg, lambda store, blobs: store.log_read(logverify.read_rows))
+    report = logverify.check(rows)
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.group()

@@ -20,6 +20,7 @@ import dataclasses
 import ipaddress
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .errors import ConfigError
 CONFIG_NAME = "relay.toml"
 DB_NAME = "relay.db"
 BLOB_DIR = "blobs"
+LOG_KEY_NAME = "log-key"
 ENV_PREFIX = "SEALDROP_RELAY_"
 ENV_FILE = Path("/etc/sealdrop-relay/env")
 ENV_FILE_VAR = ENV_PREFIX + "ENV_FILE"
@@ -91,6 +93,12 @@ class RelayConfig:
     min_body_bytes_per_second: int = 16 * 1024
     # Witnesses asked to cosign each new checkpoint (server.witnessing); none by default.
     witness: tuple[WitnessConfig, ...] = ()
+    # The transparency log (docs/transparency.md): its origin line (empty:
+    # "sealdrop.invalid/<relay id>") and its Ed25519 note key (empty:
+    # DATA/log-key, made by `init` or the first start). Every process serving
+    # one database must use the same key file.
+    log_origin: str = ""
+    log_key_file: str = ""
 
     @property
     def db_url(self) -> str:
@@ -107,6 +115,10 @@ class RelayConfig:
         if not self.is_sqlite:
             return None
         return Path(self.db_url.split(":///", 1)[1])
+
+    @property
+    def log_key_path(self) -> Path:
+        return Path(self.log_key_file) if self.log_key_file else self.data_dir / LOG_KEY_NAME
 
     @property
     def blob_dir(self) -> Path:
@@ -177,6 +189,10 @@ def _asyncpg_tls(url: str) -> str:
         params.append(item)
     return base + "?" + "&".join(params)
 
+
+# A checkpoint's first line (C2SP tlog-checkpoint): no scheme, printable, no
+# spaces or '+' (a note key name may not hold '+'), short.
+_ORIGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/]{0,199}")
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RelayConfig)}
 _FIELDS.pop("data_dir")
@@ -306,6 +322,11 @@ def _validate(cfg: RelayConfig) -> RelayConfig:
         )
     if cfg.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("configuration: log_level must be debug, info, warning or error")
+    if cfg.log_origin and not _ORIGIN_RE.fullmatch(cfg.log_origin):
+        raise ConfigError(
+            "configuration: log_origin must be a schemeless name like "
+            "relay.example.net/sealdrop (letters, digits, '.', '-', '_', '/'; no spaces)"
+        )
     cfg.db_url  # noqa: B018 - validates the URL scheme
     if cfg.s3 is not None and cfg.max_chunk_bytes < s3url.MIN_PART_BYTES:
         raise ConfigError(
@@ -431,6 +452,13 @@ trusted_proxies = []
 header_timeout_seconds = 60.0      # request line and headers, whole; idle keep-alive
 body_timeout_seconds = 60.0        # a JSON body, whole; the longest pause in an upload
 min_body_bytes_per_second = 16384  # an upload chunk's slowest average, after that grace
+
+# The transparency log (docs/transparency.md). Empty origin:
+# "sealdrop.invalid/<relay id>"; set it to the relay's public name before
+# clients pin it. Empty key file: log-key next to this file. Every relay
+# process on one database must read the same key file.
+log_origin = ""
+log_key_file = ""
 
 # Witnesses asked to cosign each new log checkpoint (docs/transparency.md);
 # tables go last in this file. One [[witness]] table each:

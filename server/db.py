@@ -27,6 +27,9 @@ accounts = sa.Table(
     sa.Column("bundle_created", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The current bundle's key entry in the transparency log (migration 0008;
+    # null until logged: accounts registered before 0008 are logged at start).
+    sa.Column("log_index", sa.BigInteger, nullable=True),
 )
 
 invites = sa.Table(
@@ -53,6 +56,10 @@ transfers = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("completed_at", sa.BigInteger, nullable=True),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
+    # Once complete: the transfer entry in the transparency log and the salt of
+    # its commitment (migration 0008; null for transfers completed before it).
+    sa.Column("log_salt", sa.LargeBinary, nullable=True),
+    sa.Column("log_index", sa.BigInteger, nullable=True),
     sa.Index("ix_transfers_sender", "sender"),
     sa.Index("ix_transfers_expires_at", "expires_at"),
     sa.Index("ix_transfers_state_updated", "state", "updated_at"),
@@ -164,6 +171,64 @@ rate_buckets = sa.Table(
     # How many requests the bucket's last update let through.
     sa.Column("granted", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_rate_buckets_updated_at", "updated_at"),
+)
+
+# The transparency log (migration 0008, server.tlog, docs/transparency.md).
+# One head row (id 1): size and root, locked by every append.
+tlog_head = sa.Table(
+    "tlog_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("root", sa.LargeBinary, nullable=False),
+)
+
+# The leaves' data (crypto.tlog.entries), by index.
+tlog_entries = sa.Table(
+    "tlog_entries",
+    metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Every complete subtree's hash: (level, idx) covers leaves
+# [idx * 2**level, (idx + 1) * 2**level); level 0 holds the leaf hashes.
+tlog_hashes = sa.Table(
+    "tlog_hashes",
+    metadata,
+    sa.Column("level", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary, nullable=False),
+)
+
+# Every bundle an account registered or rotated to, with its key entry.
+key_log = sa.Table(
+    "key_log",
+    metadata,
+    sa.Column("log_index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("handle", sa.String(64), sa.ForeignKey("accounts.handle"), nullable=False),
+    sa.Column("bundle_digest", sa.String(64), nullable=False),  # hex
+    sa.Column("bundle", sa.Text, nullable=False),  # JSON text exactly as stored
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_key_log_handle", "handle"),
+)
+
+# The receipts recipients signed (crypto.tlog.entries.Receipt) and their entry.
+tlog_receipts = sa.Table(
+    "tlog_receipts",
+    metadata,
+    sa.Column(
+        "transfer_id",
+        sa.String(32),
+        sa.ForeignKey("transfers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("recipient", sa.String(64), sa.ForeignKey("accounts.handle"), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),  # downloaded | verified
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("sig", sa.LargeBinary, nullable=False),
+    sa.Column("log_index", sa.BigInteger, nullable=False),
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")

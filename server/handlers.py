@@ -121,6 +121,8 @@ async def info(request: web.Request) -> web.Response:
                               "chunk_hashes": list(chunkhash.ALGORITHMS)}
     if relay.blobs.min_chunk_bytes > 1:  # S3 blobs: every chunk but the last is a part
         out["min_chunk_bytes"] = relay.blobs.min_chunk_bytes
+    if relay.log is not None:  # what a client pins at init (docs/transparency.md)
+        out["log"] = {"origin": relay.log.origin, "vkey": relay.log.vkey}
     return _json(out)
 
 
@@ -151,12 +153,13 @@ async def register(request: web.Request) -> web.Response:
     auth.check_signature(relay, request, signed, accounts.signing_key_b64(bundle), body_sha)
     auth.take_registration_token(relay, auth.client_of(request))
     # One transaction claims the invite, remembers the nonce and adds the account.
-    await accounts.register(
+    index = await accounts.register(
         relay, handle, invite, bundle,
         nonce=signed.nonce, nonce_expires_at=auth.nonce_expiry(relay, signed),
     )
     relay.logger.info("account_registered", extra={"fields": {}})
-    return _json({"handle": handle, "bundle": bundle.to_json()}, status=201)
+    return _json({"handle": handle, "bundle": bundle.to_json(), "log_index": index},
+                 status=201)
 
 
 async def get_bundle(request: web.Request) -> web.Response:
@@ -166,7 +169,10 @@ async def get_bundle(request: web.Request) -> web.Response:
     account = await relay.store.get_account(handle)
     if account is None or account.disabled:
         raise NotFound("no such account", code=ErrorCode.ACCOUNT_NOT_FOUND)
-    return _json({"handle": handle, "bundle": json.loads(account.bundle)})
+    out: dict[str, object] = {"handle": handle, "bundle": json.loads(account.bundle)}
+    if account.log_index is not None:  # its key entry (docs/transparency.md)
+        out["log_index"] = account.log_index
+    return _json(out)
 
 
 async def put_bundle(request: web.Request) -> web.Response:
@@ -175,9 +181,9 @@ async def put_bundle(request: web.Request) -> web.Response:
     me = await auth.authenticate(request, body_sha)
     if request.match_info["handle"] != me.handle:
         raise NotPermitted("you can only rotate your own keys", code=ErrorCode.NOT_YOUR_ACCOUNT)
-    bundle = await accounts.rotate(relay, me, body)
+    bundle, index = await accounts.rotate(relay, me, body)
     relay.logger.info("bundle_rotated", extra={"fields": {}})
-    return _json({"handle": me.handle, "bundle": bundle.to_json()})
+    return _json({"handle": me.handle, "bundle": bundle.to_json(), "log_index": index})
 
 
 # -- transfers ---------------------------------------------------------------
@@ -204,7 +210,9 @@ async def list_transfers(request: web.Request) -> web.Response:
     relay = _relay(request)
     me = await auth.authenticate(request, no_body(request))
     sent = await relay.store.list_sent(me.handle, now=relay.now())
-    return _json({"transfers": [transfers.to_json(t, me.handle) for t in sent]})
+    signed = await relay.store.receipts_of([t.id for t in sent if t.log_index is not None])
+    return _json({"transfers": [transfers.to_json(t, me.handle, signed.get(t.id, []))
+                                for t in sent]})
 
 
 async def inbox(request: web.Request) -> web.Response:
@@ -302,7 +310,9 @@ async def get_transfer(request: web.Request) -> web.Response:
     relay = _relay(request)
     me = await auth.authenticate(request, no_body(request))
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
-    out = transfers.to_json(t, me.handle)
+    signed = (await relay.store.receipts_of([t.id])).get(t.id, []) if (
+        t.sender == me.handle and t.log_index is not None) else None
+    out = transfers.to_json(t, me.handle, signed)
     if t.recipient(me.handle) is not None:
         # The recipient names the case folder from the card's label before it
         # downloads anything (docs/card.md): the same opaque bytes as its inbox.
@@ -391,7 +401,12 @@ async def complete_transfer(request: web.Request) -> web.Response:
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=True)
     done = await transfers.complete(relay, t)
     relay.logger.info("transfer_completed", extra={"fields": {"transfer": t.id, "size": t.size}})
-    return _json({"transfer": transfers.to_json(done, me.handle)})
+    signed = None
+    if done.log_index is not None:
+        # Just completed: nobody can have signed a receipt yet (no read).
+        signed = [] if t.state != COMPLETE else (
+            await relay.store.receipts_of([t.id])).get(t.id, [])
+    return _json({"transfer": transfers.to_json(done, me.handle, signed)})
 
 
 async def get_data(request: web.Request) -> web.StreamResponse:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -30,21 +31,24 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sealdrop.crypto.protocol import ErrorCode
+from sealdrop.crypto.tlog.entries import KeyEntry
 
 from . import leases as lease_sql
-from . import ratelimit
+from . import ratelimit, tlog
 from .db import (
     accounts,
     blocks,
     cards,
     chunks,
     invites,
+    key_log,
     make_engine,
     nonces,
     recipients,
     relay_meta,
     sqlite_file,
     sqlite_twin,
+    tlog_receipts,
     transfers,
 )
 from .dbfail import GuardedEngine
@@ -61,6 +65,8 @@ from .noncebatch import AccountState, NonceBatcher
 from .ratelimit import RateLimit
 from .sqlrun import AsyncRunner, Runner, SqliteRunner
 
+T = TypeVar("T")
+
 UPLOADING = "uploading"
 COMPLETE = "complete"
 
@@ -73,6 +79,7 @@ class Account:
     bundle_created: int
     created_at: int
     disabled: bool
+    log_index: int | None = None  # the current bundle's key entry (server.tlog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +113,37 @@ class Transfer:
     completed_at: int | None
     expires_at: int
     recipients: tuple[RecipientStatus, ...]
+    # Once complete (migration 0008): the transfer entry and its commitment's salt.
+    log_salt: bytes | None = None
+    log_index: int | None = None
 
     def recipient(self, handle: str) -> RecipientStatus | None:
         for r in self.recipients:
             if r.handle == handle:
                 return r
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedReceipt:
+    """A receipt to log with an ack: its status, time and signature as the
+    recipient sent them, and its log entry (crypto.tlog.entries)."""
+
+    status: str
+    at: int
+    sig: bytes
+    entry: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRow:
+    """A logged receipt, as the sender gets it back."""
+
+    recipient: str
+    status: str
+    at: int
+    sig: bytes
+    log_index: int
 
 
 def _open_invite(invite_hash: str, now: int) -> tuple[sa.ColumnElement[bool], ...]:
@@ -140,6 +172,7 @@ def _account(row: sa.Row[tuple[object, ...]]) -> Account:
         bundle_created=m["bundle_created"],
         created_at=m["created_at"],
         disabled=bool(m["disabled"]),
+        log_index=m["log_index"],
     )
 
 
@@ -280,6 +313,8 @@ def _transfer_of(rows: list[sa.Row[tuple[object, ...]]]) -> Transfer | None:
         updated_at=m["updated_at"],
         completed_at=m["completed_at"],
         expires_at=m["expires_at"],
+        log_salt=None if m["log_salt"] is None else bytes(m["log_salt"]),
+        log_index=m["log_index"],
         recipients=tuple(
             RecipientStatus(
                 r._mapping["recipient"],
@@ -309,7 +344,13 @@ def _load(conn: sa.Connection, rows: list[sa.Row[tuple[object, ...]]]) -> list[T
                 RecipientStatus(m["recipient"], m["downloaded_at"], m["verified_at"],
                                 m["dismissed_at"])
             )
-    return [Transfer(**r._mapping, recipients=tuple(by_id[r._mapping["id"]])) for r in rows]
+    out = []
+    for r in rows:
+        fields = dict(r._mapping)
+        if fields["log_salt"] is not None:
+            fields["log_salt"] = bytes(fields["log_salt"])  # memoryview on some drivers
+        out.append(Transfer(**fields, recipients=tuple(by_id[fields["id"]])))
+    return out
 
 
 def _lock_sender(conn: sa.Connection, sender: str) -> None:
@@ -335,6 +376,21 @@ def _lock_sender(conn: sa.Connection, sender: str) -> None:
             .where(accounts.c.handle == sender)
             .with_for_update(key_share=True)
         )
+
+
+def _log_bundle(
+    conn: sa.Connection, handle: str, bundle: str, digest: bytes, *, now: int
+) -> int:
+    """Append the key entry of ``handle``'s ``bundle`` (last in the caller's
+    transaction: ``server.tlog``), keep it in the key history and mark it the
+    account's current one; its log index."""
+    index = tlog.append(conn, KeyEntry(handle, digest).to_bytes(), now=now)
+    conn.execute(sa.insert(key_log).values(
+        log_index=index, handle=handle, bundle_digest=digest.hex(), bundle=bundle,
+        created_at=now))
+    conn.execute(
+        sa.update(accounts).where(accounts.c.handle == handle).values(log_index=index))
+    return index
 
 
 def _make_runner(engine: GuardedEngine) -> Runner:
@@ -448,11 +504,14 @@ class SqlMetadataStore:
         now: int,
         nonce: str,
         nonce_expires_at: int,
-    ) -> None:
-        """Claim the invite, remember the request's nonce, add the account: all
-        or nothing (any error leaves the transaction, which rolls back)."""
+        bundle_digest: bytes,
+    ) -> int:
+        """Claim the invite, remember the request's nonce, add the account and
+        log its bundle (``bundle_digest``: crypto.tlog.entries.bundle_digest):
+        all or nothing (any error leaves the transaction, which rolls back).
+        Returns the key entry's log index."""
 
-        def work(conn: sa.Connection) -> None:
+        def work(conn: sa.Connection) -> int:
             # Why a conditional update: two registrations racing for one invite
             # code must not both succeed, on any database.
             res = conn.execute(
@@ -489,14 +548,19 @@ class SqlMetadataStore:
                     disabled=False,
                 )
             )
+            return _log_bundle(conn, handle, bundle, bundle_digest, now=now)
 
-        await self._run.write(work)
+        return await self._run.write(work)
 
     async def rotate_bundle(
-        self, *, handle: str, signing_key: str, bundle: str, bundle_created: int
-    ) -> None:
-        def work(conn: sa.Connection) -> int:
-            return conn.execute(
+        self, *, handle: str, signing_key: str, bundle: str, bundle_created: int,
+        bundle_digest: bytes, now: int,
+    ) -> int:
+        """Replace the account's bundle with a newer one and log it, in one
+        transaction; the key entry's log index."""
+
+        def work(conn: sa.Connection) -> int | None:
+            changed = conn.execute(
                 sa.update(accounts)
                 .where(
                     accounts.c.handle == handle,
@@ -505,16 +569,20 @@ class SqlMetadataStore:
                 )
                 .values(bundle=bundle, bundle_created=bundle_created)
             ).rowcount
+            if changed != 1:
+                return None
+            return _log_bundle(conn, handle, bundle, bundle_digest, now=now)
 
         try:
-            changed = await self._run.write(work)
+            index = await self._run.write(work)
         finally:
             self.keys.forget(handle)  # the cached row holds the old bundle
-        if changed != 1:
+        if index is None:
             raise Conflict(
                 "a rotated bundle must be newer than the current one",
                 code=ErrorCode.STALE_BUNDLE,
             )
+        return index
 
     # -- invites ------------------------------------------------------------
 
@@ -971,35 +1039,86 @@ class SqlMetadataStore:
 
         await self._run.write(work)
 
-    async def complete(self, transfer_id: str, *, digest: str, now: int,
-                       release: tuple[str, str] | None = None) -> bool:
-        """Mark the upload complete; ``release``: (lease name, owner) to let go
-        of in the same transaction (``server.leases``)."""
+    async def complete(self, transfer_id: str, *, digest: str, now: int, log_entry: bytes,
+                       log_salt: bytes, release: tuple[str, str] | None = None) -> int | None:
+        """Mark the upload complete and log its transfer entry (``log_entry``,
+        the commitment salted with ``log_salt``), all in one transaction;
+        ``release``: (lease name, owner) to let go of in it too
+        (``server.leases``). The entry's log index; None if it was not
+        uploading with every byte committed."""
 
-        def work(conn: sa.Connection) -> bool:
+        def work(conn: sa.Connection) -> int | None:
             params = {"tid": transfer_id, "dig": digest, "now": now}
             done = conn.execute(_COMPLETE, params).rowcount == 1
             if release is not None:
                 lease_sql.release(conn, *release)
-            return done
+            if not done:
+                return None
+            # Last: once the head is locked only the log's rows (and this
+            # transaction's own transfer row) are touched (server.tlog).
+            index = tlog.append(conn, log_entry, now=now)
+            conn.execute(sa.update(transfers).where(transfers.c.id == transfer_id)
+                         .values(log_salt=log_salt, log_index=index))
+            return index
 
         return await self._run.write(work)
 
     async def ack(
-        self, transfer_id: str, recipient: str, *, verified: bool, now: int
+        self, transfer_id: str, recipient: str, *, verified: bool, now: int,
+        receipt: LoggedReceipt | None = None,
     ) -> Transfer | None:
         """Record the recipient's download (and verification; the first time
-        counts) and return the transfer as this transaction left it."""
+        counts) and, with ``receipt`` (its signature checked by the caller),
+        log it unless that recipient's receipt of that status is logged
+        already; return the transfer as this transaction left it."""
         values = _ACK_VERIFIED if verified else _ACK_DOWNLOADED
 
         def work(conn: sa.Connection) -> Transfer | None:
             conn.execute(values, {"tid": transfer_id, "who": recipient, "now": now})
+            if receipt is not None:
+                # Under the head's lock: two acks with the same receipt
+                # status see each other, and only the first is logged.
+                tlog.lock_head(conn)
+                kept = conn.execute(sa.select(tlog_receipts.c.log_index).where(
+                    tlog_receipts.c.transfer_id == transfer_id,
+                    tlog_receipts.c.recipient == recipient,
+                    tlog_receipts.c.status == receipt.status,
+                )).first()
+                if kept is None:
+                    index = tlog.append(conn, receipt.entry, now=now)
+                    conn.execute(sa.insert(tlog_receipts).values(
+                        transfer_id=transfer_id, recipient=recipient, status=receipt.status,
+                        at=receipt.at, sig=receipt.sig, log_index=index))
             return _read_transfer(conn, transfer_id)
 
         return await self._run.write(work)
 
+    async def receipts_of(self, transfer_ids: list[str]) -> dict[str, list[ReceiptRow]]:
+        """The logged receipts of these transfers, by transfer, in log order."""
+        if not transfer_ids:
+            return {}
+
+        def work(conn: sa.Connection) -> dict[str, list[ReceiptRow]]:
+            rows = conn.execute(
+                sa.select(tlog_receipts)
+                .where(tlog_receipts.c.transfer_id.in_(transfer_ids))
+                .order_by(tlog_receipts.c.log_index)
+            ).all()
+            out: dict[str, list[ReceiptRow]] = {}
+            for r in rows:
+                m = r._mapping
+                out.setdefault(str(m["transfer_id"]), []).append(ReceiptRow(
+                    recipient=m["recipient"], status=m["status"], at=int(m["at"]),
+                    sig=bytes(m["sig"]), log_index=int(m["log_index"])))
+            return out
+
+        return await self._run.read(work)
+
     async def delete_transfer(self, transfer_id: str) -> bool:
         def work(conn: sa.Connection) -> bool:
+            # Its log entries stay: the log is append-only (docs/transparency.md).
+            conn.execute(sa.delete(tlog_receipts)
+                         .where(tlog_receipts.c.transfer_id == transfer_id))
             conn.execute(sa.delete(recipients).where(recipients.c.transfer_id == transfer_id))
             conn.execute(sa.delete(chunks).where(chunks.c.transfer_id == transfer_id))
             conn.execute(sa.delete(cards).where(cards.c.transfer_id == transfer_id))
@@ -1052,6 +1171,48 @@ class SqlMetadataStore:
             return out
 
         return await self._run.read(work)
+
+    # -- the transparency log (server.tlog) ------------------------------------
+
+    async def log_head(self) -> tuple[int, bytes]:
+        """(size, root) of the log as last committed."""
+        return await self._run.read(tlog.read_head)
+
+    async def log_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn``, a read of the log's rows (``server.tlog``: tiles, entry
+        bundles; ``server.logverify``), in one read transaction."""
+        return await self._run.read(fn)
+
+    async def log_unlogged_accounts(self, *, now: int) -> int:
+        """Log the current bundle of every account that has no key entry yet
+        (registered before the relay kept a log), one transaction each; how
+        many. Safe when several processes start together: each transaction
+        re-checks under the head's lock."""
+
+        def pending(conn: sa.Connection) -> list[str]:
+            return list(conn.execute(
+                sa.select(accounts.c.handle).where(accounts.c.log_index.is_(None))
+                .order_by(accounts.c.handle)
+            ).scalars().all())
+
+        from sealdrop.crypto.bundle import KeyBundle
+        from sealdrop.crypto.tlog.entries import bundle_digest
+
+        done = 0
+        for handle in await self._run.read(pending):
+            def work(conn: sa.Connection, handle: str = handle) -> bool:
+                tlog.lock_head(conn)
+                row = conn.execute(
+                    sa.select(accounts.c.bundle, accounts.c.log_index)
+                    .where(accounts.c.handle == handle)).first()
+                if row is None or row[1] is not None:
+                    return False
+                digest = bundle_digest(KeyBundle.loads(str(row[0])))
+                _log_bundle(conn, handle, str(row[0]), digest, now=now)
+                return True
+
+            done += await self._run.write(work)
+        return done
 
     # -- relay identity ---------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import handlers as h
+from . import loghandlers as log
 
 
 def setup_routes(app: web.Application) -> None:
@@ -39,3 +40,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/blocks", h.list_blocks, allow_head=False)
     r.add_put("/v1/blocks/{handle}", h.put_block)
     r.add_delete("/v1/blocks/{handle}", h.delete_block)
+
+    # The transparency log (C2SP tlog-tiles under the prefix /v1/log).
+    r.add_get("/v1/log/checkpoint", log.checkpoint, allow_head=False)
+    r.add_get("/v1/log/tile/{path:.+}", log.tile, allow_head=False)

@@ -14,6 +14,7 @@ from .clientaddr import Network
 from .config import RelayConfig
 from .leases import Leases
 from .locks import TransferLocks
+from .logkey import LogSigner
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
 from .ratelimit import AddressBuckets, RateLimit
@@ -32,6 +33,9 @@ class Relay:
     locks: TransferLocks = field(default_factory=TransferLocks)
     clock: Callable[[], float] = time.time
     trusted_proxies: tuple[Network, ...] = ()  # parsed config.trusted_proxies
+    # The transparency log's key and origin (server.logkey); set at start,
+    # once the relay id is known.
+    log: LogSigner | None = None
     leases: Leases = field(init=False)
     # Registrations by client address: in memory, never stored (server.ratelimit).
     registrations: AddressBuckets = field(init=False)

@@ -22,6 +22,8 @@ operator disabled, no longer sees it either (``server.inbox``, ``server.blocking
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,7 +31,9 @@ from typing import Any
 from sealdrop.crypto import chunkhash
 from sealdrop.crypto.bundle import HANDLE_RE
 from sealdrop.crypto.protocol import ErrorCode, new_transfer_id
+from sealdrop.crypto.tlog.entries import SALT_SIZE, transfer_entry
 
+from . import receipts
 from .blobs import check_key, chunk_list_digest
 from .errors import (
     Busy,
@@ -41,7 +45,7 @@ from .errors import (
     TooLarge,
 )
 from .locks import exclusive
-from .metadata import COMPLETE, UPLOADING, Account, RecipientStatus, Transfer
+from .metadata import COMPLETE, UPLOADING, Account, ReceiptRow, RecipientStatus, Transfer
 from .state import Relay
 
 
@@ -56,7 +60,11 @@ def _int_field(body: dict[str, Any], name: str, default: int | None = None) -> i
     return value
 
 
-def to_json(t: Transfer, viewer: str) -> dict[str, Any]:
+def to_json(
+    t: Transfer, viewer: str, receipts: list[ReceiptRow] | None = None
+) -> dict[str, Any]:
+    """The transfer as ``viewer`` may see it; ``receipts``: its logged
+    receipts, shown to the sender only."""
     out: dict[str, Any] = {
         "id": t.id,
         "sender": t.sender,
@@ -78,7 +86,21 @@ def to_json(t: Transfer, viewer: str) -> dict[str, Any]:
     if mine is not None:
         out["delivery"] = {"downloaded_at": mine.downloaded_at, "verified_at": mine.verified_at,
                            "dismissed_at": mine.dismissed_at}
+    if t.log_index is not None and t.log_salt is not None:
+        # Only the parties see the salt: without it a log reader cannot tell
+        # which transfer an entry commits to (docs/transparency.md).
+        out["log"] = {"index": t.log_index, "salt": _b64(t.log_salt)}
+        if viewer == t.sender and receipts is not None:
+            out["receipts"] = [
+                {"recipient": r.recipient, "status": r.status, "at": r.at, "sig": _b64(r.sig),
+                 "log_index": r.log_index}
+                for r in receipts
+            ]
     return out
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfer:
@@ -299,31 +321,49 @@ async def complete(relay: Relay, t: Transfer) -> Transfer:
             raise StoreUnavailable("the uploaded blob is missing from the blob store")
         now = relay.now()
         digest = chunk_list_digest(recorded)
-        # Lets go of the lease in the same transaction (if that raises, the
-        # rollback kept it, and leaving the block lets go of it).
-        completed = await relay.store.complete(
-            t.id, digest=digest, now=now, release=None if lease is None else lease.fence)
+        # A fresh salt per transfer: the logged commitment says nothing to a
+        # reader without it, and only the parties get it (to_json).
+        salt = os.urandom(SALT_SIZE)
+        entry = transfer_entry(
+            salt, t.id, fresh.sender, [r.handle for r in fresh.recipients], digest).to_bytes()
+        # Logs it and lets go of the lease in the same transaction (if that
+        # raises, the rollback kept it, and leaving the block lets go of it).
+        index = await relay.store.complete(
+            t.id, digest=digest, now=now, log_entry=entry, log_salt=salt,
+            release=None if lease is None else lease.fence)
         if lease is not None:
             lease.released = True
-        if not completed:
+        if index is None:
             raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
     relay.locks.drop(t.id)
     relay.metrics.inc("sealdrop_transfers_completed_total")
     # The row as the update above left it (read under the lock): no second read.
-    return replace(fresh, state=COMPLETE, digest=digest, completed_at=now, updated_at=now)
+    return replace(fresh, state=COMPLETE, digest=digest, completed_at=now, updated_at=now,
+                   log_salt=salt, log_index=index)
 
 
 async def ack(relay: Relay, who: Account, t: Transfer, body: dict[str, Any]) -> Transfer:
     if t.recipient(who.handle) is None:
         raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)
-    if set(body) != {"status"} or body["status"] not in ("downloaded", "verified"):
+    if (set(body) not in ({"status"}, {"status", "receipt"})
+            or body["status"] not in ("downloaded", "verified")):
         raise InvalidInput(
-            'the body must be {"status": "downloaded"} or {"status": "verified"}',
+            'the body must be {"status": "downloaded"} or {"status": "verified"}, '
+            'optionally with "receipt": {"at": ..., "sig": ...}',
             code=ErrorCode.BAD_JSON,
         )
+    status = body["status"]
+    now = relay.now()
+    # A receipt is checked before anything is written; without one (older
+    # clients) the ack is recorded and nothing is logged.
+    receipt = (
+        receipts.checked(who, t, status, body["receipt"], now=now,
+                         skew=relay.config.clock_skew_seconds)
+        if "receipt" in body else None
+    )
     # The transfer as the ack's own transaction left it: no second round trip.
     fresh = await relay.store.ack(
-        t.id, who.handle, verified=body["status"] == "verified", now=relay.now()
+        t.id, who.handle, verified=status == "verified", now=now, receipt=receipt
     )
     if fresh is None:
         raise NotFound("no such transfer", code=ErrorCode.TRANSFER_NOT_FOUND)

@@ -11,10 +11,11 @@ from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.errors import BundleError
 
 from ..errors import ContactError
-from ..profile.contacts import ContactStore
+from ..profile.contacts import Contact, ContactStore
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
 from ..relay_api import RelayNotFound
+from ..tlog.logclient import LogClient
 from .complete import complete_handles
 from .options import (
     emit_json,
@@ -59,6 +60,7 @@ def contacts() -> None:
 def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home: Path | None,
             passphrase_file: Path | None, as_json: bool) -> None:
     """Pin HANDLE's key bundle (unverified unless --fingerprint matches)."""
+    store = _store(home)
     if bundle_file is not None:
         try:
             bundle = KeyBundle.loads(bundle_file.read_bytes())
@@ -69,14 +71,15 @@ def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home
         if bundle.handle != handle:
             raise ContactError(
                 f"{bundle_file} is the key bundle of {bundle.handle!r}, not {handle!r}")
+        contact = store.add(bundle, now=int(time.time()), fingerprint=fingerprint)
     else:
         with open_session(resolve_home(home), passphrase_file) as session:
             try:
-                bundle = session.relay.get_bundle(handle)
+                bundle, index = session.relay.get_logged_bundle(handle)
             except RelayNotFound as exc:
                 raise ContactError(f"the relay has no account {handle!r}",
                                    hint="check the spelling of the handle") from exc
-    contact = _store(home).add(bundle, now=int(time.time()), fingerprint=fingerprint)
+            contact = _add_logged(session.log, store, bundle, index, fingerprint)
     if as_json:
         emit_json({"handle": contact.handle, "state": contact.state.value,
                    "safety_number": contact.safety_number})
@@ -87,6 +90,23 @@ def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home
         click.echo(
             f"Compare it with {handle} by phone, then: sealdrop contacts verify {handle} NUMBER"
         )
+
+
+def _add_logged(log: LogClient, store: ContactStore, bundle: KeyBundle, index: int | None,
+                fingerprint: str | None) -> Contact:
+    """Pin ``bundle`` only if the relay's log holds exactly it for its handle, and keep
+    the proof. A pinned contact's CHANGED key is refused as such first: calling them
+    is what to do about it, whatever the log says."""
+    pinned = store.get(bundle.handle)
+    if pinned is not None and pinned.bundle.signing_key != bundle.signing_key:
+        contact = store.add(bundle, now=int(time.time()), fingerprint=fingerprint)
+        proof = log.check_bundle(bundle, index)
+    else:
+        proof = log.check_bundle(bundle, index)
+        contact = store.add(bundle, now=int(time.time()), fingerprint=fingerprint)
+    if proof is not None:
+        store.keep_log_proof(bundle, proof)
+    return contact
 
 
 @contacts.command("verify", epilog=examples(

@@ -15,7 +15,7 @@ from sealdrop.crypto.protocol import is_transfer_id
 
 from .. import progress as prog
 from ..dicom.display import summary_lines
-from ..errors import ClientError
+from ..errors import ClientError, LogVerificationError
 from ..profile.layout import resolve_home
 from ..profile.session import Session, open_session
 from ..receive.cards import card_json
@@ -203,6 +203,8 @@ def _receive_many(session: Session, relay_ids: list[str], into: Path, allow_unve
             already.append(exc)
             if not as_json:
                 click.echo(safe(str(exc)))
+        except LogVerificationError:
+            raise  # the relay's log, not this transfer: stop, with the log's exit status
         except ClientError as exc:
             failed.append({"transfer_id": rid, "error": str(exc)})
             click.echo(f"sealdrop: error: {safe(str(exc))}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -224,7 +225,19 @@ def status_cmd(relay_id: str | None, home: Path | None, passphrase_file: Path | 
                      "dismissed " + local_time(r["dismissed_at"]) if r["dismissed"] else
                      "downloaded " + local_time(r["downloaded_at"]) if r["downloaded"] else
                      "waiting" if r["uploaded"] else "not yet uploaded")
-            click.echo(f"    {safe(r['handle']):<24} {state}")
+            click.echo(f"    {safe(r['handle']):<24} {_vouched(state, r)}")
+
+
+def _vouched(state: str, r: dict[str, Any]) -> str:
+    """The state, worded by who says so: the recipient's signed receipt, or the relay."""
+    receipts = r.get("receipts")
+    status = "verified" if r["verified"] else "downloaded" if r["downloaded"] and \
+        not r["dismissed"] else None
+    if receipts is None or status is None:
+        return state
+    if receipts.get(status) == "signed":
+        return f"{state} (verified: signed receipt)"
+    return f"relay says {state} (no signed receipt)"
 
 
 @click.command("retract", epilog=examples(f"sealdrop retract {EXAMPLE_RELAY_ID}"))

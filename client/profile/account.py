@@ -2,10 +2,11 @@
 
 One identity, registered on one pinned relay. init is all or nothing: the
 identity is created, registered with the invite, and only then is the relay
-pinned in the config file. If registration fails, the identity files just
-created are removed again, so init can simply be re-run. An identity that
-already exists (created with ``sealdrop identity create``) is reused and
-registered instead of replaced.
+pinned in the config file. The relay's transparency log key is pinned too
+(``profile/logstate.py``), and the log must hold our registered bundle. If
+registration fails, the identity files just created are removed again, so
+init can simply be re-run. An identity that already exists (created with
+``sealdrop identity create``) is reused and registered instead of replaced.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 
 from sealdrop.crypto import safety
 from sealdrop.crypto.age.scrypt import DEFAULT_WORK_FACTOR
+from sealdrop.crypto.bundle import KeyBundle
 
 from ..errors import ClientError
 from ..relay_api import RelayClient, RelayConflict, RelayError
+from ..tlog.logclient import LogClient
 from .config import (
     ProfileConfig,
     check_ca_file,
@@ -27,8 +30,9 @@ from .config import (
     load_config,
     save_config,
 )
+from .contacts import ContactStore
 from .identity import create_identity, load_identity, load_public_bundle
-from .layout import BUNDLE_FILE, IDENTITY_FILE
+from .layout import BUNDLE_FILE, IDENTITY_FILE, LOGSTATE_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +74,28 @@ def init_profile(home: Path, *, relay: str, handle: str, invite: str, passphrase
     except ClientError:
         _undo(home, created)
         raise
+    log = LogClient(client, home, handle=handle, contacts=ContactStore(home))
+    with contextlib.closing(client):
+        index = _register(client, log, home, created, invite, identity.bundle)
+        save_config(home, ProfileConfig(relay=url, handle=handle, ca_file=ca))
+        # Registered and pinned: now the log must hold exactly our bundle, and
+        # every entry from ours on is read (a key under our name after it).
+        if log.pinned() is not None:
+            log.advance(scan_from=index)
+            log.check_bundle(identity.bundle, index)
+    return WhoAmI(handle=handle, relay=url, safety_number=identity.safety_number, home=home)
+
+
+def _register(client: RelayClient, log: LogClient, home: Path, created: bool, invite: str,
+              bundle: KeyBundle) -> int | None:
+    """Pin the log, then register ``bundle``: its key entry's index. Undone on failure."""
+    handle = bundle.handle
     try:
-        client.register(invite.strip(), identity.bundle)
+        # The log key is pinned, and our bundle's digest recorded, BEFORE the
+        # bundle is sent: our own key entry must never look foreign to us.
+        if log.pin_at_init() is not None:
+            log.record_own(bundle)
+        return client.register(invite.strip(), bundle)
     except RelayConflict as exc:
         _undo(home, created)
         raise ClientError(f"the relay refused to register {handle!r}: {exc}",
@@ -80,13 +104,14 @@ def init_profile(home: Path, *, relay: str, handle: str, invite: str, passphrase
         _undo(home, created)
         raise ClientError(f"registration failed: {exc}", hint=exc.hint or
                           "check the relay URL and the invite code (each works once)") from exc
-    finally:
-        client.close()
-    save_config(home, ProfileConfig(relay=url, handle=handle, ca_file=ca))
-    return WhoAmI(handle=handle, relay=url, safety_number=identity.safety_number, home=home)
+    except BaseException:
+        _undo(home, created)
+        raise
 
 
 def _undo(home: Path, created: bool) -> None:
+    with contextlib.suppress(FileNotFoundError):  # pinned for a registration that failed
+        (home / LOGSTATE_FILE).unlink()
     if not created:
         return
     for name in (IDENTITY_FILE, BUNDLE_FILE):

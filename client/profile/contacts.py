@@ -57,6 +57,9 @@ class Contact:
     state: ContactState
     added: int
     verified_at: int | None = None
+    # The tlog-proof (C2SP, crypto.tlog.proofbundle) that ``bundle`` is logged
+    # for its handle, kept so that using it again needs no request (client.tlog).
+    log_proof: str | None = None
 
     @property
     def safety_number(self) -> str:
@@ -67,13 +70,16 @@ class Contact:
         return self.state is ContactState.VERIFIED
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "handle": self.handle,
             "bundle": self.bundle.to_json(),
             "state": self.state.value,
             "added": self.added,
             "verified_at": self.verified_at,
         }
+        if self.log_proof is not None:
+            out["log_proof"] = self.log_proof
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> Contact:
@@ -87,9 +93,16 @@ class Contact:
                 state=ContactState(obj["state"]),
                 added=int(obj["added"]),
                 verified_at=None if obj.get("verified_at") is None else int(obj["verified_at"]),
+                log_proof=_log_proof(obj.get("log_proof")),
             )
         except (KeyError, ValueError, TypeError, BundleError) as exc:
             raise ContactError(f"the contacts file is damaged: {exc}") from exc
+
+
+def _log_proof(value: object) -> str | None:
+    if value is not None and not (isinstance(value, str) and len(value) < 64 * 1024):
+        raise ValueError("log_proof must be a text")
+    return value
 
 
 def _key_changed(handle: str) -> ContactKeyChangedError:
@@ -216,7 +229,7 @@ class ContactStore:
         else:
             contact = old
             if bundle.created > old.bundle.created:
-                contact = replace(contact, bundle=bundle)
+                contact = replace(contact, bundle=bundle, log_proof=None)
             if fingerprint_ok:
                 contact = replace(contact, state=ContactState.VERIFIED, verified_at=now)
         contacts[bundle.handle] = contact
@@ -249,6 +262,18 @@ class ContactStore:
         contacts[handle] = contact
         self._save(contacts)
         return contact
+
+    def keep_log_proof(self, bundle: KeyBundle, proof: str) -> None:
+        """Keep ``proof`` (that ``bundle`` is logged) with its contact, if ``bundle``
+        is exactly the pinned one; nothing otherwise (not pinned, or another bundle)."""
+        with locked(self.path):
+            contacts = self._load()
+            contact = contacts.get(bundle.handle)
+            if contact is None or contact.bundle.signed_message() != bundle.signed_message() \
+                    or contact.log_proof == proof:
+                return
+            contacts[bundle.handle] = replace(contact, log_proof=proof)
+            self._save(contacts)
 
     def remove(self, handle: str) -> None:
         with locked(self.path):
@@ -292,7 +317,7 @@ class ContactStore:
         if not contact.verified and not allow_unverified:
             raise _unverified(bundle.handle)
         if bundle.created > contact.bundle.created:
-            contact = replace(contact, bundle=bundle)
+            contact = replace(contact, bundle=bundle, log_proof=None)
             contacts[bundle.handle] = contact
             self._save(contacts)
         return contact

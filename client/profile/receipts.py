@@ -3,7 +3,8 @@
 The receipts file of the profile folder (``layout.RECEIPTS_FILE``) maps each
 relay id received here to the manifest id it carried, the unix time, the
 case folder its files were placed in (``folder``: absolute; kept so that
-receiving it again can say where it went), and ``acked``: whether the relay
+receiving it again can say where it went), the transfer's log commitment
+(``commitment``, hex, when the relay logs transfers), and ``acked``: whether the relay
 heard "verified" for it. A receive whose final acknowledgement could not
 reach the relay is recorded with ``acked: false`` and told on the next
 receive, watch or inbox (``receive.transfer.flush_acks``).
@@ -44,8 +45,10 @@ class ReceiptStore:
         write_section(self.path, "received", data, what="the receipts file")
 
     def mark(self, relay_id: str, *, manifest_id: str, acked: bool,
-             folder: str | None = None) -> None:
-        """Record (or update) ``relay_id``; an update keeps the first time and folder."""
+             folder: str | None = None, commitment: str | None = None) -> None:
+        """Record (or update) ``relay_id``; an update keeps the first time, folder and
+        ``commitment`` (the transfer's log commitment, hex: a receipt not yet sent
+        is signed over it later, client.tlog.receipts)."""
         with locked(self.path):
             data = self.load()
             old = data.get(relay_id, {})
@@ -53,6 +56,9 @@ class ReceiptStore:
                                      "at": old.get("at", int(time.time()))}
             if folder is not None or "folder" in old:
                 entry["folder"] = folder if folder is not None else old["folder"]
+            if commitment is not None or "commitment" in old:
+                entry["commitment"] = commitment if commitment is not None \
+                    else old["commitment"]
             data[relay_id] = entry
             self._save(data)
 

@@ -2,6 +2,9 @@
 
 Opening one reads the relay pin, asks for the passphrase, unlocks the identity
 and connects a relay client signing as it; the profile's stores come along.
+Then, before any other relay work, it follows the relay's transparency log
+(``log.advance``: client/tlog/logclient.py), so every command that talks to
+the relay first checks that the relay's history only grew.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sealdrop.crypto.identity import SecretIdentity
 from ..errors import IdentityError
 from ..relay_api import RelayClient
 from ..secrets import read_passphrase
+from ..tlog.logclient import LogClient
 from .config import ProfileConfig, load_config
 from .contacts import ContactStore
 from .identity import load_identity
@@ -34,6 +38,7 @@ class Session:
     receipts: ReceiptStore
     spool: Spool
     outbox: Outbox
+    log: LogClient
 
     def close(self) -> None:
         self.relay.close()
@@ -45,8 +50,10 @@ class Session:
         self.close()
 
 
-def open_session(home: Path, passphrase_file: Path | None) -> Session:
-    """Load the config, ask for the passphrase, unlock the identity, connect."""
+def open_session(home: Path, passphrase_file: Path | None, *, follow_log: bool = True
+                 ) -> Session:
+    """Load the config, ask for the passphrase, unlock the identity, connect, and
+    (``follow_log``) check the relay's log; a LogVerificationError stops here."""
     config = load_config(home)
     passphrase = read_passphrase(confirm=False, passphrase_file=passphrase_file)
     identity = load_identity(home, passphrase)
@@ -57,7 +64,17 @@ def open_session(home: Path, passphrase_file: Path | None) -> Session:
         )
     relay = RelayClient(config.relay, handle=identity.handle, signing_key=identity.signing_key,
                         ca_file=config.ca_file)
-    return Session(home=home, config=config, identity=identity, relay=relay,
-                   contacts=ContactStore(home), replay=ReplayStore(home),
-                   receipts=ReceiptStore(home), spool=Spool(home),
-                   outbox=Outbox(home, identity))
+    contacts = ContactStore(home)
+    session = Session(home=home, config=config, identity=identity, relay=relay,
+                      contacts=contacts, replay=ReplayStore(home),
+                      receipts=ReceiptStore(home), spool=Spool(home),
+                      outbox=Outbox(home, identity),
+                      log=LogClient(relay, home, handle=identity.handle, contacts=contacts,
+                                    own=identity.bundle))
+    if follow_log:
+        try:
+            session.log.advance()
+        except BaseException:
+            session.close()
+            raise
+    return session

@@ -222,6 +222,7 @@ def receive_transfer(
     home: Path | None = None,
     case: Callable[[str], str] | None = None,
     verify_first: bool = False,
+    vouch: Callable[[Manifest], None] | None = None,
 ) -> PlacedTransfer:
     """Decrypt, verify and place a transfer into ``dest``; all or nothing.
 
@@ -230,7 +231,9 @@ def receive_transfer(
     ``dest``, from the signed sender's handle (None: straight into ``dest``);
     it is made while placing and removed again if placing fails.
     ``verify_first``: read ``src`` once without writing before staging it
-    (see the module text; ``src`` must then seek). Raises a
+    (see the module text; ``src`` must then seek). ``vouch``: one more check of
+    the verified manifest, made last before placing (the transparency log's:
+    client.tlog; it raises to refuse). Raises a
     crypto error (ContainerError, ManifestError, SignatureError, age.PayloadError…) or a ClientError
     (ReceiveError, its NotAddressedError, ContactKeyChangedError,
     UnverifiedContactError, UnknownContactError, ReplayError); in every case
@@ -246,6 +249,12 @@ def receive_transfer(
     def acceptable(m: Manifest) -> str:
         return _acceptable(m, identity=identity, contacts=contacts, replay=replay, dest=dest,
                            allow_unverified=allow_unverified, now=when, case=case)[1]
+
+    def accepted_last(m: Manifest) -> str:
+        prefix = acceptable(m)
+        if vouch is not None:
+            vouch(m)
+        return prefix
 
     first: Manifest | None = None
     if verify_first:
@@ -264,7 +273,7 @@ def receive_transfer(
                 "the transfer changed between two readings; refusing it"
             )
         # Checked again: the contacts, replay store or DEST may have changed meanwhile.
-        prefix = acceptable(staged)
+        prefix = accepted_last(staged)
         placer = Placer(folder, dest, prefix)
         try:
             placed = tuple(placer.place(entry.path) for entry in staged.files)

@@ -4,6 +4,9 @@
                  `--> appended to the spool (ciphertext, the resume journal)
       -> place, all or nothing -> ack "downloaded"
       -> receipt recorded -> ack "verified" -> spool entry removed
+      (with the transparency log: the sender's key and the transfer are checked
+      in the log last before placing, and both acks carry our signed receipts;
+      docs/transparency.md)
 
 One pass over the bytes as they arrive (``download.incoming``): an interrupted
 receive keeps the ciphertext that came in the spool and the next run reads it
@@ -71,6 +74,8 @@ from ..profile.filelock import StoreLockedError, lock_path, locked
 from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
+from ..tlog.logclient import TransferLog
+from ..tlog.receipts import signed_for
 from .cards import read_card
 from .download import Incoming, Progress, download, incoming
 from .interrupt import interruptible
@@ -189,17 +194,32 @@ def _check_case_folder(into: Path, rel: str, relay_id: str) -> None:
 
 
 def flush_acks(session: Session) -> None:
-    """Tell the relay about transfers placed while it could not be told."""
+    """Tell the relay about transfers placed while it could not be told (with our
+    signed receipt when the transfer's log commitment was recorded)."""
     receipts = session.receipts
     for relay_id in receipts.unacked():
+        entry = receipts.load().get(relay_id, {})
+        logged = _kept_commitment(entry)
         try:
-            session.relay.ack(relay_id, "verified")
+            session.relay.ack(relay_id, "verified", signed_for(
+                session.identity.signing_key, session.identity.handle, relay_id, logged,
+                "verified"))
         except RelayNotFound:
             pass
         except RelayError:
             return
-        entry = receipts.load().get(relay_id, {})
         receipts.mark(relay_id, manifest_id=str(entry.get("manifest_id", "")), acked=True)
+
+
+def _kept_commitment(entry: dict[str, Any]) -> TransferLog | None:
+    """The log commitment a receipt-store entry kept (for a receipt signed later)."""
+    text = entry.get("commitment")
+    if not (isinstance(text, str) and len(text) == 64):
+        return None
+    try:
+        return TransferLog(0, b"", bytes.fromhex(text))
+    except ValueError:
+        return None
 
 
 def _mib(n: int) -> str:
@@ -353,6 +373,19 @@ def _receive_one(
     spool = session.spool.path(relay_id)
     size = int(info["size"])
     claimed = session.contacts.get(sender)
+    logged: list[TransferLog] = []
+
+    def vouch(m: Manifest) -> None:
+        # Last before placing: the sender's signed key and this transfer, as the
+        # signed manifest names them, are in the relay's log (client.tlog).
+        session.log.vouch_for(m.sender)
+        got = session.log.check_transfer(
+            relay_id, info, sender=m.sender.handle,
+            recipients=[r.handle for r in m.recipients], digest=str(info.get("digest") or ""),
+            required=False)  # sent before the relay logged: plain acks (the sender checks)
+        if got is not None:
+            logged.append(got)
+
     try:
         if claimed is not None and claimed.verified:
             # One pass: decrypted, checked and staged as it downloads.
@@ -362,7 +395,7 @@ def _receive_one(
                     got = receive_transfer(
                         src, identity=session.identity, contacts=session.contacts,
                         replay=session.replay, dest=into, allow_unverified=allow_unverified,
-                        staging=staging, home=session.home, case=case_folder,
+                        staging=staging, home=session.home, case=case_folder, vouch=vouch,
                     )
                 finally:
                     _downloaded(session, relay_id, src)
@@ -376,7 +409,8 @@ def _receive_one(
                 got = receive_transfer(
                     whole, identity=session.identity, contacts=session.contacts,
                     replay=session.replay, dest=into, allow_unverified=allow_unverified,
-                    staging=staging, home=session.home, case=case_folder, verify_first=True,
+                    staging=staging, home=session.home, case=case_folder, vouch=vouch,
+                    verify_first=True,
                 )
     except (SealdropCryptoError, ReplayError) as exc:
         raise refuse(Reason.HOSTILE, ReceiveError(
@@ -396,12 +430,19 @@ def _receive_one(
         raise refuse(Reason.SENDER, type(exc)(
             f"transfer {relay_id} refused: {exc}", hint=exc.hint)) from exc
     acked = True
+    me, key = session.identity.handle, session.identity.signing_key
+    done = logged[-1] if logged else None
+    if done is not None:  # the plain "downloaded" went before; now the signed receipt
+        with contextlib.suppress(RelayError):
+            session.relay.ack(relay_id, "downloaded",
+                              signed_for(key, me, relay_id, done, "downloaded"))
     try:
-        session.relay.ack(relay_id, "verified")
+        session.relay.ack(relay_id, "verified", signed_for(key, me, relay_id, done, "verified"))
     except RelayError:
         acked = False  # told on the next receive/watch/inbox
     session.receipts.mark(relay_id, manifest_id=got.manifest.transfer_id.hex(), acked=acked,
-                          folder=str(got.folder.absolute()))
+                          folder=str(got.folder.absolute()),
+                          commitment=done.commitment.hex() if done is not None else None)
     refused.forget(relay_id)
     spool.unlink(missing_ok=True)
     return ReceiveResult(

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ClientError
+from ..errors import ClientError, LogVerificationError
 from ..profile.session import Session
 from ..relay_api import RelayAuthError, RelayTLSError, RelayUnavailable
 from .forward import Forwarder, ForwardReport
@@ -81,8 +81,12 @@ def watch(
 
     with signals.installed():
         try:
+            first = True  # open_session followed the log just before the first round
             while not signals.stop.is_set():
                 try:
+                    if not first:
+                        session.log.advance()  # the relay's log, checked every round
+                    first = False
                     flush_acks(session)
                     if forwarder is not None:
                         forward(lambda: forwarder.run_pending(due=True,
@@ -103,6 +107,8 @@ def watch(
                                     r, wait=signals.stop.wait))
                         except (RelayUnavailable, RelayAuthError, RelayTLSError):
                             raise  # the relay's trouble, not this transfer's
+                        except LogVerificationError:
+                            raise  # the relay's log does not check out: watch stops, loudly
                         except AlreadyReceivedError:
                             skip.add(rid)  # placed by another process meanwhile: not news
                         except ClientError as exc:
@@ -114,7 +120,7 @@ def watch(
                                 f"transfer {rid} failed unexpectedly ({type(exc).__name__}); "
                                 "skipped"))
                     delay = interval
-                except RelayAuthError:
+                except (RelayAuthError, LogVerificationError):
                     raise
                 except RelayUnavailable as exc:
                     delay = min(max(delay * 2, interval), max_backoff)

@@ -45,6 +45,7 @@ from ..relay_api import RelayNotFound
 from . import deidwork
 from .again import WINDOW, content_key, find_repeat
 from .card import attach_card
+from .logged import check_sent
 from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
 from .scan import ScannedFile, check_malformed, scan
@@ -240,6 +241,7 @@ def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
         warn("the interrupted send had expired or was deleted on the relay; sending anew")
         return None
     if info.get("state") == "complete":
+        check_sent(session, record, info)
         _completed(session, record.relay_id)
         _forget(session, record)
         return _result(record, resumed=True, skipped=record.size, uploaded=0)
@@ -315,7 +317,8 @@ def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeS
             raise
     finally:
         journal.close()
-    session.relay.complete(record.relay_id)
+    info = session.relay.complete(record.relay_id)
+    check_sent(session, record, info)  # in the relay's log as we sent it
     _completed(session, record.relay_id)
     _forget(session, record)
     return _result(record, resumed=resumed, skipped=min(committed, record.size),

@@ -1,8 +1,9 @@
 """Who a transfer is encrypted to: fresh key bundles checked against the pinned contacts.
 
 Before a send, each recipient's current bundle is fetched from the relay and
-checked against the pinned contact (``ContactStore.check_recipient``: a changed
-signing key is refused, an unverified contact needs ``allow_unverified``).
+checked in the relay's transparency log (``LogClient.vouch_for``) and against
+the pinned contact (``ContactStore.check_recipient``: a changed signing key is
+refused, an unverified contact needs ``allow_unverified``).
 Which of their keys the transfer is encrypted to is ``plan.age_recipients``.
 """
 
@@ -33,9 +34,15 @@ def refresh_recipients(session: Session, handles: Sequence[str], *, allow_unveri
                 "--fingerprint SAFETY_NUMBER (read to you by phone), or pass --allow-unverified",
             )
         try:
-            fresh = session.relay.get_bundle(handle)
+            fresh, index = session.relay.get_logged_bundle(handle)
         except RelayNotFound as exc:
             raise ContactError(f"the relay has no account {handle!r}") from exc
+        # In the relay's log for its handle before anything is encrypted to it (or
+        # pinned on first use); a pinned contact's changed key is refused as such
+        # first: calling them is what to do about it, whatever the log says.
+        pinned = session.contacts.get(handle)
+        if pinned is None or pinned.bundle.signing_key == fresh.signing_key:
+            session.log.vouch_for(fresh, (fresh, index))
         out.append(session.contacts.check_recipient(
             fresh, allow_unverified=allow_unverified, now=now))
     return out

@@ -5,6 +5,9 @@ ciphertext), verified (the recipient decrypted it, checked every hash and the
 signature, and placed the files), or dismissed (the recipient refused it, or
 removed it from their inbox). These are the relay's records, reported by
 the recipient's client: a relay could lie about them, never about contents.
+With the transparency log, a status the recipient signed (a receipt verified
+with its pinned key, in the log) is told apart from the relay's word alone,
+and a forged receipt stops ``status`` (client/tlog/receipts.py).
 Unfinished (interrupted) sends kept in the local outbox are listed too.
 
 Each row also carries what the sender's own record (``profile.sent``) says:
@@ -25,14 +28,19 @@ from typing import Any
 from ..profile.sent import SentCase, SentSummaries
 from ..profile.session import Session
 from ..relay_api import RelayNotFound
+from ..tlog.receipts import ReceiptCheck, check_receipts
 
 # Transfers only the sender's records remember are listed if their record
 # changed in this many days (sent, completed or retracted); older ones by id.
 RECENT_DAYS = 31
 
 
-def _row(t: dict[str, Any]) -> dict[str, Any]:
+def _row(t: dict[str, Any], checks: dict[str, ReceiptCheck] | None = None) -> dict[str, Any]:
     uploaded = t.get("state") == "complete"
+
+    def receipts(handle: str) -> dict[str, str | None] | None:
+        c = None if checks is None else checks.get(handle)
+        return None if c is None else {"downloaded": c.downloaded, "verified": c.verified}
     return {
         "id": t["id"],
         "state": "sent" if uploaded else "uploading",
@@ -51,6 +59,10 @@ def _row(t: dict[str, Any]) -> dict[str, Any]:
                 # The recipient refused or dismissed it (docs/protocol.md, dismiss).
                 "dismissed": r.get("dismissed_at") is not None,
                 "dismissed_at": r.get("dismissed_at"),
+                # Per status: "signed" (the recipient's receipt, verified with its
+                # pinned key and in the log), "claimed" (the relay's word only), or
+                # None; the whole is None when no log is followed (client.tlog).
+                "receipts": receipts(str(r["handle"])),
             }
             for r in t.get("recipients", [])
         ],
@@ -66,9 +78,15 @@ def _local_row(case: SentCase) -> dict[str, Any]:
         "expires_at": None, "retracted_at": case.retracted_at,
         "recipients": [{"handle": h, "uploaded": case.completed_at is not None,
                         "downloaded": False, "verified": False, "downloaded_at": None,
-                        "verified_at": None, "dismissed": False, "dismissed_at": None}
+                        "verified_at": None, "dismissed": False, "dismissed_at": None,
+                        "receipts": None}
                        for h in case.recipients],
     }
+
+
+def _checked_row(session: Session, t: dict[str, Any]) -> dict[str, Any]:
+    """``_row`` with each recipient's receipts checked: raises ForgedReceiptError."""
+    return _row(t, check_receipts(session.log, session.contacts, session.identity.handle, t))
 
 
 def transfer_status(session: Session, relay_id: str | None) -> list[dict[str, Any]]:
@@ -78,14 +96,14 @@ def transfer_status(session: Session, relay_id: str | None) -> list[dict[str, An
     summaries = SentSummaries(session.home, session.identity)
     if relay_id is not None:
         try:
-            rows = [_row(session.relay.status(relay_id))]
+            rows = [_checked_row(session, session.relay.status(relay_id))]
         except RelayNotFound:
             case = summaries.case(relay_id)
             if case is None:
                 raise
             rows = [_local_row(case)]
     else:
-        rows = [_row(t) for t in session.relay.sent()]
+        rows = [_checked_row(session, t) for t in session.relay.sent()]
         listed = {str(r["id"]) for r in rows}
         since = time.time() - RECENT_DAYS * 86400
         rows += [_local_row(c) for c in summaries.cases(since=since)

@@ -19,7 +19,8 @@ import pytest
 SERVER = Path(__file__).resolve().parents[2] / "server"
 
 # The HTTP edge: these may import aiohttp.
-HTTP_EDGE = {"app", "routes", "handlers", "middleware", "http_parse", "auth", "state", "cli"}
+HTTP_EDGE = {"app", "routes", "handlers", "loghandlers", "middleware", "http_parse", "auth",
+             "state", "cli"}
 # The S3 blob store speaks HTTP to the object store, never to a client: it may
 # use aiohttp's client (aiobotocore's own transport), not aiohttp.web.
 OBJECT_STORE_CLIENTS = {"s3blobs", "s3faults"}

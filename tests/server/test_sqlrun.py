@@ -231,7 +231,7 @@ def test_senders_in_a_ring_create_concurrently_without_deadlock(
                 await store.register(
                     handle=h, signing_key=f"key-{i}", bundle="{}", bundle_created=1,
                     invite_hash=await _invite(store, i), now=1, nonce=f"{i:032x}",
-                    nonce_expires_at=10,
+                    nonce_expires_at=10, bundle_digest=bytes(32),
                 )
             jobs = [
                 store.create_transfer(
