@@ -21,8 +21,7 @@ from .blobstores import blob_store
 from .clientaddr import networks
 from .config import RelayConfig
 from .db import count_work, make_engine
-from .errors import ConfigError
-from .logkey import open_log
+from .logkey import open_relay_log
 from .logs import LOGGER_NAME
 from .metadata import SqlMetadataStore
 from .metrics import Metrics
@@ -101,11 +100,8 @@ async def _open_log(relay: Relay) -> None:
     """The transparency log's key (made if missing: every process on the
     database must then be given that same file) and a key entry for every
     account registered before the relay kept a log."""
-    relay_id = await relay.store.relay_id()
-    if relay_id is None:  # bind() just stored one
-        raise ConfigError("the database holds no relay id; run `sealdrop-relay init`")
     cfg = relay.config
-    relay.log, made = open_log(cfg.log_origin, cfg.log_key_path, relay_id)
+    relay.log, made = await open_relay_log(relay.store, cfg.log_origin, cfg.log_key_path)
     if made:
         relay.logger.warning("log_key_created", extra={"fields": {
             "path": str(cfg.log_key_path), "origin": relay.log.origin}})

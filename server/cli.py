@@ -137,19 +137,20 @@ def init(data_dir: Path) -> None:
 
     asyncio.run(create_schema())
 
-    async def relay_id(store: SqlMetadataStore, blobs: BlobStore) -> str | None:
-        return await store.relay_id()
+    async def relay_id(store: SqlMetadataStore, blobs: BlobStore) -> tuple[str | None, str]:
+        from .logkey import open_relay_log
+
+        # The log's key: made here for a new relay, checked for an existing one.
+        log, made = await open_relay_log(store, cfg.log_origin, cfg.log_key_path)
+        return await store.relay_id(), (
+            f"transparency log {log.origin}: key {cfg.log_key_path} "
+            + ("made now; back it up with the database" if made else "kept"))
 
     # Binds the database and the blob store (a new relay, or an existing install
     # whose database holds the rows of the blobs found); refuses a mismatch.
-    rid = _with_store(cfg, relay_id, adopt=True)
+    rid, log_line = _with_store(cfg, relay_id, adopt=True)
     click.echo(f"relay data folder ready: {data_dir} (relay id {rid})")
-    if rid is not None:
-        from .logkey import open_log
-
-        log, made = open_log(cfg.log_origin, cfg.log_key_path, rid)
-        click.echo(f"transparency log {log.origin}: key {cfg.log_key_path} "
-                   + ("made now; back it up with the database" if made else "kept"))
+    click.echo(log_line)
 
 
 @cli.command()

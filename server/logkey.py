@@ -21,6 +21,7 @@ from sealdrop.crypto.tlog.checkpoint import Checkpoint
 from sealdrop.crypto.tlog.note import NoteSigner, sign_note
 
 from .errors import ConfigError
+from .metadata import SqlMetadataStore
 
 ORIGIN_PREFIX = "sealdrop.invalid/"
 
@@ -114,8 +115,57 @@ class LogSigner:
         return note
 
 
-def open_log(configured_origin: str, key_path: Path, relay_id: str) -> tuple[LogSigner, bool]:
-    """The relay's ``LogSigner`` (its key made now if missing; and whether it was)."""
+# Where the database keeps the log's public key, so that every process (and
+# every restore) is held to the one key clients pinned.
+VKEY_META = "log_vkey"
+
+
+def _key_id(vkey: str) -> str:
+    return vkey.split("+")[1] if vkey.count("+") >= 2 else "?"
+
+
+def open_log(
+    configured_origin: str, key_path: Path, relay_id: str, expected_vkey: str | None
+) -> tuple[LogSigner, bool]:
+    """The relay's ``LogSigner`` and whether its key was made now.
+
+    ``expected_vkey``: the log's public key as the database recorded it when
+    the log began (None: a log without one yet, which may get a new key).
+    A key file that is missing or another key then is refused: the log
+    clients pinned is signed with that key and no other."""
     origin = origin_for(configured_origin, relay_id)
+    if expected_vkey is not None and not key_path.exists():
+        raise ConfigError(
+            f"{key_path}: the transparency log key is missing, but this database's log is "
+            f"signed with key {_key_id(expected_vkey)}; restore the key file from the backup "
+            "or copy it from the relay host that first served this database (a new key "
+            "would make every client refuse the log)"
+        )
     signer, made = load_or_create(key_path, origin)
+    if expected_vkey is not None and signer.vkey != expected_vkey:
+        raise ConfigError(
+            f"{key_path}: this is not the key of the transparency log this database holds "
+            f"(key {_key_id(signer.vkey)} for {signer.name}; the log's is "
+            f"{_key_id(expected_vkey)}); copy the key file of the relay host that first "
+            "served this database here, or point log_key_file at it, and check log_origin"
+        )
     return LogSigner(origin, signer), made
+
+
+async def open_relay_log(store: SqlMetadataStore, configured_origin: str,
+                         key_path: Path) -> tuple[LogSigner, bool]:
+    """``open_log`` for the database of ``store``, recording the log's public
+    key there the first time (the first process to record one wins; another
+    that made a different key meanwhile is refused)."""
+    relay_id = await store.relay_id()
+    if relay_id is None:
+        raise ConfigError("the database holds no relay id; run `sealdrop-relay init`")
+    log, made = open_log(configured_origin, key_path, relay_id, await store.meta(VKEY_META))
+    stored = await store.set_meta_once(VKEY_META, log.vkey)
+    if stored != log.vkey:
+        raise ConfigError(
+            f"{key_path}: another relay process made this database's transparency log key "
+            f"({_key_id(stored)}) at the same time; delete {key_path} and copy that "
+            "process's key file here"
+        )
+    return log, made

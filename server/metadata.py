@@ -1241,6 +1241,31 @@ class SqlMetadataStore:
 
         return await self._run.write(work)
 
+    async def meta(self, key: str) -> str | None:
+        """A fact about this relay kept in ``relay_meta`` (None: not set)."""
+
+        def work(conn: sa.Connection) -> str | None:
+            value = conn.execute(
+                sa.select(relay_meta.c.value).where(relay_meta.c.key == key)
+            ).scalar_one_or_none()
+            return None if value is None else str(value)
+
+        return await self._run.read(work)
+
+    async def set_meta_once(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless one is stored; the one stored
+        (the first writer wins, across processes: the primary key decides)."""
+
+        def work(conn: sa.Connection) -> str:
+            insert = (sqlite_insert(relay_meta) if conn.dialect.name == "sqlite"
+                      else pg_insert(relay_meta))
+            conn.execute(insert.values(key=key, value=value)
+                         .on_conflict_do_nothing(index_elements=[relay_meta.c.key]))
+            return str(conn.execute(
+                sa.select(relay_meta.c.value).where(relay_meta.c.key == key)).scalar_one())
+
+        return await self._run.write(work)
+
     async def count_transfers(self) -> int:
         def work(conn: sa.Connection) -> int:
             return int(

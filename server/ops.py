@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .blobs import BlobStore, chunk_list_digest
-from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, RelayConfig
+from .config import BLOB_DIR, CONFIG_NAME, DB_NAME, LOG_KEY_NAME, RelayConfig
 from .errors import Busy, ConfigError
 from .leases import LEASE_SECONDS, Leases
 from .locks import TransferLocks, upload_lease
@@ -384,6 +384,10 @@ async def backup(
         shutil.copy2(conf, dest / CONFIG_NAME)
         if cfg.s3 is not None:
             _local_blobs_in(dest / CONFIG_NAME)
+    # The log's key goes with the database it signs: a relay restored
+    # without it is refused by its clients (docs/transparency.md).
+    if cfg.log_key_path.exists():
+        shutil.copy2(cfg.log_key_path, dest / LOG_KEY_NAME)
     return report
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .blobs import BlobStore
-from .config import CONFIG_NAME, DB_NAME, RelayConfig
+from .config import CONFIG_NAME, DB_NAME, LOG_KEY_NAME, RelayConfig
 from .errors import ConfigError
 from .metadata import SqlMetadataStore
 
@@ -98,4 +98,8 @@ async def backup(store: SqlMetadataStore, blobs: BlobStore, cfg: RelayConfig,
     conf = cfg.data_dir / CONFIG_NAME
     if conf.exists():
         shutil.copy2(conf, dest / CONFIG_NAME)
+    # The log's key goes with the database it signs: a relay restored
+    # without it is refused by its clients (docs/transparency.md).
+    if cfg.log_key_path.exists():
+        shutil.copy2(cfg.log_key_path, dest / LOG_KEY_NAME)
     return manifest

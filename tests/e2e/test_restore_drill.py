@@ -163,7 +163,8 @@ def test_backup_wipe_restore_verify_and_every_transfer_downloads(
     made = _cmd(relay.env, data, "backup", "--into", str(target))
     assert made.returncode == 0, made.stderr
     (slot,) = [p for p in target.iterdir()]
-    assert sorted(p.name for p in slot.iterdir()) == ["backup.json", "relay.dump", "relay.toml"]
+    assert sorted(p.name for p in slot.iterdir()) == ["backup.json", "log-key", "relay.dump",
+                                                         "relay.toml"]
     manifest = json.loads((slot / "backup.json").read_text())
     assert manifest["transfers"] == 5 and manifest["complete"] == 4
     assert manifest["blobs"] == f"s3://{bucket}/relay"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ class Pair:
             data = tmp / f"relay-{name}"
             data.mkdir()
             (data / "relay.toml").write_text(conf)
+            if self.relays:  # one log key for every process on the database (transparency.md)
+                shutil.copy2(self.relays[0].data / "log-key", data / "log-key")
             r = Relay(data, tmp / f"relay-{name}.log")  # init: the second finds the pair bound
             r.env["SEALDROP_RELAY_TRUSTED_PROXIES"] = "127.0.0.1/32"
             r.start()

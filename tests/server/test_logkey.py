@@ -21,11 +21,11 @@ from sealdrop.server.logkey import load_or_create, open_log
 
 def test_made_once_then_read_back(tmp_path: Path) -> None:
     path = tmp_path / "data" / "log-key"
-    log, made = open_log("", path, "relay-1")
+    log, made = open_log("", path, "relay-1", None)
     assert made and log.origin == "sealdrop.invalid/relay-1"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().startswith("PRIVATE+KEY+sealdrop.invalid/relay-1+")
-    again, made_again = open_log("", path, "relay-1")
+    again, made_again = open_log("", path, "relay-1", log.vkey)
     assert not made_again and again.vkey == log.vkey
     # no temporary file left beside it
     assert sorted(p.name for p in path.parent.iterdir()) == ["log-key"]
@@ -34,6 +34,19 @@ def test_made_once_then_read_back(tmp_path: Path) -> None:
     assert log.checkpoint(5, root) == note  # cached, and deterministic anyway
     cp = open_checkpoint(note, log.origin, [NoteVerifier.from_vkey(again.vkey)])
     assert (cp.size, cp.root) == (5, root)
+
+
+def test_the_database_holds_the_relay_to_its_key(tmp_path: Path) -> None:
+    """A key file lost (a restore without it) or another host's own key is
+    refused, never replaced: clients pinned the key the database recorded."""
+    path = tmp_path / "a" / "log-key"
+    first, _ = open_log("", path, "relay-1", None)
+    with pytest.raises(ConfigError, match="missing.*restore the key file"):
+        open_log("", tmp_path / "b" / "log-key", "relay-1", first.vkey)
+    assert not (tmp_path / "b" / "log-key").exists()  # refused, and nothing made
+    other, _ = open_log("", tmp_path / "c" / "log-key", "relay-1", None)
+    with pytest.raises(ConfigError, match="not the key of the transparency log"):
+        open_log("", tmp_path / "c" / "log-key", "relay-1", first.vkey)
 
 
 def test_refusals(tmp_path: Path) -> None:
