@@ -12,10 +12,11 @@ Where each fact comes from, and so what the audit can and cannot prove
   the sender's own record (``profile.sent``) when it has one; the salt, the
   receipts and the chunk-list digest are the relay's (the digest was checked
   against the sender's own chunk journal when the send completed);
-- received: the receipts store (``profile.receipts``) and what the relay says
-  of each transfer still on it.
-Transfers the relay no longer holds (expired, retracted) cannot be checked
-again and are left out.
+- received: the commitment this profile computed and checked when it received
+  the transfer (from the signed manifest's sender and recipients), kept in the
+  receipts store (``profile.receipts``); the relay only names the sender.
+Sent transfers the relay no longer holds (expired, retracted) cannot be checked
+again (their salt went with them) and are left out; received ones still are.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealdrop.crypto.errors import LogError
-from sealdrop.crypto.tlog.checkpoint import Checkpoint, open_checkpoint
+from sealdrop.crypto.tlog.checkpoint import Checkpoint
 from sealdrop.crypto.tlog.entries import bundle_digest
-from sealdrop.crypto.tlog.note import NoteVerifier
 from sealdrop.crypto.tlog.tiles import TILE_WIDTH, entries_path, split_entry_bundle
 
-from ..errors import LogInclusionError, LogSignatureError, LogUnavailableError
+from ..errors import LogInclusionError, LogUnavailableError
 from ..profile.identity import load_public_bundle
 from ..profile.logstate import LogStateStore
 from ..profile.sent import SentCase, SentSummaries
@@ -63,22 +63,16 @@ class LogSnapshot:
 
 
 def current_checkpoint(session: Session) -> tuple[str, Checkpoint, str]:
-    """(note, checkpoint, vkey): the relay's current checkpoint, verified.
-
-    INTERIM until tlog-client's LogClient is merged: this opens the note with
-    the pinned key only; LogClient.advance() adds the consistency proof from
-    the profile's last verified checkpoint (rollback, fork) and the scan."""
-    state = LogStateStore(session.home).load()
-    if state is None:
+    """(note, checkpoint, vkey): the relay's current checkpoint as the session's
+    LogClient verified it (signed by the pinned key, consistent with the last one
+    this profile verified, new entries scanned: ``client.tlog.logclient``)."""
+    state = session.log.pinned()
+    verified = session.log.current()
+    if state is None or verified is None:
         raise LogUnavailableError(
-            "this profile has not pinned the relay's log yet, so there is nothing to "
-            "verify against", hint="run `sealdrop inbox` once, then the audit again")
-    note = session.relay.log_checkpoint()
-    try:
-        cp = open_checkpoint(note, state.origin, [NoteVerifier.from_vkey(state.vkey)])
-    except LogError as exc:
-        raise LogSignatureError(f"the relay's checkpoint does not verify: {exc}") from exc
-    return note, cp, state.vkey
+            "the relay serves no transparency log, so there is nothing to verify against",
+            hint="ask the relay's operator to upgrade it")
+    return verified.note, verified.checkpoint, state.vkey
 
 
 def read_log(fetch: Callable[[str], bytes], note: str, cp: Checkpoint, *,
@@ -146,7 +140,7 @@ def gather(session: Session, log: LogSnapshot) -> AuditReport:
 
     received: list[ReceivedTransfer] = []
     for relay_id, entry in sorted(session.receipts.load().items()):
-        got = _received_facts(session, relay_id, entry, bundle.handle)
+        got = _received_facts(session, relay_id, entry)
         if got is None:
             continue
         row_r, more = audit_received(got, index)
@@ -179,19 +173,21 @@ def _sent_facts(t: dict[str, Any], case: SentCase | None, me: str) -> SentFacts:
                      receipts=relay_receipts(t))
 
 
-def _received_facts(session: Session, relay_id: str, entry: dict[str, Any], me: str
+def _received_facts(session: Session, relay_id: str, entry: dict[str, Any]
                     ) -> ReceivedFacts | None:
-    """None if the relay no longer holds the transfer: nothing left to check."""
+    """None for a transfer received before the relay had a log: no commitment was
+    recorded, and none is in the log."""
     try:
-        t = session.relay.status(relay_id)
-    except RelayNotFound:
+        commitment = bytes.fromhex(str(entry.get("commitment")))
+    except ValueError:
         return None
-    salt, log_index = relay_log_fields(t)
-    kept = entry.get("recipients")
-    recipients = (tuple(str(r) for r in kept) if isinstance(kept, list) and kept
-                  else tuple(str(r.get("handle")) for r in t.get("recipients") or []
-                             if isinstance(r, dict)) or (me,))
-    return ReceivedFacts(
-        relay_id=relay_id, at=_int(entry.get("at")) or 0,
-        sender=str(entry.get("sender") or t.get("sender") or ""), recipients=recipients,
-        digest=str(t.get("digest") or ""), salt=salt, log_index=log_index)
+    if len(commitment) != 32:
+        return None
+    try:  # only to name the sender: the commitment is checked without the relay
+        t: dict[str, Any] = session.relay.status(relay_id)
+    except RelayNotFound:
+        t = {}
+    _, log_index = relay_log_fields(t)
+    return ReceivedFacts(relay_id=relay_id, at=_int(entry.get("at")) or 0,
+                         sender=str(t.get("sender") or ""), commitment=commitment,
+                         log_index=log_index)

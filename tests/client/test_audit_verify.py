@@ -70,6 +70,7 @@ def sent_facts(**changes: object) -> SentFacts:
 
 
 KEYS = {"lab-dupont": bytes(LAB.verify_key)}
+COMMITMENT = transfer_entry(SALT, T1, "dr-martin", ["lab-dupont"], DIGEST).commitment
 
 
 def test_entries_must_hash_to_the_signed_root() -> None:
@@ -97,9 +98,8 @@ def test_a_clean_log_verifies_everything() -> None:
     assert [(r.status, r.log_index) for r in sent.receipts] == [("downloaded", 3),
                                                                 ("verified", 4)]
     got, failures = audit_received(ReceivedFacts(
-        relay_id=T1, at=DAY, sender="dr-martin", recipients=("lab-dupont",), digest=DIGEST,
-        salt=SALT, log_index=2), log)
-    assert failures == [] and got.inclusion_verified
+        relay_id=T1, at=DAY, sender="dr-martin", commitment=COMMITMENT, log_index=2), log)
+    assert failures == [] and got.inclusion_verified and got.log_index == 2
 
 
 def test_a_key_under_our_handle_that_we_never_made_is_named() -> None:
@@ -160,9 +160,10 @@ def test_a_transfer_logged_with_other_recipients_or_not_at_all_is_named() -> Non
     _, failures = audit_sent(sent_facts(salt=None, receipts=()), log, KEYS)
     assert failures[0].text.startswith("the relay shows no log entry for transfer " + T1)
     got, failures = audit_received(ReceivedFacts(
-        relay_id=T1, at=DAY, sender="dr-martin", recipients=("lab-dupont",), digest="0" * 64,
-        salt=SALT, log_index=2), log)
-    assert not got.inclusion_verified and "not in the relay's log" in failures[0].text
+        relay_id=T1, at=DAY, sender="dr-martin", commitment=COMMITMENT, log_index=2),
+        LogIndex.build([e for i, e in enumerate(the_log()) if i != 2]))
+    assert not got.inclusion_verified
+    assert "no longer in the relay's log: the relay removed or rewrote" in failures[0].text
 
 
 def test_a_malformed_entry_is_a_failure() -> None:
