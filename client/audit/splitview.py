@@ -26,10 +26,19 @@ from .model import Comparison, Failure
 MAX_NOTE = 64 * 1024  # a signed note; C2SP signed-note's limits are far below
 
 
+def as_note(text: str) -> str:
+    """A checkpoint file as its signed note: a file passed through an e-mail or a
+    Windows editor has CRLF line ends, and every text reader drops the final line
+    break; a signed note has LF ends and a last one (C2SP signed-note)."""
+    text = text.replace("\r\n", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
 def compare(mine: str, theirs: str, vkey: str, entries: Sequence[bytes]
             ) -> tuple[Comparison, Failure | None]:
     """``mine``: the note this audit verified, of ``len(entries)`` entries.
     Raises ClientError if ``theirs`` is not a checkpoint signed by the pinned key."""
+    theirs = as_note(theirs)
     verifier = NoteVerifier.from_vkey(vkey)
     try:
         other = Checkpoint.parse(open_note(theirs, [verifier]).text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,13 @@ def test_json_names_no_patient() -> None:
     fields = {f.name for cls in (AuditReport, SentTransfer, ReceivedTransfer)
               for f in dataclasses.fields(cls)}
     assert not fields & {"label", "files", "note", "dicom", "paths"}
+
+
+def test_the_command_refuses_a_since_that_is_not_a_day(tmp_path: Path) -> None:
+    """Before the profile is even opened: click's usage error, exit status 2."""
+    from click.testing import CliRunner
+
+    from sealdrop.client.cli.audit import audit_cmd
+
+    r = CliRunner().invoke(audit_cmd, ["--since", "2026-13-01", "--home", str(tmp_path)])
+    assert r.exit_code == 2 and "YYYY-MM-DD" in r.output
