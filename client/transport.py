@@ -24,6 +24,7 @@ import base64
 import contextlib
 import errno
 import http.client
+import io
 import ipaddress
 import os
 import socket
@@ -147,21 +148,113 @@ def tls_context(ca_file: str | None, env: Mapping[str, str] | None = None) -> ss
     return ctx
 
 
+class ProxyRefused(OSError):
+    """The proxy answered our CONNECT with something other than 2xx: its status as
+    data, so the sentence (407: credentials; anything else: the proxy's admin)
+    never depends on how a library words the refusal. An ``OSError`` because it
+    fails the connection, as every other way of not reaching the relay does."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        # One argument, not two: OSError(a, b) would file the status as an errno.
+        super().__init__(f"the proxy answered {status} {reason}".rstrip())
+        self.status = status
+        self.reason = reason
+
+
+# http.client's own bounds on an answer's head, for the proxy's answer too.
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+_MAX_REASON = 100  # of the proxy's reason phrase, repeated in the message
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _read_connect_answer(stream: io.RawIOBase) -> tuple[int, str]:
+    """The status and reason phrase of a proxy's answer to CONNECT, its header
+    lines read and dropped. ``stream`` is unbuffered so that nothing after the
+    blank line (the tunnel's first bytes) is taken from the socket."""
+    line = stream.readline(_MAX_LINE + 1)
+    if not line:
+        # What http.client raises when a server hangs up without answering.
+        raise http.client.RemoteDisconnected("the proxy closed the connection "
+                                             "without answering")
+    if len(line) > _MAX_LINE:
+        raise http.client.LineTooLong("status line")
+    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit():
+        raise http.client.BadStatusLine(line.decode("latin-1"))
+    for _ in range(_MAX_HEADERS + 1):
+        header = stream.readline(_MAX_LINE + 1)
+        if len(header) > _MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        if header in (b"\r\n", b"\n", b""):
+            return int(code), reason.strip()[:_MAX_REASON]
+    raise http.client.HTTPException(f"the proxy sent more than {_MAX_HEADERS} headers")
+
+
+def _ask_tunnel(sock: socket.socket, proxy: Proxy, host: str, port: int) -> None:
+    """Ask ``proxy``, connected on ``sock``, for a tunnel to ``host:port``; raises
+    ``ProxyRefused`` if it says no. Sent here rather than through http.client's
+    ``set_tunnel``, which reports a refusal only as the text of a plain OSError."""
+    target = _authority(host, port)
+    head = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if proxy.authorization:
+        head.append(f"Proxy-Authorization: {proxy.authorization}")
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+    with sock.makefile("rb", buffering=0) as answer:
+        status, reason = _read_connect_answer(answer)
+    # RFC 9110 section 9.3.6: any 2xx means the proxy now relays bytes.
+    if not 200 <= status < 300:
+        raise ProxyRefused(status, reason)
+
+
+class _Tunnelled(http.client.HTTPConnection):
+    """An http.client connection whose socket is a CONNECT tunnel through ``proxy``.
+    ``host``/``port`` stay the relay's, so the Host header and the certificate
+    check name the relay, not the proxy."""
+
+    # Set by open_connection before any connect. Not an __init__ argument: in
+    # _TunnelledTLS, HTTPSConnection.__init__ calls the next __init__ in line
+    # (this class's) with http.client's own positional arguments.
+    proxy: Proxy
+
+    def connect(self) -> None:
+        # self.sock is set before the CONNECT is sent, as http.client does: a
+        # request's deadline shuts down self.sock, a proxy that sits on the
+        # CONNECT included.
+        self.sock = socket.create_connection((self.proxy.host, self.proxy.port),
+                                             self.timeout)
+        try:
+            # As http.client does on its own sockets: a chunk's headers and body
+            # go out in separate writes, which Nagle would hold back.
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _ask_tunnel(self.sock, self.proxy, self.host, self.port)
+        except BaseException:
+            self.close()
+            raise
+
+
+class _TunnelledTLS(http.client.HTTPSConnection, _Tunnelled):
+    """TLS to the relay inside the tunnel: HTTPSConnection.connect calls
+    ``_Tunnelled.connect`` (next in line) for the socket, then wraps it."""
+
+
 def open_connection(scheme: str, host: str, port: int | None, *, timeout: float,
                     context: ssl.SSLContext | None, proxy: Proxy | None
                     ) -> http.client.HTTPConnection:
     """A connection (not yet open) to the relay, tunnelled through ``proxy`` if set."""
-    target = (host, port)
-    if proxy is not None:
-        target = (proxy.host, proxy.port)
-    conn: http.client.HTTPConnection
-    if scheme == "https":
-        conn = http.client.HTTPSConnection(*target, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(*target, timeout=timeout)
-    if proxy is not None:
-        headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-        conn.set_tunnel(host, port or (443 if scheme == "https" else 80), headers=headers)
+    if proxy is None:
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    relay_port = port or (443 if scheme == "https" else 80)
+    conn = (_TunnelledTLS(host, relay_port, timeout=timeout, context=context)
+            if scheme == "https" else _Tunnelled(host, relay_port, timeout=timeout))
+    conn.proxy = proxy
     return conn
 
 
@@ -267,14 +360,14 @@ def explain(exc: BaseException, *, url: str, scheme: str, host: str, port: int |
             f"{reach}: no answer within {timeout:g} s",
             "check this computer's network connection; if it works, the relay may be "
             "down or overloaded: try again in a few minutes")
-    if isinstance(exc, OSError) and str(exc).startswith("Tunnel connection failed"):
-        status = str(exc).partition(":")[2].strip() or "refused"
+    if isinstance(exc, ProxyRefused):
+        status = f"{exc.status} {exc.reason}".rstrip()
         return Failure(
             f"the proxy at {proxy.shown if proxy else '?'} would not connect to the relay at "
             f"{url}: {status}",
             "the proxy wants a user name and password: put them in "
             f"{proxy.source if proxy else 'HTTPS_PROXY'} (http://user:password@host:port)"
-            if status.startswith("407") else
+            if exc.status == 407 else
             "ask whoever runs the proxy to allow the relay's host and port")
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
                         http.client.RemoteDisconnected)):

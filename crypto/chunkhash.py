@@ -84,11 +84,6 @@ def tagged_digest(algorithm: str, data: bytes | bytearray | memoryview) -> str:
     return tag(algorithm, hex_digest(algorithm, data))
 
 
-def hasher_for(tagged: str) -> Hasher:
-    """A fresh hasher of the algorithm ``tagged`` was made with."""
-    return new(untag(tagged)[0])
-
-
 def pick(offered: object) -> str:
     """The algorithm to upload with, from what a relay offers (``GET /v1/info``
     ``chunk_hashes``; absent from a relay older than BLAKE3: SHA-256)."""

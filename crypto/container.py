@@ -366,10 +366,6 @@ class Member:
         self._left = size
         self._hash = hashlib.sha256()
 
-    @property
-    def remaining(self) -> int:
-        return self._left
-
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (at most 1 MiB a call, whatever ``n``); b"" only at the end.
 

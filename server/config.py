@@ -84,6 +84,8 @@ class RelayConfig:
     # Reverse proxies whose X-Forwarded-For the relay believes (CIDR blocks).
     # Empty: the connection's peer address is the client, whatever the header says.
     trusted_proxies: tuple[str, ...] = ()
+    # Witnesses asked to cosign each new checkpoint (server.witnessing); none by default.
+    witness: tuple[WitnessConfig, ...] = ()
     # Slow clients: request line and headers must arrive whole within
     # header_timeout_seconds; a JSON body within body_timeout_seconds; an upload
     # chunk may pause at most body_timeout_seconds and must average at least
@@ -91,8 +93,6 @@ class RelayConfig:
     header_timeout_seconds: float = 60.0
     body_timeout_seconds: float = 60.0
     min_body_bytes_per_second: int = 16 * 1024
-    # Witnesses asked to cosign each new checkpoint (server.witnessing); none by default.
-    witness: tuple[WitnessConfig, ...] = ()
     # The transparency log (docs/transparency.md): its origin line (empty:
     # "sealdrop.invalid/<relay id>") and its Ed25519 note key (empty:
     # DATA/log-key, made by `init` or the first start). Every process serving
@@ -459,10 +459,4 @@ min_body_bytes_per_second = 16384  # an upload chunk's slowest average, after th
 # process on one database must read the same key file.
 log_origin = ""
 log_key_file = ""
-
-# Witnesses asked to cosign each new log checkpoint (docs/transparency.md);
-# tables go last in this file. One [[witness]] table each:
-# [[witness]]
-# url = "https://witness.clinic-it.example"
-# vkey = "witness.clinic-it.example/w1+1a2b3c4d+BH..."
 """

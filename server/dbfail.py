@@ -23,21 +23,23 @@ C = TypeVar("C")
 
 CLIENT_MESSAGE = "the relay's database is unreachable; try again in a few minutes"
 
-# What asyncpg raises when the server is not there, refuses us, or is starting
-# or shutting down (by class name: asyncpg is optional when SQLite is used).
-_ASYNCPG_UNREACHABLE = {
-    "PostgresConnectionError",
-    "ConnectionDoesNotExistError",
-    "ConnectionFailureError",
-    "CannotConnectNowError",
-    "AdminShutdownError",
-    "CrashShutdownError",
-    "InvalidCatalogNameError",  # the database does not exist
-    "InvalidAuthorizationSpecificationError",  # no such role, pg_hba refuses
-    "InvalidPasswordError",
-    "TooManyConnectionsError",
-    "ClientConfigurationError",  # e.g. a TLS root certificate it cannot read
-}
+
+def _asyncpg_unreachable() -> tuple[type[BaseException], ...]:
+    """What asyncpg raises when the server is not there, refuses us, or is
+    starting or shutting down; matched with ``isinstance``, never by class name.
+    Imported when a failure is judged: a relay on SQLite never loads the driver."""
+    from asyncpg import exceptions as pg
+
+    return (
+        pg.PostgresConnectionError,  # and its subclasses: the connection failed or broke
+        pg.CannotConnectNowError,
+        pg.AdminShutdownError,
+        pg.CrashShutdownError,
+        pg.InvalidCatalogNameError,  # the database does not exist
+        pg.InvalidAuthorizationSpecificationError,  # no such role, pg_hba refuses, password
+        pg.TooManyConnectionsError,
+        pg.ClientConfigurationError,  # e.g. a TLS root certificate it cannot read
+    )
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -53,6 +55,7 @@ def is_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot be used now (not a bad query)."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
+    asyncpg_unreachable = _asyncpg_unreachable()
     for e in _chain(exc):
         if isinstance(e, sa.exc.IntegrityError | sa.exc.ProgrammingError):
             return False
@@ -60,7 +63,7 @@ def is_unreachable(exc: BaseException) -> bool:
             return True
         if isinstance(e, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
             return True
-        if type(e).__name__ in _ASYNCPG_UNREACHABLE:
+        if isinstance(e, asyncpg_unreachable):
             return True
         if isinstance(e, sa.exc.ResourceClosedError):
             return True

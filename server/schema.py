@@ -107,11 +107,6 @@ async def current(engine: AsyncEngine) -> str | None:
     return rev
 
 
-async def require_current(engine: AsyncEngine) -> None:
-    """Refuse (``SchemaMismatch``) unless the database is at this code's head."""
-    judge(await current(engine))
-
-
 def run_alembic(connection: sa.Connection, action: str, target: str) -> None:
     """One alembic command (``upgrade`` or ``downgrade`` to ``target``) on ``connection``."""
     from alembic import command

@@ -61,18 +61,25 @@ async def collect_cosignatures(
     ``proof_for(old)`` is the consistency proof from size ``old`` to
     ``checkpoint.size`` in this relay's tree. Never raises for a witness's fault.
     """
+    answers = await _each(witnesses, note, checkpoint, proof_for, timeout, sizes, session)
+    return [line for lines in answers for line in lines]
+
+
+async def _each(witnesses: Sequence[WitnessConfig], note: str, checkpoint: Checkpoint,
+                proof_for: ProofFor, timeout: float, sizes: MutableMapping[str, int] | None,
+                session: aiohttp.ClientSession | None) -> list[list[str]]:
+    """Each witness's valid cosignature lines, in the order of ``witnesses``."""
     if not witnesses:
         return []
     sizes = {} if sizes is None else sizes
     own = session is None
     http = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
     try:
-        answers = await asyncio.gather(*(
-            _one(http, w, note, checkpoint, proof_for, sizes, timeout) for w in witnesses))
+        return list(await asyncio.gather(*(
+            _one(http, w, note, checkpoint, proof_for, sizes, timeout) for w in witnesses)))
     finally:
         if own:
             await http.close()
-    return [line for lines in answers for line in lines]
 
 
 async def _one(http: aiohttp.ClientSession, witness: WitnessConfig, note: str,
@@ -109,7 +116,7 @@ async def _one(http: aiohttp.ClientSession, witness: WitnessConfig, note: str,
                         sizes[witness.vkey] = known
                         continue
                     reason = data[:200].decode("utf-8", "replace").strip()
-                    raise _Refused(f"{where} refused size {checkpoint.size} with HTTP "
+                    raise _Refused(f"{where} refused size {checkpoint.size} with status "
                                    f"{resp.status}: {reason}")
             raise _Refused(f"{where} kept asking for another old size")  # unreachable
     except _Refused as exc:
@@ -131,10 +138,52 @@ def _verified(witness: WitnessConfig, note: str, checkpoint: Checkpoint, data: b
     good = []
     for line in split_signature_lines(data):
         try:
-            open_note(checkpoint.text() + "\n" + line, [verifier])
+            # The spec's way: the line appended to the note, opened with only this key.
+            open_note(note + line, [verifier])
         except (NoteError, LogFormatError):
             continue  # another key's line, or a bad one: never served
         good.append(line)
     if not good:
         raise NoteError(f"no line verifies with the configured vkey of the {where}")
     return good
+
+
+class CosignedCheckpoints:
+    """The relay's checkpoint note with its witnesses' cosignatures, per tree size.
+
+    One per relay process (on the ``Relay`` state). The checkpoint handler
+    passes the note it signed; the cosignatures are collected once per size,
+    by one request at a time (others wait for it), and served from memory
+    after. A note that lacks some witness's cosignature is asked for again
+    after ``retry_seconds`` at most, so a witness that was down catches up
+    without every checkpoint request waiting on it.
+    """
+
+    def __init__(self, witnesses: Sequence[WitnessConfig], *, timeout: float = 5.0,
+                 retry_seconds: float = 60.0,
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.witnesses = list(witnesses)
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self._clock = clock or time.monotonic
+        self._sizes: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        # (size, the relay's signed note) -> (note with cosignatures, when to ask again)
+        self._cached: tuple[tuple[int, str], str, float] | None = None
+
+    async def note_for(self, note: str, checkpoint: Checkpoint, proof_for: ProofFor) -> str:
+        if not self.witnesses:
+            return note
+        key = (checkpoint.size, note)
+        async with self._lock:
+            now = self._clock()
+            if self._cached is not None and self._cached[0] == key and now < self._cached[2]:
+                return self._cached[1]
+            answers = await _each(self.witnesses, note, checkpoint, proof_for, self.timeout,
+                                  self._sizes, None)
+            full = note + "".join(line for lines in answers for line in lines)
+            every = all(answers)  # each witness cosigned: nothing to ask again at this size
+            self._cached = (key, full, float("inf") if every else now + self.retry_seconds)
+            return full

@@ -50,13 +50,16 @@ def _listen(value: str) -> tuple[str, int]:
 @witness_group.command("serve")
 @_key_file
 @click.option("--log", "log_vkeys", multiple=True, required=True, metavar="VKEY",
-              help="A log key to follow (the relay's vkey from /v1/info); repeatable.")
+              envvar="SEALDROP_WITNESS_LOG",
+              help="A log key to follow (the relay's vkey from /v1/info); repeatable "
+              "(env SEALDROP_WITNESS_LOG, space-separated).")
 @click.option("--state", "state_file", required=True,
               type=click.Path(dir_okay=False, path_type=Path), envvar="SEALDROP_WITNESS_STATE",
               help="What this witness cosigned, per log (env SEALDROP_WITNESS_STATE). "
               "Back it up; never delete it.")
 @click.option("--listen", default="127.0.0.1:8790", show_default=True,
-              help="HOST:PORT to serve POST /add-checkpoint on.")
+              envvar="SEALDROP_WITNESS_LISTEN",
+              help="HOST:PORT to serve POST /add-checkpoint on (env SEALDROP_WITNESS_LISTEN).")
 def serve_cmd(key_file: Path, log_vkeys: tuple[str, ...], state_file: Path, listen: str) -> None:
     """Serve the C2SP tlog-witness API: cosign each checkpoint consistent with the last."""
     from sealdrop.crypto.errors import SealdropCryptoError

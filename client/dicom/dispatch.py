@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sealdrop.crypto.protocol import DEFAULT_CHUNK_SIZE
 
 from ..errors import ClientError
 from .deidentify import DeidOptions
-from .inbound import SEALED, InboundSpool, SpoolError, Study
+from .inbound import SEALED, DamagedStudy, InboundSpool, Study
 
 MIN_BACKOFF = 5.0
 MAX_BACKOFF = 600.0
@@ -112,10 +113,6 @@ class Activity:
         with self._lock:
             self._last.pop(study, None)
 
-    def open_count(self) -> int:
-        with self._lock:
-            return len(self._open)
-
 
 class Dispatcher:
     """Seal ready studies and send sealed ones, one at a time, from one thread."""
@@ -128,15 +125,16 @@ class Dispatcher:
         self.send_study = send_study
         self.log = log
         self._retries: dict[str, _Retry] = {}
-        self._damaged: set[str] = set()
+        self._damaged: set[Path] = set()
 
     def _studies(self) -> list[Study]:
         return self.spool.studies(on_damaged=self._report_damaged)
 
-    def _report_damaged(self, exc: SpoolError) -> None:
-        # Once per study and process: one bad folder must not stop the others.
-        if str(exc) not in self._damaged:
-            self._damaged.add(str(exc))
+    def _report_damaged(self, exc: DamagedStudy) -> None:
+        # Once per study and process (by its folder, not the message's wording,
+        # which changes with the damage): one bad folder must not stop the others.
+        if exc.path not in self._damaged:
+            self._damaged.add(exc.path)
             self.log(f"{exc}; {exc.hint}")
 
     def start(self) -> None:

@@ -62,6 +62,15 @@ class SpoolError(ClientError):
     """The spool folder cannot be used (permissions, damaged state, another listener)."""
 
 
+class DamagedStudy(SpoolError):
+    """One spooled study's state file cannot be read; ``path`` is that study's folder,
+    so a caller can tell studies apart without reading the message."""
+
+    def __init__(self, message: str, *, path: Path, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceIds:
     study: str
@@ -168,9 +177,10 @@ def _read_state(study_path: Path) -> StudyState:
             raise ValueError("too large")
         return StudyState.from_json(raw)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SpoolError(f"the spooled study {study_path} has a damaged state file ({exc})",
-                         hint="move that folder out of the spool and send its files by hand "
-                         "with sealdrop send") from exc
+        raise DamagedStudy(f"the spooled study {study_path} has a damaged state file ({exc})",
+                           path=study_path,
+                           hint="move that folder out of the spool and send its files by "
+                           "hand with sealdrop send") from exc
 
 
 class InboundSpool:
@@ -206,10 +216,11 @@ class InboundSpool:
                 with contextlib.suppress(FileNotFoundError):
                     partial.unlink()
 
-    def studies(self, on_damaged: Callable[[SpoolError], None] | None = None) -> list[Study]:
+    def studies(self, on_damaged: Callable[[DamagedStudy], None] | None = None
+                ) -> list[Study]:
         """Every study in the spool, the one whose first instance came first, first.
 
-        A study whose state file is damaged raises SpoolError, or, given
+        A study whose state file is damaged raises DamagedStudy, or, given
         ``on_damaged``, is reported there and left alone (the others still go).
         """
         out = []
@@ -217,7 +228,7 @@ class InboundSpool:
             if path.is_dir() and not path.name.startswith("."):
                 try:
                     out.append(Study(path, _read_state(path)))
-                except SpoolError as exc:
+                except DamagedStudy as exc:
                     if on_damaged is None:
                         raise
                     on_damaged(exc)

@@ -6,18 +6,21 @@ them verifies) or, at equal sizes, their roots are equal. Anything else means
 the relay signed two histories: it showed one to this practice and another to
 whoever holds the other checkpoint (``sealdrop audit --compare``).
 
-Pure: the proof is computed from ``hashes`` (e.g. ``TileHashes`` over the
-relay's tiles at a size at least the larger one) and checked against both
-signed roots, so the hashes need no trust: a relay that serves wrong tiles
-fails the check exactly like one that forked.
+Pure: the proof is computed from ``hashes_for_size(n)``, the subtree hashes
+of the relay's tree at the larger size n (``lambda n: TileHashes(n, fetch)``
+over its tiles), and checked against both signed roots, so the hashes need no
+trust: a relay that serves wrong tiles fails the check exactly like one that
+forked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sealdrop.crypto.errors import LogFormatError, LogProofError, NoteError
-from sealdrop.crypto.tlog.checkpoint import Checkpoint
+from sealdrop.crypto.tlog.checkpoint import Checkpoint, open_checkpoint
 from sealdrop.crypto.tlog.merkle import SubtreeHashes, consistency_proof, verify_consistency
-from sealdrop.crypto.tlog.note import NoteVerifier, open_note
+from sealdrop.crypto.tlog.note import NoteVerifier
 
 from ..errors import ClientError, SplitViewError
 
@@ -28,20 +31,19 @@ _HINT = ("keep both checkpoint files: together they are the relay's signed proof
 
 def _open(note: str, whose: str, log_verifier: NoteVerifier) -> Checkpoint:
     try:
-        return Checkpoint.parse(open_note(note, [log_verifier]).text)
+        # The log key is named by the log's origin: a note for another log is refused.
+        return open_checkpoint(note, log_verifier.name, [log_verifier])
     except (NoteError, LogFormatError) as exc:
         raise ClientError(f"{whose} checkpoint is not one signed by the relay's pinned "
                           f"key ({exc}); it proves nothing about this relay") from exc
 
 
 def compare_checkpoints(mine: str, theirs: str, log_verifier: NoteVerifier,
-                        hashes: SubtreeHashes) -> tuple[Checkpoint, Checkpoint]:
+                        hashes_for_size: Callable[[int], SubtreeHashes],
+                        ) -> tuple[Checkpoint, Checkpoint]:
     """Both checkpoints, parsed, if one history explains them; else SplitViewError."""
     a = _open(mine, "this profile's", log_verifier)
     b = _open(theirs, "the other", log_verifier)
-    if a.origin != b.origin:
-        raise ClientError(f"the checkpoints are of two different logs ({a.origin!r} and "
-                          f"{b.origin!r}); compare checkpoints of the same relay")
     if a.size == b.size:
         if a.root != b.root:
             raise SplitViewError(
@@ -50,7 +52,7 @@ def compare_checkpoints(mine: str, theirs: str, log_verifier: NoteVerifier,
         return a, b
     small, large = (a, b) if a.size < b.size else (b, a)
     try:
-        proof = consistency_proof(small.size, large.size, hashes)
+        proof = consistency_proof(small.size, large.size, hashes_for_size(large.size))
         verify_consistency(small.size, large.size, proof, small.root, large.root)
     except (LogProofError, LogFormatError) as exc:
         raise SplitViewError(

@@ -72,7 +72,7 @@ class Witness:
                 heads = {**self.heads, cp.origin: verdict.head}
                 save_state(self.state_path, heads)  # durable BEFORE the cosignature leaves
                 self.heads = heads
-            line = self.signer.cosign(cp.text(), int(self._clock()))
+            line = self.signer.cosign(verdict.text, int(self._clock()))
         _log.info("cosigned %s at size %d", cp.origin, cp.size)
         return _text(200, line, end="")
 
@@ -94,11 +94,8 @@ async def serve(witness: Witness, host: str, port: int,
     runner = web.AppRunner(make_app(witness), access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        server = site._server  # noqa: SLF001 - the bound port when 0 was asked
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        bound = runner.addresses[0][1] if runner.addresses else port  # port 0: the one given
         ready(f"http://{host}:{bound}")
         await asyncio.Event().wait()
     finally:

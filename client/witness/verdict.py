@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sealdrop.crypto.errors import LogFormatError, LogProofError, NoteError
-from sealdrop.crypto.tlog.checkpoint import Checkpoint
+from sealdrop.crypto.tlog.checkpoint import Checkpoint, open_checkpoint
 from sealdrop.crypto.tlog.merkle import verify_consistency
-from sealdrop.crypto.tlog.note import NoteVerifier, open_note
+from sealdrop.crypto.tlog.note import NoteVerifier
 from sealdrop.crypto.witness import AddCheckpoint
 
 from .state import Head
@@ -29,6 +29,7 @@ from .state import Head
 @dataclass(frozen=True, slots=True)
 class Accept:
     checkpoint: Checkpoint
+    text: str  # the note's text exactly as the log signed it: what is cosigned
     head: Head  # to store (fsynced) before the cosignature leaves
 
 
@@ -41,17 +42,18 @@ class Refuse:
 
 
 def _note_text(note: str) -> str:
-    """The note's text (up to and including the last line before the blank one)."""
-    text, sep, _ = note.partition("\n\n")
-    if not sep:
+    """The note's text (up to the last blank line, as ``open_note`` splits it)."""
+    split = note.rfind("\n\n")
+    if split < 0:
         raise LogFormatError("the checkpoint note has no signature lines")
-    return text + "\n"
+    return note[:split + 1]
 
 
 def judge(req: AddCheckpoint, logs: Mapping[str, Sequence[NoteVerifier]],
           heads: Mapping[str, Head]) -> Accept | Refuse:
     try:
-        checkpoint = Checkpoint.parse(_note_text(req.note))
+        text = _note_text(req.note)
+        checkpoint = Checkpoint.parse(text)
     except LogFormatError as exc:
         return Refuse(400, f"the checkpoint is malformed: {exc}")
     origin = checkpoint.origin
@@ -59,7 +61,7 @@ def judge(req: AddCheckpoint, logs: Mapping[str, Sequence[NoteVerifier]],
     if not verifiers:
         return Refuse(404, f"this witness does not follow the log {origin!r}")
     try:
-        open_note(req.note, list(verifiers))
+        open_checkpoint(req.note, origin, list(verifiers))
     except (NoteError, LogFormatError) as exc:
         return Refuse(403, f"the checkpoint of {origin!r} carries no valid signature "
                            f"from a log key this witness trusts ({exc})")
@@ -73,7 +75,7 @@ def judge(req: AddCheckpoint, logs: Mapping[str, Sequence[NoteVerifier]],
                            f"not {req.old_size}", size=known_size)
     if known is None:
         # Nothing cosigned yet: trust on first use, as the spec defines (old 0, no proof).
-        return Accept(checkpoint, Head(checkpoint.size, checkpoint.root))
+        return Accept(checkpoint, text, Head(checkpoint.size, checkpoint.root))
     if checkpoint.size == known.size and checkpoint.root != known.root:
         return Refuse(409, f"FORK: the log {origin!r} signed two different trees of size "
                            f"{known.size}; this witness cosigned the other one",
@@ -85,4 +87,4 @@ def judge(req: AddCheckpoint, logs: Mapping[str, Sequence[NoteVerifier]],
         return Refuse(422, f"FORK?: the checkpoint of {origin!r} at size {checkpoint.size} "
                            f"is not proven to extend the cosigned size {known.size} ({exc})",
                       evidence=True)
-    return Accept(checkpoint, Head(checkpoint.size, checkpoint.root))
+    return Accept(checkpoint, text, Head(checkpoint.size, checkpoint.root))

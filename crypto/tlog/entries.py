@@ -165,12 +165,14 @@ def transfer_commitment(
     salt: bytes, transfer_id: str, sender: str, recipients: list[str] | tuple[str, ...],
     digest: str,
 ) -> bytes:
-    """SHA-256 binding a transfer's id, sender, recipients (sorted, so their
-    order does not matter) and the relay's chunk-list digest of its ciphertext
+    """SHA-256 binding a transfer's id, sender, recipients (as a set: order and
+    repeats do not matter) and the relay's chunk-list digest of its ciphertext
     (``crypto.chunklist``), salted so that the entry reveals none of them."""
     if not recipients:
         raise LogFormatError("a transfer commitment needs at least one recipient")
-    names = sorted(_handle(r, "recipient") for r in recipients)
+    # A set: sorted and without repeats, so order and duplicates in what the
+    # sender typed cannot make its commitment differ from the relay's.
+    names = sorted({_handle(r, "recipient") for r in recipients})
     if not _HEX64.fullmatch(digest):
         raise LogFormatError("a chunk-list digest is not 64 lower-case hex digits")
     text = "\n".join(

@@ -152,10 +152,13 @@ class TLSFront(_Server):
 class ConnectProxy(_Server):
     """An HTTP proxy that only tunnels (CONNECT host:port), as clinics' proxies do for
     HTTPS. ``tunnels`` lists the targets it was asked for; with ``credentials``
-    ("user:password") it answers 407 to requests without them."""
+    ("user:password") it answers 407 to requests without them; with ``refuse``
+    (a status and reason, "403 Forbidden") it answers every CONNECT with that and
+    a small page, as a proxy with an allow-list does."""
 
-    def __init__(self, credentials: str | None = None) -> None:
+    def __init__(self, credentials: str | None = None, refuse: str | None = None) -> None:
         self.credentials = credentials
+        self.refuse = refuse
         self.tunnels: list[str] = []
         super().__init__()
 
@@ -187,6 +190,12 @@ class ConnectProxy(_Server):
                              b"Content-Length: 0\r\n\r\n")
                 conn.close()
                 return
+        if self.refuse is not None:
+            page = b"<html><body>Access denied by the clinic's policy.</body></html>"
+            conn.sendall(f"HTTP/1.1 {self.refuse}\r\nContent-Type: text/html\r\n"
+                         f"Content-Length: {len(page)}\r\n\r\n".encode("latin-1") + page)
+            conn.close()
+            return
         self.tunnels.append(target)
         host, _, port = target.rpartition(":")
         try:

@@ -207,6 +207,8 @@ def test_a_damaged_study_is_reported_once_and_the_others_still_go(
     clock.now += 30
     assert dispatcher.tick() == 1
     assert dispatcher.tick() == 0
+    (broken.path / "state.json").write_bytes(b"[]")  # damaged otherwise: another message
+    assert dispatcher.tick() == 0
     damaged = [line for line in logs if "damaged state file" in line]
     assert len(damaged) == 1 and str(broken.path) in damaged[0]
     assert "sealdrop send" in damaged[0]  # the way out

@@ -25,7 +25,13 @@ from sealdrop.client.relay_api import (
     RelayTLSError,
     RelayUnavailable,
 )
-from sealdrop.client.transport import bypassed, proxy_for, tls_context
+from sealdrop.client.transport import (
+    ProxyRefused,
+    bypassed,
+    explain,
+    proxy_for,
+    tls_context,
+)
 from tests.client.hostilekit import hostile_relay
 from tests.client.netkit import CA_NAME, ConnectProxy, TLSFront, _Server, make_ca
 from tests.e2e.kit import free_port
@@ -245,10 +251,49 @@ def test_a_proxy_that_wants_a_password(tls_relay: tuple[str, Path],
         assert str(exc) == (f"the proxy at {proxy.url} would not connect to the relay at "
                             f"{url}: 407 Proxy Authentication Required")
         assert exc.hint is not None and "user name and password" in exc.hint
+        assert isinstance(exc.__cause__, ProxyRefused) and exc.__cause__.status == 407
         monkeypatch.setenv("HTTPS_PROXY", f"http://clinic:s3cret@127.0.0.1:{proxy.port}")
         c = client(url, ca_file=str(ca))
         assert c.sent() == []
         assert "s3cret" not in repr(c.proxy and c.proxy.shown)
+
+
+@pytest.mark.parametrize(("refuse", "hint"), [
+    # A reason phrase in the proxy's own words: the hint follows the status alone.
+    ("407 Anmeldung erforderlich", "user name and password"),
+    ("403 Forbidden", "ask whoever runs the proxy"),
+])
+def test_a_proxy_refusal_is_told_by_its_status(monkeypatch: pytest.MonkeyPatch,
+                                                refuse: str, hint: str) -> None:
+    with ConnectProxy(refuse=refuse) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        exc = failure("https://relay.example")
+    assert str(exc) == (f"the proxy at {proxy.url} would not connect to the relay at "
+                        f"https://relay.example: {refuse}")
+    assert exc.hint is not None and hint in exc.hint
+    cause = exc.__cause__
+    assert isinstance(cause, ProxyRefused)
+    assert f"{cause.status} {cause.reason}" == refuse
+
+
+def test_a_relay_whose_reason_phrase_reads_like_a_proxy_refusal_is_the_relay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def odd(conn: socket.socket, head: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 502 Tunnel connection failed: 407 Proxy Authentication "
+                     b"Required\r\nContent-Length: 0\r\n\r\n")
+
+    with hostile_relay(odd) as relay, ConnectProxy() as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        exc = failure(relay.url)
+        assert proxy.tunnels == [f"127.0.0.1:{relay.port}"]  # the proxy let us through
+    assert str(exc) == f"the relay at {relay.url} answered HTTP 502"
+    assert exc.hint is not None and "proxy" not in exc.hint
+    # Nor is an OSError worded like http.client's refusal: only ProxyRefused is one.
+    why = explain(OSError("Tunnel connection failed: 407 Proxy Authentication Required"),
+                  url=relay.url, scheme="http", host="127.0.0.1", port=relay.port,
+                  proxy=proxy_for("http", "127.0.0.1", relay.port, {"http_proxy": proxy.url}),
+                  timeout=5, sending=False)
+    assert not why.message.startswith("the proxy") and "password" not in why.hint
 
 
 def test_proxy_settings_as_curl_reads_them() -> None:

@@ -82,7 +82,8 @@ def test_judge_in_the_specs_order() -> None:
     at6 = {ORIGIN: Head(6, six.checkpoint.root)}
     proof = tuple(_proof(nine, 6))
     accepted = judge(AddCheckpoint(6, proof, nine.note), LOGS, at6)
-    assert accepted == Accept(nine.checkpoint, Head(9, nine.checkpoint.root))
+    cp = nine.checkpoint
+    assert accepted == Accept(cp, cp.text(), Head(9, cp.root))
     # the same tree again: cosigned again, no move
     assert isinstance(judge(AddCheckpoint(6, (), six.note), LOGS, at6), Accept)
     # a proof from 6 that is one hash short, or tampered

@@ -4,6 +4,7 @@ comparison (client.witness.compare), over checkpoints built in memory."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import pytest
 
@@ -12,6 +13,7 @@ from sealdrop.client.witness.compare import compare_checkpoints
 from sealdrop.client.witness.policy import check_cosignatures
 from sealdrop.crypto.errors import NoteError
 from sealdrop.crypto.tlog.cosignature import CosignatureSigner
+from sealdrop.crypto.tlog.merkle import MemoryHashes
 from sealdrop.crypto.tlog.note import NoteSigner, NoteVerifier
 from tests.witnesskit import LOG_KEY, ORIGIN, Tree, seed
 
@@ -87,30 +89,38 @@ def test_the_relays_own_signature_is_required() -> None:
 BIG = Tree(23)
 
 
+def tiles(tree: Tree) -> Callable[[int], MemoryHashes]:
+    """What the relay's tiles would give: its tree's hashes, asked at the larger size."""
+    def hashes_for_size(size: int) -> MemoryHashes:
+        assert size == 23  # the larger of the two checkpoints compared, always BIG's here
+        return tree.hashes
+    return hashes_for_size
+
+
 def test_a_prefix_and_equal_checkpoints_are_one_history() -> None:
     for small in (1, 7, 16, 22):
-        a, b = compare_checkpoints(Tree(small).note, BIG.note, LOG, BIG.hashes)
+        a, b = compare_checkpoints(Tree(small).note, BIG.note, LOG, tiles(BIG))
         assert (a.size, b.size) == (small, 23)
-        a, b = compare_checkpoints(BIG.note, Tree(small).note, LOG, BIG.hashes)
+        a, b = compare_checkpoints(BIG.note, Tree(small).note, LOG, tiles(BIG))
         assert (a.size, b.size) == (23, small)
-    assert compare_checkpoints(BIG.note, Tree(23).note, LOG, BIG.hashes)[0] == BIG.checkpoint
+    assert compare_checkpoints(BIG.note, Tree(23).note, LOG, tiles(BIG))[0] == BIG.checkpoint
 
 
 def test_two_histories_are_a_split_view() -> None:
     with pytest.raises(SplitViewError, match="^the relay showed two different histories: "
                                              "two checkpoints of size 23 with different roots"):
-        compare_checkpoints(BIG.note, Tree(23, fork_at=22).note, LOG, BIG.hashes)
+        compare_checkpoints(BIG.note, Tree(23, fork_at=22).note, LOG, tiles(BIG))
     forked = Tree(9, fork_at=4)  # size 9, but not the first 9 entries of BIG
     # Whichever history the relay's tiles then show, no proof joins the two.
-    for tiles in (BIG, Tree(23, fork_at=4)):
+    for relay in (BIG, Tree(23, fork_at=4)):
         with pytest.raises(SplitViewError, match="checkpoint of size 9 is not a prefix of "
                                                  "its checkpoint of size 23"):
-            compare_checkpoints(forked.note, BIG.note, LOG, tiles.hashes)
+            compare_checkpoints(forked.note, BIG.note, LOG, tiles(relay))
 
 
 def test_a_checkpoint_the_relay_did_not_sign_proves_nothing() -> None:
     impostor = Tree(23, fork_at=3, signer=NoteSigner(ORIGIN, seed("not the log")))
     with pytest.raises(ClientError, match="^the other checkpoint is not one signed by the "
                                           "relay's pinned key") as e:
-        compare_checkpoints(BIG.note, impostor.note, LOG, BIG.hashes)
+        compare_checkpoints(BIG.note, impostor.note, LOG, tiles(BIG))
     assert not isinstance(e.value, SplitViewError)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -23,11 +24,12 @@ from sealdrop.client.witness.policy import check_cosignatures
 from sealdrop.crypto.tlog.note import NoteSigner, NoteVerifier
 from sealdrop.crypto.witness import SIZE_CONTENT_TYPE, format_add_checkpoint
 from sealdrop.server.config import WitnessConfig
-from sealdrop.server.witnessing import collect_cosignatures
+from sealdrop.server.witnessing import CosignedCheckpoints, collect_cosignatures
 from tests.e2e.kit import SEALDROP, free_port, kill_process, stop_process, wait_for
 from tests.witnesskit import LOG_KEY, ORIGIN, WITNESS_KEY, Tree, seed
 
 LOG_VERIFIER = NoteVerifier.from_vkey(LOG_KEY.vkey)
+OTHER_LOG = NoteSigner("other.invalid/log", seed("other"))  # followed too
 
 
 class WitnessProcess:
@@ -46,10 +48,12 @@ class WitnessProcess:
     def start(self) -> None:
         start_at = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
+            # The log keys from the environment, as a service unit would set them.
+            env = {**os.environ, "SEALDROP_WITNESS_LOG": f"{LOG_KEY.vkey} {OTHER_LOG.vkey}"}
             self.proc = subprocess.Popen(
                 [SEALDROP, "witness", "serve", "--key-file", str(self.key_file),
-                 "--log", LOG_KEY.vkey, "--state", str(self.state),
-                 "--listen", f"127.0.0.1:{self.port}"], stdout=log, stderr=log)
+                 "--state", str(self.state), "--listen", f"127.0.0.1:{self.port}"],
+                stdout=log, stderr=log, env=env)
 
         def serving() -> bool:
             assert self.proc is not None
@@ -141,7 +145,7 @@ def test_refuses_forks_and_keeps_refusing_after_a_crash(
         assert collect(witness, larger_fork, {witness.vkey: 6}) == []
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "cosigned another tree of size 6" in said  # the operator's sentence
-    assert "HTTP 422" in said
+    assert "with status 422" in said
     log = witness.log.read_text()
     assert "FORK: the log 'sealdrop.invalid/test-relay' signed two different trees" in log
     assert same_size_fork.note in log  # the evidence, signed by the log, is kept
@@ -162,15 +166,17 @@ def test_refuses_unknown_logs_bad_signatures_and_malformed_requests(
     assert collect(witness, impostor) == []
     status, _, body = witness.post(format_add_checkpoint(0, [], impostor.note))
     assert status == 403 and b"no valid signature" in body
-    other = NoteSigner("other.invalid/log", seed("other"))
+    unknown = NoteSigner("unknown.invalid/log", seed("unknown"))
     status, _, _ = witness.post(format_add_checkpoint(
-        0, [], Tree(3, signer=other, origin="other.invalid/log").note))
+        0, [], Tree(3, signer=unknown, origin="unknown.invalid/log").note))
     assert status == 404
+    other = Tree(3, signer=OTHER_LOG, origin=OTHER_LOG.name)  # the second --log: its own head
+    assert witness.post(format_add_checkpoint(0, [], other.note))[0] == 200
     status, _, _ = witness.post(format_add_checkpoint(4, [], tree.note))
     assert status == 400  # old size above the checkpoint's
     status, _, body = witness.post(b"old 01\n\n" + tree.note.encode())
     assert status == 400 and b"not a decimal size" in body
-    assert not witness.state.exists()  # nothing was cosigned
+    assert set(json.loads(witness.state.read_text())["logs"]) == {OTHER_LOG.name}
     assert cosigned(witness, tree, collect(witness, tree))
 
 
@@ -182,3 +188,34 @@ def test_an_unreachable_witness_never_blocks(caplog: pytest.LogCaptureFixture) -
                                                  tree.proof_for, 5.0))
     assert lines == []
     assert "did not answer" in caplog.text and "served without its cosignature" in caplog.text
+
+
+def test_the_relays_cache_asks_once_per_size_and_again_for_a_missing_witness(
+        witness: WitnessProcess) -> None:
+    gone = WitnessConfig(url=f"http://127.0.0.1:{free_port()}", vkey=WITNESS_KEY.vkey)
+    now = [0.0]
+    tree = Tree(4)
+
+    def asked() -> int:
+        return witness.log.read_text().count(f"cosigned {ORIGIN} at size 4")
+
+    async def run(cache: CosignedCheckpoints) -> str:
+        return await cache.note_for(tree.note, tree.checkpoint, tree.proof_for)
+
+    partial = CosignedCheckpoints([witness.config(), gone], retry_seconds=60,
+                                  clock=lambda: now[0])
+    note = asyncio.run(run(partial))
+    assert note.startswith(tree.note) and cosigned(witness, tree, [note[len(tree.note):]])
+    assert asked() == 1
+    now[0] = 59.0
+    assert asyncio.run(run(partial)) == note and asked() == 1  # from memory
+    now[0] = 61.0
+    asyncio.run(run(partial))
+    assert asked() == 2  # `gone` may be back by now: both are asked again
+    whole = CosignedCheckpoints([witness.config()], clock=lambda: now[0])
+    asyncio.run(run(whole))
+    now[0] = 1e9
+    asyncio.run(run(whole))
+    assert asked() == 3  # every witness cosigned: never asked again at this size
+    assert asyncio.run(CosignedCheckpoints([]).note_for(tree.note, tree.checkpoint,
+                                                        tree.proof_for)) == tree.note

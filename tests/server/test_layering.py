@@ -24,6 +24,8 @@ HTTP_EDGE = {"app", "routes", "handlers", "loghandlers", "middleware", "http_par
 # The S3 blob store speaks HTTP to the object store, never to a client: it may
 # use aiohttp's client (aiobotocore's own transport), not aiohttp.web.
 OBJECT_STORE_CLIENTS = {"s3blobs", "s3faults"}
+# Likewise the witness client: aiohttp's client towards C2SP tlog-witnesses.
+WITNESS_CLIENT = {"witnessing"}
 # ...and only these may name aiohttp's HTTP exceptions (web.HTTPNotFound, ...).
 HTTP_EXCEPTIONS_ALLOWED = {"app", "routes", "handlers", "middleware"}
 
@@ -63,7 +65,8 @@ def test_the_server_modules_were_found() -> None:
     assert {"handlers", "middleware", "metadata", "blobs", "transfers", "ops"} <= set(MODULES)
 
 
-@pytest.mark.parametrize("name", sorted(set(MODULES) - HTTP_EDGE - OBJECT_STORE_CLIENTS))
+@pytest.mark.parametrize(
+    "name", sorted(set(MODULES) - HTTP_EDGE - OBJECT_STORE_CLIENTS - WITNESS_CLIENT))
 def test_storage_and_domain_do_not_import_aiohttp(name: str) -> None:
     bad = [m for m, _ in _imports(MODULES[name]) if m == "aiohttp" or m.startswith("aiohttp.")]
     assert bad == [], f"server/{name}.py imports {bad}: it must not speak HTTP"

@@ -20,7 +20,7 @@ from sealdrop.server import ops
 from sealdrop.server.blobs import LocalBlobStore
 from sealdrop.server.config import load_config
 from sealdrop.server.db import accounts, leases, rate_buckets
-from sealdrop.server.errors import Busy
+from sealdrop.server.errors import Busy, QuotaExceeded
 from sealdrop.server.leases import LEASE_SECONDS, Leases
 from sealdrop.server.locks import TransferLocks, exclusive, upload_lease
 from sealdrop.server.metadata import SqlMetadataStore
@@ -424,6 +424,37 @@ def test_without_a_limit_or_for_a_disabled_account_no_bucket_is_kept(
         _, state = await b.remember_nonce_as("d" * 32, expires_at=T0, handle="alice")
         assert state == ("k", True, True)
         assert await _rows(b, rate_buckets) == []
+
+    _run(db_url, tmp_path, test)
+
+
+# -- the quota -------------------------------------------------------------------
+
+
+def test_two_processes_creating_at_once_never_exceed_the_quota(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Issue 10, class 4: the quota check and the insert are one step across
+    relay processes. One process's SQLite thread runs its own writers one at a
+    time, so only two stores on one database show the race that BEGIN
+    IMMEDIATE (SQLite) and the sender's row lock (PostgreSQL) close: exactly
+    what fits is created, never more, and the rest is refused for the quota."""
+    quota, size, creates = 10_000, 1000, 40
+
+    async def test(a: SqlMetadataStore, b: SqlMetadataStore) -> None:
+        async with a.engine.begin() as conn:
+            await conn.execute(sa.insert(accounts).values(
+                handle="alice", signing_key="k", bundle="{}", bundle_created=1, created_at=1,
+                disabled=False))
+        results = await asyncio.gather(*(
+            (a if i % 2 else b).create_transfer(
+                transfer_id=f"{i:032x}", sender="alice", to=["alice"], size=size, now=T0,
+                expires_at=T0 + 3600, quota=quota)
+            for i in range(creates)), return_exceptions=True)
+        refused = [r for r in results if r is not None]
+        assert all(isinstance(r, QuotaExceeded) for r in refused), refused
+        assert len(results) - len(refused) == quota // size
+        assert await a.count_transfers() == quota // size
 
     _run(db_url, tmp_path, test)
 

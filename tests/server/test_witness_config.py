@@ -24,7 +24,7 @@ def test_witness_tables_and_environment(tmp_path: Path) -> None:
         WitnessConfig("https://w2.example", WITNESS_KEY.vkey),)
     assert load_config(tmp_path, env={"SEALDROP_RELAY_WITNESS": ""}).witness == ()
     (tmp_path / "relay.toml").write_text(DEFAULT_CONFIG_TEXT)
-    assert load_config(tmp_path, env={}).witness == ()  # the commented example stays off
+    assert load_config(tmp_path, env={}).witness == ()  # none by default
 
 
 @pytest.mark.parametrize("table", [

@@ -60,6 +60,7 @@ def test_transfer_commitment_binds_every_field_and_hides_them() -> None:
     ).digest()
     assert c == want
     assert transfer_commitment(SALT, TID, "dr-rossi", ("lab-a", "lab-b"), DIGEST) == c
+    assert transfer_commitment(SALT, TID, "dr-rossi", ["lab-b", "lab-a", "lab-b"], DIGEST) == c
     for other in (
         transfer_commitment(bytes(32), TID, "dr-rossi", ["lab-a", "lab-b"], DIGEST),
         transfer_commitment(SALT, "f" * 32, "dr-rossi", ["lab-a", "lab-b"], DIGEST),
