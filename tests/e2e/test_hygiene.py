@@ -135,12 +135,20 @@ def test_invite_from_stdin_and_from_a_file_in_the_environment(
     assert from_file.json("whoami")["handle"] == from_file.handle
 
 
-def _point_at(user: User, url: str) -> None:
-    """Re-pin the profile's relay: the relay it trusts is now the hostile one."""
+def _point_at(user: User, url: str, *, forget_log: bool = True) -> None:
+    """Re-pin the profile's relay: the relay it trusts is now the hostile one.
+
+    ``forget_log``: the profile also forgets the transparency log it pinned, as
+    a profile made before relays kept one: else the hostile relay, which cannot
+    sign a checkpoint with the pinned key, is refused before any answer of its
+    is shown (docs/transparency.md), and these tests are about those answers.
+    """
     config = user.home / "config.json"
     obj = json.loads(config.read_text())
     obj["relay"] = url
     config.write_text(json.dumps(obj))
+    if forget_log:
+        (user.home / "log.json").unlink()
 
 
 def test_a_hostile_relays_inbox_and_status_are_neutralised(tmp_path: Path, lab: User) -> None:
@@ -159,6 +167,11 @@ def test_a_hostile_relays_inbox_and_status_are_neutralised(tmp_path: Path, lab: 
         relay.push(conn, json_head(len(body)) + body)
 
     with hostile_relay(behave) as relay:
+        # While the profile keeps its pinned log, the hostile relay gets no further.
+        _point_at(lab, relay.url, forget_log=False)
+        r = lab.run("inbox", check=False)
+        assert r.returncode == 22 and "not signed with the log key" in r.stderr, r.stderr
+        assert "t\\x1b" not in r.stdout + r.stderr
         _point_at(lab, relay.url)
         r = lab.run("inbox")
         _clean(r.stdout + r.stderr)
