@@ -190,9 +190,10 @@ def _asyncpg_tls(url: str) -> str:
     return base + "?" + "&".join(params)
 
 
-# A checkpoint's first line (C2SP tlog-checkpoint): no scheme, printable, no
-# spaces or '+' (a note key name may not hold '+'), short.
-_ORIGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/]{0,199}")
+# A checkpoint's first line (C2SP tlog-checkpoint): a schemeless URL prefix,
+# host[:port][/path], ASCII, no spaces or '+' (it also names the log's note
+# key, and a key name may not hold '+'), short.
+_ORIGIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*(:[0-9]{1,5})?(/[A-Za-z0-9._~\-]+)*")
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RelayConfig)}
 _FIELDS.pop("data_dir")
@@ -322,10 +323,13 @@ def _validate(cfg: RelayConfig) -> RelayConfig:
         )
     if cfg.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError("configuration: log_level must be debug, info, warning or error")
-    if cfg.log_origin and not _ORIGIN_RE.fullmatch(cfg.log_origin):
+    if cfg.log_origin and not (
+        len(cfg.log_origin) <= 200 and _ORIGIN_RE.fullmatch(cfg.log_origin)
+    ):
         raise ConfigError(
-            "configuration: log_origin must be a schemeless name like "
-            "relay.example.net/sealdrop (letters, digits, '.', '-', '_', '/'; no spaces)"
+            "configuration: log_origin must be the relay's address without scheme, like "
+            "relay.example.net/sealdrop (host, optional :port and /path; no https://, no "
+            "spaces, no trailing slash)"
         )
     cfg.db_url  # noqa: B018 - validates the URL scheme
     if cfg.s3 is not None and cfg.max_chunk_bytes < s3url.MIN_PART_BYTES:

@@ -1,4 +1,5 @@
-"""The metadata store: accounts, invites, transfers, recipients and nonces.
+"""The metadata store: accounts, invites, transfers, recipients and nonces,
+and the transparency log's appends in their transactions (``server.tlog``).
 
 It raises the relay's domain errors (``server.errors``), never HTTP ones. It
 also makes the database half of a backup: ``backup`` writes a snapshot, which

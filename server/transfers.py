@@ -61,9 +61,9 @@ def _int_field(body: dict[str, Any], name: str, default: int | None = None) -> i
 
 
 def to_json(
-    t: Transfer, viewer: str, receipts: list[ReceiptRow] | None = None
+    t: Transfer, viewer: str, signed: list[ReceiptRow] | None = None
 ) -> dict[str, Any]:
-    """The transfer as ``viewer`` may see it; ``receipts``: its logged
+    """The transfer as ``viewer`` may see it; ``signed``: its logged
     receipts, shown to the sender only."""
     out: dict[str, Any] = {
         "id": t.id,
@@ -90,11 +90,11 @@ def to_json(
         # Only the parties see the salt: without it a log reader cannot tell
         # which transfer an entry commits to (docs/transparency.md).
         out["log"] = {"index": t.log_index, "salt": _b64(t.log_salt)}
-        if viewer == t.sender and receipts is not None:
+        if viewer == t.sender and signed is not None:
             out["receipts"] = [
                 {"recipient": r.recipient, "status": r.status, "at": r.at, "sig": _b64(r.sig),
                  "log_index": r.log_index}
-                for r in receipts
+                for r in signed
             ]
     return out
 

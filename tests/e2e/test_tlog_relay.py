@@ -9,7 +9,8 @@ alone, against the log key the relay publishes.
   forged one is refused with ``bad_receipt`` and records nothing, and the old
   ack form still works and logs nothing;
 * ``sealdrop-relay log verify`` passes, then names the entry after one row of
-  ``tlog_entries`` or ``tlog_hashes`` is edited behind the relay's back;
+  ``tlog_entries`` or ``tlog_hashes`` is edited behind the relay's back, and
+  the account or transfer whose row no longer matches what was logged;
 * past 256 entries: full tiles are immutable, partial ones short-lived, a
   tile beyond the tree is 404, a malformed path 400, and a consistency proof
   from the first checkpoint to the last verifies."""
@@ -48,7 +49,7 @@ from sealdrop.crypto.tlog.merkle import (
 )
 from sealdrop.crypto.tlog.note import NoteVerifier
 from sealdrop.crypto.tlog.tiles import TileHashes, split_entry_bundle
-from sealdrop.server import tlog
+from sealdrop.server import logverify, tlog
 from tests.e2e.kit import RELAY, Relay
 from tests.server.relaykit import Identity, blob_digest, make_identity, sign_headers
 
@@ -89,6 +90,15 @@ class Http:
 def _verify(relay: Relay) -> subprocess.CompletedProcess[str]:
     return subprocess.run([RELAY, "log", "verify", "--data", str(relay.data)], env=relay.env,
                           capture_output=True, text=True, timeout=120)
+
+
+def _check_in_process(relay: Relay) -> logverify.LogReport:
+    engine = sa.create_engine(f"sqlite:///{relay.data / 'relay.db'}")
+    try:
+        with engine.connect() as conn:
+            return logverify.check(logverify.read_rows(conn))
+    finally:
+        engine.dispose()
 
 
 def test_a_third_party_verifies_the_relays_log(relay: Relay) -> None:
@@ -192,12 +202,24 @@ def test_a_third_party_verifies_the_relays_log(relay: Relay) -> None:
     bad = _verify(relay)
     assert bad.returncode == 1 and "entry 1: its data does not hash" in bad.stdout, bad.stdout
     relay.sql("update tlog_entries set data = ? where idx = 1", kept)
+    # The same check in this process (a command's start costs seconds).
     (kept,) = relay.sql("select hash from tlog_hashes where level = 1 and idx = 1")[0]
     relay.sql("update tlog_hashes set hash = ? where level = 1 and idx = 1", bytes(32))
-    bad = _verify(relay)
-    assert bad.returncode == 1 and "entries 2-3: the stored hash of level 1" in bad.stdout
+    problems = _check_in_process(relay).problems
+    assert problems and problems[0].startswith("entries 2-3: the stored hash of level 1")
     relay.sql("update tlog_hashes set hash = ? where level = 1 and idx = 1", kept)
-    assert _verify(relay).returncode == 0
+    # A key swapped in the database, a transfer's digest changed: named too.
+    (kept,) = relay.sql("select bundle from accounts where handle = 'labo-b'")[0]
+    relay.sql("update accounts set bundle = ? where handle = 'labo-b'", carol.bundle.dumps())
+    relay.sql("update transfers set digest = ?", "0" * 64)
+    assert _check_in_process(relay).problems == [
+        f"account labo-b's current bundle is not the one logged at entry {index['labo-b']}: "
+        "the bundle it serves was changed outside the relay",
+        f"entry 3: transfer {tid} (from cabinet-a) no longer matches the commitment logged "
+        "for it: its sender, recipients, digest or salt was changed"]
+    relay.sql("update accounts set bundle = ? where handle = 'labo-b'", kept)
+    relay.sql("update transfers set digest = ?", done["digest"])
+    assert _check_in_process(relay).ok
 
     # -- past one full tile --------------------------------------------------------
     # 300 more entries through the relay's own append, behind its back (a

@@ -15,6 +15,7 @@ import pytest
 
 from sealdrop.crypto.tlog.checkpoint import open_checkpoint
 from sealdrop.crypto.tlog.note import NoteVerifier
+from sealdrop.server.config import load_config
 from sealdrop.server.errors import ConfigError
 from sealdrop.server.logkey import load_or_create, open_log
 
@@ -61,3 +62,12 @@ def test_refusals(tmp_path: Path) -> None:
     path.write_text("PRIVATE+KEY+relay.example.net/sealdrop+00000000+AAAA\n")
     with pytest.raises(ConfigError, match="not a transparency log key"):
         load_or_create(path, "relay.example.net/sealdrop")
+
+
+@pytest.mark.parametrize("origin", ["https://relay.example.net/sealdrop", "relay.example.net/",
+                                    "relay example", "relay+x.example.net"])
+def test_log_origin_must_be_a_schemeless_prefix(tmp_path: Path, origin: str) -> None:
+    assert load_config(tmp_path, env={}, overrides={
+        "log_origin": "relay.example.net:8443/sealdrop"}).log_origin.endswith("/sealdrop")
+    with pytest.raises(ConfigError, match="log_origin must be the relay's address"):
+        load_config(tmp_path, env={}, overrides={"log_origin": origin})

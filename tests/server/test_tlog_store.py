@@ -128,3 +128,36 @@ def test_concurrent_appends_make_one_tree(db_url: str, tmp_path: Path) -> None:
         assert report.problems == [] and report.keys == n
 
     asyncio.run(run())
+
+
+def test_accounts_from_before_the_log_are_logged_once(db_url: str, tmp_path: Path) -> None:
+    """An account registered before migration 0008 has no key entry; the
+    relay's start logs its current bundle, once, whichever process starts."""
+
+    async def run() -> None:
+        url = _url(db_url, tmp_path)
+        engine = make_engine(url)
+        await schema.upgrade(engine)
+        sk = SigningKey(bytes([7]) * 32)
+        old = _bundle("cabinet-ancien", sk, 100)
+        async with engine.begin() as conn:  # as a relay before the log wrote it
+            await conn.execute(sa.insert(accounts).values(
+                handle="cabinet-ancien", signing_key="k", bundle=old.dumps(),
+                bundle_created=100, created_at=1, disabled=False))
+        stores = [SqlMetadataStore.open(url) for _ in range(2)]
+        try:
+            counts = await asyncio.gather(*(s.log_unlogged_accounts(now=9) for s in stores))
+            again = await stores[0].log_unlogged_accounts(now=10)
+            account = await stores[1].get_account("cabinet-ancien")
+            size, _ = await stores[0].log_head()
+            async with engine.connect() as conn:
+                (data,) = (await conn.execute(sa.select(tlog_entries.c.data))).scalars().all()
+        finally:
+            for s in stores:
+                await s.close()
+            await engine.dispose()
+        assert sorted(counts) == [0, 1] and again == 0 and size == 1
+        assert account is not None and account.log_index == 0
+        assert bytes(data) == KeyEntry.for_bundle(old).to_bytes()
+
+    asyncio.run(run())
