@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sealdrop.crypto.errors import LogFormatError, NoteError
-from sealdrop.crypto.tlog.checkpoint import Checkpoint
+from sealdrop.crypto.tlog.checkpoint import open_checkpoint
 from sealdrop.crypto.tlog.merkle import MemoryHashes, leaf_hash
-from sealdrop.crypto.tlog.note import NoteVerifier, open_note
+from sealdrop.crypto.tlog.note import NoteVerifier
 
 from ..errors import ClientError, SplitViewError
 from ..witness.compare import compare_checkpoints
@@ -41,7 +41,7 @@ def compare(mine: str, theirs: str, vkey: str, entries: Sequence[bytes]
     theirs = as_note(theirs)
     verifier = NoteVerifier.from_vkey(vkey)
     try:
-        other = Checkpoint.parse(open_note(theirs, [verifier]).text)
+        other = open_checkpoint(theirs, verifier.name, [verifier])
     except (NoteError, LogFormatError) as exc:
         raise ClientError(f"the checkpoint to compare with is not one signed by the relay's "
                           f"pinned key ({exc}); it proves nothing about this relay") from exc
@@ -54,8 +54,9 @@ def compare(mine: str, theirs: str, vkey: str, entries: Sequence[bytes]
                     f"the {len(entries)} it shows now: the relay went back or shows two "
                     "different histories")))
     try:
-        compare_checkpoints(mine, theirs, verifier,
-                            MemoryHashes([leaf_hash(e) for e in entries]))
+        # The larger tree is ours (the larger case was answered above).
+        tree = MemoryHashes([leaf_hash(e) for e in entries])
+        compare_checkpoints(mine, theirs, verifier, lambda _size: tree)
     except SplitViewError as exc:
         return (Comparison(origin=other.origin, size=other.size, root=other.root,
                            consistent=False), Failure(text=str(exc)))
