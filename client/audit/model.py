@@ -23,8 +23,6 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-RECEIPT_STATUSES = ("downloaded", "verified")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointInfo:
@@ -64,7 +62,7 @@ class ReceiptCheck:
     """A recipient's signed receipt for a sent transfer, as this audit checked it."""
 
     recipient: str
-    status: str  # one of RECEIPT_STATUSES
+    status: str  # "downloaded" or "verified" (crypto.tlog.entries)
     at: int  # the time the recipient signed
     log_index: int | None
     signature_verified: bool  # with the recipient's pinned identity key

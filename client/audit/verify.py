@@ -204,7 +204,12 @@ def audit_sent(facts: SentFacts, log: LogIndex, keys: Mapping[str, bytes]
     except LogError:
         commitment = None
     if facts.salt is None:
-        failures.append(Failure(at=facts.at, text=f"the relay shows no log entry for {what}"))
+        # Strict on purpose: the relay could drop the field to keep a transfer out
+        # of the audit. Only a transfer completed before the relay had a log has
+        # none honestly, and those expire with the relay's retention.
+        failures.append(Failure(at=facts.at, text=(
+            f"the relay shows no log entry for {what} (only a transfer completed before "
+            "the relay had a log has none)")))
     elif found is None:
         failures.append(Failure(at=facts.at, text=(
             f"{what} is not in the relay's log as this profile sent it (id, recipients and "
