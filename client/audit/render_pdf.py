@@ -23,6 +23,7 @@ from typing import Any
 
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.utils import simpleSplit
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen import canvas
 
 from .model import AuditReport, MonthView, SentTransfer, utc_day, utc_time
@@ -91,9 +92,19 @@ def _month_lines(view: MonthView) -> list[tuple[str, str]]:
 
 
 def _wrap(text: str, style: str, width: float) -> list[str]:
+    """Lines that fit ``width``: split at spaces, and a word longer than a line (a
+    relay URL, a hash) cut where it must."""
     font, size = ("Helvetica-Bold", 10) if style == "h" else ("Helvetica", 8.5)
-    lines: list[str] = simpleSplit(_ascii(text), font, size, width)
-    return lines or [""]
+    out: list[str] = []
+    for line in simpleSplit(_ascii(text), font, size, width) or [""]:
+        while stringWidth(line, font, size) > width:
+            cut = len(line) - 1
+            while cut > 1 and stringWidth(line[:cut], font, size) > width:
+                cut -= 1
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return out
 
 
 def _page(pdf: Any, report: AuditReport, view: MonthView, number: int, pages: int) -> None:
@@ -110,8 +121,9 @@ def _page(pdf: Any, report: AuditReport, view: MonthView, number: int, pages: in
         f"Verified against it on {utc_time(cp.verified_at)}. All dates are UTC.",
         "This report names no patient: no labels, file names or notes (docs/transparency.md).",
     ):
-        pdf.drawString(_MARGIN, y, _ascii(line))
-        y -= _LINE
+        for piece in _wrap(line, "", width - 2 * _MARGIN):  # a long relay URL
+            pdf.drawString(_MARGIN, y, piece)
+            y -= _LINE
     y -= 6
     rows = [(style, piece) for style, text in _month_lines(view)
             for piece in _wrap(text, style, width - 2 * _MARGIN)]

@@ -63,3 +63,10 @@ def test_the_same_report_gives_the_same_bytes() -> None:
 def test_text_outside_ascii_is_replaced_not_dropped() -> None:
     r = dataclasses.replace(report(), handle="dr-m\u00e9\u202e")
     assert "dr-m??, September 2026" in pages(render_pdf(r))[0]
+
+
+def test_a_long_relay_url_is_wrapped_not_cut() -> None:
+    long = "https://relay." + "x" * 150 + ".example"
+    text = pages(render_pdf(dataclasses.replace(report(), relay=long)))[0]
+    assert long in text.replace("\n", "")  # all of it, on two lines
+    assert "x" * 150 not in text
