@@ -306,6 +306,9 @@ async def _move_rows(src: AsyncEngine, dst: AsyncEngine,
                      cut: dict[str, tuple[int, list[Chunk] | None]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     async with src.connect() as read, dst.begin() as write:
+        # The target's schema came with an empty log's head row (migration
+        # 0008); the source's head, with its entries, replaces it.
+        await write.execute(sa.delete(db.tlog_head))
         for table in _tables():
             counts[table.name] = await _copy_table(read, write, table)
         for tid, (kept, records) in cut.items():  # what the target store holds of them

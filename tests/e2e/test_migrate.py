@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -64,6 +65,7 @@ def _target_folder(tmp_path: Path, relay: Relay, url: str) -> Path:
     assert '\ndatabase_url = ""\n' in conf
     (data / "relay.toml").write_text(
         conf.replace('\ndatabase_url = ""\n', f'\ndatabase_url = "{url}"\n'))
+    shutil.copy2(relay.data / "log-key", data / "log-key")  # the same log goes on
     return data
 
 
@@ -240,6 +242,7 @@ def test_a_files_relay_moves_into_s3_with_small_chunks_gathered_into_parts(
     conf = conf.replace('\nblobs = ""\n', f'\nblobs = "{blobs}"\ns3_endpoint = '
                                          f'"{seaweed.endpoint}"\n')
     (dest / "relay.toml").write_text(conf)
+    shutil.copy2(relay.data / "log-key", dest / "log-key")  # the same log goes on
     relay.data = dest
     relay.env.update(AWS_ENV)
     relay.start()
