@@ -57,6 +57,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "status": CommandSpec(
         "send", "status_cmd",
         "Your sent transfers: uploaded, downloaded and verified, per recipient."),
+    "audit": CommandSpec(
+        "audit", "audit_cmd",
+        "Verify your keys, contacts, transfers and receipts against the relay's log."),
     "retract": CommandSpec(
         "send", "retract_cmd",
         "Take a sent transfer back: the relay deletes it before recipients download it."),
