@@ -98,22 +98,18 @@ def parse_expiry(text: str) -> int:
     return parse_duration(text, name="--expires", low=MIN_EXPIRY, high=MAX_EXPIRY)
 
 
-_RELAY_BOUNDS = re.compile(r"between (\d{1,12}) and (\d{1,12}) seconds")
-
-
-def expiry_refused(relay_message: str, asked: int) -> tuple[str, str]:
+def expiry_refused(bounds: tuple[int, int] | None, asked: int) -> tuple[str, str]:
     """The message and hint for a relay's ``bad_expiry`` answer to ``asked`` seconds.
 
-    The relay says its bounds in seconds ("field expires_in must be between 60
-    and 2592000 seconds"); they are read from its text (numbers only, nothing
-    else of it is repeated) and said in days and hours. A relay that words it
-    otherwise still gets a sentence, without its bounds.
+    ``bounds`` is the relay's [min, max] in seconds as ``GET /v1/info`` states
+    it (``expiry_seconds``), said here in days and hours; None from a relay
+    that does not state them, which still gets a sentence without bounds.
+    Never read from the refusal's text: its wording is the relay's to change.
     """
-    m = _RELAY_BOUNDS.search(relay_message)
-    if m is None:
+    if bounds is None:
         return (f"the relay does not keep transfers for {human_duration(asked)}",
                 "give a shorter --expires, e.g. --expires 7d")
-    low, high = int(m.group(1)), int(m.group(2))
+    low, high = bounds
     if asked > high:
         return (f"the relay keeps transfers at most {human_duration(high)}; "
                 f"--expires asked for {human_duration(asked)}",

@@ -537,6 +537,22 @@ class RelayClient:
             raise RelayProtocolError("the relay said a smallest chunk size it cannot take")
         return limit, least, chunkhash.pick(obj.get("chunk_hashes"))
 
+    def expiry_bounds(self) -> tuple[int, int] | None:
+        """The relay's shortest and longest transfer expiry in seconds, from
+        ``GET /v1/info`` (``expiry_seconds``), or None from a relay that does
+        not state them (older) or cannot be asked just now: only a refusal's
+        wording depends on it."""
+        try:
+            obj, _ = self._call("GET", "/v1/info", signed=False)
+        except ClientError:  # unreachable now, or older: the sentence goes without bounds
+            return None
+        span = obj.get("expiry_seconds") if isinstance(obj, dict) else None
+        low = span.get("min") if isinstance(span, dict) else None
+        high = span.get("max") if isinstance(span, dict) else None
+        if type(low) is not int or type(high) is not int or not 0 < low <= high:
+            return None
+        return low, high
+
     # -- the transparency log (docs/transparency.md) -----------------------------
 
     def log_key(self) -> tuple[str, str] | None:
@@ -635,8 +651,8 @@ class RelayClient:
         except RelayError as exc:
             if exc.code != protocol.ErrorCode.BAD_EXPIRY or expires_in is None:
                 raise
-            # The relay's bounds in days and hours, not "expires_in ... seconds".
-            message, hint = expiry_refused(str(exc), expires_in)
+            # The relay's bounds in days and hours, from what it states as data.
+            message, hint = expiry_refused(self.expiry_bounds(), expires_in)
             raise RelayError(message, status=exc.status, code=exc.code, hint=hint) from exc
         return dict(obj["transfer"])
 

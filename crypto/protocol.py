@@ -75,6 +75,9 @@ INVITE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # per-request signature, hash and fsync cost vanish, small enough to resume
 # cheaply. The relay accepts any chunk up to its configured maximum.
 DEFAULT_CHUNK_SIZE = 12 * 1024 * 1024
+# The shortest expiry a relay accepts for a transfer, in seconds (the longest is
+# the relay's own max_expiry_seconds, said in GET /v1/info).
+MIN_EXPIRY_SECONDS = 60
 # The smallest chunk a client uploads (below it the per-request cost dominates):
 # a relay's max_chunk_bytes may not be lower, and clients adapt down to it
 # (``GET /v1/info``).

@@ -24,6 +24,7 @@ from sealdrop.crypto.protocol import (
     H_TRANSFER_STATE,
     H_UPLOAD_OFFSET,
     MAX_CARD_BYTES,
+    MIN_EXPIRY_SECONDS,
     ErrorCode,
 )
 
@@ -118,7 +119,11 @@ async def info(request: web.Request) -> web.Response:
     """What a client needs to know before it sends: unauthenticated, the same for all."""
     relay = _relay(request)
     out: dict[str, object] = {"max_chunk_bytes": relay.config.max_chunk_bytes,
-                              "chunk_hashes": list(chunkhash.ALGORITHMS)}
+                              "chunk_hashes": list(chunkhash.ALGORITHMS),
+                              # So that a client words a refused --expires from data,
+                              # never from the refusal's text.
+                              "expiry_seconds": {"min": MIN_EXPIRY_SECONDS,
+                                                 "max": relay.config.max_expiry_seconds}}
     if relay.blobs.min_chunk_bytes > 1:  # S3 blobs: every chunk but the last is a part
         out["min_chunk_bytes"] = relay.blobs.min_chunk_bytes
     if relay.log is not None:  # what a client pins at init (docs/transparency.md)

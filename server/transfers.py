@@ -30,7 +30,7 @@ from typing import Any
 
 from sealdrop.crypto import chunkhash
 from sealdrop.crypto.bundle import HANDLE_RE
-from sealdrop.crypto.protocol import ErrorCode, new_transfer_id
+from sealdrop.crypto.protocol import MIN_EXPIRY_SECONDS, ErrorCode, new_transfer_id
 from sealdrop.crypto.tlog.entries import SALT_SIZE, transfer_entry
 
 from . import receipts
@@ -133,9 +133,10 @@ async def create(relay: Relay, sender: Account, body: dict[str, Any]) -> Transfe
             code=ErrorCode.TRANSFER_TOO_LARGE,
         )
     expires_in = _int_field(body, "expires_in", cfg.default_expiry_seconds)
-    if not 60 <= expires_in <= cfg.max_expiry_seconds:
+    if not MIN_EXPIRY_SECONDS <= expires_in <= cfg.max_expiry_seconds:
         raise InvalidInput(
-            f"field expires_in must be between 60 and {cfg.max_expiry_seconds} seconds",
+            f"field expires_in must be between {MIN_EXPIRY_SECONDS} and "
+            f"{cfg.max_expiry_seconds} seconds",
             code=ErrorCode.BAD_EXPIRY,
         )
     now = relay.now()
