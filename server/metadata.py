@@ -1202,10 +1202,17 @@ class SqlMetadataStore:
         done = 0
         for handle in await self._run.read(pending):
             def work(conn: sa.Connection, handle: str = handle) -> bool:
-                tlog.lock_head(conn)
-                row = conn.execute(
-                    sa.select(accounts.c.bundle, accounts.c.log_index)
-                    .where(accounts.c.handle == handle)).first()
+                stmt = (sa.select(accounts.c.bundle, accounts.c.log_index)
+                        .where(accounts.c.handle == handle))
+                if conn.dialect.name == "sqlite":
+                    # Take SQLite's write lock before the re-check (lock_head's
+                    # no-op update), so no other writer logs it in between.
+                    tlog.lock_head(conn)
+                else:
+                    # The account row first, then the head (in the append): the
+                    # order rotate_bundle takes too, so the two never deadlock.
+                    stmt = stmt.with_for_update()
+                row = conn.execute(stmt).first()
                 if row is None or row[1] is not None:
                     return False
                 digest = bundle_digest(KeyBundle.loads(str(row[0])))

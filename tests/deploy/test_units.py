@@ -175,3 +175,21 @@ def test_every_timer_starts_a_shipped_service() -> None:
         assert (DEPLOY / service).is_file(), timer.name
         assert keys["[Timer]Persistent"] == ["true"]  # a missed run happens after boot
         assert keys["[Install]WantedBy"] == ["timers.target"]
+
+
+def test_watch_stays_stopped_after_a_log_refusal() -> None:
+    """Every exit status of a failed transparency-log check stops the watch unit
+    for good: restarting would repeat the refusal every 30 s (docs/transparency.md)."""
+    from sealdrop.client import errors
+
+    def statuses(cls: type[errors.LogVerificationError]) -> set[int]:
+        out = {cls.exit_status}
+        for sub in cls.__subclasses__():
+            out |= statuses(sub)
+        return out
+
+    text = (DEPLOY / "sealdrop-watch.service").read_text()
+    (line,) = [x for x in text.splitlines() if x.startswith("RestartPreventExitStatus=")]
+    prevented = {int(v) for v in line.partition("=")[2].split()}
+    wanted = statuses(errors.LogVerificationError)
+    assert len(wanted) >= 9 and wanted <= prevented, sorted(wanted - prevented)
