@@ -65,14 +65,6 @@ class WitnessError(ClientError):
     """`sealdrop witness` cannot start or keep its state (key file, state file, address)."""
 
 
-class CosignatureError(ClientError):
-    """The relay's checkpoint lacks the witness cosignatures this profile requires."""
-
-
-class SplitViewError(ClientError):
-    """Two checkpoints of one log, both signed by the relay, that no one history explains."""
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a transfer that the same command resumes.
 
@@ -152,3 +144,16 @@ class ForgedReceiptError(LogVerificationError):
     or is not in the log."""
 
     exit_status = 28
+
+
+class CosignatureError(LogVerificationError):
+    """The relay's checkpoint lacks the witness cosignatures this profile requires
+    (``sealdrop config require-cosignatures``): not stored, nothing sent."""
+
+    exit_status = 29
+
+
+class SplitViewError(LogVerificationError):
+    """Two checkpoints of one log, both signed by the relay, that no one history explains."""
+
+    exit_status = 30

@@ -70,7 +70,8 @@ def open_session(home: Path, passphrase_file: Path | None, *, follow_log: bool =
                       receipts=ReceiptStore(home), spool=Spool(home),
                       outbox=Outbox(home, identity),
                       log=LogClient(relay, home, handle=identity.handle, contacts=contacts,
-                                    own=identity.bundle))
+                                    own=identity.bundle, witnesses=config.witnesses,
+                                    require_cosignatures=config.require_cosignatures))
     if follow_log:
         try:
             session.log.advance()

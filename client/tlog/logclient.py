@@ -14,7 +14,13 @@ after all of them passed:
    tree's own (``overlay``): a key entry for our handle whose bundle this
    profile never made (``ForeignOwnKeyError``); one for a pinned contact that
    is not the contact's current bundle on the same signing key
-   (``LoggedKeyChangeError``).
+   (``LoggedKeyChangeError``);
+4. with ``require_cosignatures`` N > 0 (the profile's config), the checkpoint
+   carries valid cosignatures from N of the configured witness vkeys
+   (``CosignatureError``, exit 29). The relay serves only its newest
+   checkpoint, with the cosignatures it collected for that size: one its
+   witnesses did not cosign (down, unreachable, not configured on the relay)
+   is refused, never replaced by an older cosigned one.
 
 Then ``vouch_for`` proves that a key bundle the client is about to use is the
 one logged for its handle, and ``check_transfer`` that a transfer's commitment
@@ -54,6 +60,7 @@ from ..errors import (
 from ..profile.contacts import ContactStore
 from ..profile.logstate import LogState, LogStateStore
 from ..relay_api import RelayClient, RelayNotFound, RelayProtocolError
+from ..witness.policy import check_cosignatures
 from .overlay import LeafOverlay
 
 # A tile the relay does not have, or answers malformed: the relay's doing. Not
@@ -81,11 +88,15 @@ class Verified:
 class LogClient:
     def __init__(self, relay: RelayClient, home: Path, *, handle: str,
                  contacts: ContactStore, own: KeyBundle | None = None,
+                 witnesses: Sequence[str] = (), require_cosignatures: int = 0,
                  notice: Callable[[str], None] = _stderr) -> None:
         """``own``: the profile's current bundle, recorded as made here when the
         log is pinned on first use (the relay logs keys registered before it had
-        a log when it starts)."""
+        a log when it starts). ``witnesses``, ``require_cosignatures``: the
+        profile's cosignature policy (``ProfileConfig``)."""
         self.relay = relay
+        self.witnesses = tuple(witnesses)
+        self.require_cosignatures = require_cosignatures
         self._own = own
         self.store = LogStateStore(home)
         self.handle = handle
@@ -146,6 +157,7 @@ class LogClient:
             scanned = min(state.scanned, old.size)
         if scanned < new.size:
             hashes = self._scan(scanned, new, hashes)
+        self._cosigned(note, state)
         self._state = self.store.advance(note, size=new.size, scanned=new.size)
         self._verified = Verified(new, note, hashes)
         return self._verified
@@ -180,6 +192,13 @@ class LogClient:
                 f"the relay showed the checkpoint of another log ({checkpoint.origin!r}, "
                 f"not {state.origin!r})", hint=CALL)
         return checkpoint
+
+    def _cosigned(self, note: str, state: LogState) -> None:
+        """The profile's cosignature policy, last: a fork or a foreign key is the
+        stronger evidence and is named first. CosignatureError (exit 29)."""
+        if self.require_cosignatures > 0:
+            check_cosignatures(note, NoteVerifier.from_vkey(state.vkey), self.witnesses,
+                               self.require_cosignatures)
 
     def _previous(self, state: LogState) -> Checkpoint | None:
         if state.checkpoint is None:

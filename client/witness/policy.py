@@ -22,8 +22,9 @@ from sealdrop.crypto.tlog.note import NoteVerifier, open_note
 from ..errors import ClientError, CosignatureError
 
 _HINT = ("the relay may be showing this practice a history its witnesses never saw. "
-         "Do not send until it is resolved; ask the relay's operator whether its "
-         "witnesses are running, and tell your IT provider")
+         "Do not send or receive until it is resolved: call the relay's operator (the "
+         "relay must be configured with these witnesses, [[witness]] in relay.toml, and "
+         "they must be running), call the witnesses' operators, and tell your IT provider")
 
 
 def _verifier(vkey: str) -> CosignatureVerifier:
@@ -45,8 +46,10 @@ def check_cosignatures(note: str, log_verifier: NoteVerifier, witnesses: Sequenc
     _, _, signature_block = note.partition("\n\n")
     valid: list[str] = []
     invalid: list[str] = []
+    missing: list[str] = []
     for vkey in dict.fromkeys(witnesses):  # one vote per key, in the configured order
         verifier = _verifier(vkey)
+        missing.append(verifier.name)
         try:
             opened = open_note(note, [verifier])
         except (NoteError, LogFormatError):
@@ -56,6 +59,7 @@ def check_cosignatures(note: str, log_verifier: NoteVerifier, witnesses: Sequenc
             continue
         if verifier.name in opened.signatures:
             valid.append(verifier.name)
+            missing.pop()
     if len(valid) < need:
         found = ", ".join(valid) if valid else "none"
         bad = f"; a cosignature line that does not verify from {', '.join(invalid)}" \
@@ -63,5 +67,5 @@ def check_cosignatures(note: str, log_verifier: NoteVerifier, witnesses: Sequenc
         raise CosignatureError(
             f"the relay's checkpoint carries {len(valid)} valid witness cosignature"
             f"{'' if len(valid) == 1 else 's'} (from: {found}){bad}; this profile "
-            f"requires {need}", hint=_HINT)
+            f"requires {need} (none from: {', '.join(missing)})", hint=_HINT)
     return valid

@@ -42,7 +42,8 @@ def test_n_minus_one_is_refused_naming_who_cosigned() -> None:
     with pytest.raises(CosignatureError) as e:
         check_cosignatures(cosigned(W[0], W[1]), LOG, [w.vkey for w in W[:3]], 3)
     assert str(e.value) == ("the relay's checkpoint carries 2 valid witness cosignatures "
-                            "(from: witness.test/w0, witness.test/w1); this profile requires 3")
+                            "(from: witness.test/w0, witness.test/w1); this profile requires 3 "
+                            "(none from: witness.test/w2)")
     with pytest.raises(CosignatureError, match="carries 0 valid .* cosignatures .from: none"):
         check_cosignatures(TREE.note, LOG, [W[0].vkey], 1)
 
