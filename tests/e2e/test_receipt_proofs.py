@@ -21,7 +21,7 @@ from sealdrop.client.profile.receipts import ReceiptStore
 from sealdrop.crypto.tlog import entries
 from sealdrop.crypto.tlog.note import NoteVerifier
 from sealdrop.crypto.tlog.proofbundle import ProofBundle, verify_bundle
-from tests.e2e.kit import User, make_case
+from tests.e2e.kit import User, make_case, tree
 
 
 def _log(user: User) -> dict[str, Any]:
@@ -92,10 +92,31 @@ def test_receipts_keep_their_proofs_past_the_relay_and_an_edited_one_is_refused(
         ("downloaded", True), ("verified", True)]
     assert report["ok"], report["failures"]
 
-    # The relay now serves another entry where the lab's "verified" receipt was:
-    # the lab's next command that talks to the relay refuses, naming the receipt.
+    # A relay that says it logged the lab's "verified" receipt of a second transfer
+    # at an entry that is not it (here: a row it made up before the ack, pointing
+    # at the first transfer's receipt): the receive refuses once the files are
+    # placed and recorded. The first transfer's receipts were checked once more.
+    tid2 = practice.json("send", str(make_case(tmp_path / "s2")), "--to",
+                         lab.handle)["transfer_id"]
+    at, sig = mine["verified"]["at"], base64.b64decode(mine["verified"]["sig"])
+    lab.relay.sql("insert into tlog_receipts (transfer_id, recipient, status, at, sig, "
+                  "log_index) values (?, ?, 'verified', ?, ?, ?)", tid2, lab.handle, at, sig,
+                  logged["verified"])
+    dest2 = tmp_path / "in2"
+    dest2.mkdir()
+    r = lab.run("receive", tid2, "--into", str(dest2), check=False)
+    _refused(r, 25, f'your "verified" receipt for transfer {tid2}')
+    assert tree(dest2)
+    got2 = ReceiptStore(lab.home).load()
+    assert tid2 in got2 and sorted(got2[tid2]["receipts"]) == ["downloaded"]
+    assert all(k["rechecked"] is True for k in got2[tid]["receipts"].values())
+
+    # The relay now serves another entry where the lab's "downloaded" receipt of
+    # the second transfer was: its next command that talks to the relay refuses.
+    index = got2[tid2]["receipts"]["downloaded"]["log_index"]
     other = entries.TransferEntry(bytes(32)).to_bytes()
-    lab.relay.sql("update tlog_entries set data = ? where idx = ?", other, logged["verified"])
+    lab.relay.sql("update tlog_entries set data = ? where idx = ?", other, index)
     r = lab.run("inbox", check=False)
-    _refused(r, 25, f'your "verified" receipt for transfer {tid}', "altered or replaced")
-    assert ReceiptStore(lab.home).load()[tid]["receipts"]["verified"]["rechecked"] is False
+    _refused(r, 25, f'your "downloaded" receipt for transfer {tid2}', "altered or replaced")
+    kept = ReceiptStore(lab.home).load()[tid2]["receipts"]["downloaded"]
+    assert kept["rechecked"] is False
