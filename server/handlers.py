@@ -480,4 +480,8 @@ async def ack(request: web.Request) -> web.Response:
     me = await auth.authenticate(request, body_sha)
     t = await transfers.visible(relay, me, request.match_info["id"], sender_only=False)
     fresh = await transfers.ack(relay, me, t, body)
-    return _json({"transfer": transfers.to_json(fresh, me.handle)})
+    # With a receipt, the answer says where it is in the log (the recipient's
+    # own receipts only), so the recipient can check its inclusion itself.
+    signed = (await relay.store.receipts_of([t.id])).get(t.id, []) if (
+        isinstance(body, dict) and "receipt" in body and fresh.log_index is not None) else None
+    return _json({"transfer": transfers.to_json(fresh, me.handle, signed)})

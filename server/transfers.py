@@ -64,7 +64,8 @@ def to_json(
     t: Transfer, viewer: str, signed: list[ReceiptRow] | None = None
 ) -> dict[str, Any]:
     """The transfer as ``viewer`` may see it; ``signed``: its logged
-    receipts, shown to the sender only."""
+    receipts, all of them to the sender, to a recipient only its own (the
+    ack's answer: where its receipt is in the log, for it to check)."""
     out: dict[str, Any] = {
         "id": t.id,
         "sender": t.sender,
@@ -90,11 +91,11 @@ def to_json(
         # Only the parties see the salt: without it a log reader cannot tell
         # which transfer an entry commits to (docs/transparency.md).
         out["log"] = {"index": t.log_index, "salt": _b64(t.log_salt)}
-        if viewer == t.sender and signed is not None:
+        if signed is not None and (viewer == t.sender or mine is not None):
             out["receipts"] = [
                 {"recipient": r.recipient, "status": r.status, "at": r.at, "sig": _b64(r.sig),
                  "log_index": r.log_index}
-                for r in signed
+                for r in signed if viewer == t.sender or r.recipient == viewer
             ]
     return out
 

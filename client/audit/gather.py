@@ -15,15 +15,19 @@ Where each fact comes from, and so what the audit can and cannot prove
 - received: the commitment this profile computed and checked when it received
   the transfer (from the signed manifest's sender and recipients), kept in the
   receipts store (``profile.receipts``); the relay only names the sender.
-Sent transfers the relay no longer holds (expired, retracted) cannot be checked
-again (their salt went with them) and are left out; received ones still are.
+Sent transfers the relay no longer holds (expired, retracted) are checked from
+the sender's own record when ``status`` kept their log entry (salt, index)
+and signed receipts with their tlog-proofs there (``SentTransfer.own_record_only``);
+without that (never looked at with ``status`` while the relay had them) they
+cannot be checked again (their salt went with them) and are left out.
+Received ones still are.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sealdrop.crypto.errors import LogError
@@ -43,6 +47,7 @@ from .verify import (
     LogIndex,
     OwnKeyFacts,
     ReceivedFacts,
+    RelayReceipt,
     SentFacts,
     audit_contacts,
     audit_own_keys,
@@ -130,11 +135,20 @@ def gather(session: Session, log: LogSnapshot) -> AuditReport:
 
     sent: list[SentTransfer] = []
     records = SentSummaries(session.home, session.identity)
+    log_key = (state.origin, state.vkey) if state is not None else None
+    listed: set[str] = set()
     for t in session.relay.sent():
+        listed.add(str(t["id"]))
         if t.get("state") != "complete":
             continue  # not logged before it is complete
         facts = _sent_facts(t, records.case(str(t["id"])), bundle.handle)
-        row, more = audit_sent(facts, index, keys)
+        row, more = audit_sent(facts, index, keys, log_key)
+        sent.append(row)
+        failures += more
+    for case in records.cases():
+        if case.relay_id in listed or not case.log:
+            continue  # the relay's copy was checked above; or nothing kept to check
+        row, more = audit_sent(_kept_facts(case, bundle.handle), index, keys, log_key)
         sent.append(row)
         failures += more
 
@@ -170,7 +184,31 @@ def _sent_facts(t: dict[str, Any], case: SentCase | None, me: str) -> SentFacts:
           or _int(t.get("created_at")) or 0)
     return SentFacts(relay_id=str(t["id"]), at=at, sender=me, recipients=recipients,
                      digest=str(t.get("digest") or ""), salt=salt, log_index=log_index,
-                     receipts=relay_receipts(t))
+                     receipts=_with_kept(relay_receipts(t), case))
+
+
+def _with_kept(shown: tuple[RelayReceipt, ...], case: SentCase | None
+               ) -> tuple[RelayReceipt, ...]:
+    """The relay's receipts, each with the proof our record kept for the same
+    signature, then those our record kept that the relay no longer shows."""
+    kept = relay_receipts({"receipts": list(case.receipts)}) if case is not None else ()
+    out = []
+    for r in shown:
+        same = next((k for k in kept if (k.recipient, k.status, k.at, k.sig)
+                     == (r.recipient, r.status, r.at, r.sig)), None)
+        out.append(r if same is None else replace(r, proof=same.proof))
+    seen = {(r.recipient, r.status) for r in shown}
+    return (*out, *(k for k in kept if (k.recipient, k.status) not in seen))
+
+
+def _kept_facts(case: SentCase, me: str) -> SentFacts:
+    """A sent transfer the relay deleted, from the record ``status`` kept."""
+    salt, log_index = relay_log_fields({"log": case.log})
+    return SentFacts(relay_id=case.relay_id, at=case.completed_at or case.created,
+                     sender=me, recipients=case.recipients, digest=case.digest, salt=salt,
+                     log_index=log_index, receipts=relay_receipts({"receipts":
+                                                                   list(case.receipts)}),
+                     own_record_only=True)
 
 
 def _received_facts(session: Session, relay_id: str, entry: dict[str, Any]

@@ -67,6 +67,9 @@ class ReceiptCheck:
     log_index: int | None
     signature_verified: bool  # with the recipient's pinned identity key
     inclusion_verified: bool  # its receipt entry is in the checkpoint
+    # A tlog-proof kept in the sender's record (``status``) verified offline with
+    # the pinned log key; None when none was kept.
+    proof_verified: bool | None = None
 
     @property
     def verified(self) -> bool:
@@ -81,6 +84,9 @@ class SentTransfer:
     log_index: int | None  # the transfer commitment's entry
     commitment_verified: bool  # recomputed from the sender's own values, and included
     receipts: tuple[ReceiptCheck, ...] = ()
+    # The relay no longer has it: checked from the sender's own record alone
+    # (the log entry and receipts ``status`` kept).
+    own_record_only: bool = False
 
     @property
     def verified(self) -> bool:

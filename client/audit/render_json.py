@@ -19,7 +19,8 @@ VERSION = 1
 def _receipt(r: ReceiptCheck) -> dict[str, Any]:
     return {"recipient": r.recipient, "status": r.status, "at": r.at,
             "log_index": r.log_index, "signature_verified": r.signature_verified,
-            "inclusion_verified": r.inclusion_verified, "verified": r.verified}
+            "inclusion_verified": r.inclusion_verified, "verified": r.verified,
+            "proof_verified": r.proof_verified}
 
 
 def to_json(report: AuditReport) -> dict[str, Any]:
@@ -50,7 +51,8 @@ def to_json(report: AuditReport) -> dict[str, Any]:
         "sent": [
             {"id": t.relay_id, "at": t.at, "recipients": list(t.recipients),
              "log_index": t.log_index, "commitment_verified": t.commitment_verified,
-             "verified": t.verified, "receipts": [_receipt(r) for r in t.receipts]}
+             "verified": t.verified, "receipts": [_receipt(r) for r in t.receipts],
+             "own_record_only": t.own_record_only}
             for t in report.sent
         ],
         "received": [

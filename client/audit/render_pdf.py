@@ -48,6 +48,8 @@ def _index(i: int | None) -> str:
 def _sent_lines(t: SentTransfer) -> Iterator[str]:
     yield (f"{utc_day(t.at)}  {t.relay_id}  to {', '.join(t.recipients)}  "
            f"commitment {_yes(t.commitment_verified)} ({_index(t.log_index)})")
+    if t.own_record_only:
+        yield "      deleted by the relay: checked from this practice's own record"
     for who in t.recipients:
         parts = []
         for status in ("downloaded", "verified"):
@@ -56,7 +58,9 @@ def _sent_lines(t: SentTransfer) -> Iterator[str]:
                 continue
             sig = "signature ok" if r.signature_verified else "SIGNATURE BAD"
             inc = "in the log" if r.inclusion_verified else "NOT IN THE LOG"
-            parts.append(f"{status} {utc_day(r.at)} ({sig}, {inc})")
+            kept = ("" if r.proof_verified is None else
+                    ", kept proof ok" if r.proof_verified else ", KEPT PROOF BAD")
+            parts.append(f"{status} {utc_day(r.at)} ({sig}, {inc}{kept})")
         yield f"      {who}: " + ("; ".join(parts) if parts else "no signed receipt")
 
 

@@ -16,8 +16,10 @@ The checks, each a failure sentence when it does not hold:
   could serve, to others);
 - each sent transfer's commitment, recomputed from our own record (id,
   sender, recipients, chunk-list digest) and the salt the relay gives, is
-  logged; each receipt the relay shows is signed by the recipient's pinned
-  key and logged;
+  logged; each receipt the relay shows, or the sender's record kept, is
+  signed by the recipient's pinned key and logged, and a tlog-proof kept
+  with it verifies with the pinned log key alone (a transfer the relay
+  deleted is checked from the sender's record: ``SentFacts.own_record_only``);
 - each received transfer's commitment, as this profile checked it on receipt,
   is still logged.
 """
@@ -42,6 +44,8 @@ from sealdrop.crypto.tlog.entries import (
     verify_receipt,
 )
 from sealdrop.crypto.tlog.merkle import MemoryHashes, leaf_hash
+from sealdrop.crypto.tlog.note import NoteVerifier
+from sealdrop.crypto.tlog.proofbundle import ProofBundle, verify_bundle
 
 from .model import (
     ContactKey,
@@ -175,6 +179,7 @@ class RelayReceipt:
     at: int
     sig: bytes
     log_index: int | None
+    proof: str | None = None  # the tlog-proof the sender's record kept with it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,11 +192,14 @@ class SentFacts:
     salt: bytes | None  # from the relay; None: it shows no log entry
     log_index: int | None  # the relay's claim
     receipts: tuple[RelayReceipt, ...] = ()
+    own_record_only: bool = False  # the relay no longer has it
 
 
-def audit_sent(facts: SentFacts, log: LogIndex, keys: Mapping[str, bytes]
+def audit_sent(facts: SentFacts, log: LogIndex, keys: Mapping[str, bytes],
+               log_key: tuple[str, str] | None = None
                ) -> tuple[SentTransfer, list[Failure]]:
-    """``keys``: each pinned contact's signing key, by handle."""
+    """``keys``: each pinned contact's signing key, by handle; ``log_key``: the
+    pinned log's (origin, vkey), to check kept tlog-proofs."""
     failures: list[Failure] = []
     what = f"transfer {facts.relay_id} (sent {utc_day(facts.at)})"
     commitment: bytes | None = None
@@ -216,20 +224,24 @@ def audit_sent(facts: SentFacts, log: LogIndex, keys: Mapping[str, bytes]
             "ciphertext): the relay hid it or changed it")))
     checks = []
     for r in facts.receipts:
-        check, failure = _audit_receipt(r, facts, commitment, log, keys.get(r.recipient), what)
+        check, failure = _audit_receipt(r, facts, commitment, log, keys.get(r.recipient), what,
+                                        log_key)
         checks.append(check)
         if failure is not None:
             failures.append(failure)
     return SentTransfer(relay_id=facts.relay_id, at=facts.at, recipients=facts.recipients,
                         log_index=found if found is not None else facts.log_index,
                         commitment_verified=found is not None,
-                        receipts=tuple(checks)), failures
+                        receipts=tuple(checks),
+                        own_record_only=facts.own_record_only), failures
 
 
 def _audit_receipt(r: RelayReceipt, facts: SentFacts, commitment: bytes | None,
-                   log: LogIndex, key: bytes | None, what: str
+                   log: LogIndex, key: bytes | None, what: str,
+                   log_key: tuple[str, str] | None = None
                    ) -> tuple[ReceiptCheck, Failure | None]:
     sig_ok, found, failure = False, None, None
+    proof_ok: bool | None = None
     mine = f"the {r.status!r} receipt of {r.recipient} for {what}"
     if r.recipient not in facts.recipients:
         failure = f"the relay shows a receipt for {what} from {r.recipient}, not a recipient"
@@ -257,10 +269,27 @@ def _audit_receipt(r: RelayReceipt, facts: SentFacts, commitment: bytes | None,
                 found = None
             if sig_ok and found is None:
                 failure = f"{mine} is not in the relay's log"
+            if sig_ok and r.proof is not None and log_key is not None:
+                proof_ok = _proof_holds(r.proof, receipt_entry(facts.salt, receipt, r.sig)
+                                        .to_bytes(), *log_key)
+                if not proof_ok and failure is None:
+                    failure = (f"the log proof kept for {mine} does not verify with the "
+                               "pinned log key: the relay showed a proof of something else")
     check = ReceiptCheck(recipient=r.recipient, status=r.status, at=r.at,
                          log_index=found if found is not None else r.log_index,
-                         signature_verified=sig_ok, inclusion_verified=found is not None)
+                         signature_verified=sig_ok, inclusion_verified=found is not None,
+                         proof_verified=proof_ok)
     return check, None if failure is None else Failure(at=facts.at, text=failure)
+
+
+def _proof_holds(text: str, leaf: bytes, origin: str, vkey: str) -> bool:
+    """The tlog-proof ``text`` proves ``leaf`` under a checkpoint signed by the
+    pinned log key: offline, without the relay."""
+    try:
+        verify_bundle(ProofBundle.parse(text), leaf, origin, [NoteVerifier.from_vkey(vkey)])
+    except LogError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,6 +331,7 @@ def relay_log_fields(t: Mapping[str, Any]) -> tuple[bytes | None, int | None]:
 
 
 def relay_receipts(t: Mapping[str, Any]) -> tuple[RelayReceipt, ...]:
+    """The receipts a relay answer (or a kept record, with ``"proof"``) lists."""
     out = []
     for r in t.get("receipts") or []:
         if not isinstance(r, dict):
@@ -314,5 +344,6 @@ def relay_receipts(t: Mapping[str, Any]) -> tuple[RelayReceipt, ...]:
         out.append(RelayReceipt(
             recipient=str(r.get("recipient", "")), status=str(r.get("status", "")),
             at=at if type(at) is int else -1, sig=sig,
-            log_index=index if type(index) is int else None))
+            log_index=index if type(index) is int else None,
+            proof=r["proof"] if isinstance(r.get("proof"), str) else None))
     return tuple(out)

@@ -7,7 +7,11 @@ receiving it again can say where it went), the transfer's log commitment
 (``commitment``, hex, when the relay logs transfers), and ``acked``: whether the relay
 heard "verified" for it. A receive whose final acknowledgement could not
 reach the relay is recorded with ``acked: false`` and told on the next
-receive, watch or inbox (``receive.transfer.flush_acks``).
+receive, watch or inbox (``receive.transfer.flush_acks``). With a log, also
+the commitment's ``salt`` (hex) and, under ``receipts``, each of our signed
+receipts the relay logged, by status, with its tlog-proof (the inclusion
+we checked: ``client.tlog.receipts.check_own``), so that it can be shown
+and checked again without the relay.
 ``inbox`` and ``receive --all`` also read it to skip what is already here.
 
 Not the replay store (``replay``): that one is keyed by manifest id and is the
@@ -45,7 +49,8 @@ class ReceiptStore:
         write_section(self.path, "received", data, what="the receipts file")
 
     def mark(self, relay_id: str, *, manifest_id: str, acked: bool,
-             folder: str | None = None, commitment: str | None = None) -> None:
+             folder: str | None = None, commitment: str | None = None,
+             salt: str | None = None) -> None:
         """Record (or update) ``relay_id``; an update keeps the first time, folder and
         ``commitment`` (the transfer's log commitment, hex: a receipt not yet sent
         is signed over it later, client.tlog.receipts)."""
@@ -59,7 +64,25 @@ class ReceiptStore:
             if commitment is not None or "commitment" in old:
                 entry["commitment"] = commitment if commitment is not None \
                     else old["commitment"]
+            if salt is not None or "salt" in old:
+                entry["salt"] = salt if salt is not None else old["salt"]
+            if isinstance(old.get("receipts"), dict):
+                entry["receipts"] = old["receipts"]
             data[relay_id] = entry
+            self._save(data)
+
+    def keep_receipt(self, relay_id: str, kept: dict[str, Any]) -> None:
+        """Keep our logged receipt ``kept`` (``client.tlog.receipts.kept_receipt``)
+        under its status, for a transfer recorded here."""
+        with locked(self.path):
+            data = self.load()
+            entry = data.get(relay_id)
+            if entry is None:
+                return
+            mine = entry.get("receipts")
+            mine = dict(mine) if isinstance(mine, dict) else {}
+            mine[str(kept["status"])] = kept
+            entry["receipts"] = mine
             self._save(data)
 
     def unacked(self) -> list[str]:

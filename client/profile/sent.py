@@ -8,7 +8,11 @@ and size, when it was created, completed or retracted, a fingerprint of the
 files for "you sent these already" (``send.again``), and the DICOM summary
 ("CT, 1 series, 412 images, DUPONT^Marie, 2026-11-30"). Age-encrypted to the
 user's own key like the send record, since labels and summaries name
-patients. Written when the send starts; ``status`` reads it. Records older
+patients. With a log, ``status`` adds the transfer's ``log`` entry (index,
+salt), its chunk-list ``digest`` and each recipient's signed ``receipts``
+with their tlog-proofs (``client.tlog.receipts.kept_receipt``), once it has
+checked them: so ``audit`` can check them again after the relay deleted
+the transfer. Written when the send starts; ``status`` reads it. Records older
 than ``MAX_AGE_DAYS`` are removed on the next save: no relay keeps a transfer
 that long.
 """
@@ -50,10 +54,14 @@ class SentCase:
     completed_at: int | None = None
     retracted_at: int | None = None
     dicom: dict[str, Any] = field(default_factory=dict)
+    log: dict[str, Any] = field(default_factory=dict)  # {"index", "salt"} as the relay said
+    digest: str = ""  # the chunk-list digest the log commitment is over
+    receipts: tuple[dict[str, Any], ...] = ()  # checked signed receipts, with proofs
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["recipients"] = list(self.recipients)
+        out["receipts"] = [dict(r) for r in self.receipts]
         return out
 
     @classmethod
@@ -65,6 +73,7 @@ class SentCase:
 
         recipients = obj.get("recipients")
         dicom = obj.get("dicom")
+        log, receipts = obj.get("log"), obj.get("receipts")
         return cls(
             relay_id=relay_id,
             label=str(obj.get("label") or ""),
@@ -73,6 +82,10 @@ class SentCase:
             created=num("created") or 0, content=str(obj.get("content") or ""),
             completed_at=num("completed_at"), retracted_at=num("retracted_at"),
             dicom=dict(dicom) if isinstance(dicom, dict) else {},
+            log=dict(log) if isinstance(log, dict) else {},
+            digest=str(obj.get("digest") or ""),
+            receipts=tuple(dict(r) for r in receipts if isinstance(r, dict))
+            if isinstance(receipts, list) else (),
         )
 
 

@@ -49,6 +49,8 @@ by the sender, the replay check's key, "manifest_id" in the JSON output).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime
 import os
@@ -57,8 +59,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sealdrop.crypto.errors import SealdropCryptoError
+from sealdrop.crypto.errors import LogError, SealdropCryptoError
 from sealdrop.crypto.manifest import Manifest
+from sealdrop.crypto.tlog import entries
 
 from ..dicom.display import phi_free
 from ..errors import (
@@ -75,7 +78,7 @@ from ..profile.refused import Reason, RefusedStore
 from ..profile.session import Session
 from ..relay_api import RelayError, RelayNotFound
 from ..tlog.logclient import TransferLog
-from ..tlog.receipts import signed_for
+from ..tlog.receipts import check_own, signed_for
 from .cards import read_card
 from .download import Incoming, Progress, download, incoming
 from .interrupt import interruptible
@@ -195,29 +198,79 @@ def _check_case_folder(into: Path, rel: str, relay_id: str) -> None:
 
 def flush_acks(session: Session) -> None:
     """Tell the relay about transfers placed while it could not be told (with our
-    signed receipt when the transfer's log commitment was recorded)."""
+    signed receipt when the transfer's log commitment was recorded), then look
+    again at our receipts logged since the last time (``recheck_receipts``)."""
     receipts = session.receipts
     for relay_id in receipts.unacked():
         entry = receipts.load().get(relay_id, {})
         logged = _kept_commitment(entry)
+        signed = signed_for(session.identity.signing_key, session.identity.handle, relay_id,
+                            logged, "verified")
         try:
-            session.relay.ack(relay_id, "verified", signed_for(
-                session.identity.signing_key, session.identity.handle, relay_id, logged,
-                "verified"))
+            answer = session.relay.ack(relay_id, "verified", signed)
         except RelayNotFound:
-            pass
+            answer = None
         except RelayError:
             return
         receipts.mark(relay_id, manifest_id=str(entry.get("manifest_id", "")), acked=True)
+        if answer is not None and signed is not None and logged is not None and logged.salt:
+            _keep_own(session, relay_id, logged, "verified", signed, answer)
+    recheck_receipts(session)
+
+
+def _keep_own(session: Session, relay_id: str, where: TransferLog, status: str,
+              signed: tuple[int, bytes], answer: dict[str, Any]) -> None:
+    """Check that the relay logged our receipt where its ack ``answer`` says, and
+    keep it with its tlog-proof (raises LogInclusionError, exit 25)."""
+    kept = check_own(session.log, session.identity.handle,
+                     session.identity.signing_key.verify_key, relay_id, where, status,
+                     signed, answer)
+    if kept is not None:
+        session.receipts.keep_receipt(relay_id, {**kept, "rechecked": False})
+
+
+def recheck_receipts(session: Session) -> None:
+    """Each receipt of ours checked once, when its ack was answered, is checked
+    once more at the next receive, watch or inbox: the entry the relay serves
+    at its index must still be the one we computed, under a later checkpoint.
+    Why once more and not forever: the relay could show the right entry just
+    while we ack; beyond that, ``sealdrop audit`` reads the whole log. Raises
+    LogInclusionError (exit 25) naming the receipt."""
+    cache: dict[str, bytes] = {}
+    for relay_id, entry in sorted(session.receipts.load().items()):
+        mine = entry.get("receipts")
+        logged = _kept_commitment(entry)
+        if not isinstance(mine, dict) or logged is None or not logged.salt:
+            continue
+        for status, kept in sorted(mine.items()):
+            if not isinstance(kept, dict) or kept.get("rechecked") is not False:
+                continue
+            at, index = kept.get("at"), kept.get("log_index")
+            what = f"your \"{status}\" receipt for transfer {relay_id}"
+            try:
+                sig = base64.b64decode(str(kept.get("sig")), validate=True)
+                receipt = entries.Receipt(transfer_id=relay_id, commitment=logged.commitment,
+                                          recipient=session.identity.handle,
+                                          status=status,
+                                          at=at)  # type: ignore[arg-type]
+                leaf = entries.receipt_entry(logged.salt, receipt, sig).to_bytes()
+            except (LogError, ValueError, binascii.Error):
+                continue  # our own record, damaged: nothing to compare the log with
+            if type(index) is not int:
+                continue
+            session.log.check_served(index, leaf, what, cache)
+            session.receipts.keep_receipt(relay_id, {**kept, "rechecked": True})
 
 
 def _kept_commitment(entry: dict[str, Any]) -> TransferLog | None:
-    """The log commitment a receipt-store entry kept (for a receipt signed later)."""
-    text = entry.get("commitment")
+    """The log commitment (and salt, when kept) a receipt-store entry kept (for a
+    receipt signed later, and to check our receipts again)."""
+    text, salt = entry.get("commitment"), entry.get("salt")
     if not (isinstance(text, str) and len(text) == 64):
         return None
     try:
-        return TransferLog(0, b"", bytes.fromhex(text))
+        return TransferLog(0, bytes.fromhex(salt) if isinstance(salt, str) else b"",
+                           bytes.fromhex(text))
     except ValueError:
         return None
 
@@ -432,19 +485,31 @@ def _receive_one(
     acked = True
     me, key = session.identity.handle, session.identity.signing_key
     done = logged[-1] if logged else None
+    answers: list[tuple[str, tuple[int, bytes], dict[str, Any]]] = []
     if done is not None:  # the plain "downloaded" went before; now the signed receipt
+        down = signed_for(key, me, relay_id, done, "downloaded")
         with contextlib.suppress(RelayError):
-            session.relay.ack(relay_id, "downloaded",
-                              signed_for(key, me, relay_id, done, "downloaded"))
+            answer = session.relay.ack(relay_id, "downloaded", down)
+            if down is not None:
+                answers.append(("downloaded", down, answer))
+    final = signed_for(key, me, relay_id, done, "verified")
     try:
-        session.relay.ack(relay_id, "verified", signed_for(key, me, relay_id, done, "verified"))
+        answer = session.relay.ack(relay_id, "verified", final)
+        if final is not None:
+            answers.append(("verified", final, answer))
     except RelayError:
         acked = False  # told on the next receive/watch/inbox
     session.receipts.mark(relay_id, manifest_id=got.manifest.transfer_id.hex(), acked=acked,
                           folder=str(got.folder.absolute()),
-                          commitment=done.commitment.hex() if done is not None else None)
+                          commitment=done.commitment.hex() if done is not None else None,
+                          salt=done.salt.hex() if done is not None else None)
     refused.forget(relay_id)
     spool.unlink(missing_ok=True)
+    if done is not None:
+        # After the files are placed and recorded: a receipt the relay did not
+        # log as it says stops the command loudly, yet nothing is received twice.
+        for status, signed, answer in answers:
+            _keep_own(session, relay_id, done, status, signed, answer)
     return ReceiveResult(
         relay_id=relay_id, manifest=got.manifest, sender=got.sender.handle,
         sender_verified=got.sender.verified, safety_number=got.sender.safety_number,

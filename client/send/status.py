@@ -28,7 +28,7 @@ from typing import Any
 from ..profile.sent import SentCase, SentSummaries
 from ..profile.session import Session
 from ..relay_api import RelayNotFound
-from ..tlog.receipts import ReceiptCheck, check_receipts
+from ..tlog.receipts import SIGNED, ReceiptCheck, check_receipts
 
 # Transfers only the sender's records remember are listed if their record
 # changed in this many days (sent, completed or retracted); older ones by id.
@@ -79,14 +79,48 @@ def _local_row(case: SentCase) -> dict[str, Any]:
         "recipients": [{"handle": h, "uploaded": case.completed_at is not None,
                         "downloaded": False, "verified": False, "downloaded_at": None,
                         "verified_at": None, "dismissed": False, "dismissed_at": None,
-                        "receipts": None}
+                        "receipts": _kept_words(case, h)}
                        for h in case.recipients],
     }
 
 
+def _kept_words(case: SentCase, handle: str) -> dict[str, str | None] | None:
+    """What the kept receipts (checked while the relay had them) say for ``handle``."""
+    if not case.receipts:
+        return None
+    have = {r.get("status") for r in case.receipts if r.get("recipient") == handle}
+    return {s: SIGNED if s in have else None for s in ("downloaded", "verified")}
+
+
 def _checked_row(session: Session, t: dict[str, Any]) -> dict[str, Any]:
-    """``_row`` with each recipient's receipts checked: raises ForgedReceiptError."""
-    return _row(t, check_receipts(session.log, session.contacts, session.identity.handle, t))
+    """``_row`` with each recipient's receipts checked: raises ForgedReceiptError.
+    The receipts checked are kept in the sender's record with their proofs."""
+    checks = check_receipts(session.log, session.contacts, session.identity.handle, t)
+    if checks:
+        _keep_receipts(SentSummaries(session.home, session.identity), t,
+                       [k for c in checks.values() for k in c.kept])
+    return _row(t, checks)
+
+
+def _keep_receipts(summaries: SentSummaries, t: dict[str, Any],
+                   kept: list[dict[str, Any]]) -> None:
+    """Add the receipts not kept yet to the record of ``t`` (with what checking
+    them again needs: the log entry and digest); the record is rewritten only
+    when something is new."""
+    relay_id = str(t["id"])
+    case = summaries.case(relay_id)
+    have = {(r.get("recipient"), r.get("status")) for r in case.receipts} if case else set()
+    new = [k for k in kept if (k["recipient"], k["status"]) not in have]
+    if not new:
+        return
+    log = t.get("log") if isinstance(t.get("log"), dict) else {}
+    changes: dict[str, Any] = {"log": dict(log or {}), "digest": str(t.get("digest") or "")}
+    if case is None:  # sent from before records were kept: the relay's recipients
+        summaries.save_case(SentCase(
+            relay_id=relay_id, recipients=tuple(str(r["handle"]) for r in t["recipients"]),
+            receipts=tuple(new), **changes))
+    else:
+        summaries.update(relay_id, receipts=(*case.receipts, *new), **changes)
 
 
 def transfer_status(session: Session, relay_id: str | None) -> list[dict[str, Any]]:
@@ -119,4 +153,7 @@ def transfer_status(session: Session, relay_id: str | None) -> list[dict[str, An
             len(record.files) if record else None)
         kept = case.dicom if case is not None and case.dicom else None
         row["dicom"] = kept if kept is not None else dict(record.dicom) if record else {}
+        # The signed receipts kept with their tlog-proofs ("proof"): they outlive
+        # the relay's copy; no patient data in them (a signature over a commitment).
+        row["receipts"] = [dict(r) for r in case.receipts] if case is not None else []
     return rows

@@ -408,9 +408,40 @@ class LogClient:
                        f"transfer {relay_id}")
         return TransferLog(where.index, where.salt, commitment)
 
-    def check_logged(self, index: int | None, leaf: bytes, what: str) -> None:
-        """Entry ``index`` is ``leaf`` (a receipt entry); see ``_included``."""
-        self._included(index, leaf, what)
+    def check_logged(self, index: int | None, leaf: bytes, what: str) -> str | None:
+        """Entry ``index`` is ``leaf`` (a receipt entry); its tlog-proof text, kept
+        beside the receipt to check it offline later; see ``_included``."""
+        return self._included(index, leaf, what)
+
+    def check_served(self, index: int, leaf: bytes, what: str,
+                     cache: dict[str, bytes] | None = None) -> str | None:
+        """``check_logged``, and the relay's entry tile holds exactly ``leaf`` at
+        ``index``. Why both: the proof is over hashes, and a relay that kept the
+        hashes but altered the entry it serves would show every log reader
+        (a monitor, ``audit``) a receipt other than ours. ``cache``: the entry
+        tiles already read by this command, by path."""
+        proof = self._included(index, leaf, what)
+        verified = self._verified
+        if proof is None or verified is None:
+            return proof
+        tile = index // tiles.TILE_WIDTH
+        width = min(tiles.TILE_WIDTH, verified.checkpoint.size - tile * tiles.TILE_WIDTH)
+        path = tiles.entries_path(tile, width)
+        try:
+            raw = cache[path] if cache is not None and path in cache else \
+                self.relay.log_tile(path)
+            served = tiles.split_entry_bundle(raw)
+        except _TILE_TROUBLE as exc:
+            raise LogInclusionError(
+                f"{what} cannot be read back from the relay's log (entry {index}): {exc}",
+                hint=CALL) from exc
+        if cache is not None:
+            cache[path] = raw
+        if len(served) != width or served[index % tiles.TILE_WIDTH] != leaf:
+            raise LogInclusionError(
+                f"{what} is not what the relay's log shows at entry {index}: the relay "
+                "altered or replaced it", hint=CALL)
+        return proof
 
 
 @dataclass(frozen=True, slots=True)

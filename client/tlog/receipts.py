@@ -6,7 +6,11 @@ identity key; the relay logs them. ``status`` then believes a receipt only if
 its signature verifies with the recipient's PINNED key and the log holds it:
 "verified (signed receipt)". A status the relay reports without a receipt is
 shown as the relay's word. A receipt that does not verify, or that the log
-does not hold, is a forgery: a loud refusal naming the recipient.
+does not hold, is a forgery: a loud refusal naming the recipient. Each
+receipt checked is handed back with its tlog-proof (``kept_receipt``) for
+the sender's record. The recipient's side, ``check_own``: the relay logged
+our own receipt where its ack's answer says (docs/transparency.md,
+"Receipt proofs").
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class ReceiptCheck:
     handle: str
     downloaded: str | None
     verified: str | None
+    # Each signed receipt checked here, as the sender keeps it (``kept_receipt``).
+    kept: tuple[dict[str, Any], ...] = ()
 
 
 def check_receipts(log: LogClient, contacts: ContactStore, me: str,
@@ -61,7 +67,7 @@ def check_receipts(log: LogClient, contacts: ContactStore, me: str,
     recipients = [str(r["handle"]) for r in transfer.get("recipients", [])]
     where = log.check_transfer(relay_id, transfer, sender=me, recipients=recipients,
                                digest=str(transfer.get("digest") or ""), required=False)
-    signed: dict[tuple[str, str], bool] = {}
+    signed: dict[tuple[str, str], dict[str, Any]] = {}
     # A transfer completed before the relay logged: every status is the relay's word.
     for item in _receipts(transfer, relay_id) if where is not None else ():
         handle, status = item["recipient"], item["status"]
@@ -70,8 +76,7 @@ def check_receipts(log: LogClient, contacts: ContactStore, me: str,
                 f"the relay shows a receipt for transfer {relay_id} from {handle}, who is "
                 "not one of its recipients", hint=CALL)
         assert where is not None
-        _check_one(log, contacts, relay_id, where, item)
-        signed[(handle, status)] = True
+        signed[(handle, status)] = _check_one(log, contacts, relay_id, where, item)
     out: dict[str, ReceiptCheck] = {}
     for r in transfer.get("recipients", []):
         handle = str(r["handle"])
@@ -81,9 +86,21 @@ def check_receipts(log: LogClient, contacts: ContactStore, me: str,
             if signed.get((_h, status)):
                 return SIGNED
             return CLAIMED if _r.get(at_key) is not None else None
-        out[handle] = ReceiptCheck(handle, word("downloaded", "downloaded_at"),
-                                   word("verified", "verified_at"))
+        out[handle] = ReceiptCheck(
+            handle, word("downloaded", "downloaded_at"), word("verified", "verified_at"),
+            tuple(k for (h, _), k in sorted(signed.items()) if h == handle))
     return out
+
+
+def kept_receipt(recipient: str, status: str, at: int, sig: bytes, log_index: int,
+                 proof: str | None) -> dict[str, Any]:
+    """A checked receipt as the sender's record (``profile.sent``) and the
+    recipient's receipts store keep it: enough to check it again offline, with
+    the transfer's commitment and salt, the signer's pinned key and the log's
+    key (``audit.verify``; ``verify_bundle``)."""
+    return {"recipient": recipient, "status": status, "at": at,
+            "sig": base64.b64encode(sig).decode("ascii"), "log_index": log_index,
+            "proof": proof}
 
 
 def _receipts(transfer: dict[str, Any], relay_id: str) -> Sequence[dict[str, Any]]:
@@ -108,7 +125,7 @@ def _receipts(transfer: dict[str, Any], relay_id: str) -> Sequence[dict[str, Any
 
 
 def _check_one(log: LogClient, contacts: ContactStore, relay_id: str, where: TransferLog,
-               item: dict[str, Any]) -> None:
+               item: dict[str, Any]) -> dict[str, Any]:
     handle, status = item["recipient"], item["status"]
     contact = contacts.get(handle)
     if contact is None:
@@ -127,13 +144,59 @@ def _check_one(log: LogClient, contacts: ContactStore, relay_id: str, where: Tra
         raise ForgedReceiptError(forged, hint=f"{handle} may not have received it; ask "
                                  f"them by phone, and {CALL}") from exc
     try:
-        log.check_logged(item["log_index"],
-                         entries.receipt_entry(where.salt, receipt, item["sig"]).to_bytes(),
-                         f"{handle}'s \"{status}\" receipt for transfer {relay_id}")
+        proof = log.check_logged(
+            item["log_index"], entries.receipt_entry(where.salt, receipt, item["sig"]).to_bytes(),
+            f"{handle}'s \"{status}\" receipt for transfer {relay_id}")
     except LogInclusionError as exc:
         raise ForgedReceiptError(
             f"{handle}'s \"{status}\" receipt for transfer {relay_id} is not in the relay's "
             f"log: {exc}", hint=CALL) from exc
+    return kept_receipt(handle, status, item["at"], item["sig"], item["log_index"], proof)
+
+
+def check_own(log: LogClient, me: str, key: VerifyKey, relay_id: str, where: TransferLog,
+              status: str, signed: tuple[int, bytes], answer: dict[str, Any],
+              cache: dict[str, bytes] | None = None) -> dict[str, Any] | None:
+    """The recipient's side: our signed ``status`` receipt, which the relay's ack
+    ``answer`` says it logged (its ``"receipts"``), is in the log where it says,
+    as the entry we compute ourselves; the receipt kept with its tlog-proof.
+    None when the answer lists no receipts at all (a relay older than this
+    check: nothing to check). Raises LogInclusionError (exit 25)."""
+    listed = answer.get("receipts")
+    if listed is None:
+        return None
+    what = f"your \"{status}\" receipt for transfer {relay_id}"
+    at, sig = signed
+    mine = [r for r in listed if isinstance(r, dict) and r.get("recipient") == me
+            and r.get("status") == status] if isinstance(listed, list) else []
+    index = mine[0].get("log_index") if mine else None
+    if type(index) is not int or index < 0:
+        raise LogInclusionError(
+            f"the relay accepted {what} but does not say where its log holds it",
+            hint=CALL)
+    receipt = entries.Receipt(transfer_id=relay_id, commitment=where.commitment,
+                              recipient=me, status=status,  # type: ignore[arg-type]
+                              at=at)
+    # The relay keeps the first receipt of each status: after a retried ack,
+    # the one logged may be an earlier signature of ours, at another time.
+    first_at, first_sig = mine[0].get("at"), mine[0].get("sig")
+    if type(first_at) is int and isinstance(first_sig, str) and first_at != at:
+        try:
+            sig = base64.b64decode(first_sig, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise LogInclusionError(f"the relay shows {what} malformed", hint=CALL) from exc
+        receipt = entries.Receipt(transfer_id=relay_id, commitment=where.commitment,
+                                  recipient=me, status=status,  # type: ignore[arg-type]
+                                  at=first_at)
+        at = first_at
+    try:
+        entries.verify_receipt(receipt, sig, key)
+    except LogError as exc:
+        raise LogInclusionError(f"the relay logged {what} with a signature that is not "
+                                "ours", hint=CALL) from exc
+    proof = log.check_served(index, entries.receipt_entry(where.salt, receipt, sig).to_bytes(),
+                             what, cache)
+    return kept_receipt(me, status, at, sig, index, proof)
 
 
 def signed_for(signing_key: SigningKey, me: str, relay_id: str, logged: TransferLog | None,

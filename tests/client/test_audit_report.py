@@ -122,7 +122,10 @@ def test_json_keys_are_the_documented_ones_and_round_trip() -> None:
     assert out["checkpoint"]["size"] == 40
     sent = out["sent"][0]
     assert set(sent) == {"id", "at", "recipients", "log_index", "commitment_verified",
-                         "verified", "receipts"}
+                         "verified", "receipts", "own_record_only"}
+    assert set(sent["receipts"][0]) == {"recipient", "status", "at", "log_index",
+                                        "signature_verified", "inclusion_verified",
+                                        "verified", "proof_verified"}
     assert [(r["recipient"], r["status"], r["verified"]) for r in sent["receipts"]] == [
         ("lab-dupont", "downloaded", True), ("lab-dupont", "verified", True)]
     assert set(out["contacts"][0]) == {"handle", "safety_number", "verified_by_phone",
