@@ -152,7 +152,7 @@ async def _overtaken(target: Target, log: LogSigner, old: bytes | None, size: in
     try:
         cp = open_checkpoint(now.decode("utf-8"), log.origin, [NoteVerifier.from_vkey(log.vkey)])
     except (SealdropCryptoError, UnicodeDecodeError):
-        return False  # not this log's: refused at the next run, before any write
+        return True  # not this log's: left alone; the next run refuses it, saying why
     return cp.size > size
 
 
