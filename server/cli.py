@@ -654,6 +654,76 @@ def log_verify(data_dir: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@log.command("publish")
+@data_option
+@click.option("--to", "to", envvar="SEALDROP_LOG_PUBLISH_TO", required=True,
+              help="A folder (served by nginx) or s3://BUCKET/PREFIX (not the blobs' own "
+                   "prefix; credentials from the AWS environment). Env: "
+                   "SEALDROP_LOG_PUBLISH_TO.")
+@click.option("--s3-endpoint", envvar="SEALDROP_LOG_PUBLISH_S3_ENDPOINT", default=None,
+              help="With s3://: the object store's URL (default: the relay's s3_endpoint; "
+                   "empty for AWS). Env: SEALDROP_LOG_PUBLISH_S3_ENDPOINT.")
+@click.option("--s3-region", envvar="SEALDROP_LOG_PUBLISH_S3_REGION", default=None,
+              help="With s3://: its region (default: the relay's s3_region). "
+                   "Env: SEALDROP_LOG_PUBLISH_S3_REGION.")
+@click.option("--json", "as_json", is_flag=True)
+def log_publish(data_dir: Path, to: str, s3_endpoint: str | None, s3_region: str | None,
+                as_json: bool) -> None:
+    """Write the log as static C2SP tlog-tiles files: every tile not yet there,
+    then the checkpoint. Idempotent; run it from a timer (docs/transparency.md)."""
+    from sealdrop.crypto.tlog.checkpoint import Checkpoint
+
+    from . import logpublish, tlog
+    from .logkey import VKEY_META, open_relay_log
+    from .witnessing import CosignedCheckpoints
+
+    cfg = _config(data_dir)
+    location = None
+    if s3url.is_s3(to):
+        location = s3url.parse(
+            to, endpoint=cfg.s3_endpoint if s3_endpoint is None else s3_endpoint,
+            region=cfg.s3_region if s3_region is None else s3_region)
+        blobs = cfg.s3
+        if (blobs is not None and blobs.bucket == location.bucket
+                and (blobs.prefix.startswith(location.prefix)
+                     or location.prefix.startswith(blobs.prefix))):
+            # A public bucket policy or CDN for the log must not reach the blobs.
+            raise click.UsageError(
+                f"{to} overlaps the relay's blob store {blobs.url}; publish the log to "
+                "another bucket, or a prefix beside the blobs' (not above or inside it)")
+    else:
+        folder = Path(to).absolute()
+        if folder == data_dir.absolute() or data_dir.absolute() in folder.parents:
+            raise click.UsageError(
+                f"{to} is inside the relay's data folder, which holds its private key; "
+                "publish the log to a folder of its own, e.g. /var/www/sealdrop-log")
+
+    async def run(store: SqlMetadataStore, blobs: BlobStore) -> logpublish.PublishReport:
+        if await store.meta(VKEY_META) is None:
+            raise RelayError("this relay's log has no key yet; start the relay once "
+                             "(or run `sealdrop-relay init`) before publishing its log")
+        log, _ = await open_relay_log(store, cfg.log_origin, cfg.log_key_path)
+        witnesses = CosignedCheckpoints(cfg.witness)
+
+        async def cosigned(note: str, cp: Checkpoint) -> str:
+            # As the relay's checkpoint endpoint does: a witness that fails
+            # costs its cosignature (a warning), never the publish.
+            async def proof_for(old: int) -> list[bytes]:
+                return await store.log_read(lambda conn: tlog.consistency(conn, old, cp.size))
+            return await witnesses.note_for(note, cp, proof_for)
+
+        cosign = cosigned if cfg.witness else None
+
+        if location is None:
+            with logpublish.open_dir(Path(to)) as folder:
+                return await logpublish.publish(store, log, folder, cosign=cosign)
+        async with logpublish.open_s3(location, cfg.s3_timeout_seconds) as target:
+            return await logpublish.publish(store, log, target, cosign=cosign)
+
+    report = _with_store(cfg, run)
+    click.echo(json.dumps(report.to_json()) if as_json else report.line())
+
+
 @cli.group()
 def db() -> None:
     """The database schema: only `db upgrade` ever changes it.
