@@ -86,7 +86,12 @@ def _local_row(case: SentCase) -> dict[str, Any]:
 
 def _checked_row(session: Session, t: dict[str, Any]) -> dict[str, Any]:
     """``_row`` with each recipient's receipts checked: raises ForgedReceiptError."""
-    return _row(t, check_receipts(session.log, session.contacts, session.identity.handle, t))
+    # Whether a log entry is required is decided by our own record of the
+    # transfer, never by the relay's answer (which could just drop "log").
+    case = SentSummaries(session.home, session.identity).case(str(t["id"]))
+    at = None if case is None else (case.completed_at or case.created or None)
+    return _row(t, check_receipts(session.log, session.contacts, session.identity.handle, t,
+                                  required=session.log.requires_log(at)))
 
 
 def transfer_status(session: Session, relay_id: str | None) -> list[dict[str, Any]]:
