@@ -156,6 +156,7 @@ class AlreadyReceivedError(ReceiveError):
             out["case_folder"] = self.folder  # named from the sender's label: see ReceiveResult
         return out
 
+
 # How far another practice's clock may be ahead of ours, for the time in its
 # signed manifest: a transfer sealed within this of our pin may predate the log.
 CLOCK_SKEW = 3600

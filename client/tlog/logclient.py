@@ -132,7 +132,7 @@ class LogClient:
     def requires_log(self, at: int | None, *, skew: int = 0) -> bool:
         """Must a transfer made at ``at`` (unix seconds, a time the relay cannot
         change) have a log entry? Yes if it is newer than this profile's pin (the
-        relay logged then), by more than ``skew`` (another computer's clock)."""
+        relay logged then), by at least ``skew`` (another computer's clock)."""
         state = self.pinned()
         if state is None or at is None or state.pinned_at is None:
             return False

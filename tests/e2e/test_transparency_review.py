@@ -4,6 +4,8 @@
 - a contact's swapped key logged in one batch with its pinned key again;
 - a key logged under our own handle before we registered, or before a profile
   from before the log pinned it;
+- a larger checkpoint another process on the profile stored meanwhile, which
+  must extend this process's;
 - a relay that drops a transfer's log entry from its answer, for the sender's
   ``status`` and for the recipient's ``receive``.
 """
@@ -14,13 +16,22 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from nacl.signing import SigningKey
 
+from sealdrop.client.errors import LogForkError
+from sealdrop.client.profile.contacts import ContactStore
+from sealdrop.client.profile.logstate import LogStateStore
+from sealdrop.client.relay_api import RelayClient
+from sealdrop.client.tlog.logclient import LogClient
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.tlog import entries
+from sealdrop.crypto.tlog.checkpoint import Checkpoint
+from sealdrop.crypto.tlog.note import NoteSigner, sign_note
 from sealdrop.server import tlog
 from tests.e2e.kit import Relay, User, make_case
 
@@ -61,6 +72,53 @@ def test_a_swapped_key_logged_with_the_pinned_one_in_one_batch_is_an_alert(
             entries.KeyEntry.for_bundle(real).to_bytes())
     r = practice.run("inbox", check=False)
     _refused(r, 27, f"NEW KEY for your contact {lab.handle}")
+    # The relay now answers another account's bundle for the lab: the new key
+    # cannot be checked, and that is said as a log refusal, not a relay error.
+    (ours,) = practice.relay.sql("select bundle from accounts where handle = ?",
+                                 practice.handle)[0]
+    practice.relay.sql("update accounts set bundle = ? where handle = ?", ours, lab.handle)
+    _refused(practice.run("inbox", check=False), 25,
+             f"new key for your contact {lab.handle}", "the new key cannot be checked")
+
+
+class _OtherProcessMeanwhile(RelayClient):
+    """A real client of the real relay; between this process's checkpoint GET and
+    its store, "another process" on the profile stores ``meanwhile()``: the one
+    interleaving that cannot be produced on demand with two real processes."""
+
+    meanwhile: Callable[[], None] = staticmethod(lambda: None)
+
+    def log_checkpoint(self) -> str:
+        note = super().log_checkpoint()
+        self.meanwhile()
+        return note
+
+
+def test_a_larger_checkpoint_stored_meanwhile_must_extend_ours(
+        tmp_path: Path, relay: Relay) -> None:
+    practice = User(tmp_path, "cabinet-martin", relay)
+    practice.init()
+    store = LogStateStore(practice.home)
+    client = _OtherProcessMeanwhile(relay.url, handle=practice.handle,
+                                    signing_key=SigningKey.generate())
+    log = LogClient(client, practice.home, handle=practice.handle,
+                    contacts=ContactStore(practice.home))
+    size = store.load().size  # type: ignore[union-attr]
+
+    def grown() -> None:  # the other process verified the relay's grown log
+        _append(relay, entries.TransferEntry(bytes(32)).to_bytes())
+        store.advance(RelayClient.log_checkpoint(client), size=size + 1, scanned=size + 1)
+    client.meanwhile = grown
+    log.advance()
+    assert store.load().size == size + 1  # type: ignore[union-attr]
+
+    # The other process was shown a fork, larger than what this one is shown.
+    signer = NoteSigner.from_private_key_text((relay.data / "log-key").read_text())
+    fork = sign_note(Checkpoint(signer.name, size + 3, os.urandom(32)).text(), [signer])
+    client.meanwhile = lambda: store.advance(fork, size=size + 3, scanned=size + 3)
+    with pytest.raises(LogForkError, match=f"extends the {size + 1} this profile verified"):
+        LogClient(client, practice.home, handle=practice.handle,
+                  contacts=ContactStore(practice.home)).advance()
 
 
 def test_a_key_under_our_handle_before_registration_or_the_pin_is_refused(
