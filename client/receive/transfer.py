@@ -160,6 +160,11 @@ class AlreadyReceivedError(ReceiveError):
         return out
 
 
+# How far another practice's clock may be ahead of ours, for the time in its
+# signed manifest: a transfer sealed within this of our pin may predate the log.
+CLOCK_SKEW = 3600
+
+
 def case_label(session: Session, relay_id: str, info: dict[str, Any]) -> str | None:
     """The sender's own label for the case, for ``{label}`` in the layout and for
     ``--on-receive``; None if unknown. From the sealed case card the relay serves
@@ -435,7 +440,10 @@ def _receive_one(
         got = session.log.check_transfer(
             relay_id, info, sender=m.sender.handle,
             recipients=[r.handle for r in m.recipients], digest=str(info.get("digest") or ""),
-            required=False)  # sent before the relay logged: plain acks (the sender checks)
+            # Sealed after we pinned the log (the sender-signed time, which the
+            # relay cannot change): it must be logged. Older: perhaps completed
+            # before the relay logged, so plain acks (the sender checks).
+            required=session.log.requires_log(m.created, skew=CLOCK_SKEW))
         if got is not None:
             logged.append(got)
 

@@ -95,10 +95,15 @@ def _kept_words(case: SentCase, handle: str) -> dict[str, str | None] | None:
 def _checked_row(session: Session, t: dict[str, Any]) -> dict[str, Any]:
     """``_row`` with each recipient's receipts checked: raises ForgedReceiptError.
     The receipts checked are kept in the sender's record with their proofs."""
-    checks = check_receipts(session.log, session.contacts, session.identity.handle, t)
+    summaries = SentSummaries(session.home, session.identity)
+    # Whether a log entry is required is decided by our own record of the
+    # transfer, never by the relay's answer (which could just drop "log").
+    case = summaries.case(str(t["id"]))
+    at = None if case is None else (case.completed_at or case.created or None)
+    checks = check_receipts(session.log, session.contacts, session.identity.handle, t,
+                            required=session.log.requires_log(at))
     if checks:
-        _keep_receipts(SentSummaries(session.home, session.identity), t,
-                       [k for c in checks.values() for k in c.kept])
+        _keep_receipts(summaries, t, [k for c in checks.values() for k in c.kept])
     return _row(t, checks)
 
 

@@ -14,7 +14,12 @@ after all of them passed:
    tree's own (``overlay``): a key entry for our handle whose bundle this
    profile never made (``ForeignOwnKeyError``); one for a pinned contact that
    is not the contact's current bundle on the same signing key
-   (``LoggedKeyChangeError``);
+   (``LoggedKeyChangeError``). Every key entry counts, not only a contact's
+   last one in a batch: [a swapped key, the pinned key] is an alert.
+   The first checkpoint a profile verifies has every entry from 0 read for
+   our own handle (a key logged under our name before we registered, or
+   before a profile from before the log pinned it); contacts from
+   ``scan_from`` (none at ``init``);
 4. with ``require_cosignatures`` N > 0 (the profile's config), the checkpoint
    carries valid cosignatures from N of the configured witness vkeys
    (``CosignatureError``, exit 29). The relay serves only its newest
@@ -119,6 +124,9 @@ class LogClient:
         """The pinned log; pinned now (said once) for a profile made before the log."""
         if self._state is None:
             self._state = self.store.load()
+            if self._state is not None and self._state.pinned_at is None:
+                # a file from before ``pinned_at``: from now on, logs are required
+                self._state = self.store.pin(self._state.origin, self._state.vkey)
         if self._state is None:
             got = self.relay.log_key()
             if got is None:
@@ -131,6 +139,15 @@ class LogClient:
                 f"{got[1].rsplit('+', 2)[1] if got[1].count('+') >= 2 else '?'}); from now on "
                 "every command checks it")
         return self._state
+
+    def requires_log(self, at: int | None, *, skew: int = 0) -> bool:
+        """Must a transfer made at ``at`` (unix seconds, a time the relay cannot
+        change) have a log entry? Yes if it is newer than this profile's pin (the
+        relay logged then), by at least ``skew`` (another computer's clock)."""
+        state = self.pinned()
+        if state is None or at is None or state.pinned_at is None:
+            return False
+        return at >= state.pinned_at + skew
 
     def record_own(self, bundle: KeyBundle) -> None:
         """Remember a key bundle this profile made, BEFORE it is sent to the relay."""
@@ -150,17 +167,33 @@ class LogClient:
         new = self._open(note, state)
         hashes: merkle.SubtreeHashes = tiles.TileHashes(new.size, self.relay.log_tile)
         old = self._previous(state)
-        if old is None:  # the first checkpoint of this profile: nothing before it to read
-            scanned = new.size if scan_from is None else min(scan_from, new.size)
+        if old is None:
+            # The first checkpoint of this profile: the whole log is read, once
+            # (a request per 256 entries), for keys under our own handle: the
+            # relay could have logged one before ours, or before this profile
+            # pinned its log. Contacts: only from ``scan_from`` on.
+            scanned = 0
+            contacts_from = new.size if scan_from is None else min(scan_from, new.size)
         else:
             self._consistent(old, new, hashes)
-            scanned = min(state.scanned, old.size)
+            scanned = contacts_from = min(state.scanned, old.size)
         if scanned < new.size:
-            hashes = self._scan(scanned, new, hashes)
+            hashes = self._scan(scanned, new, hashes, contacts_from=contacts_from)
         self._cosigned(note, state)
         self._state = self.store.advance(note, size=new.size, scanned=new.size)
+        if self._state.checkpoint is not None and self._state.checkpoint != note:
+            self._behind(new)
         self._verified = Verified(new, note, hashes)
         return self._verified
+
+    def _behind(self, ours: Checkpoint) -> None:
+        """Another process on this profile stored a larger checkpoint meanwhile (the
+        store refuses an equal size with another root): it must extend ours, or the
+        relay showed the two processes two forks of its log."""
+        assert self._state is not None
+        stored = self._previous(self._state)
+        assert stored is not None
+        self._consistent(ours, stored, tiles.TileHashes(stored.size, self.relay.log_tile))
 
     def current(self, *, covering: int = 0) -> Verified | None:
         """The verified checkpoint of this process, advanced again if it does not
@@ -257,8 +290,8 @@ class LogClient:
             out += got[max(start - n * w, 0):]
         return out
 
-    def _scan(self, start: int, new: Checkpoint,
-              hashes: merkle.SubtreeHashes) -> merkle.SubtreeHashes:
+    def _scan(self, start: int, new: Checkpoint, hashes: merkle.SubtreeHashes, *,
+              contacts_from: int) -> merkle.SubtreeHashes:
         read = self._read_entries(start, new.size)
         overlay = LeafOverlay(hashes, start, read)
         try:
@@ -270,7 +303,9 @@ class LogClient:
             raise LogForkError(
                 f"the relay served log entries {start}-{new.size - 1} that are not the ones "
                 "in its signed checkpoint: it is hiding or changing entries", hint=CALL)
-        changed: dict[str, tuple[int, bytes]] = {}
+        # Every key entry of a pinned contact, not only its last one: a relay
+        # logging [a swapped key, the pinned key again] in one batch is caught.
+        changed: dict[str, list[tuple[int, bytes]]] = {}
         state = self._state
         own = set(state.own) if state is not None else set()
         for i, data in enumerate(read, start):
@@ -286,10 +321,11 @@ class LogClient:
                         f"the relay logged a key for {self.handle} that this profile never "
                         f"made (log entry {i}): someone may be receiving as you",
                         hint=CALL)
-            elif self.contacts.get(entry.handle) is not None:
-                changed[entry.handle] = (i, entry.bundle_digest)
-        for handle, (i, digest) in sorted(changed.items()):
-            self._contact_key_logged(handle, i, digest)
+            elif i >= contacts_from and self.contacts.get(entry.handle) is not None:
+                changed.setdefault(entry.handle, []).append((i, entry.bundle_digest))
+        for handle, logged in sorted(changed.items()):
+            for i, digest in logged:
+                self._contact_key_logged(handle, i, digest)
         return overlay
 
     def _contact_key_logged(self, handle: str, index: int, digest: bytes) -> None:
@@ -302,6 +338,11 @@ class LogClient:
             fresh, _ = self.relay.get_logged_bundle(handle)
         except RelayNotFound:
             fresh = None
+        except RelayProtocolError as exc:
+            raise LogInclusionError(
+                f"the relay logged a new key for your contact {handle} (log entry {index}) "
+                "but answers no valid key for them: the new key cannot be checked",
+                hint=CALL) from exc
         if (fresh is None or fresh.signing_key != contact.bundle.signing_key
                 or entries.bundle_digest(fresh) != digest):
             raise LoggedKeyChangeError(

@@ -29,6 +29,7 @@ from sealdrop.crypto.tlog import entries
 
 from ..errors import ForgedReceiptError, LogInclusionError
 from ..profile.contacts import ContactStore
+from ..relay_api import RelayNotFound
 from .logclient import CALL, LogClient, TransferLog
 
 STATUSES = ("downloaded", "verified")
@@ -57,16 +58,19 @@ class ReceiptCheck:
 
 
 def check_receipts(log: LogClient, contacts: ContactStore, me: str,
-                   transfer: dict[str, Any]) -> dict[str, ReceiptCheck] | None:
+                   transfer: dict[str, Any], *, required: bool = False
+                   ) -> dict[str, ReceiptCheck] | None:
     """Each recipient's receipts of a sent, complete ``transfer`` (the relay's
     answer), checked; None when the profile follows no log or the transfer
-    is not complete. Raises ForgedReceiptError naming the recipient."""
+    is not complete. Raises ForgedReceiptError naming the recipient.
+    ``required``: the transfer must have a log entry (the sender's own record
+    says it is newer than the pin: ``LogClient.requires_log``)."""
     if log.pinned() is None or transfer.get("state") != "complete":
         return None
     relay_id = str(transfer["id"])
     recipients = [str(r["handle"]) for r in transfer.get("recipients", [])]
     where = log.check_transfer(relay_id, transfer, sender=me, recipients=recipients,
-                               digest=str(transfer.get("digest") or ""), required=False)
+                               digest=str(transfer.get("digest") or ""), required=required)
     signed: dict[tuple[str, str], dict[str, Any]] = {}
     # A transfer completed before the relay logged: every status is the relay's word.
     for item in _receipts(transfer, relay_id) if where is not None else ():
@@ -129,7 +133,13 @@ def _check_one(log: LogClient, contacts: ContactStore, relay_id: str, where: Tra
     handle, status = item["recipient"], item["status"]
     contact = contacts.get(handle)
     if contact is None:
-        bundle, index = log.relay.get_logged_bundle(handle)
+        try:
+            bundle, index = log.relay.get_logged_bundle(handle)
+        except RelayNotFound as exc:
+            raise LogInclusionError(
+                f"the relay shows a receipt for transfer {relay_id} from {handle}, but no "
+                f"longer has the account {handle}: its signature cannot be checked",
+                hint=CALL) from exc
         log.vouch_for(bundle, (bundle, index))
         key = bundle.signing_key
     else:

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from sealdrop.client.errors import LogForkError
 from sealdrop.client.profile.layout import LOGSTATE_FILE
 from sealdrop.client.profile.logstate import LogState, LogStateError, LogStateStore
+from sealdrop.crypto.tlog.checkpoint import Checkpoint
+from sealdrop.crypto.tlog.note import NoteSigner, sign_note
 
 D1 = "ab" * 32
 D2 = "cd" * 32
@@ -26,14 +29,15 @@ def test_nothing_pinned_reads_as_none(tmp_path: Path) -> None:
 
 def test_pin_own_advance_round_trip(tmp_path: Path) -> None:
     store = LogStateStore(tmp_path)
-    store.pin("sealdrop.invalid/r1", "sealdrop.invalid/r1+01020304+AQ==")
+    store.pin("sealdrop.invalid/r1", "sealdrop.invalid/r1+01020304+AQ==", now=1000)
     store.add_own(D1)
     store.add_own(D1)  # twice: kept once
     store.add_own(D2)
     store.advance("cp-5\n", size=5, scanned=5)
     got = LogStateStore(tmp_path).load()
     assert got == LogState(origin="sealdrop.invalid/r1", vkey="sealdrop.invalid/r1+01020304+AQ==",
-                           checkpoint="cp-5\n", size=5, scanned=5, own=(D1, D2))
+                           checkpoint="cp-5\n", size=5, scanned=5, own=(D1, D2),
+                           pinned_at=1000)
     assert stat.S_IMODE((tmp_path / LOGSTATE_FILE).stat().st_mode) == 0o600
     # the same pin again is a no-op; another log is refused and changes nothing
     store.pin("sealdrop.invalid/r1", "sealdrop.invalid/r1+01020304+AQ==")
@@ -91,3 +95,34 @@ def test_two_processes_keep_both_digests(tmp_path: Path) -> None:
     state = LogStateStore(tmp_path).load()
     assert state is not None and sorted(state.own) == sorted(digests)
     assert json.loads((tmp_path / LOGSTATE_FILE).read_text())["v"] == 1
+
+
+def _note(signer: NoteSigner, size: int, root: bytes, *cosigners: NoteSigner) -> str:
+    return sign_note(Checkpoint(signer.name, size, root).text(), [signer, *cosigners])
+
+
+def test_two_processes_storing_two_trees_of_one_size_is_a_fork(tmp_path: Path) -> None:
+    log = NoteSigner("sealdrop.invalid/r1", b"\x07" * 32)
+    store = LogStateStore(tmp_path)
+    store.pin(log.name, log.vkey)
+    ours = _note(log, 5, b"\x01" * 32)
+    store.advance(ours, size=5, scanned=5)
+    # The same tree signed again with a witness's cosignature: not a fork.
+    witness = NoteSigner("witness.invalid/w1", b"\x08" * 32)
+    store.advance(_note(log, 5, b"\x01" * 32, witness), size=5, scanned=5)
+    # Another process verified another tree of 5 entries: refused under the lock.
+    with pytest.raises(LogForkError, match="two different trees of 5 entries"):
+        store.advance(_note(log, 5, b"\x02" * 32), size=5, scanned=5)
+    state = store.load()
+    assert state is not None and state.checkpoint == ours
+
+
+def test_the_pin_time_is_kept_and_given_to_a_file_without_it(tmp_path: Path) -> None:
+    store = LogStateStore(tmp_path)
+    assert store.pin("o", "o+01020304+AQ==", now=1000).pinned_at == 1000
+    assert store.pin("o", "o+01020304+AQ==", now=2000).pinned_at == 1000  # never moved
+    old = json.loads((tmp_path / LOGSTATE_FILE).read_text())
+    del old["log"]["pinned_at"]  # a file written before the field
+    (tmp_path / LOGSTATE_FILE).write_text(json.dumps(old))
+    assert store.load() == LogState(origin="o", vkey="o+01020304+AQ==")
+    assert store.pin("o", "o+01020304+AQ==", now=3000).pinned_at == 3000
