@@ -39,6 +39,7 @@ def test_send_fits_its_chunks_to_a_relay_with_a_small_max_chunk(
     with urllib.request.urlopen(f"{relay.url}/v1/info", timeout=10) as r:  # noqa: S310
         info = json.loads(r.read())
     assert set(info.pop("log")) == {"origin", "vkey"}  # the transparency log's key
+    assert set(info.pop("expiry_seconds")) == {"min", "max"}
     assert info == {"max_chunk_bytes": SMALL, "chunk_hashes": ["blake3", "sha256"]}
     # ~300 KB of ciphertext: in one default 12 MiB chunk the relay would refuse it (413).
     case = make_case(tmp_path / "src", big=300_000)

@@ -193,8 +193,11 @@ def test_info_states_the_largest_chunk(relay_factory) -> None:  # type: ignore[n
     assert st == 200 and h["Cache-Control"] == "no-store"
     info = json.loads(data)
     assert info.pop("log")["origin"].startswith("sealdrop.invalid/")  # docs/transparency.md
+    # the expiry bounds, so that a refused --expires is worded from data
+    assert info.pop("expiry_seconds") == {"min": 60, "max": 30 * 86400}
     assert info == {"max_chunk_bytes": 100_000, "chunk_hashes": ["blake3", "sha256"]}
     alice, _ = relay.user("alice")
+    assert alice.expiry_bounds() == (60, 30 * 86400)
     assert alice.max_chunk_bytes() == 100_000
     assert alice.upload_terms() == (100_000, "blake3")
 
