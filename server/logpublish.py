@@ -326,21 +326,10 @@ class S3Target:
         return self.location.prefix + path in self._keys
 
     async def read(self, path: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        from .s3faults import get_small
 
-        from .s3faults import MISSING, code_of, s3_call
-
-        async with s3_call(f"read {path}"):
-            try:
-                resp = await self._client.get_object(
-                    Bucket=self.location.bucket, Key=self.location.prefix + path)
-            except ClientError as exc:
-                if code_of(exc) in MISSING:
-                    return None
-                raise
-            async with resp["Body"] as body:
-                data: bytes = await body.read()
-        return data
+        return await get_small(self._client, self.location.bucket,
+                               self.location.prefix + path, f"read {path}")
 
     async def write(self, path: str, data: bytes, cache: str) -> None:
         from .s3faults import s3_call

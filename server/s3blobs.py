@@ -76,6 +76,7 @@ from .s3faults import (
     PacedDeadline,
     code_in_xml,
     code_of,
+    get_small,
     refused,
     s3_call,
     silent,
@@ -238,16 +239,7 @@ class S3BlobStore:
             )
 
     async def _get_small(self, object_key: str) -> bytes | None:
-        async with s3_call("read the relay id"):
-            try:
-                resp = await self._client.get_object(Bucket=self.bucket, Key=object_key)
-            except ClientError as exc:
-                if code_of(exc) in MISSING:
-                    return None
-                raise
-            async with resp["Body"] as body:
-                data: bytes = await body.read()
-        return data
+        return await get_small(self._client, self.bucket, object_key, "read the relay id")
 
     # -- multipart state ---------------------------------------------------------
 

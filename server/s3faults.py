@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -116,3 +117,18 @@ class PacedDeadline:
             yield piece
             self._set(False)
         self._set(True)  # the answer to the whole body
+
+
+async def get_small(client: Any, bucket: str, key: str, what: str) -> bytes | None:
+    """A small object's bytes, or None when it does not exist; any other
+    failure as ``StoreUnavailable`` naming ``what`` (never the key)."""
+    async with s3_call(what):
+        try:
+            resp = await client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if code_of(exc) in MISSING:
+                return None
+            raise
+        async with resp["Body"] as body:
+            data: bytes = await body.read()
+    return data

@@ -22,12 +22,12 @@ from nacl.signing import SigningKey, VerifyKey
 from ..errors import LogFormatError, NoteError
 from .checkpoint import Checkpoint
 from .note import (
+    Ed25519Verifier,
     check_name,
     encode_private_key,
     encode_vkey,
     key_id,
     parse_private_key,
-    parse_vkey,
     signature_line,
 )
 
@@ -77,34 +77,11 @@ class CosignatureSigner:
         return signature_line(self.name, self.key_id, timestamp.to_bytes(8, "big") + sig)
 
 
-class CosignatureVerifier:
+class CosignatureVerifier(Ed25519Verifier):
     """A witness's public key, usable in ``open_note`` and ``open_checkpoint``
     (``OpenedNote.timestamps`` holds the verified time, by cosigner name)."""
 
     key_type = COSIGNATURE_V1
-
-    def __init__(self, name: str, public_key: bytes) -> None:
-        if len(public_key) != 32:
-            raise NoteError("an Ed25519 public key must be 32 bytes")
-        self._name = check_name(name)
-        self.public_key = public_key
-        self._key_id = key_id(name, self.key_type, public_key)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> bytes:
-        return self._key_id
-
-    @property
-    def vkey(self) -> str:
-        return encode_vkey(self.name, self.key_type, self.public_key)
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> CosignatureVerifier:
-        return cls(*parse_vkey(vkey.strip(), cls.key_type))
 
     def verify(self, text: bytes, signature: bytes) -> int | None:
         """The cosigned time if ``signature`` (key id removed) verifies over the

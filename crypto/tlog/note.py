@@ -25,7 +25,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -176,10 +176,11 @@ class Verifier(Protocol):
         ...
 
 
-class NoteVerifier:
-    """An Ed25519 (type 0x01) note verifier key."""
+class Ed25519Verifier:
+    """A named Ed25519 public key with the key id of its signature type
+    (``key_type``); a subclass says how a signature line verifies."""
 
-    key_type = ED25519
+    key_type: int = ED25519
 
     def __init__(self, name: str, public_key: bytes) -> None:
         if len(public_key) != 32:
@@ -201,8 +202,14 @@ class NoteVerifier:
         return encode_vkey(self.name, self.key_type, self.public_key)
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> NoteVerifier:
+    def from_vkey(cls, vkey: str) -> Self:
         return cls(*parse_vkey(vkey.strip(), cls.key_type))
+
+
+class NoteVerifier(Ed25519Verifier):
+    """An Ed25519 (type 0x01) note verifier key."""
+
+    key_type = ED25519
 
     def verify(self, text: bytes, signature: bytes) -> int | None:
         try:
