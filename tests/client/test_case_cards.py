@@ -144,7 +144,8 @@ def test_the_senders_record_reads_old_files_and_changes_under_update(tmp_path: P
     store.save_case(case)
     assert b"Couronne" not in (tmp_path / "sent" / f"{'cd' * 16}.age").read_bytes()
     assert store.update("cd" * 16, retracted_at=200) == SentCase(
-        **{**case.to_json(), "recipients": ("labo-dupont",), "retracted_at": 200})
+        **{**case.to_json(), "recipients": ("labo-dupont",), "receipts": (),
+           "retracted_at": 200})
     assert store.update("ef" * 16, retracted_at=1) is None  # no record: nothing made
     assert [c.relay_id for c in store.cases()] == ["cd" * 16, "ab" * 16]  # newest first
     assert SentSummaries(tmp_path, BOB).cases() == []  # not ours: unreadable, skipped
