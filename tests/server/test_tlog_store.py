@@ -161,3 +161,57 @@ def test_accounts_from_before_the_log_are_logged_once(db_url: str, tmp_path: Pat
         assert bytes(data) == KeyEntry.for_bundle(old).to_bytes()
 
     asyncio.run(run())
+
+
+def test_the_backfill_and_a_rotation_never_deadlock(db_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: a rotation holds the account row and then appends (takes the
+    log head); the start-up backfill of the same unlogged account must take the
+    account row before the head too. In the other order each waits on the other
+    and PostgreSQL aborts one of them ("deadlock detected")."""
+    if not db_url:
+        pytest.skip("SQLite takes one write lock for the whole transaction: no row order")
+
+    async def run() -> None:
+        from sealdrop.server.metadata import _log_bundle
+
+        url = _url(db_url, tmp_path)
+        engine = make_engine(url)
+        await schema.upgrade(engine)
+        sk = SigningKey(bytes([9]) * 32)
+        old, new = _bundle("cabinet-ancien", sk, 100), _bundle("cabinet-ancien", sk, 101)
+        async with engine.begin() as conn:  # an account from before the log
+            await conn.execute(sa.insert(accounts).values(
+                handle="cabinet-ancien", signing_key="k", bundle=old.dumps(),
+                bundle_created=100, created_at=1, disabled=False))
+        store = SqlMetadataStore.open(url)
+        rotation = await engine.connect()
+        try:
+            await rotation.begin()
+            # The rotation's first step: it now holds the account's row.
+            await rotation.execute(
+                sa.update(accounts).where(accounts.c.handle == "cabinet-ancien")
+                .values(bundle=new.dumps(), bundle_created=101))
+            backfill = asyncio.create_task(store.log_unlogged_accounts(now=9))
+            # Wait until the backfill waits on a lock (PostgreSQL says so).
+            for _ in range(600):
+                async with engine.connect() as probe:
+                    waiting = (await probe.execute(sa.text(
+                        "select count(*) from pg_stat_activity where datname = "
+                        "current_database() and wait_event_type = 'Lock'"))).scalar_one()
+                if waiting or backfill.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting == 1, "the backfill should wait for the rotation's row"
+            # The rotation's last step: its append takes the head.
+            await rotation.run_sync(lambda c: _log_bundle(
+                c, "cabinet-ancien", new.dumps(), bundle_digest(new), now=9))
+            await rotation.commit()
+            logged = await backfill  # no "deadlock detected", and nothing logged twice
+            size, _ = await store.log_head()
+        finally:
+            await rotation.close()
+            await store.close()
+            await engine.dispose()
+        assert logged == 0 and size == 1
+
+    asyncio.run(run())
