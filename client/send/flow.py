@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sealdrop.crypto import age
 from sealdrop.crypto.errors import SealdropCryptoError
@@ -217,11 +218,16 @@ def _refuse_repeat(cases: SentSummaries, content: str, to: Sequence[str], now: i
                       hint="to send the same files again, add --again")
 
 
-def _completed(session: Session, relay_id: str) -> None:
-    """The upload is complete: the sender's record says when (for "again?")."""
+def _completed(session: Session, relay_id: str, info: dict[str, Any],
+               digest: str | None) -> None:
+    """The upload is complete: the sender's record says when (for "again?") and,
+    once checked in the log (``digest`` from our own chunk log), its log entry."""
+    changes: dict[str, Any] = {"completed_at": int(time.time())}
+    log = info.get("log")
+    if digest is not None and isinstance(log, dict):
+        changes.update(log=dict(log), digest=digest)
     try:
-        SentSummaries(session.home, session.identity).update(
-            relay_id, completed_at=int(time.time()))
+        SentSummaries(session.home, session.identity).update(relay_id, **changes)
     except ClientError:
         pass  # only the "again?" question misses it
 
@@ -241,8 +247,7 @@ def _resume(job: _Upload, record: SendRecord, files: list[ScannedFile],
         warn("the interrupted send had expired or was deleted on the relay; sending anew")
         return None
     if info.get("state") == "complete":
-        check_sent(session, record, info)
-        _completed(session, record.relay_id)
+        _completed(session, record.relay_id, info, check_sent(session, record, info))
         _forget(session, record)
         return _result(record, resumed=True, skipped=record.size, uploaded=0)
     least = session.relay.upload_bounds()[1]
@@ -318,8 +323,9 @@ def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeS
     finally:
         journal.close()
     info = session.relay.complete(record.relay_id)
-    check_sent(session, record, info)  # in the relay's log as we sent it
-    _completed(session, record.relay_id)
+    # In the relay's log as we sent it; the record keeps the entry, so that the
+    # audit can check it even if the relay later stops listing the transfer.
+    _completed(session, record.relay_id, info, check_sent(session, record, info))
     _forget(session, record)
     return _result(record, resumed=resumed, skipped=min(committed, record.size),
                    uploaded=uploader.sent)

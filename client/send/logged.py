@@ -27,11 +27,12 @@ def our_digest(record: SendRecord, hashes: list[str]) -> str:
         for i, value in enumerate(hashes))
 
 
-def check_sent(session: Session, record: SendRecord, info: dict[str, Any]) -> None:
+def check_sent(session: Session, record: SendRecord, info: dict[str, Any]) -> str | None:
     """The completed transfer ``record`` is logged as we sent it; ``info`` is the
-    relay's answer to ``complete`` (or ``status``). Raises LogVerificationError."""
+    relay's answer to ``complete`` (or ``status``). Raises LogVerificationError.
+    Returns our chunk-list digest (None when the profile follows no log)."""
     if session.log.pinned() is None:
-        return
+        return None
     hashes = session.outbox.chunk_hashes(record.relay_id)
     ours = our_digest(record, hashes)
     if info.get("digest") not in (None, ours):
@@ -40,3 +41,4 @@ def check_sent(session: Session, record: SendRecord, info: dict[str, Any]) -> No
             "computer uploaded", hint=CALL)
     session.log.check_transfer(record.relay_id, info, sender=session.identity.handle,
                                recipients=[b.handle for b in record.bundles()], digest=ours)
+    return ours

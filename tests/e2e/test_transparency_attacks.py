@@ -22,7 +22,7 @@ from nacl.signing import SigningKey
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.tlog import entries
 from sealdrop.server import tlog
-from tests.e2e.kit import Relay, User
+from tests.e2e.kit import Relay, User, make_case
 
 
 def _refused(r: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
@@ -88,3 +88,21 @@ def test_an_entry_removed_from_the_middle_is_refused(tmp_path: Path, relay: Rela
     r = practice.run("inbox", check=False)
     _refused(r, 24, "REWROTE its transparency log", f"two different trees of {verified}")
     assert _size(practice) == verified  # the verified checkpoint is kept
+
+
+def test_a_sent_transfer_the_relay_stops_listing_is_still_audited(
+        tmp_path: Path, pair: tuple[User, User]) -> None:
+    """The sender's record keeps the transfer's log entry from the moment the
+    send checked it (no `status` needed), so a relay that drops the transfer
+    from the sender's list cannot take it out of the DPO's audit."""
+    practice, lab = pair
+    tid = practice.json("send", str(make_case(tmp_path / "s")), "--to",
+                        lab.handle)["transfer_id"]
+    ((index,),) = practice.relay.sql("select log_index from transfers where id = ?", tid)
+    practice.relay.sql("delete from transfers where id = ?", tid)
+    report = practice.json("audit")
+    (sent,) = [t for t in report["sent"] if t["id"] == tid]
+    assert sent["own_record_only"] and sent["commitment_verified"], sent
+    assert sent["log_index"] == index
+    assert report["ok"], report["failures"]
+
