@@ -17,17 +17,13 @@ so one key must serve one cosigner only.
 from __future__ import annotations
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import VerifyKey
 
 from ..errors import LogFormatError, NoteError
 from .checkpoint import Checkpoint
 from .note import (
+    Ed25519Signer,
     Ed25519Verifier,
-    check_name,
-    encode_private_key,
-    encode_vkey,
-    key_id,
-    parse_private_key,
     signature_line,
 )
 
@@ -44,32 +40,10 @@ def cosigned_message(checkpoint_text: str, timestamp: int) -> bytes:
     return f"cosignature/v1\ntime {timestamp}\n{checkpoint_text}".encode()
 
 
-class CosignatureSigner:
+class CosignatureSigner(Ed25519Signer):
     """A witness's cosigning key: ``CosignatureSigner(name, seed)``."""
 
     key_type = COSIGNATURE_V1
-
-    def __init__(self, name: str, seed: bytes) -> None:
-        if not isinstance(seed, bytes) or len(seed) != 32:
-            raise NoteError("an Ed25519 cosigner key seed must be 32 bytes")
-        self.name = check_name(name)
-        self._key = SigningKey(seed)
-        self.public_key = bytes(self._key.verify_key)
-        self.key_id = key_id(name, self.key_type, self.public_key)
-
-    def __repr__(self) -> str:  # never the seed
-        return f"{type(self).__name__}({self.name!r}, key id {self.key_id.hex()})"
-
-    @property
-    def vkey(self) -> str:
-        return encode_vkey(self.name, self.key_type, self.public_key)
-
-    def private_key_text(self) -> str:
-        return encode_private_key(self.name, self.key_type, bytes(self._key))
-
-    @classmethod
-    def from_private_key_text(cls, text: str) -> CosignatureSigner:
-        return cls(*parse_private_key(text.strip(), cls.key_type))
 
     def cosign(self, checkpoint_text: str, timestamp: int) -> str:
         """The signature line to append to the checkpoint note."""

@@ -129,16 +129,17 @@ def parse_private_key(text: str, key_type: int) -> tuple[str, bytes]:
     return name, seed
 
 
-class NoteSigner:
-    """An Ed25519 note signer: ``NoteSigner(name, seed)`` with a 32-byte seed."""
+class Ed25519Signer:
+    """A named Ed25519 private key (a 32-byte seed) with the key id of its
+    signature type (``key_type``); a subclass says what it signs."""
 
-    key_type = ED25519
+    key_type: int = ED25519
 
-    def __init__(self, name: str, private_seed: bytes) -> None:
-        if not isinstance(private_seed, bytes) or len(private_seed) != 32:
-            raise NoteError("an Ed25519 note key seed must be 32 bytes")
+    def __init__(self, name: str, seed: bytes) -> None:
+        if not isinstance(seed, bytes) or len(seed) != 32:
+            raise NoteError("an Ed25519 key seed must be 32 bytes")
         self.name = check_name(name)
-        self._key = SigningKey(private_seed)
+        self._key = SigningKey(seed)
         self.public_key = bytes(self._key.verify_key)
         self.key_id = key_id(name, self.key_type, self.public_key)
 
@@ -153,9 +154,14 @@ class NoteSigner:
         return encode_private_key(self.name, self.key_type, bytes(self._key))
 
     @classmethod
-    def from_private_key_text(cls, text: str) -> NoteSigner:
-        name, seed = parse_private_key(text.strip(), cls.key_type)
-        return cls(name, seed)
+    def from_private_key_text(cls, text: str) -> Self:
+        return cls(*parse_private_key(text.strip(), cls.key_type))
+
+
+class NoteSigner(Ed25519Signer):
+    """An Ed25519 note signer: ``NoteSigner(name, seed)`` with a 32-byte seed."""
+
+    key_type = ED25519
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message).signature
