@@ -1,6 +1,7 @@
 """A fault-injecting HTTP proxy on loopback, in front of a real S3 server
 (SeaweedFS, tests/s3kit.py): the S3 faults SeaweedFS cannot be made to
-produce on cue.
+produce on cue. Also in front of a real relay, answering the relay's own JSON
+errors on cue (tests/e2e/test_send_finish_faults.py).
 
 Why a proxy and not moto: the requests still reach the real storage engine,
 so what the relay leaves behind after a fault (parts, uploads, objects) is
@@ -39,6 +40,8 @@ class Rule:
     code: str = "SlowDown"
     times: int | None = None  # None: until cleared
     hits: int = 0
+    json: str | None = None  # answer this JSON body instead of S3's XML (the relay's errors)
+    after: tuple[str, str] | None = None  # only once a (method, target) request was seen
 
 
 class FaultProxy:
@@ -71,8 +74,9 @@ class FaultProxy:
         self._thread.join(10)
 
     def fail(self, method: str, target: str, status: int = 503, code: str = "SlowDown",
-             times: int | None = None) -> Rule:
-        rule = Rule(method, target, "fail", status, code, times)
+             times: int | None = None, json: str | None = None,
+             after: tuple[str, str] | None = None) -> Rule:
+        rule = Rule(method, target, "fail", status, code, times, json=json, after=after)
         self.rules.append(rule)
         return rule
 
@@ -92,7 +96,7 @@ class FaultProxy:
         for rule in self.rules:
             if rule.method == method and rule.target in target and (
                 rule.times is None or rule.hits < rule.times
-            ):
+            ) and (rule.after is None or self.saw(*rule.after)):
                 rule.hits += 1
                 return rule
         return None
@@ -139,9 +143,10 @@ class FaultProxy:
             f"{rule.code}</Code><Message>injected by tests/s3proxy.py</Message>"
             f"<Resource>{target.split('?', 1)[0]}</Resource><RequestId>fault</RequestId>"
             "</Error>"
-        ).encode()
+        ).encode() if rule.json is None else rule.json.encode()
+        kind = "application/xml" if rule.json is None else "application/json"
         writer.write(
-            f"HTTP/1.1 {rule.status} Fault\r\nContent-Type: application/xml\r\n"
+            f"HTTP/1.1 {rule.status} Fault\r\nContent-Type: {kind}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
         )
         await writer.drain()

@@ -51,7 +51,7 @@ from .plan import SealPlan, plan_new_transfer, plan_transfer
 from .recipients import refresh_recipients
 from .scan import ScannedFile, check_malformed, scan
 from .seal import seal
-from .upload import ChunkUploader, OnRetry, check_chunk_size, fit_chunk_size
+from .upload import ChunkUploader, OnRetry, check_chunk_size, fit_chunk_size, ride_out
 
 Random = Callable[[int], bytes]
 _CHANGED = ("the files changed since the send started; the interrupted send was cancelled, "
@@ -322,10 +322,13 @@ def _upload(job: _Upload, record: SendRecord, plan: SealPlan, state: age.ResumeS
             raise
     finally:
         journal.close()
-    info = session.relay.complete(record.relay_id)
+    info = ride_out(lambda: session.relay.complete(record.relay_id),
+                    retry_for=job.retry_for, on_retry=job.on_retry)
     # In the relay's log as we sent it; the record keeps the entry, so that the
     # audit can check it even if the relay later stops listing the transfer.
-    _completed(session, record.relay_id, info, check_sent(session, record, info))
+    digest = ride_out(lambda: check_sent(session, record, info),
+                      retry_for=job.retry_for, on_retry=job.on_retry)
+    _completed(session, record.relay_id, info, digest)
     _forget(session, record)
     return _result(record, resumed=resumed, skipped=min(committed, record.size),
                    uploaded=uploader.sent)

@@ -45,7 +45,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import TypeVar, cast
 
 from sealdrop.crypto import chunkhash, protocol
 from sealdrop.crypto.protocol import ErrorCode
@@ -76,6 +76,30 @@ DEFAULT_LANES = 2
 _STOP = object()
 RESUME_HINT = "Your upload is safe: run the same command again to resume."
 OnRetry = Callable[[float, RelayError], None]
+T = TypeVar("T")
+
+
+def ride_out(call: Callable[[], T], *, retry_for: float, on_retry: OnRetry | None) -> T:
+    """``call()``, again with the chunks' backoff while the relay is down or busy.
+
+    For the requests that close an upload (``complete``, the log check after
+    it): both are safe to repeat, and a send whose bytes are all on the relay
+    must not stop at its last step because the relay's database restarted
+    (tests/e2e/test_pg_restart.py met it; tests/e2e/test_send_finish_faults.py
+    forces it)."""
+    deadline = time.monotonic() + retry_for
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except (RelayUnavailable, RelayRateLimited) as exc:
+            wait = min(getattr(exc, "retry_after", 0) or delay, 30.0)
+            if time.monotonic() + wait > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(wait, exc)
+            time.sleep(wait)
+            delay = min(delay * 2, 30.0)
 
 
 def check_chunk_size(chunk_size: int) -> int:
