@@ -27,6 +27,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "whoami": CommandSpec(
         "account", "whoami_cmd",
         "Your handle, relay and safety number (no passphrase needed)."),
+    "desk": CommandSpec(
+        "desk", "desk_cmd",
+        "Open the desk: send, inbox, contacts and status in your browser, on this computer."),
     "contacts": CommandSpec(
         "contacts", "contacts",
         "People you send to and receive from, with their pinned keys."),

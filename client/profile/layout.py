@@ -25,6 +25,9 @@ it is created with mode 0700 and holds::
                                     by study, until sent (0700; client/dicom/inbound.py)
     deid/<job key>/…                de-identified copies of an unfinished
                                     `send --deidentify` (0700), removed with its send record
+    desk.json       `sealdrop desk` settings: receive folder, layout, watch on or off
+    desk-outgoing/<random>/…        files dropped into the desk's send screen (0700),
+                                    removed once their send completes or is discarded
 
 No other module spells these names: they import them from here.
 """
@@ -60,6 +63,8 @@ SPOOL_DIR = "inbox-spool"
 SPOOL_FILE = ".age.partial"
 DICOM_LISTEN_DIR = "dicom-listen"
 DEID_DIR = "deid"
+DESK_FILE = "desk.json"
+DESK_OUTGOING_DIR = "desk-outgoing"
 
 # A relay id as it may become part of a file name: never a separator or a dot.
 # Looser than the relay's format (crypto.protocol) on purpose: an id the relay

@@ -56,12 +56,24 @@ def open_session(home: Path, passphrase_file: Path | None, *, follow_log: bool =
     (``follow_log``) check the relay's log; a LogVerificationError stops here."""
     config = load_config(home)
     passphrase = read_passphrase(confirm=False, passphrase_file=passphrase_file)
+    return session_for(home, unlock(home, config, passphrase), follow_log=follow_log)
+
+
+def unlock(home: Path, config: ProfileConfig, passphrase: bytes) -> SecretIdentity:
+    """The profile's identity, opened with ``passphrase`` and checked against its config."""
     identity = load_identity(home, passphrase)
     if identity.handle != config.handle:
         raise IdentityError(
             f"the identity in {home} is {identity.handle!r} but the profile is set up "
             f"for {config.handle!r}"
         )
+    return identity
+
+
+def session_for(home: Path, identity: SecretIdentity, *, follow_log: bool = True) -> Session:
+    """A session for an identity already unlocked: ``sealdrop desk`` opens one per
+    job from the keys it unlocked once, without asking the passphrase again."""
+    config = load_config(home)
     relay = RelayClient(config.relay, handle=identity.handle, signing_key=identity.signing_key,
                         ca_file=config.ca_file)
     contacts = ContactStore(home)
