@@ -1,0 +1,1 @@
+"""``sealdrop desk``: the local web app for clinic and lab staff (issue 16)."""
