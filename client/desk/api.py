@@ -92,7 +92,7 @@ def _session_json(desk: Desk) -> dict[str, Any]:
     if desk.identity is not None:
         from sealdrop.crypto import safety
 
-        out["safety_number"] = safety.safety_number(desk.identity.signing_key.verify_key)
+        out["safety_number"] = safety.safety_number(desk.identity.bundle.signing_key)
     return out
 
 
@@ -190,7 +190,7 @@ async def own_qr(request: web.Request) -> web.Response:
 
     identity, _ = _desk(request).unlocked()
     return web.Response(body=safety_qr_svg(identity.handle, safety.safety_number(
-        identity.signing_key.verify_key)), content_type="image/svg+xml")
+        identity.bundle.signing_key)), content_type="image/svg+xml")
 
 
 # -- inbox and receiving -------------------------------------------------------------

@@ -104,6 +104,7 @@ def serve(home: Path, *, port: int = 0, open_browser: bool = True) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))  # never another interface
+    sock.listen(128)  # before the address is printed: a caller may connect at once
     keys = Keys(port=sock.getsockname()[1])
     desk = Desk(home=home, keys=keys)
     print(keys.url(), flush=True)
