@@ -11,12 +11,14 @@ text, never as markup (static/desk.js).
 from __future__ import annotations
 
 import base64
+import sys
+import traceback
 import time
 from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from ..dicom.deidentify import DeidOptions
 from ..dicom.display import summary_lines
@@ -78,6 +80,11 @@ async def client_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return refuse(exc, 423)
     except ClientError as exc:
         return refuse(exc)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the page gets a sentence, the log the trace
+        traceback.print_exc(file=sys.stderr)
+        return refuse(exc, 500)
 
 
 # -- the session -------------------------------------------------------------------
@@ -293,12 +300,12 @@ async def drop_files(request: web.Request) -> web.Response:
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
-            if isinstance(part, web.BodyPartReader) is False or part.filename is None:
+            if not isinstance(part, BodyPartReader) or part.filename is None:
                 continue
             target = outgoing.open_target(stage, part.filename)
             with open(target, "xb") as f:  # noqa: ASYNC230 - local disk, small writes
                 target.chmod(0o600)
-                while chunk := await part.read_chunk(1 << 20):  # type: ignore[union-attr]
+                while chunk := await part.read_chunk(1 << 20):
                     f.write(chunk)
         if not any(stage.iterdir()):
             raise ClientError("no files arrived: drop files or a folder")

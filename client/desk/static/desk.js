@@ -52,8 +52,8 @@ async function api(method, path, body) {
 
 function say(box, err) {
   if (!err) { box.replaceChildren(); return; }
-  box.replaceChildren(el("p", { class: "error", role: "alert" }, err.message || String(err)),
-    err.hint ? el("p", { class: "hint" }, err.hint) : null);
+  box.replaceChildren(el("p", { class: "error", role: "alert" }, err.message || String(err)));
+  if (err.hint) box.append(el("p", { class: "hint" }, err.hint));
 }
 function good(box, text) { box.replaceChildren(el("p", { class: "ok" }, text)); }
 
@@ -226,7 +226,7 @@ function follow(job, where, request) {
 }
 
 function renderJob(line, j, request) {
-  const what = j.kind === "send" ? `Sending to ${(request && request.to.join(", ")) || ""}` : `Receiving ${j.subject}`;
+  const what = j.kind === "send" ? `Sending to ${(request && request.to.join(", ")) || ""}` : `Receiving transfer ${j.subject}`;
   const parts = [el("h3", {}, what)];
   if (j.state === "running") {
     parts.push(el("progress", { max: j.size || 1, value: j.done, "aria-label": what }),
@@ -264,7 +264,8 @@ async function loadInbox() {
   box.replaceChildren(el("p", {}, "Asking the relay…"));
   let data;
   try { data = await api("GET", "/api/inbox"); } catch (err) { say(box, err); return; }
-  box.replaceChildren(data.items.length ? "" : el("p", {}, "Nothing waiting."));
+  box.replaceChildren();
+  if (!data.items.length) box.append(el("p", {}, "Nothing waiting."));
   if (data.truncated) box.append(el("p", { class: "hint" }, "More cases are waiting than shown: receive these first."));
   list.replaceChildren(...data.items.map(caseCard));
 }
@@ -295,7 +296,7 @@ function caseCard(t) {
   } else {
     out.append(el("div", { class: "actions" }, el("button", { type: "button", class: "primary", onclick: async (ev) => {
       ev.target.disabled = true;
-      try { const { job } = await api("POST", `/api/inbox/${t.id}/receive`); follow(job, out, null); }
+      try { const { job } = await api("POST", `/api/inbox/${t.id}/receive`); follow(job, $("inbox-jobs"), null); }
       catch (err) { ev.target.disabled = false; say($("inbox-msg"), err); }
     } }, "Receive")));
   }
@@ -399,7 +400,8 @@ async function loadStatus() {
   box.replaceChildren(el("p", {}, "Asking the relay…"));
   let data;
   try { data = await api("GET", "/api/sent"); } catch (err) { say(box, err); return; }
-  box.replaceChildren(data.transfers.length ? "" : el("p", {}, "Nothing sent yet."));
+  box.replaceChildren();
+  if (!data.transfers.length) box.append(el("p", {}, "Nothing sent yet."));
   $("status-list").replaceChildren(...data.transfers.map((t) => {
     const rows = (t.recipients || []).map((r) => {
       const signed = r.receipts ? ` (${r.receipts.verified === "signed" ? "signed receipt" : r.receipts.verified || r.receipts.downloaded || "relay's word"})` : "";
@@ -451,7 +453,10 @@ function renderSettings(s) {
 }
 
 async function loadSettings() {
-  try { renderSettings(await api("GET", "/api/settings")); } catch (err) { say($("settings-msg"), err); }
+  // Disabled while loading, so nothing typed meanwhile is overwritten.
+  $("settings-fields").disabled = true;
+  try { renderSettings(await api("GET", "/api/settings")); $("settings-fields").disabled = false; }
+  catch (err) { say($("settings-msg"), err); }
 }
 
 $("settings-form").addEventListener("submit", async (ev) => {
