@@ -1,0 +1,134 @@
+"""The desk's other paths in a real browser through a real relay: verifying a
+contact by its safety number, a tampered transfer shown as refused (and
+nothing placed), and the whole send flow by keyboard alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.desk.browserkit import axe_findings, browser, describe, needs_browser, screenshot
+from tests.desk.deskkit import Desk, desk
+from tests.desk.test_desk_flow import make_dental_case, open_desk
+from tests.e2e.kit import PASSPHRASE, Relay, User
+
+pytestmark = needs_browser
+
+
+def test_a_contact_is_verified_by_its_safety_number(practice: User, lab: User) -> None:
+    with desk(practice) as d, browser() as b:
+        page = b.new_page()
+        open_desk(page, d)
+        page.get_by_role("button", name="Contacts", exact=True).click()
+        page.fill("#add-handle", lab.handle)
+        page.get_by_role("button", name="Add", exact=True).click()
+        item = page.locator("#contacts-list li", has_text=lab.handle)
+        expect(item.locator(".badge.unverified")).to_be_visible()
+        expect(item).to_contain_text(lab.safety_number)
+        expect(item.locator("img.qr")).to_be_visible()
+        # A wrong number (one digit off) is refused loudly and changes nothing.
+        wrong = lab.safety_number[:-1] + str((int(lab.safety_number[-1]) + 1) % 10)
+        item.locator("input").fill(wrong)
+        item.get_by_role("button", name="Mark verified").click()
+        expect(page.locator("#contacts-msg [role=alert]")).to_be_visible()
+        assert _state(practice, lab.handle) == "unverified"
+        item.locator("input").fill(lab.safety_number)
+        item.get_by_role("button", name="Mark verified").click()
+        expect(page.locator("#contacts-list li", has_text=lab.handle).locator(
+            ".badge.verified")).to_be_visible()
+        assert _state(practice, lab.handle) == "verified"
+        # An account the relay does not know is a sentence, not a contact.
+        page.fill("#add-handle", "nobody-here")
+        page.get_by_role("button", name="Add", exact=True).click()
+        expect(page.locator("#contacts-msg .error")).to_contain_text("no account")
+        findings = axe_findings(page)
+        assert not findings, describe(findings)
+
+
+def _state(user: User, handle: str) -> str:
+    contacts = json.loads(user.run("contacts", "list", "--json").stdout)
+    return str(next(c["state"] for c in contacts if c["handle"] == handle))
+
+
+@pytest.fixture
+def lab_desk(pair: tuple[User, User]) -> Iterator[tuple[User, Desk]]:
+    practice, lab = pair
+    with desk(lab) as d:
+        yield practice, d
+
+
+def _set_folder(page: Page, folder: Path) -> None:
+    page.get_by_role("button", name="Settings", exact=True).click()
+    page.fill("#set-folder", str(folder))
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#settings-msg")).to_contain_text("Saved.")
+
+
+def test_a_tampered_transfer_is_shown_refused_and_nothing_is_placed(
+        tmp_path: Path, relay: Relay, lab_desk: tuple[User, Desk]) -> None:
+    practice, d = lab_desk
+    case = make_dental_case(tmp_path / "src")
+    tid = practice.json("send", str(case), "--to", d.user.handle)["transfer_id"]
+    blob = relay.blob_path(tid)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, in the middle of the ciphertext
+    blob.write_bytes(bytes(data))
+    dest = tmp_path / "received"
+    dest.mkdir()
+    with browser() as b:
+        page = b.new_page()
+        open_desk(page, d)
+        _set_folder(page, dest)
+        page.get_by_role("button", name="Inbox", exact=True).click()
+        card = page.locator("article.card", has_text=practice.handle)
+        card.get_by_role("button", name="Receive", exact=True).click()
+        job = page.locator("#inbox-jobs .card")
+        expect(job.locator("[role=alert]")).to_contain_text("Refused:", timeout=60_000)
+        # After the list reloads, the case itself says refused, with why.
+        expect(page.locator("article.card.refused [role=alert]")).to_contain_text("Refused:")
+        screenshot(page, "desk-refused")
+    assert list(dest.iterdir()) == []
+    assert not any((d.user.home / "staging").glob("*/files/*"))
+
+
+def test_the_send_flow_by_keyboard_alone(tmp_path: Path,
+                                         pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    case = make_dental_case(tmp_path / "src")
+    with desk(practice) as d, browser() as b:
+        page = b.new_page()
+        page.goto(d.url)
+        expect(page.locator("#passphrase")).to_be_focused()
+        page.keyboard.type(PASSPHRASE)
+        page.keyboard.press("Enter")
+        expect(page.locator("#tabs")).to_be_visible()
+        expect(page.get_by_role("button", name="Inbox", exact=True)).to_be_focused()
+        page.keyboard.press("Shift+Tab")
+        expect(page.get_by_role("button", name="Send", exact=True)).to_be_focused()
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Choose files…")).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Choose a folder…")).to_be_focused()
+        with page.expect_file_chooser() as chooser:
+            page.keyboard.press("Enter")
+        chooser.value.set_files(str(case))
+        # The form opens with the first contact that can be sent to focused.
+        expect(page.locator(f"#to-{lab.handle}")).to_be_focused()
+        page.keyboard.press("Space")
+        expect(page.locator(f"#to-{lab.handle}")).to_be_checked()
+        page.keyboard.press("Tab")
+        page.keyboard.type("Crown 46 by keyboard")
+        for _ in range(10):  # on through the note and the expiry to the button
+            if page.evaluate("document.activeElement.id") == "send-button":
+                break
+            page.keyboard.press("Tab")
+        expect(page.locator("#send-button")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("#send-jobs .ok")).to_contain_text("Sent, encrypted", timeout=60_000)
+    sent = practice.json("status", "--json-phi")["transfers"]
+    assert [t["label"] for t in sent] == ["Crown 46 by keyboard"]
