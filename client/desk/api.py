@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import sys
-import traceback
 import time
-from pathlib import Path
+import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -28,10 +28,10 @@ from ..errors import ClientError, ContactError
 from ..profile.desksettings import load_settings, update_settings
 from ..profile.refused import RefusedStore
 from ..profile.session import Session, session_for, unlock
-from ..relay_api import RelayNotFound
 from ..receive.cards import card_json
 from ..receive.inbox import list_inbox
 from ..receive.layout import Layout
+from ..relay_api import RelayNotFound
 from ..send.scan import scan
 from . import outgoing, preview
 from .jobs import Job, error_json

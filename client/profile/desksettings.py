@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClientError
-from ..receive.layout import Layout
+from ..receive.layout import Layout, LayoutError
 from .jsonstore import read_section, write_section
 from .layout import DESK_FILE
 
@@ -57,7 +57,10 @@ def update_settings(home: Path, **changes: Any) -> DeskSettings:
                               hint="create it first, or pick another")
         changes["receive_folder"] = str(folder)
     if changes.get("layout"):
-        Layout.parse(str(changes["layout"]))  # raises a ClientError with the reason
+        try:
+            Layout.parse(str(changes["layout"]))
+        except LayoutError as exc:  # its sentence says what is wrong with the layout
+            raise ClientError(str(exc), hint="e.g. {sender}/{date} {id}") from exc
     elif "layout" in changes:
         changes["layout"] = None
     if "watch" in changes and not isinstance(changes["watch"], bool):
