@@ -238,11 +238,26 @@ def _receive_work(desk: Desk, relay_id: str) -> Any:
         from ..receive.transfer import receive_one
 
         with desk.job_session() as s:
-            result = receive_one(s, relay_id, Path(settings.receive_folder),
-                                 layout=Layout.parse(settings.layout), on_progress=_bar(job))
-        return {"folder": str(result.folder), "sender": result.sender,
-                "sender_verified": result.sender_verified, "files": len(result.files)}
+            try:
+                result = receive_one(s, relay_id, Path(settings.receive_folder),
+                                     layout=Layout.parse(settings.layout),
+                                     on_progress=_bar(job))
+            except ClientError as exc:
+                if relay_id in RefusedStore(s.home).load():  # refused for good, not a hiccup
+                    raise Refused(str(exc), hint=exc.hint) from exc
+                raise
+        out: dict[str, Any] = {"folder": str(result.folder), "sender": result.sender,
+                               "sender_verified": result.sender_verified,
+                               "files": len(result.files), "forwards": []}
+        forwarder = pacs_forwarder(desk)
+        if forwarder is not None:  # as `receive --to-pacs`: retried later if the PACS fails
+            out["forwards"] = [r.to_json() for r in forwarder.after_receive(result)]
+        return out
     return work
+
+
+class Refused(ClientError):
+    """A transfer this profile refused (it did not verify): the page says "Refused"."""
 
 
 def _bar(job: Job) -> Any:
@@ -252,6 +267,16 @@ def _bar(job: Job) -> Any:
             job.size, job.done, job.retry = total, done, None
 
     return update
+
+
+def pacs_forwarder(desk: Desk) -> Any:
+    """The Settings' PACS as a ``Forwarder``, or None."""
+    pacs = load_settings(desk.home).pacs
+    if not pacs:
+        return None
+    from ..cli.forward import make_forwarder
+
+    return make_forwarder(desk.home, pacs, "SEALDROP", None)
 
 
 @routes.post("/api/inbox/{id}/receive")
@@ -418,7 +443,7 @@ async def post_settings(request: web.Request) -> web.Response:
     desk = _desk(request)
     desk.unlocked()
     form = await body(request)
-    changes = {k: form[k] for k in ("receive_folder", "layout", "watch") if k in form}
+    changes = {k: form[k] for k in ("receive_folder", "layout", "watch", "pacs") if k in form}
     settings = await desk.blocking(lambda: update_settings(desk.home, **changes))
     from .watching import start_watch, stop_watch
 

@@ -39,10 +39,19 @@ def start_watch(desk: Desk) -> None:
 
     def run() -> None:
         from ..receive.watch import watch
+        from .api import pacs_forwarder
 
         try:
             with desk.job_session() as session:
                 watch(session, into, interval=15.0, max_backoff=120.0, stop=stop, layout=layout,
+                      forwarder=pacs_forwarder(desk),
+                      on_forward=lambda rep: _event(desk, event="forwarded" if rep.done
+                                                    else "forward_pending",
+                                                    transfer_id=rep.relay_id,
+                                                    message=f"{sum(rep.stored)} of "
+                                                    f"{len(rep.files)} images stored"),
+                      on_forward_error=lambda exc: _event(desk, event="forward_failed",
+                                                          message=str(exc)),
                       on_received=lambda r: _event(desk, event="received",
                                                    transfer_id=r.relay_id, sender=r.sender),
                       on_refused=lambda tid, exc: _event(desk, event="refused",

@@ -1,5 +1,7 @@
 """The desk's settings (``layout.DESK_FILE``): where received cases go, in which
-layout, and whether the desk keeps receiving by itself (``watch``).
+layout, whether the desk keeps receiving by itself (``watch``), and the PACS
+each received study is then stored into (``pacs``: ``AET@HOST:PORT``, as
+``receive --to-pacs``).
 
 The CLI takes these as options on each run (``--into``, ``--layout``); the
 desk has no command line to repeat them on, so it keeps them in the profile.
@@ -26,22 +28,25 @@ class DeskSettings:
     receive_folder: str | None = None  # absolute; None until the user picks one
     layout: str | None = None  # a --layout pattern; None: the default case folders
     watch: bool = False
+    pacs: str | None = None  # AET@HOST:PORT; None: received cases stay in the folder
 
     def to_json(self) -> dict[str, Any]:
         return {"receive_folder": self.receive_folder, "layout": self.layout,
-                "watch": self.watch}
+                "watch": self.watch, "pacs": self.pacs}
 
 
 def load_settings(home: Path) -> DeskSettings:
     obj = read_section(Path(home) / DESK_FILE, _SECTION, what="the desk settings",
                        max_bytes=64 * 1024)
     folder, layout, watch = obj.get("receive_folder"), obj.get("layout"), obj.get("watch")
+    pacs = obj.get("pacs")
     ok = (folder is None or (isinstance(folder, str) and Path(folder).is_absolute())) and (
-        layout is None or isinstance(layout, str)) and isinstance(watch, bool | None)
+        layout is None or isinstance(layout, str)) and isinstance(watch, bool | None) and (
+        pacs is None or isinstance(pacs, str))
     if not ok:
         raise ClientError(f"the desk settings {Path(home) / DESK_FILE} are damaged",
                           hint="set the receive folder again in the desk's settings")
-    return DeskSettings(folder, layout, bool(watch))
+    return DeskSettings(folder, layout, bool(watch), pacs)
 
 
 def update_settings(home: Path, **changes: Any) -> DeskSettings:
@@ -63,6 +68,13 @@ def update_settings(home: Path, **changes: Any) -> DeskSettings:
             raise ClientError(str(exc), hint="e.g. {sender}/{date} {id}") from exc
     elif "layout" in changes:
         changes["layout"] = None
+    if changes.get("pacs"):
+        from ..receive.forward import Target
+
+        Target.pacs(str(changes["pacs"]))  # a ClientError naming what is wrong
+        changes["pacs"] = str(changes["pacs"]).strip()
+    elif "pacs" in changes:
+        changes["pacs"] = None
     if "watch" in changes and not isinstance(changes["watch"], bool):
         raise ClientError("watch is on or off")
     new = replace(current, **changes)

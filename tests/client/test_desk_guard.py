@@ -44,13 +44,22 @@ def test_a_change_from_another_origin_is_refused(origin: str | None) -> None:
                                             or "")
 
 
-@pytest.mark.parametrize("csrf", [None, "", "x", K.cookie, K.token, K.csrf[:-1]])
-def test_a_change_without_the_csrf_token_is_refused(csrf: str | None) -> None:
+# Ids, not the random values: every xdist worker must collect the same names.
+BAD_CSRF = {"none": None, "empty": "", "short": "x", "cookie": K.cookie, "token": K.token,
+            "cut": K.csrf[:-1]}
+BAD_COOKIE = {"none": None, "empty": "", "token": K.token, "csrf": K.csrf,
+              "longer": K.cookie + "x"}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CSRF))
+def test_a_change_without_the_csrf_token_is_refused(name: str) -> None:
+    csrf = BAD_CSRF[name]
     assert "security token" in (_why(method="POST", origin=ORIGIN, csrf=csrf) or "")
 
 
-@pytest.mark.parametrize("cookie", [None, "", K.token, K.csrf, K.cookie + "x"])
-def test_the_api_needs_the_cookie(cookie: str | None) -> None:
+@pytest.mark.parametrize("name", sorted(BAD_COOKIE))
+def test_the_api_needs_the_cookie(name: str) -> None:
+    cookie = BAD_COOKIE[name]
     assert "not been let in" in (_why(cookie=cookie) or "")
 
 

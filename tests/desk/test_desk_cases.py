@@ -87,7 +87,10 @@ def test_a_tampered_transfer_is_shown_refused_and_nothing_is_placed(
         card = page.locator("article.card", has_text=practice.handle)
         card.get_by_role("button", name="Receive", exact=True).click()
         job = page.locator("#inbox-jobs .card")
-        expect(job.locator("[role=alert]")).to_contain_text("Refused:", timeout=60_000)
+        try:
+            expect(job.locator("[role=alert]")).to_contain_text("Refused:", timeout=60_000)
+        except AssertionError as exc:
+            raise AssertionError(f"{page.locator('main').inner_text()}\n{d.stderr()}") from exc
         # After the list reloads, the case itself says refused, with why.
         expect(page.locator("article.card.refused [role=alert]")).to_contain_text("Refused:")
         screenshot(page, "desk-refused")
@@ -111,11 +114,11 @@ def test_the_send_flow_by_keyboard_alone(tmp_path: Path,
         expect(page.get_by_role("button", name="Send", exact=True)).to_be_focused()
         page.keyboard.press("Enter")
         page.keyboard.press("Tab")
-        expect(page.get_by_role("button", name="Choose files…")).to_be_focused()
+        expect(page.get_by_label("Choose files…")).to_be_focused()
         page.keyboard.press("Tab")
-        expect(page.get_by_role("button", name="Choose a folder…")).to_be_focused()
+        expect(page.get_by_label("Choose a folder…")).to_be_focused()
         with page.expect_file_chooser() as chooser:
-            page.keyboard.press("Enter")
+            page.keyboard.press("Space")  # as a keyboard user opens a file input
         chooser.value.set_files(str(case))
         # The form opens with the first contact that can be sent to focused.
         expect(page.locator(f"#to-{lab.handle}")).to_be_focused()
@@ -132,3 +135,74 @@ def test_the_send_flow_by_keyboard_alone(tmp_path: Path,
         expect(page.locator("#send-jobs .ok")).to_contain_text("Sent, encrypted", timeout=60_000)
     sent = practice.json("status", "--json-phi")["transfers"]
     assert [t["label"] for t in sent] == ["Crown 46 by keyboard"]
+
+
+def test_received_studies_go_into_the_pacs_set_in_settings(
+        tmp_path: Path, lab_desk: tuple[User, Desk]) -> None:
+    from tests.e2e.pacs import storescp
+
+    practice, d = lab_desk
+    case = make_dental_case(tmp_path / "src")
+    practice.json("send", str(case), "--to", d.user.handle)
+    dest = tmp_path / "received"
+    dest.mkdir()
+    with storescp(tmp_path / "pacs") as pacs, browser() as b:
+        page = b.new_page()
+        open_desk(page, d)
+        page.get_by_role("button", name="Settings", exact=True).click()
+        page.fill("#set-folder", str(dest))
+        page.fill("#set-pacs", "not a pacs")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("#settings-msg .error")).to_be_visible()  # refused, with why
+        page.fill("#set-pacs", pacs.target)
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("#settings-msg")).to_contain_text("Saved.")
+        page.get_by_role("button", name="Inbox", exact=True).click()
+        card = page.locator("article.card", has_text=practice.handle)
+        card.get_by_role("button", name="Receive", exact=True).click()
+        expect(page.locator("#inbox-jobs .ok").nth(1)).to_contain_text(
+            f"Stored in the PACS {pacs.target}: 2 of 2 images.", timeout=60_000)
+        # Both DICOM instances are in the PACS; the STL and the note are not DICOM.
+        assert len(pacs.files()) == 2
+
+
+def test_an_outage_is_shown_as_a_retry_and_a_failed_send_resumes(
+        tmp_path: Path, relay: Relay, pair: tuple[User, User]) -> None:
+    from tests.e2e.kit import make_case
+
+    practice, lab = pair
+    case = make_case(tmp_path / "src", big=6 * 1024 * 1024)
+    other = make_dental_case(tmp_path / "src2")
+    with desk(practice) as d, browser() as b:
+        page = b.new_page()
+        open_desk(page, d)
+        page.get_by_role("button", name="Send", exact=True).click()
+        # 1. The relay stops mid-upload and comes back: the job says it retries.
+        with relay.throttled(up=512 * 1024):
+            page.set_input_files("#folder-input", str(case))
+            page.check(f"#to-{lab.handle}")
+            page.get_by_role("button", name="Encrypt and send").click()
+            expect(page.locator("#send-jobs progress")).to_be_visible()
+            expect(page.locator("#send-jobs .facts")).to_contain_text(" of ", timeout=30_000)
+            relay.kill()
+            expect(page.locator("#send-jobs .hint")).to_contain_text("Retrying:",
+                                                                     timeout=30_000)
+            expect(page.locator("#send-jobs .hint")).to_contain_text("Nothing is lost.")
+            relay.start()
+        expect(page.locator("#send-jobs .ok")).to_contain_text("Sent, encrypted",
+                                                               timeout=120_000)
+        # 2. The relay is down when a send starts: a sentence, then "Try again" resumes.
+        relay.stop()
+        page.set_input_files("#folder-input", str(other))
+        expect(page.locator("#send-form")).to_be_visible()
+        page.check(f"#to-{lab.handle}")
+        expect(page.locator(f"#to-{lab.handle}")).to_be_checked()
+        page.get_by_role("button", name="Encrypt and send").click()
+        failed = page.locator("#send-jobs .card", has=page.locator("[role=alert]"))
+        expect(failed).to_contain_text(relay.url, timeout=60_000)  # names the relay
+        relay.start()
+        failed.get_by_role("button", name="Try again (resumes)").click()
+        expect(page.locator("#send-jobs .ok").first).to_contain_text("Sent, encrypted",
+                                                                     timeout=60_000)
+        screenshot(page, "desk-send-retried")
+    assert len(practice.json("status")["transfers"]) == 2

@@ -113,11 +113,14 @@ function unlocked(session) {
 // -- send -------------------------------------------------------------------------
 let staged = null;
 
-$("pick-files").addEventListener("click", () => $("file-input").click());
-$("pick-folder").addEventListener("click", () => $("folder-input").click());
-$("file-input").addEventListener("change", (ev) => dropList([...ev.target.files].map((f) => [f.name, f])));
-$("folder-input").addEventListener("change", (ev) =>
-  dropList([...ev.target.files].map((f) => [f.webkitRelativePath || f.name, f])));
+$("file-input").addEventListener("change", (ev) => {
+  dropList([...ev.target.files].map((f) => [f.name, f]));
+  ev.target.value = "";  // the same files chosen again are a new drop
+});
+$("folder-input").addEventListener("change", (ev) => {
+  dropList([...ev.target.files].map((f) => [f.webkitRelativePath || f.name, f]));
+  ev.target.value = "";
+});
 
 const drop = $("drop");
 drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
@@ -148,6 +151,7 @@ async function walk(entry, out) {
 function dropList(files) {
   const box = $("drop-msg");
   if (!files.length) return;
+  $("send-form").hidden = true;  // the form is for the files being dropped, once they are in
   const form = new FormData();
   for (const [path, file] of files) form.append("file", file, path);
   const xhr = new XMLHttpRequest();
@@ -184,6 +188,8 @@ async function showStaged() {
       el("input", { type: "checkbox", id, value: c.handle, disabled: !ok }),
       el("label", { for: id }, c.handle, el("span", { class: `badge ${c.state}` }, ok ? "verified" : "not verified yet: compare safety numbers in Contacts")));
   }));
+  $("send-note").value = "";
+  $("send-label").value = "";
   $("send-form").hidden = false;
   const first = to.querySelector("input:not([disabled])");
   (first || $("send-button")).focus();
@@ -193,7 +199,7 @@ $("send-discard").addEventListener("click", async () => {
   if (staged) await api("DELETE", `/api/send/files/${staged.stage}`).catch(() => null);
   staged = null;
   $("send-form").hidden = true;
-  $("pick-files").focus();
+  $("file-input").focus();
 });
 
 $("send-form").addEventListener("submit", async (ev) => {
@@ -235,10 +241,18 @@ function renderJob(line, j, request) {
   } else if (j.state === "done") {
     if (j.kind === "send") parts.push(el("p", { class: "ok" }, `Sent, encrypted, to ${j.result.recipients.join(", ")}.`),
       el("p", { class: "facts" }, `Transfer id ${j.result.transfer_id} · ${size(j.result.size)}`));
-    else parts.push(el("p", { class: "ok" }, `Received and verified from ${j.result.sender}: ${j.result.files} file(s) in ${j.result.folder}`));
+    else {
+      parts.push(el("p", { class: "ok" }, `Received and verified from ${j.result.sender}: ${j.result.files} file(s) in ${j.result.folder}`));
+      for (const f of j.result.forwards || []) {
+        parts.push(f.state === "forwarded"
+          ? el("p", { class: "ok" }, `Stored in the PACS ${f.target}: ${f.stored} of ${f.total} images.`)
+          : el("p", { class: "error", role: "alert" }, `Not yet in the PACS ${f.target}: ${f.stored} of ${f.total} images stored${f.error ? ` (${f.error})` : ""}. It is tried again by itself while the desk receives automatically, or with: sealdrop forward ${f.transfer_id}`));
+      }
+    }
   } else {
     const err = j.error || { message: "failed" };
-    parts.push(el("p", { class: "error", role: "alert" }, j.kind === "receive" ? `Refused: ${err.message}` : err.message));
+    const lead = j.kind !== "receive" ? "" : err.kind === "Refused" ? "Refused: " : "Not received: ";
+    parts.push(el("p", { class: "error", role: "alert" }, lead + err.message));
     if (err.hint) parts.push(el("p", { class: "hint" }, err.hint));
     if (j.kind === "send" && request) {
       parts.push(el("div", { class: "actions" },
@@ -258,12 +272,16 @@ function renderJob(line, j, request) {
 loaders.inbox = loadInbox;
 $("inbox-refresh").addEventListener("click", loadInbox);
 
+let inboxSeq = 0;
+
 async function loadInbox() {
   const box = $("inbox-msg");
   const list = $("inbox-list");
+  const seq = ++inboxSeq;  // only the newest answer is shown
   box.replaceChildren(el("p", {}, "Asking the relay…"));
   let data;
-  try { data = await api("GET", "/api/inbox"); } catch (err) { say(box, err); return; }
+  try { data = await api("GET", "/api/inbox"); } catch (err) { if (seq === inboxSeq) say(box, err); return; }
+  if (seq !== inboxSeq) return;
   box.replaceChildren();
   if (!data.items.length) box.append(el("p", {}, "Nothing waiting."));
   if (data.truncated) box.append(el("p", { class: "hint" }, "More cases are waiting than shown: receive these first."));
@@ -447,6 +465,7 @@ function renderSettings(s) {
   $("set-relay").textContent = me ? me.relay : "";
   $("set-folder").value = s.receive_folder || "";
   $("set-layout").value = s.layout || "";
+  $("set-pacs").value = s.pacs || "";
   $("set-watch").checked = s.watch;
   $("watch-events").replaceChildren(...s.watch_events.slice().reverse().map((e) =>
     el("li", {}, `${when(e.at)}: ${e.event}${e.transfer_id ? ` ${e.transfer_id}` : ""}${e.sender ? ` from ${e.sender}` : ""}${e.message ? ` (${e.message})` : ""}`)));
@@ -464,7 +483,7 @@ $("settings-form").addEventListener("submit", async (ev) => {
   const box = $("settings-msg");
   try {
     renderSettings(await api("POST", "/api/settings", { receive_folder: $("set-folder").value.trim() || null,
-      layout: $("set-layout").value.trim(), watch: $("set-watch").checked }));
+      layout: $("set-layout").value.trim(), pacs: $("set-pacs").value.trim(), watch: $("set-watch").checked }));
     good(box, "Saved.");
   } catch (err) { say(box, err); }
 });
