@@ -50,10 +50,15 @@ def desk(user: User) -> Iterator[Desk]:
         assert url.startswith("http://127.0.0.1:") and "?token=" in url, (
             url, log.read_text(errors="replace"))
         yield Desk(user, proc, url, log)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    # It serves until SIGTERM, then stops cleanly (a unit's `systemctl stop`).
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(30) == 0, log.read_text(errors="replace")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait(10)

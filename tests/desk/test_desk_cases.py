@@ -206,3 +206,61 @@ def test_an_outage_is_shown_as_a_retry_and_a_failed_send_resumes(
                                                                      timeout=60_000)
         screenshot(page, "desk-send-retried")
     assert len(practice.json("status")["transfers"]) == 2
+
+
+def test_deidentified_send_retract_and_watch(tmp_path: Path, relay: Relay,
+                                             pair: tuple[User, User]) -> None:
+    import pydicom
+
+    from tests.e2e.kit import wait_for
+
+    practice, lab = pair
+    case = make_dental_case(tmp_path / "src")
+    dest = tmp_path / "received"
+    dest.mkdir()
+    with desk(practice) as at_practice, desk(lab) as at_lab, browser() as b:
+        page = b.new_page()
+        open_desk(page, at_practice)
+        # 1. De-identified: the lab gets the copies, never the names.
+        page.get_by_role("button", name="Send", exact=True).click()
+        page.set_input_files("#folder-input", str(case))
+        expect(page.locator("#send-form")).to_be_visible()
+        page.check("#deidentify")
+        page.check(f"#to-{lab.handle}")
+        page.get_by_role("button", name="Encrypt and send").click()
+        expect(page.locator("#send-jobs .ok").first).to_contain_text("Sent, encrypted",
+                                                                     timeout=60_000)
+        # 2. The lab turns on automatic receiving: the case arrives by itself.
+        lab_page = b.new_page()
+        open_desk(lab_page, at_lab)
+        lab_page.get_by_role("button", name="Settings", exact=True).click()
+        lab_page.fill("#set-folder", str(dest))
+        lab_page.check("#set-watch")
+        lab_page.get_by_role("button", name="Save").click()
+        expect(lab_page.locator("#settings-msg")).to_contain_text("Saved.")
+        wait_for(lambda: any(p.suffix == ".dcm" for p in dest.rglob("*")), 60,
+                 "the watch to place the case")
+        for p in dest.rglob("*.dcm"):
+            ds = pydicom.dcmread(p)
+            assert "CompressedSamples" not in str(ds.get("PatientName", "")), p
+
+
+        def listed() -> bool:  # the event follows the placing by a moment: ask again
+            lab_page.get_by_role("button", name="Settings", exact=True).click()
+            lab_page.wait_for_timeout(300)
+            return "received" in lab_page.locator("#watch-events").inner_text()
+
+        wait_for(listed, 30, "the watch's event in Settings")
+        # 3. A case nobody opened yet is retracted from Status (two clicks).
+        lab_page.get_by_role("button", name="Settings", exact=True).click()
+        lab_page.uncheck("#set-watch")
+        lab_page.get_by_role("button", name="Save").click()
+        expect(lab_page.locator("#settings-msg")).to_contain_text("Saved.")
+        tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+        page.get_by_role("button", name="Status", exact=True).click()
+        row = page.locator("article.card", has_text=tid)
+        row.get_by_role("button", name="Retract…").click()
+        row.get_by_role("button", name="Really retract? Click again").click()
+        expect(page.locator("#status-msg")).to_contain_text("Retracted")
+    states = {t["id"]: t for t in practice.json("status")["transfers"]}
+    assert states[tid]["retracted_at"] is not None

@@ -437,7 +437,7 @@ async function loadStatus() {
       const b = el("button", { type: "button", class: "danger" }, "Retract…");
       b.addEventListener("click", async () => {
         if (b.dataset.armed !== "1") { b.dataset.armed = "1"; b.textContent = "Really retract? Click again"; return; }
-        try { await api("POST", `/api/sent/${t.id}/retract`); good(box, "Retracted: the relay deleted it."); loadStatus(); }
+        try { await api("POST", `/api/sent/${t.id}/retract`); await loadStatus(); good(box, "Retracted: the relay deleted it."); }
         catch (err) { say(box, err); }
       });
       card.append(el("div", { class: "actions" }, b));
