@@ -31,6 +31,7 @@ function size(n) {
   return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
 }
 function when(ts) { return ts ? new Date(ts * 1000).toLocaleString() : ""; }
+function isoDate(d) { return /^\d{8}$/.test(d || "") ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}` : d; }
 function digits(n) { return el("span", { class: "digits" }, n); }
 
 async function api(method, path, body) {
@@ -296,7 +297,7 @@ function caseCard(t) {
   const title = card.label || (studies[0] && studies[0].patient_name) || `Case ${t.id.slice(0, 8)}`;
   const facts = [];
   for (const s of studies) {
-    facts.push([(s.modalities || []).join("/") || "DICOM", `${s.image_count} images`, s.patient_name, s.study_date].filter(Boolean).join(" · "));
+    facts.push([(s.modalities || []).join("/") || "DICOM", `${s.image_count} ${s.image_count === 1 ? "image" : "images"}`, s.patient_name, isoDate(s.study_date)].filter(Boolean).join(" · "));
   }
   const sentBy = el("p", {}, "From ", el("strong", {}, t.sender || "?"),
     el("span", { class: `badge ${t.sender_state}` }, BADGE[t.sender_state] || t.sender_state));

@@ -53,7 +53,9 @@ export function showMesh(canvas, arrayBuffer) {
 
   function draw() {
     const w = canvas.width, h = canvas.height;
-    const scale = 0.8 * Math.min(w, h); // the unit cube's diagonal fits the canvas
+    // Coordinates are within the unit cube around 0: its diagonal (sqrt 3) fits
+    // the canvas whichever way the scan is turned.
+    const scale = (0.95 * Math.min(w, h)) / Math.sqrt(3);
     const m = rotation(state.yaw, state.pitch);
     ctx.clearRect(0, 0, w, h);
     for (let t = 0; t < mesh.n; t++) {
