@@ -264,3 +264,30 @@ def test_deidentified_send_retract_and_watch(tmp_path: Path, relay: Relay,
         expect(page.locator("#status-msg")).to_contain_text("Retracted")
     states = {t["id"]: t for t in practice.json("status")["transfers"]}
     assert states[tid]["retracted_at"] is not None
+
+
+def test_files_dropped_on_the_send_screen_are_staged(pair: tuple[User, User]) -> None:
+    practice, lab = pair
+    with desk(practice) as d, browser() as b:
+        page = b.new_page()
+        open_desk(page, d)
+        page.get_by_role("button", name="Send", exact=True).click()
+        # A drop as another program makes it: files, no folder entries.
+        dropped = page.evaluate_handle("""() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["%PDF-1.4 prescription"], "prescription.pdf"));
+            dt.items.add(new File(["solid s\\nendsolid s\\n"], "scan.stl"));
+            return dt;
+        }""")
+        page.dispatch_event("#drop", "dragover", {"dataTransfer": dropped})
+        page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+        expect(page.locator("#send-form")).to_be_visible()
+        expect(page.locator("#send-files")).to_contain_text("2 file(s)")
+        expect(page.locator("#deid-box")).to_be_hidden()  # no DICOM, no switch
+        stages = list((practice.home / "desk-outgoing").iterdir())
+        assert len(stages) == 1
+        assert sorted(p.name for p in stages[0].iterdir()) == ["prescription.pdf", "scan.stl"]
+        # Discarded: the staged copies are gone.
+        page.get_by_role("button", name="Discard").click()
+        expect(page.locator("#send-form")).to_be_hidden()
+    assert not stages[0].exists()

@@ -132,6 +132,8 @@ drop.addEventListener("drop", async (ev) => {
   const entries = [...ev.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
   const files = [];
   for (const e of entries) await walk(e, files);
+  // No entries (another program's drag, an older browser): the plain files, flat.
+  if (!entries.length) for (const f of ev.dataTransfer.files) files.push([f.name, f]);
   dropList(files);
 });
 
