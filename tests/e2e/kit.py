@@ -421,3 +421,23 @@ def make_case(root: Path, *, marker: str = "", big: int = 0) -> Path:
         with open(case / "big.bin", "wb") as f:
             f.write(os.urandom(big))
     return case
+
+
+def refused(r: subprocess.CompletedProcess[str], status: int, *words: str,
+            after_notice: bool = False) -> None:
+    """The command stopped with exit ``status`` and a one-line ``sealdrop: error:``
+    naming each of ``words`` (``after_notice``: the error may follow one notice,
+    e.g. of a late pin)."""
+    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
+    if after_notice:
+        assert any(line.startswith("sealdrop: error:") for line in r.stderr.splitlines()), \
+            r.stderr
+    else:
+        assert r.stderr.startswith("sealdrop: error:"), r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+def log_state(user: User) -> dict[str, Any]:
+    """What the profile verified of the relay's log (``log.json``)."""
+    return dict(json.loads((user.home / "log.json").read_text())["log"])

@@ -12,8 +12,6 @@ when the relay later serves another entry in their place.
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +19,7 @@ from sealdrop.client.profile.receipts import ReceiptStore
 from sealdrop.crypto.tlog import entries
 from sealdrop.crypto.tlog.note import NoteVerifier
 from sealdrop.crypto.tlog.proofbundle import ProofBundle, verify_bundle
-from tests.e2e.kit import User, make_case, tree
-
-
-def _log(user: User) -> dict[str, Any]:
-    return dict(json.loads((user.home / "log.json").read_text())["log"])
-
-
-def _refused(r: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
-    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
-    assert r.stderr.startswith("sealdrop: error:"), r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
+from tests.e2e.kit import User, log_state, make_case, refused, tree
 
 
 def _proved(kept: dict[str, Any], tid: str, salt: bytes, commitment: bytes,
@@ -66,14 +53,14 @@ def test_receipts_keep_their_proofs_past_the_relay_and_an_edited_one_is_refused(
         "select status, log_index from tlog_receipts where transfer_id = ?", tid))
     for status, kept in mine.items():
         assert kept["recipient"] == lab.handle and kept["rechecked"] is False
-        assert _proved(kept, tid, salt, commitment, _log(lab)) == logged[status]
+        assert _proved(kept, tid, salt, commitment, log_state(lab)) == logged[status]
 
     # The sender's status checks both receipts and keeps them with their proofs.
     (row,) = practice.json("status", tid)["transfers"]
     assert row["recipients"][0]["receipts"] == {"downloaded": "signed", "verified": "signed"}
     assert sorted((r["recipient"], r["status"]) for r in row["receipts"]) == [
         (lab.handle, "downloaded"), (lab.handle, "verified")]
-    pinned = _log(practice)
+    pinned = log_state(practice)
     for kept in row["receipts"]:
         assert _proved(kept, tid, salt, commitment, pinned) == logged[kept["status"]]
 
@@ -105,7 +92,7 @@ def test_receipts_keep_their_proofs_past_the_relay_and_an_edited_one_is_refused(
     dest2 = tmp_path / "in2"
     dest2.mkdir()
     r = lab.run("receive", tid2, "--into", str(dest2), check=False)
-    _refused(r, 25, f'your "verified" receipt for transfer {tid2}')
+    refused(r, 25, f'your "verified" receipt for transfer {tid2}')
     assert tree(dest2)
     got2 = ReceiptStore(lab.home).load()
     assert tid2 in got2 and sorted(got2[tid2]["receipts"]) == ["downloaded"]
@@ -117,6 +104,6 @@ def test_receipts_keep_their_proofs_past_the_relay_and_an_edited_one_is_refused(
     other = entries.TransferEntry(bytes(32)).to_bytes()
     lab.relay.sql("update tlog_entries set data = ? where idx = ?", other, index)
     r = lab.run("inbox", check=False)
-    _refused(r, 25, f'your "downloaded" receipt for transfer {tid2}', "altered or replaced")
+    refused(r, 25, f'your "downloaded" receipt for transfer {tid2}', "altered or replaced")
     kept = ReceiptStore(lab.home).load()[tid2]["receipts"]["downloaded"]
     assert kept["rechecked"] is False

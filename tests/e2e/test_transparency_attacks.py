@@ -12,7 +12,6 @@ Each must stop the next command with its exit status and a sentence naming it.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,14 +21,7 @@ from nacl.signing import SigningKey
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.tlog import entries
 from sealdrop.server import tlog
-from tests.e2e.kit import Relay, User, make_case
-
-
-def _refused(r: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
-    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
-    assert r.stderr.startswith("sealdrop: error:"), r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
+from tests.e2e.kit import Relay, User, make_case, refused
 
 
 def _size(user: User) -> int:
@@ -50,7 +42,7 @@ def test_a_contacts_key_swapped_without_a_log_entry_is_refused(
     relay.sql("update accounts set bundle = ?, signing_key = ? where handle = ?",
               fake.dumps(), json.loads(fake.dumps())["signing_key"], lab.handle)
     r = practice.run("contacts", "add", lab.handle, check=False)
-    _refused(r, 25, f"the key of {lab.handle} is not what the relay's log holds",
+    refused(r, 25, f"the key of {lab.handle} is not what the relay's log holds",
              "serves something it did not log")
     # nothing pinned from a bundle that failed the check
     contacts = practice.home / "contacts.json"
@@ -86,7 +78,7 @@ def test_an_entry_removed_from_the_middle_is_refused(tmp_path: Path, relay: Rela
         engine.dispose()
     assert relay.sql("select size from tlog_head")[0][0] == verified
     r = practice.run("inbox", check=False)
-    _refused(r, 24, "REWROTE its transparency log", f"two different trees of {verified}")
+    refused(r, 24, "REWROTE its transparency log", f"two different trees of {verified}")
     assert _size(practice) == verified  # the verified checkpoint is kept
 
 

@@ -8,7 +8,6 @@ exit status and a sentence naming what the relay did; nothing is placed.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,24 +16,13 @@ from nacl.signing import SigningKey
 
 from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.tlog import entries
-from tests.e2e.kit import Relay, User, make_case, tree
-
-
-def _log(user: User) -> dict[str, Any]:
-    return dict(json.loads((user.home / "log.json").read_text())["log"])
-
-
-def _refused(r: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
-    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
-    assert r.stderr.startswith("sealdrop: error:"), r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
+from tests.e2e.kit import Relay, User, log_state, make_case, refused, tree
 
 
 def test_pinned_at_init_and_receipts_signed_then_a_forged_one_refused(
         tmp_path: Path, pair: tuple[User, User]) -> None:
     practice, lab = pair
-    pinned = _log(practice)
+    pinned = log_state(practice)
     # init pinned the relay's log key and recorded our own bundle's digest
     assert pinned["origin"] and pinned["vkey"].startswith(pinned["origin"] + "+")
     assert len(pinned["own"]) == 1 and pinned["checkpoint"]
@@ -58,7 +46,7 @@ def test_pinned_at_init_and_receipts_signed_then_a_forged_one_refused(
     assert sorted(practice.relay.sql("select recipient, status from tlog_receipts")) == [
         (lab.handle, "downloaded"), (lab.handle, "verified")]
     # the second run advanced by consistency: a larger checkpoint, every entry read
-    now = _log(practice)
+    now = log_state(practice)
     assert now["size"] > first and now["scanned"] == now["size"]
 
     # the relay alters the lab's "verified" receipt: status refuses, naming the lab
@@ -69,7 +57,7 @@ def test_pinned_at_init_and_receipts_signed_then_a_forged_one_refused(
     practice.relay.sql("update tlog_receipts set sig = ? where transfer_id = ? and "
                        "status = 'verified'", bytes(forged), tid)
     r = practice.run("status", tid, check=False)
-    _refused(r, 28, lab.handle, "did NOT sign", tid)
+    refused(r, 28, lab.handle, "did NOT sign", tid)
 
 
 def _snapshot(relay: Relay) -> dict[str, list[tuple[Any, ...]]]:
@@ -93,12 +81,12 @@ def test_a_rolled_back_log_is_refused(tmp_path: Path, relay: Relay) -> None:
     lab = User(tmp_path, "labo-dupont", relay)
     lab.init()  # the log grows by the lab's key entry
     practice.run("contacts", "add", lab.handle)  # the practice verifies the longer log
-    grown = _log(practice)["size"]
+    grown = log_state(practice)["size"]
     assert grown > int(before["tlog_head"][0][1])
     _restore(relay, before)  # the relay forgets the newest entries
     r = practice.run("inbox", check=False)
-    _refused(r, 23, "ROLLED BACK", str(grown))
-    assert _log(practice)["size"] == grown  # the verified checkpoint is kept
+    refused(r, 23, "ROLLED BACK", str(grown))
+    assert log_state(practice)["size"] == grown  # the verified checkpoint is kept
 
 
 def _append(relay: Relay, entry: bytes) -> None:
@@ -133,19 +121,19 @@ def test_a_key_under_our_own_handle_is_refused(tmp_path: Path, relay: Relay) -> 
     first = practice.run("inbox")
     assert first.stderr.count("pinned the relay's transparency log") == 1, first.stderr
     assert "pinned" not in practice.run("inbox").stderr
-    kept = _log(practice)
+    kept = log_state(practice)
     assert kept["own"] == [entries.bundle_digest(ours).hex()]
     _append(relay, entry)
     r = practice.run("inbox", check=False)
-    _refused(r, 26, f"the relay logged a key for {ours.handle} that this profile never made")
-    assert _log(practice) == kept  # nothing stored from a log that failed a check
+    refused(r, 26, f"the relay logged a key for {ours.handle} that this profile never made")
+    assert log_state(practice) == kept  # nothing stored from a log that failed a check
     r = practice.run("inbox", check=False)  # and it stays refused
-    _refused(r, 26, ours.handle)
+    refused(r, 26, ours.handle)
     # The relay now hides that entry: its entry tiles serve another in its place.
     hidden = entries.TransferEntry(bytes(32)).to_bytes()
     relay.sql("update tlog_entries set data = ? where idx = ?", hidden, kept["size"])
     r = practice.run("inbox", check=False)
-    _refused(r, 24, "hiding or changing entries")
+    refused(r, 24, "hiding or changing entries")
 
 
 def test_a_new_key_logged_for_a_pinned_contact_is_an_alert(
@@ -154,7 +142,7 @@ def test_a_new_key_logged_for_a_pinned_contact_is_an_alert(
     _, entry = _foreign_key_entry(lab)
     _append(practice.relay, entry)  # the relay keeps serving the lab's real bundle
     r = practice.run("inbox", check=False)
-    _refused(r, 27, f"NEW KEY for your contact {lab.handle}")
+    refused(r, 27, f"NEW KEY for your contact {lab.handle}")
     assert "call labo-dupont by phone" in r.stderr
     # the lab's own client sees the same entry as a key it never made
-    _refused(lab.run("inbox", check=False), 26, lab.handle)
+    refused(lab.run("inbox", check=False), 26, lab.handle)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,15 +32,7 @@ from sealdrop.crypto.tlog import entries
 from sealdrop.crypto.tlog.checkpoint import Checkpoint
 from sealdrop.crypto.tlog.note import NoteSigner, sign_note
 from sealdrop.server import tlog
-from tests.e2e.kit import Relay, User, make_case
-
-
-def _refused(r: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
-    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
-    # (after the one notice of a late pin, where there is one)
-    assert any(line.startswith("sealdrop: error:") for line in r.stderr.splitlines()), r.stderr
-    for w in words:
-        assert w in r.stderr, r.stderr
+from tests.e2e.kit import Relay, User, make_case, refused
 
 
 def _append(relay: Relay, *logged: bytes) -> None:
@@ -71,14 +62,15 @@ def test_a_swapped_key_logged_with_the_pinned_one_in_one_batch_is_an_alert(
     _append(practice.relay, entries.KeyEntry.for_bundle(swapped).to_bytes(),
             entries.KeyEntry.for_bundle(real).to_bytes())
     r = practice.run("inbox", check=False)
-    _refused(r, 27, f"NEW KEY for your contact {lab.handle}")
+    refused(r, 27, f"NEW KEY for your contact {lab.handle}", after_notice=True)
     # The relay now answers another account's bundle for the lab: the new key
     # cannot be checked, and that is said as a log refusal, not a relay error.
     (ours,) = practice.relay.sql("select bundle from accounts where handle = ?",
                                  practice.handle)[0]
     practice.relay.sql("update accounts set bundle = ? where handle = ?", ours, lab.handle)
-    _refused(practice.run("inbox", check=False), 25,
-             f"new key for your contact {lab.handle}", "the new key cannot be checked")
+    refused(practice.run("inbox", check=False), 25,
+             f"new key for your contact {lab.handle}", "the new key cannot be checked",
+             after_notice=True)
 
 
 class _OtherProcessMeanwhile(RelayClient):
@@ -129,8 +121,8 @@ def test_a_key_under_our_handle_before_registration_or_the_pin_is_refused(
     practice = User(tmp_path, "cabinet-martin", relay)
     r = practice.run("init", "--relay", relay.url, "--handle", practice.handle,
                      "--invite", relay.invite(), "--work-factor", "10", check=False)
-    _refused(r, 26, "the relay logged a key for cabinet-martin that this profile never made",
-             "log entry 0")
+    refused(r, 26, "the relay logged a key for cabinet-martin that this profile never made",
+             "log entry 0", after_notice=True)
 
     # A profile from before the log pins it at its next command: the log before
     # the pin is read for our handle too.
@@ -138,8 +130,9 @@ def test_a_key_under_our_handle_before_registration_or_the_pin_is_refused(
     lab.init()
     _append(relay, _someone_elses_key(lab.handle))
     (lab.home / "log.json").unlink()
-    _refused(lab.run("inbox", check=False), 26,
-             f"the relay logged a key for {lab.handle} that this profile never made")
+    refused(lab.run("inbox", check=False), 26,
+             f"the relay logged a key for {lab.handle} that this profile never made",
+             after_notice=True)
 
 
 def test_a_transfer_answered_without_its_log_entry_is_refused(
@@ -154,10 +147,10 @@ def test_a_transfer_answered_without_its_log_entry_is_refused(
                         lab.handle)["transfer_id"]
     # The relay drops "log" from the transfer's JSON, to skip the checks.
     practice.relay.sql("update transfers set log_salt = NULL where id = ?", tid)
-    _refused(practice.run("status", tid, check=False), 25,
-             f"the relay did not log transfer {tid}")
+    refused(practice.run("status", tid, check=False), 25,
+             f"the relay did not log transfer {tid}", after_notice=True)
     dest = tmp_path / "in"
     dest.mkdir()
-    _refused(lab.run("receive", tid, "--into", str(dest), check=False), 25,
-             f"the relay did not log transfer {tid}")
+    refused(lab.run("receive", tid, "--into", str(dest), check=False), 25,
+             f"the relay did not log transfer {tid}", after_notice=True)
     assert not list(dest.iterdir())  # nothing placed
