@@ -508,6 +508,15 @@ class RelayClient:
 
     # -- the relay itself ----------------------------------------------------
 
+    def info(self) -> dict[str, Any] | None:
+        """``GET /v1/info`` (unsigned), the one place it is read: the relay's
+        terms and its log, or None from an older relay without it (404)."""
+        try:
+            obj, _ = self._call("GET", "/v1/info", signed=False)
+        except RelayNotFound:
+            return None
+        return obj if isinstance(obj, dict) else {}
+
     def max_chunk_bytes(self) -> int | None:
         """The largest chunk the relay accepts (``GET /v1/info``, unsigned), or None
         from an older relay that does not say (it answers 404)."""
@@ -525,11 +534,10 @@ class RelayClient:
         """``upload_terms`` with, in the middle, the smallest chunk but a
         transfer's last that the relay accepts (``min_chunk_bytes``: a relay
         storing blobs in S3 says 5 MiB; None when it says nothing)."""
-        try:
-            obj, _ = self._call("GET", "/v1/info", signed=False)
-        except RelayNotFound:
+        obj = self.info()
+        if obj is None:
             return None, None, chunkhash.SHA256
-        limit = obj.get("max_chunk_bytes") if isinstance(obj, dict) else None
+        limit = obj.get("max_chunk_bytes")
         if type(limit) is not int or limit <= 0:
             raise RelayProtocolError("the relay did not say its largest chunk size")
         least = obj.get("min_chunk_bytes")
@@ -543,10 +551,10 @@ class RelayClient:
         not state them (older) or cannot be asked just now: only a refusal's
         wording depends on it."""
         try:
-            obj, _ = self._call("GET", "/v1/info", signed=False)
-        except ClientError:  # unreachable now, or older: the sentence goes without bounds
+            obj = self.info()
+        except ClientError:  # unreachable now: the sentence goes without bounds
             return None
-        span = obj.get("expiry_seconds") if isinstance(obj, dict) else None
+        span = obj.get("expiry_seconds") if obj is not None else None
         low = span.get("min") if isinstance(span, dict) else None
         high = span.get("max") if isinstance(span, dict) else None
         if type(low) is not int or type(high) is not int or not 0 < low <= high:
@@ -558,11 +566,8 @@ class RelayClient:
     def log_key(self) -> tuple[str, str] | None:
         """The log's origin and verifier key from ``GET /v1/info`` (unsigned), or
         None from a relay that serves no log."""
-        try:
-            obj, _ = self._call("GET", "/v1/info", signed=False)
-        except RelayNotFound:
-            return None
-        log = obj.get("log") if isinstance(obj, dict) else None
+        obj = self.info()
+        log = obj.get("log") if obj is not None else None
         if log is None:
             return None
         origin = log.get("origin") if isinstance(log, dict) else None
