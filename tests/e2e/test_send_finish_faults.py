@@ -3,6 +3,12 @@ because the relay's database is away for a moment: ``complete`` and the log
 check after it ride out 503 ``store_unavailable`` and 429 as the chunks do,
 then the send finishes and the lab receives the case whole.
 
+The receiving side has its last step too: once the files are placed and
+recorded, checking that the relay logged our receipt needs the relay again.
+An outage there must not undo the report of a placed transfer (``watch`` once
+lost its "received" event that way, under CI load): the receive stands and
+the receipt is left to ``sealdrop audit``.
+
 CI met it under load (tests/e2e/test_pg_restart.py): a send finished its last
 chunk just before PostgreSQL crashed, and ``complete`` answered 503. Here the
 fault is put on cue by a loopback proxy (tests/s3proxy.py) in front of the
@@ -109,3 +115,26 @@ def test_an_outage_longer_than_the_retries_stops_with_the_resume_hint(
     dest.mkdir()
     lab.run("receive", "--all", "--into", str(dest))
     assert tree(dest / case.name) == tree(case)
+
+
+def test_a_receive_stands_when_the_receipt_check_meets_an_outage(
+        tmp_path: Path, proxied: tuple[FaultProxy, User, User]) -> None:
+    proxy, practice, lab = proxied
+    case = make_case(tmp_path / "src")
+    practice.run("send", str(case), "--to", lab.handle)
+    dest = tmp_path / "in"
+    dest.mkdir()
+    # Once the lab acknowledged, every log read fails: the receipt cannot be checked.
+    proxy.fail("GET", "/v1/log/", 503, json=DB_AWAY, after=("POST", "/ack"))
+    r = lab.run("receive", "--all", "--into", str(dest), "--json", check=False,
+                env={"SEALDROP_RETRY_FOR": "1"})
+    assert r.returncode == 0, r.stderr
+    assert proxy.saw("POST", "/ack")
+    acked = next(i for i, (m, t) in enumerate(proxy.seen) if m == "POST" and "/ack" in t)
+    assert any(m == "GET" and "/v1/log/" in t for m, t in proxy.seen[acked:]), proxy.seen
+    assert tree(dest / case.name) == tree(case)
+    assert "Traceback" not in r.stderr
+    # Back: the audit reads the whole log and finds the receipt where it belongs.
+    proxy.clear()
+    audit = lab.run("audit", "--json", check=False)
+    assert audit.returncode == 0, audit.stderr
