@@ -107,3 +107,22 @@ def test_receipts_keep_their_proofs_past_the_relay_and_an_edited_one_is_refused(
     refused(r, 25, f'your "downloaded" receipt for transfer {tid2}', "altered or replaced")
     kept = ReceiptStore(lab.home).load()[tid2]["receipts"]["downloaded"]
     assert kept["rechecked"] is False
+
+
+def test_a_receipt_from_an_account_the_relay_no_longer_has_cannot_pass(
+        tmp_path: Path, pair: tuple[User, User]) -> None:
+    """The sender no longer pins the recipient (``contacts remove``), so the
+    receipt's key must come from the relay, which says the account is gone: the
+    receipt cannot be checked, and ``status`` stops (exit 25) rather than show a
+    "verified" it cannot prove."""
+    practice, lab = pair
+    case = make_case(tmp_path / "src")
+    tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    dest = tmp_path / "in"
+    dest.mkdir()
+    lab.run("receive", "--all", "--into", str(dest))
+    practice.run("contacts", "remove", lab.handle)
+    relay = practice.relay
+    relay.sql("update accounts set handle = 'gone-' || handle where handle = ?", lab.handle)
+    refused(practice.run("status", tid, check=False), 25,
+            f"no longer has the account {lab.handle}")
