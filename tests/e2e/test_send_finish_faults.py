@@ -138,3 +138,30 @@ def test_a_receive_stands_when_the_receipt_check_meets_an_outage(
     proxy.clear()
     audit = lab.run("audit", "--json", check=False)
     assert audit.returncode == 0, audit.stderr
+
+
+def test_an_ack_lost_to_an_outage_is_told_later_with_its_checked_receipt(
+        tmp_path: Path, proxied: tuple[FaultProxy, User, User]) -> None:
+    from sealdrop.client.profile.receipts import ReceiptStore
+
+    proxy, practice, lab = proxied
+    case = make_case(tmp_path / "src")
+    tid = practice.json("send", str(case), "--to", lab.handle)["transfer_id"]
+    dest = tmp_path / "in"
+    dest.mkdir()
+    proxy.fail("POST", "/ack", 503, json=DB_AWAY)  # every ack, until cleared
+    r = lab.run("receive", "--all", "--into", str(dest), check=False,
+                env={"SEALDROP_RETRY_FOR": "1"})
+    assert r.returncode == 0, r.stderr
+    assert tree(dest / case.name) == tree(case)
+    entry = ReceiptStore(lab.home).load()[tid]
+    assert entry["acked"] is False and not entry.get("receipts", {}).get("verified")
+    proxy.clear()
+    lab.run("inbox")  # tells the relay now, and checks the receipt it logged
+    entry = ReceiptStore(lab.home).load()[tid]
+    assert entry["acked"] is True
+    kept = entry["receipts"]["verified"]
+    assert kept["proof"] and isinstance(kept["log_index"], int)
+    # The sender sees the lab's own signature, not the relay's word.
+    row = practice.json("status", tid)["transfers"][0]
+    assert row["recipients"][0]["receipts"]["verified"] == "signed"
