@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from sealdrop.crypto.tlog.note import NoteSigner
-from tests.e2e.kit import SEALDROP, Relay, User, free_port, make_case, stop_process, wait_for
+from tests.e2e.kit import (
+    RELAY,
+    SEALDROP,
+    Relay,
+    User,
+    free_port,
+    make_case,
+    stop_process,
+    wait_for,
+)
 
 
 def _witness_init(tmp: Path, name: str) -> tuple[Path, str]:
@@ -109,3 +118,39 @@ def test_a_practice_requiring_a_cosignature(
     finally:
         stop_process(witness)
         relay.close()
+
+
+def test_log_publish_carries_the_witness_cosignature_and_outlives_a_silent_witness(
+        tmp_path: Path, relay_template: tuple[Path, list[str]]) -> None:
+    relay = Relay(tmp_path / "relay-data", tmp_path / "relay.log", template=relay_template)
+    log_vkey = NoteSigner.from_private_key_text(
+        (relay.data / "log-key").read_text("ascii").strip()).vkey
+    key_file, wvkey = _witness_init(tmp_path, "witness.test/wp")
+    port = free_port()
+    witness = _witness_serve(tmp_path, key_file, port, log_vkey, relay.env)
+    relay.env["SEALDROP_RELAY_WITNESS"] = f"http://127.0.0.1:{port} {wvkey}"
+    folder = tmp_path / "published"
+
+    def publish() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RELAY, "log", "publish", "--data", str(relay.data),
+                               "--to", str(folder), "--json"], env=relay.env,
+                              capture_output=True, text=True, timeout=120)
+
+    try:
+        relay.start()
+        User(tmp_path, "cabinet-p", relay).init()  # a key entry: the log is not empty
+        r = publish()
+        assert r.returncode == 0, r.stderr
+        assert "\n\u2014 witness.test/wp " in (folder / "checkpoint").read_text()
+    finally:
+        stop_process(witness)
+    # The witness is gone: the log is still published (newer), without its line.
+    User(tmp_path, "labo-p", relay).init()
+    try:
+        r = publish()
+    finally:
+        relay.close()
+    assert r.returncode == 0, r.stderr
+    text = (folder / "checkpoint").read_text()
+    assert "witness.test/wp" not in text and "Traceback" not in r.stderr
+    assert json.loads(r.stdout)["size"] >= 2
