@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FileChooser, Page, expect
 
 from tests.desk.browserkit import axe_findings, browser, describe, needs_browser, screenshot
 from tests.desk.deskkit import Desk, desk
@@ -104,6 +104,11 @@ def test_the_send_flow_by_keyboard_alone(tmp_path: Path,
     case = make_dental_case(tmp_path / "src")
     with desk(practice) as d, browser() as b:
         page = b.new_page()
+        # Listening from the start: Playwright then intercepts file choosers
+        # before any key is pressed (with expect_file_chooser() around the key
+        # press, the interception can come after the key under load).
+        chosen: list[FileChooser] = []
+        page.on("filechooser", lambda fc: chosen.append(fc))
         page.goto(d.url)
         expect(page.locator("#passphrase")).to_be_focused()
         page.keyboard.type(PASSPHRASE)
@@ -117,9 +122,13 @@ def test_the_send_flow_by_keyboard_alone(tmp_path: Path,
         expect(page.get_by_label("Choose files…")).to_be_focused()
         page.keyboard.press("Tab")
         expect(page.get_by_label("Choose a folder…")).to_be_focused()
-        with page.expect_file_chooser() as chooser:
-            page.keyboard.press("Space")  # as a keyboard user opens a file input
-        chooser.value.set_files(str(case))
+        page.keyboard.press("Space")  # as a keyboard user opens a file input
+        for _ in range(600):  # the chooser arrives through the handler set at the start
+            if chosen:
+                break
+            page.wait_for_timeout(100)
+        assert chosen, "Space on the focused file picker opened no file chooser"
+        chosen[0].set_files(str(case))
         # The form opens with the first contact that can be sent to focused.
         expect(page.locator(f"#to-{lab.handle}")).to_be_focused()
         page.keyboard.press("Space")

@@ -215,6 +215,10 @@ def test_a_restart_and_a_crash_under_traffic_fail_cleanly_and_recover(site: Site
         slow.enter_context(r.throttled(up=UP))
     try:
         wait_for(lambda: _more(site, before), 120, "both processes to take chunks")
+        # Every send is past its first steps (which, as a relay down from the
+        # start, are told at once) and in its upload, which rides out outages.
+        wait_for(lambda: site.sql("select count(*) from transfers where committed > 0")
+                 == [(str(SENDS),)], 120, "every send to be uploading")
         fault_at = time.time()
         site.db.restart("fast")
         # The sends go on, on both processes, through the restarted server...
