@@ -11,11 +11,10 @@ from sealdrop.crypto.bundle import KeyBundle
 from sealdrop.crypto.errors import BundleError
 
 from ..errors import ContactError
-from ..profile.contacts import Contact, ContactStore
+from ..profile.contacts import ContactStore
 from ..profile.layout import resolve_home
 from ..profile.session import open_session
-from ..relay_api import RelayNotFound
-from ..tlog.logclient import LogClient
+from ..tlog.pin import add_from_relay
 from .complete import complete_handles
 from .options import (
     emit_json,
@@ -74,12 +73,7 @@ def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home
         contact = store.add(bundle, now=int(time.time()), fingerprint=fingerprint)
     else:
         with open_session(resolve_home(home), passphrase_file) as session:
-            try:
-                bundle, index = session.relay.get_logged_bundle(handle)
-            except RelayNotFound as exc:
-                raise ContactError(f"the relay has no account {handle!r}",
-                                   hint="check the spelling of the handle") from exc
-            contact = _add_logged(session.log, store, bundle, index, fingerprint)
+            contact = add_from_relay(session, handle, fingerprint)
     if as_json:
         emit_json({"handle": contact.handle, "state": contact.state.value,
                    "safety_number": contact.safety_number})
@@ -90,23 +84,6 @@ def add_cmd(handle: str, bundle_file: Path | None, fingerprint: str | None, home
         click.echo(
             f"Compare it with {handle} by phone, then: sealdrop contacts verify {handle} NUMBER"
         )
-
-
-def _add_logged(log: LogClient, store: ContactStore, bundle: KeyBundle, index: int | None,
-                fingerprint: str | None) -> Contact:
-    """Pin ``bundle`` only if the relay's log holds exactly it for its handle, and keep
-    the proof. A pinned contact's CHANGED key is refused as such first: calling them
-    is what to do about it, whatever the log says."""
-    pinned = store.get(bundle.handle)
-    if pinned is not None and pinned.bundle.signing_key != bundle.signing_key:
-        contact = store.add(bundle, now=int(time.time()), fingerprint=fingerprint)
-        proof = log.check_bundle(bundle, index)
-    else:
-        proof = log.check_bundle(bundle, index)
-        contact = store.add(bundle, now=int(time.time()), fingerprint=fingerprint)
-    if proof is not None:
-        store.keep_log_proof(bundle, proof)
-    return contact
 
 
 @contacts.command("verify", epilog=examples(

@@ -11,6 +11,7 @@ text, never as markup (static/desk.js).
 from __future__ import annotations
 
 import base64
+import json
 import sys
 import time
 import traceback
@@ -25,14 +26,15 @@ from ..dicom.display import summary_lines
 from ..dicom.summary import summarise
 from ..durations import parse_expiry
 from ..errors import ClientError, ContactError
+from ..profile.config import load_config
 from ..profile.desksettings import load_settings, update_settings
 from ..profile.refused import RefusedStore
 from ..profile.session import Session, session_for, unlock
 from ..receive.cards import card_json
 from ..receive.inbox import list_inbox
 from ..receive.layout import Layout
-from ..relay_api import RelayNotFound
 from ..send.scan import scan
+from ..tlog.pin import add_from_relay
 from . import outgoing, preview
 from .jobs import Job, error_json
 from .state import Desk, Locked
@@ -58,12 +60,14 @@ def refuse(exc: BaseException, status: int = 400) -> web.Response:
 async def body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise ClientError("the desk takes JSON here")
-    raw = await request.content.read(MAX_JSON + 1)
+    # read(n) returns what has arrived so far: a body in several segments is
+    # read to its end (or just past the cap).
+    raw = bytearray()
+    while chunk := await request.content.read(MAX_JSON + 1 - len(raw)):
+        raw += chunk
     if len(raw) > MAX_JSON:
         raise ClientError("the request is too large")
     try:
-        import json
-
         obj = json.loads(raw)
     except ValueError as exc:
         raise ClientError("the request is not JSON") from exc
@@ -91,8 +95,6 @@ async def client_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 def _session_json(desk: Desk) -> dict[str, Any]:
-    from ..profile.config import load_config
-
     config = load_config(desk.home)
     out: dict[str, Any] = {"unlocked": desk.session is not None, "handle": config.handle,
                            "relay": config.relay, "csrf": desk.keys.csrf}
@@ -116,8 +118,6 @@ async def post_unlock(request: web.Request) -> web.Response:
         raise ClientError("enter the passphrase of this computer's sealdrop keys")
     if desk.session is None:
         def open_it() -> None:
-            from ..profile.config import load_config
-
             identity = unlock(desk.home, load_config(desk.home), passphrase.encode("utf-8"))
             session = session_for(desk.home, identity)  # follows the log: may refuse
             desk.identity, desk.session = identity, session
@@ -152,17 +152,9 @@ async def get_contacts(request: web.Request) -> web.Response:
 async def add_contact(request: web.Request) -> web.Response:
     handle = str((await body(request)).get("handle", "")).strip()
 
-    def add(s: Session) -> dict[str, Any]:
-        from ..cli.contacts import _add_logged  # the CLI's own rule: logged, or refused
-
-        try:
-            bundle, index = s.relay.get_logged_bundle(handle)
-        except RelayNotFound as exc:
-            raise ContactError(f"the relay has no account {handle!r}",
-                               hint="check the spelling of the handle") from exc
-        return _contact_json(_add_logged(s.log, s.contacts, bundle, index, None))
-
-    return ok(await _desk(request).run(add))
+    # The CLI's own rule (tlog.pin): the bundle the log holds, or refused.
+    return ok(_contact_json(await _desk(request).run(
+        lambda s: add_from_relay(s, handle, None))))
 
 
 @routes.post("/api/contacts/{handle}/verify")
@@ -241,7 +233,7 @@ def _receive_work(desk: Desk, relay_id: str) -> Any:
             try:
                 result = receive_one(s, relay_id, Path(settings.receive_folder),
                                      layout=Layout.parse(settings.layout),
-                                     on_progress=_bar(job))
+                                     on_progress=job.at)
             except ClientError as exc:
                 if relay_id in RefusedStore(s.home).load():  # refused for good, not a hiccup
                     raise Refused(str(exc), hint=exc.hint) from exc
@@ -258,15 +250,6 @@ def _receive_work(desk: Desk, relay_id: str) -> Any:
 
 class Refused(ClientError):
     """A transfer this profile refused (it did not verify): the page says "Refused"."""
-
-
-def _bar(job: Job) -> Any:
-    """The download's ``on_progress(done, total)``, into the job's counters."""
-    def update(done: int, total: int) -> None:
-        with job.lock:
-            job.size, job.done, job.retry = total, done, None
-
-    return update
 
 
 def pacs_forwarder(desk: Desk) -> Any:

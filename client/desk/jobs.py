@@ -47,6 +47,11 @@ class Job:
             self.done += n
             self.retry = None
 
+    def at(self, done: int, total: int) -> None:
+        """A download's ``on_progress(done, total)``: where it is, absolutely."""
+        with self.lock:
+            self.size, self.done, self.retry = total, done, None
+
     def begin(self, size: int) -> None:
         with self.lock:
             self.size = size
